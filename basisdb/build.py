@@ -1,0 +1,343 @@
+"""The offline builder: every requested setting at every radius, verified, written atomically.
+
+Each setting is built once, at the largest radius; the smaller radii are prefixes of it, so
+their verification figures come from the same evaluation.  Work is spread over a local
+process pool (the default) or a Dask distributed cluster (``scheduler=ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .construction import build_basis_for_setting
+from .errors import BasisDBError, BuildInterrupted, ConstructionError, InvalidHallNumberError
+from .frequencies import max_norm
+from .settings import N_GROUPS, N_HALL_NUMBERS, default_hall_number, get_setting
+from .store import VERIFICATION_DTYPE, VERIFICATION_FIELDS, FamilyRecord, StoreWriter, default_store_path
+from .verification import DEFAULT_POINTS, DEFAULT_SEED, TOLERANCE, figures_by_radius, random_points
+
+__all__ = ["DEFAULT_RADII", "BuildReport", "build_family", "build_store", "parse_settings", "main"]
+
+DEFAULT_RADII: tuple[float, ...] = (2, 3, 4, 6, 8, 12, 16)
+ERROR_FIGURES = tuple(name for name, _ in VERIFICATION_FIELDS if name.endswith("_error"))
+
+
+def build_family(hall: int, radii: Sequence[float], n_points: int = DEFAULT_POINTS, seed: int = DEFAULT_SEED) -> FamilyRecord:
+    """Build and verify one setting at ``max(radii)``, with figures for every radius."""
+    radii = sorted(float(r) for r in radii)
+    basis = build_basis_for_setting(get_setting(hall=hall), radii[-1])
+    figures = figures_by_radius(basis, radii, random_points(n_points, seed))
+    table = np.array([tuple(f[name] for name, _ in VERIFICATION_FIELDS) for f in figures], dtype=VERIFICATION_DTYPE)
+    worst = {name: float(table[name].max()) for name in ERROR_FIGURES}
+    if max(worst.values()) > TOLERANCE:
+        raise ConstructionError(
+            f"Hall setting {hall} ({basis.hall_symbol}) failed verification: {worst} "
+            f"(tolerance {TOLERANCE})"
+        )
+    # A fresh instance drops the cached matrices, so only the exact arrays travel back.
+    return FamilyRecord(basis=dataclasses.replace(basis), verification=table)
+
+
+def parse_settings(spec: str | Iterable[int]) -> list[int]:
+    """Hall numbers from ``"default"`` (230), ``"all"`` (530), or a list such as
+    ``"1-30,525"`` (Hall numbers and inclusive ranges)."""
+    if not isinstance(spec, str):
+        halls = sorted({int(h) for h in spec})
+    elif spec == "default":
+        return [default_hall_number(g) for g in range(1, N_GROUPS + 1)]
+    elif spec == "all":
+        return list(range(1, N_HALL_NUMBERS + 1))
+    else:
+        halls = set()
+        for part in spec.split(","):
+            try:
+                low, _, high = part.strip().partition("-")
+                halls.update(range(int(low), int(high or low) + 1))
+            except ValueError:
+                raise InvalidHallNumberError(
+                    f"cannot read settings {spec!r}: use 'default', 'all', or Hall numbers "
+                    "and ranges such as '1-30,525'"
+                ) from None
+        halls = sorted(halls)
+    bad = [h for h in halls if not 1 <= h <= N_HALL_NUMBERS]
+    if bad or not halls:
+        raise InvalidHallNumberError(
+            f"Hall numbers must lie in 1-{N_HALL_NUMBERS}; got {bad or 'none'} in {spec!r}"
+        )
+    return halls
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build produced: the file, its fingerprint, timing and per-radius totals.
+
+    Attributes:
+        path: the store written.
+        seconds: wall time of the build.
+        n_settings: number of settings written.
+        radii: the radii, ascending.
+        summary: one dict per radius (see :func:`summary_rows`).
+        fingerprint: the store's content fingerprint.
+    """
+
+    path: Path
+    seconds: float
+    n_settings: int
+    radii: tuple[float, ...]
+    summary: tuple[dict, ...]
+    fingerprint: str
+
+
+def _local_results(halls, radii, n_points, seed, workers) -> Iterator[FamilyRecord]:
+    if workers == 1:
+        for hall in halls:
+            yield build_family(hall, radii, n_points, seed)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(build_family, h, radii, n_points, seed) for h in halls]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _dask_results(halls, radii, n_points, seed, scheduler) -> Iterator[FamilyRecord]:
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise BasisDBError(
+            "--scheduler needs Dask distributed: pip install 'basisdb[distributed]'"
+        ) from None
+    with Client(scheduler) as client:
+        futures = client.map(build_family, halls, radii=radii, n_points=n_points, seed=seed, pure=False)
+        try:
+            for future in dask_completed(futures):
+                yield future.result()
+        finally:
+            client.cancel(futures)
+
+
+def build_store(
+    out: str | os.PathLike | None = None,
+    *,
+    radii: Sequence[float] = DEFAULT_RADII,
+    settings: str | Iterable[int] = "default",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    n_points: int = DEFAULT_POINTS,
+    seed: int = DEFAULT_SEED,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Build, verify and atomically write a store; return what was built.
+
+    Args:
+        out: output path (default: :func:`basisdb.store.default_store_path`).
+        radii: truncation radii.
+        settings: ``"default"`` (the 230 default settings), ``"all"`` (530), a spec such as
+            ``"1-30,525"`` or an iterable of Hall numbers.
+        workers: local processes (default: all cores); 1 builds in this process.
+        scheduler: address of a Dask distributed scheduler; overrides ``workers``.
+        n_points, seed: random points of the invariance check.
+        progress: show a progress bar on stderr.
+    """
+    start = time.perf_counter()
+    out = Path(out) if out is not None else default_store_path()
+    radii = sorted({float(r) for r in radii})
+    if not radii:
+        raise BasisDBError("give at least one radius")
+    for r in radii:
+        max_norm(r)
+    halls = parse_settings(settings)
+    # Largest groups first, so that no worker is left with a big one at the end.
+    halls.sort(key=lambda h: -get_setting(hall=h).n_operations)
+    workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise BasisDBError(f"workers must be at least 1, got {workers}")
+    results = (
+        _dask_results(halls, radii, n_points, seed, scheduler)
+        if scheduler
+        else _local_results(halls, radii, n_points, seed, workers)
+    )
+    from tqdm.auto import tqdm
+
+    tables: dict[int, np.ndarray] = {}
+    with StoreWriter(out, radii=radii, verification_points=n_points, verification_seed=seed) as writer:
+        bar = tqdm(total=len(halls), desc="building settings", unit="setting", disable=not progress, file=sys.stderr)
+        with bar:
+            for record in results:
+                writer.add_family(record)
+                tables[record.basis.hall_number] = record.verification
+                bar.set_postfix_str(f"{record.basis.international} (Hall {record.basis.hall_number})", refresh=False)
+                bar.update()
+                _check_stop(out)
+        _check_stop(out)
+        writer.commit()
+    from .store import BasisStore
+
+    with BasisStore(out) as store:
+        fingerprint = store.fingerprint
+    return BuildReport(
+        path=out,
+        seconds=time.perf_counter() - start,
+        n_settings=len(halls),
+        radii=tuple(radii),
+        summary=tuple(summary_rows(tables, radii)),
+        fingerprint=fingerprint,
+    )
+
+
+def summary_rows(tables: dict[int, np.ndarray], radii: Sequence[float]) -> list[dict]:
+    """Per-radius totals over settings: sizes and worst verification errors."""
+    stacked = np.stack([tables[h] for h in sorted(tables)])  # (n_settings, n_radii)
+    rows = []
+    for i, radius in enumerate(radii):
+        column = stacked[:, i]
+        rows.append(
+            {
+                "radius": radius,
+                "settings": int(column.shape[0]),
+                "max_frequencies": int(column["n_frequencies"].max()),
+                "basis_min": int(column["n_basis"].min()),
+                "basis_median": float(np.median(column["n_basis"])),
+                "basis_max": int(column["n_basis"].max()),
+                "basis_total": int(column["n_basis"].sum()),
+                **{name: float(column[name].max()) for name in ERROR_FIGURES},
+            }
+        )
+    return rows
+
+
+def format_table(summary: Sequence[dict]) -> str:
+    """Plain-text table of :func:`summary_rows`."""
+    header = ("radius", "settings", "K max", "n_basis min", "median", "max", "total", "max inv. err", "max orth. err")
+    lines = [header]
+    for row in summary:
+        lines.append(
+            (
+                f"{row['radius']:g}",
+                str(row["settings"]),
+                str(row["max_frequencies"]),
+                str(row["basis_min"]),
+                f"{row['basis_median']:g}",
+                str(row["basis_max"]),
+                str(row["basis_total"]),
+                f"{row['invariance_error']:.1e}",
+                f"{max(row['orthogonality_error'], row['real_orthogonality_error']):.1e}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def format_summary(report: BuildReport) -> str:
+    """The table plus a footer naming the file, its size, fingerprint and build time."""
+    text = [format_table(report.summary)]
+    size_mb = report.path.stat().st_size / 1e6
+    text.append("")
+    text.append(
+        f"{report.n_settings} settings x {len(report.radii)} radii verified (tolerance "
+        f"{TOLERANCE:g}) in {report.seconds:.1f} s"
+    )
+    text.append(f"store: {report.path} ({size_mb:.1f} MB), fingerprint {report.fingerprint[:16]}")
+    return "\n".join(text)
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--radii", type=float, nargs="+", default=list(DEFAULT_RADII), metavar="R",
+                        help="truncation radii (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output file (default: {default_store_path()})")
+    parser.add_argument("--settings", default="default",
+                        help="'default' (230 settings), 'all' (530 Hall settings), or Hall numbers "
+                             "and ranges such as '1-30,525' (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="local worker processes (default: all cores)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="Dask distributed scheduler address, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--points", type=int, default=DEFAULT_POINTS,
+                        help="random points of the invariance check (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="their seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """The build command of both CLIs; returns the exit status."""
+    stop_on_signals()
+    try:
+        report = build_store(
+            args.out,
+            radii=args.radii,
+            settings=args.settings,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            n_points=args.points,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    except BuildInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 128 + exc.signal_number
+    print(format_summary(report))
+    return 0
+
+
+_STOP_REQUESTED = threading.Event()
+_STOP_SIGNAL = [0]
+
+
+def stop_on_signals() -> None:
+    """Make SIGINT (Ctrl-C) and SIGTERM (``kill``, ``docker stop``) stop a build between two
+    settings, so that the writer removes its temporary file and the previous store stays.
+
+    The handler only sets a flag: an exception raised from a signal handler can land in a
+    weakref callback or ``__del__``, where Python ignores it.  A second Ctrl-C interrupts at
+    once.
+    """
+
+    def _request_stop(signum, frame):
+        if _STOP_REQUESTED.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        _STOP_SIGNAL[0] = signum
+        _STOP_REQUESTED.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _request_stop)
+
+
+def _check_stop(out: Path) -> None:
+    if _STOP_REQUESTED.is_set():
+        raise BuildInterrupted(
+            f"build stopped by signal {signal.Signals(_STOP_SIGNAL[0]).name}; {out} was left as it was",
+            signal_number=_STOP_SIGNAL[0],
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="build_db.py",
+        description="Build the verified HDF5 store of symmetry-adapted Fourier bases.",
+    )
+    add_build_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_build(args)
+    except BasisDBError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

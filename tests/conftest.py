@@ -1,0 +1,46 @@
+"""Shared fixtures: small real stores built once per session into temporary directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from basisdb import build_store
+from basisdb.settings import N_GROUPS, default_hall_number
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMALL_RADII = (2, 3, 4)
+ALL_GROUPS = range(1, N_GROUPS + 1)
+DEFAULT_HALLS = [default_hall_number(g) for g in ALL_GROUPS]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_default_store(tmp_path_factory):
+    """Keep the user's cache out of the tests: the default store lives in a temp dir."""
+    path = tmp_path_factory.mktemp("default-store") / "store.h5"
+    old = os.environ.get("BASISDB_STORE")
+    os.environ["BASISDB_STORE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("BASISDB_STORE", None)
+    else:
+        os.environ["BASISDB_STORE"] = old
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory) -> Path:
+    """All 230 default settings at radii 2, 3, 4."""
+    path = tmp_path_factory.mktemp("store") / "small.h5"
+    build_store(path, radii=SMALL_RADII, progress=False, workers=2)
+    return path
+
+
+def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command of this repository with the current interpreter."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
