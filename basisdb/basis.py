@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from .errors import InvalidRadiusError
 from .encoding import PlaneWaveRouter, Precision, check_fractional_coordinates, realify
-from .frequencies import count_within
+from .frequencies import FrequencyIndex, count_within
 from .settings import Metric, Setting
 
 __all__ = ["Basis"]
@@ -136,7 +136,7 @@ class Basis:
         rows = np.concatenate([source[feeds_self], partner[feeds_partner]])
         cols = np.concatenate([cols[feeds_self], cols[feeds_partner]])
         vals = self.column_value[cols] * self.real_factor[rows] / 2
-        negation = _negation_index(self.frequencies)
+        negation = FrequencyIndex(self.frequencies)(-self.frequencies)
         matrix = sp.coo_matrix(
             (
                 np.concatenate([vals, np.conj(vals)]),
@@ -205,13 +205,3 @@ class Basis:
         from .verification import verify_basis
 
         return verify_basis(self)
-
-
-def _negation_index(frequencies: np.ndarray) -> np.ndarray:
-    """(K,) int: position of -h for each h of a centrosymmetric frequency set."""
-    bound = int(np.abs(frequencies).max(initial=0))
-    span = 2 * bound + 1
-    keys = ((frequencies[:, 0] + bound) * span + frequencies[:, 1] + bound) * span + frequencies[:, 2] + bound
-    neg_keys = ((-frequencies[:, 0] + bound) * span - frequencies[:, 1] + bound) * span - frequencies[:, 2] + bound
-    order = np.argsort(keys)
-    return order[np.searchsorted(keys[order], neg_keys)]

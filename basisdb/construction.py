@@ -13,11 +13,10 @@ import numpy as np
 
 from .basis import Basis
 from .errors import ConstructionError
-from .frequencies import frequency_set, max_norm, quadratic_form
+from .frequencies import FrequencyIndex, frequency_set, max_norm, quadratic_form
 from .settings import TRANSLATION_DENOMINATOR, Setting, get_setting
 
 __all__ = ["build_basis", "build_basis_for_setting"]
-
 
 
 def build_basis(group: int | None = None, *, hall: int | None = None, radius: float) -> Basis:
@@ -36,15 +35,16 @@ def build_basis(group: int | None = None, *, hall: int | None = None, radius: fl
 
 
 def build_basis_for_setting(setting: Setting, radius: float) -> Basis:
+    """:func:`build_basis` for a :class:`~basisdb.settings.Setting` already in hand."""
     frequencies = frequency_set(setting.metric, radius)
     _check_metric_invariance(setting)
     n_freq = frequencies.shape[0]
     index = np.arange(n_freq)
 
-    lookup, to_key = _index_table(frequencies)
+    index_of = FrequencyIndex(frequencies)
     # The image R^T h, as a row vector h R, has table key (h R) . strides = h . (R strides).
-    key_weights = np.einsum("oij,j->oi", setting.rotations.astype(np.int64), to_key.strides)
-    images = lookup[frequencies @ key_weights.T + to_key.offset].T  # (n_ops, K)
+    key_weights = np.einsum("oij,j->oi", setting.rotations.astype(np.int64), index_of.strides)
+    images = index_of.table[frequencies @ key_weights.T + index_of.offset].T  # (n_ops, K)
     if (images < 0).any():
         raise ConstructionError(f"{setting.hall_symbol}: an orbit leaves the frequency set")
     phases = (setting.translations @ frequencies.T) % TRANSLATION_DENOMINATOR  # (n_ops, K)
@@ -74,7 +74,7 @@ def build_basis_for_setting(setting: Setting, radius: float) -> Basis:
         (2j * np.pi / TRANSLATION_DENOMINATOR) * column_phase[present]
     ) / np.sqrt(orbit_sizes[column_row[present]])
 
-    real_partner, real_factor = _real_pairing(frequencies, lookup, to_key, column_row, column_phase, reps)
+    real_partner, real_factor = _real_pairing(frequencies, index_of, column_row, column_phase, reps)
     return Basis(
         setting=setting,
         radius=float(radius),
@@ -88,35 +88,14 @@ def build_basis_for_setting(setting: Setting, radius: float) -> Basis:
     )
 
 
-class _Key:
-    """Linear table key of an integer vector h: h . strides + offset."""
-
-    def __init__(self, bound: int):
-        span = 2 * bound + 1
-        self.strides = np.array([span * span, span, 1], dtype=np.int64)
-        self.offset = int(bound * self.strides.sum())
-        self.size = span**3
-
-    def __call__(self, frequencies: np.ndarray) -> np.ndarray:
-        return frequencies @ self.strides + self.offset
-
-
-def _index_table(frequencies: np.ndarray) -> tuple[np.ndarray, _Key]:
-    """Dense table from key to position in ``frequencies`` (-1 where absent from the set)."""
-    to_key = _Key(int(np.abs(frequencies).max(initial=0)))
-    lookup = np.full(to_key.size, -1, dtype=np.int64)
-    lookup[to_key(frequencies)] = np.arange(frequencies.shape[0])
-    return lookup, to_key
-
-
-def _real_pairing(frequencies, lookup, to_key, column_row, column_phase, reps):
+def _real_pairing(frequencies, index_of, column_row, column_phase, reps):
     """Partner row of each orbit's conjugate and the factor of its real basis function.
 
     For a self-conjugate orbit with exp(2 pi i n/24) the relative phase of -h_O, the
     function exp(-pi i n/24) e_O is real.  A pair (O, -O) gives sqrt(2) Re e_O in the row
     of O and sqrt(2) Im e_O = Re(-i sqrt(2) e_O) in the row of -O.
     """
-    negated = lookup[to_key(-frequencies[reps])]
+    negated = index_of(-frequencies[reps])
     partner = column_row[negated].astype(np.int32)
     rows = np.arange(reps.shape[0])
     if (partner < 0).any() or (partner[partner] != rows).any():

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import InvalidRadiusError
 from .settings import Metric
 
-__all__ = ["METRICS", "quadratic_form", "max_norm", "frequency_set", "count_within"]
+__all__ = ["METRICS", "FrequencyIndex", "quadratic_form", "max_norm", "frequency_set", "count_within"]
 
 METRICS: tuple[Metric, ...] = ("euclidean", "hexagonal")
 
@@ -82,3 +82,28 @@ def count_within(frequencies: np.ndarray, metric: Metric, radius: float) -> int:
     """How many leading rows of an ordered frequency set lie within ``radius``."""
     q = quadratic_form(frequencies, metric)
     return int(np.searchsorted(q, max_norm(radius), side="right"))
+
+
+class FrequencyIndex:
+    """Exact lookup from Miller indices to positions in a frequency set.
+
+    A dense table over the bounding box, keyed by ``h . strides + offset``: integer
+    arithmetic only.  Looking up many vectors is one matrix product and one gather.
+    """
+
+    def __init__(self, frequencies: np.ndarray):
+        bound = int(np.abs(frequencies).max(initial=0))
+        span = 2 * bound + 1
+        self.bound = bound
+        self.strides = np.array([span * span, span, 1], dtype=np.int64)
+        self.offset = int(bound * self.strides.sum())
+        self.table = np.full(span**3, -1, dtype=np.int64)
+        self.table[self.key(frequencies)] = np.arange(frequencies.shape[0])
+
+    def key(self, frequencies: np.ndarray) -> np.ndarray:
+        """Table key of each row of an integer (..., 3) array inside the bounding box."""
+        return frequencies @ self.strides + self.offset
+
+    def __call__(self, frequencies: np.ndarray) -> np.ndarray:
+        """Position of each row of ``frequencies`` (-1 where it is not in the set)."""
+        return self.table[self.key(frequencies)]
