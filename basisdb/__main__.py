@@ -30,7 +30,7 @@ def _info(args: argparse.Namespace) -> int:
             if key == "hall_numbers":
                 value = f"{len(value)} settings ({value[0]}-{value[-1]})"
             print(f"{key:>20}: {value}")
-        tables = {hall: store._family(hall)[1] for hall in store.hall_numbers}
+        tables = {hall: store.verification_table(hall=hall) for hall in store.hall_numbers}
         print()
         print(format_table(summary_rows(tables, store.radii)))
     return 0

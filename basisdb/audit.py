@@ -11,12 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .construction import build_basis_for_setting
-from .errors import BasisDBError, StoreError
-from .store import BasisStore, manifest_fingerprint, read_verified
+from .errors import BasisDBError
+from .store import BasisStore
 from .verification import DEFAULT_POINTS, TOLERANCE, figures_by_radius, random_points
 
 __all__ = ["AuditReport", "audit_store"]
@@ -48,24 +47,6 @@ class AuditReport:
         return not self.failures
 
 
-def _checksum_failures(path: Path) -> tuple[int, list[str]]:
-    """Recompute every dataset's sha256; the root fingerprint must match the recorded ones."""
-    failures: list[str] = []
-    recorded: dict[str, str] = {}
-    with h5py.File(path, "r", locking=False) as handle:
-        datasets: list[h5py.Dataset] = []
-        handle.visititems(lambda _, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
-        for dataset in datasets:
-            recorded[dataset.name] = str(dataset.attrs.get("sha256", ""))
-            try:
-                read_verified(dataset, path)
-            except StoreError as exc:
-                failures.append(str(exc).removeprefix(f"{path}:"))
-        if handle.attrs.get("fingerprint") != manifest_fingerprint(recorded):
-            failures.append("root fingerprint does not match the datasets present")
-    return len(datasets), failures
-
-
 def audit_store(
     path: str | os.PathLike,
     *,
@@ -75,16 +56,18 @@ def audit_store(
 ) -> AuditReport:
     """Recompute checksums, invariance and orthogonality of every setting in a store."""
     path = Path(path)
-    n_datasets, failures = _checksum_failures(path)
     worst: dict[str, float] = {}
     points = random_points(n_points, seed)
     from tqdm.auto import tqdm
 
     with BasisStore(path) as store:
+        n_datasets = len(store.checksums)
+        failures = store.verify_checksums()
         halls = store.hall_numbers
         for hall in tqdm(halls, desc="verifying settings", unit="setting", disable=not progress):
             try:
-                family, table = store._family(hall)
+                family = store.basis(hall=hall, radius=store.radii[-1])
+                table = store.verification_table(hall=hall)
             except BasisDBError as exc:
                 failures.append(f"Hall {hall}: {exc}")
                 continue

@@ -165,7 +165,7 @@ def build_store(
     halls = parse_settings(settings)
     # Largest groups first, so that no worker is left with a big one at the end.
     halls.sort(key=lambda h: -get_setting(hall=h).n_operations)
-    workers = workers or os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise BasisDBError(f"workers must be at least 1, got {workers}")
     results = (

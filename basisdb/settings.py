@@ -103,32 +103,26 @@ def crystal_system(group: int) -> str:
     return next(name for last, name in _CRYSTAL_SYSTEMS if group <= last)
 
 
+def _integer_in_range(value: object, what: str, upper: int, error: type, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise error(f"{what} must be an integer in 1-{upper}, got {value!r} ({type(value).__name__})")
+    if not 1 <= int(value) <= upper:
+        raise error(f"{what} {int(value)} is outside 1-{upper}; {hint}")
+    return int(value)
+
+
 def _check_group(group: object) -> int:
-    if isinstance(group, bool) or not isinstance(group, (int, np.integer)):
-        raise InvalidGroupError(
-            f"space-group number must be an integer in 1-{N_GROUPS}, got {group!r} "
-            f"({type(group).__name__})"
-        )
-    if not 1 <= int(group) <= N_GROUPS:
-        raise InvalidGroupError(
-            f"space-group number {int(group)} is outside 1-{N_GROUPS}; pass the ITA number "
-            "of the type (e.g. 227 for Fd-3m), or hall=... for a specific setting"
-        )
-    return int(group)
+    return _integer_in_range(
+        group, "space-group number", N_GROUPS, InvalidGroupError,
+        "pass the ITA number of the type (e.g. 227 for Fd-3m), or hall=... for a specific setting",
+    )
 
 
 def _check_hall(hall: object) -> int:
-    if isinstance(hall, bool) or not isinstance(hall, (int, np.integer)):
-        raise InvalidHallNumberError(
-            f"Hall number must be an integer in 1-{N_HALL_NUMBERS}, got {hall!r} "
-            f"({type(hall).__name__})"
-        )
-    if not 1 <= int(hall) <= N_HALL_NUMBERS:
-        raise InvalidHallNumberError(
-            f"Hall number {int(hall)} is outside 1-{N_HALL_NUMBERS} (spglib's numbering "
-            "of the 530 Hall settings)"
-        )
-    return int(hall)
+    return _integer_in_range(
+        hall, "Hall number", N_HALL_NUMBERS, InvalidHallNumberError,
+        "Hall numbers are spglib's numbering of the 530 Hall settings",
+    )
 
 
 def quiet_spglib(function, *args, **kwargs):

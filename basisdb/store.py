@@ -165,6 +165,7 @@ class StoreWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.radii = sorted(float(r) for r in radii)
+        _remove_stale_partials(self.path)
         self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self._file = h5py.File(self.temporary, "w", libver=("v110", "latest"))
         self._checksums: dict[str, str] = {}
@@ -251,6 +252,7 @@ class StoreWriter:
         with open(self.temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(self.temporary, self.path)
+        _fsync_directory(self.path.parent)
         return self.path
 
     def abort(self) -> None:
@@ -259,6 +261,39 @@ class StoreWriter:
             self._file.close()
             self._file = None
         self.temporary.unlink(missing_ok=True)
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Delete temporary files left beside ``path`` by builders that were killed (their
+    process no longer exists); a running build's file is left alone."""
+    for partial in path.parent.glob(f".{path.name}.*.partial"):
+        pid = partial.name.removeprefix(f".{path.name}.").removesuffix(".partial")
+        if pid.isdigit() and not _process_exists(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _require(node: h5py.Group, name: str, where: str):
@@ -307,6 +342,13 @@ def read_verified(dataset: h5py.Dataset, path: Path, expected_type: str | None =
             f"{actual[:16]}...): the file is corrupt; rebuild it with build_db.py"
         )
     return data
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _figures(row: np.void, orbit_sizes: np.ndarray) -> dict[str, Any]:
@@ -365,16 +407,22 @@ class BasisStore:
 
     def _read_root(self) -> None:
         attrs = self._file.attrs
-        for name in ROOT_ATTRIBUTES:
-            if name not in attrs:
-                raise MissingEntryError(f"{self.path}: root attribute {name!r} is missing")
+        # The schema decides which attributes must exist, so it is checked first.
+        if "schema_version" not in attrs:
+            raise MissingEntryError(
+                f"{self.path}: root attribute 'schema_version' is missing; this is not a basis store"
+            )
         if attrs["schema_version"] != SCHEMA_VERSION:
             raise UnsupportedSchemaError(
                 f"{self.path}: schema version {attrs['schema_version']} is not supported by "
                 f"basisdb {__version__}, which reads schema version {SCHEMA_VERSION}; rebuild "
                 "the store with this version's build_db.py"
             )
+        for name in ROOT_ATTRIBUTES:
+            if name not in attrs:
+                raise MissingEntryError(f"{self.path}: root attribute {name!r} is missing")
         _check_encoding(self._file, STORE_TYPE, self.path)
+        self._root = {name: _plain(attrs[name]) for name in ROOT_ATTRIBUTES}
         self.radii: tuple[float, ...] = tuple(float(r) for r in attrs["radii"])
         self.hall_numbers: tuple[int, ...] = tuple(int(h) for h in attrs["hall_numbers"])
         settings = _require(self._file, "settings", str(self.path))
@@ -413,18 +461,18 @@ class BasisStore:
     @property
     def provenance(self) -> dict[str, Any]:
         """File-level provenance: versions, build time, radii, settings, fingerprint."""
-        out = {}
-        for name in ROOT_ATTRIBUTES:
-            value = self._file.attrs[name]
-            out[name] = value.tolist() if isinstance(value, np.ndarray) else (
-                value.item() if isinstance(value, np.generic) else value
-            )
-        return out
+        return dict(self._root)
 
     @property
     def fingerprint(self) -> str:
         """sha256 over the manifest of dataset checksums: the identity of the content."""
-        return str(self._file.attrs["fingerprint"])
+        return str(self._root["fingerprint"])
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        """The recorded sha256 of every dataset, by path in the file (the manifest)."""
+        with self._lock:
+            return {dataset.name: str(dataset.attrs.get("sha256", "")) for dataset in _all_datasets(self._file)}
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -482,6 +530,10 @@ class BasisStore:
         """Stored verification figures of a setting, one dict per radius."""
         family, table = self._family(self._check_hall(group, hall))
         return [_figures(row, family.orbit_sizes) for row in table]
+
+    def verification_table(self, group: int | None = None, *, hall: int | None = None) -> np.ndarray:
+        """The same figures as a structured (n_radii,) array (fields: VERIFICATION_FIELDS)."""
+        return self._family(self._check_hall(group, hall))[1].copy()
 
     def settings(self) -> Iterator[Setting]:
         """The settings in the store, by Hall number."""
@@ -548,8 +600,22 @@ class BasisStore:
             return family, table
 
     # -- whole-file checks --------------------------------------------------------------
-    def datasets(self) -> Iterator[h5py.Dataset]:
-        """Every dataset in the file."""
-        found: list[h5py.Dataset] = []
-        self._file.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
-        return iter(found)
+    def verify_checksums(self) -> list[str]:
+        """Recompute the sha256 of every dataset and the root fingerprint; one line per
+        problem found (empty when every byte is as recorded)."""
+        failures = []
+        with self._lock:
+            for dataset in _all_datasets(self._file):
+                try:
+                    read_verified(dataset, self.path)
+                except StoreError as exc:
+                    failures.append(str(exc).removeprefix(f"{self.path}:"))
+            if manifest_fingerprint(self.checksums) != self.fingerprint:
+                failures.append("root fingerprint does not match the datasets' recorded checksums")
+        return failures
+
+
+def _all_datasets(node: h5py.Group) -> list[h5py.Dataset]:
+    found: list[h5py.Dataset] = []
+    node.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    return found

@@ -127,3 +127,7 @@ def test_interrupted_build_leaves_previous_store_intact(cli_store, tmp_path, sig
         store.basis(group=227, radius=3)
     if signal_number != signal.SIGKILL:
         assert not partial.exists()  # a catchable interruption removes its temporary file
+    else:
+        assert partial.exists()  # nothing can clean up after SIGKILL...
+        build_store(out, radii=[2], settings="1", progress=False)
+        assert not partial.exists()  # ...but the next build removes the dead builder's file
