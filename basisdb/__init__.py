@@ -23,11 +23,13 @@ from .errors import (
     RadiusNotInStoreError,
     SettingNotInStoreError,
     StoreError,
+    StructureError,
     StoreNotFoundError,
     UnsupportedSchemaError,
 )
 from .settings import Setting, crystal_system, default_hall_number, get_setting, hall_numbers_of_group
 from .store import SCHEMA_VERSION, BasisStore, default_store_path
+from .structures import Cell, Standardization, standardize
 
 __all__ = [
     "__version__",
@@ -36,6 +38,9 @@ __all__ = [
     "Basis",
     "BasisStore",
     "Setting",
+    "Cell",
+    "Standardization",
+    "standardize",
     "build_basis",
     "build_store",
     "get_setting",
@@ -51,6 +56,7 @@ __all__ = [
     "RadiusNotInStoreError",
     "SettingNotInStoreError",
     "StoreError",
+    "StructureError",
     "StoreNotFoundError",
     "UnsupportedSchemaError",
     "ChecksumMismatchError",

@@ -28,7 +28,7 @@ from .settings import N_GROUPS, N_HALL_NUMBERS, default_hall_number, get_setting
 from .store import VERIFICATION_DTYPE, VERIFICATION_FIELDS, FamilyRecord, StoreWriter, default_store_path
 from .verification import DEFAULT_POINTS, DEFAULT_SEED, TOLERANCE, figures_by_radius, random_points
 
-__all__ = ["DEFAULT_RADII", "BuildReport", "build_family", "build_store", "parse_settings", "main"]
+__all__ = ["DEFAULT_RADII", "BuildReport", "build_family", "build_store", "parse_settings", "parse_number_ranges", "main"]
 
 DEFAULT_RADII: tuple[float, ...] = (2, 3, 4, 6, 8, 12, 16)
 ERROR_FIGURES = tuple(name for name, _ in VERIFICATION_FIELDS if name.endswith("_error"))
@@ -50,31 +50,38 @@ def build_family(hall: int, radii: Sequence[float], n_points: int = DEFAULT_POIN
     return FamilyRecord(basis=dataclasses.replace(basis), verification=table)
 
 
+def parse_number_ranges(spec: str) -> list[int]:
+    """Sorted distinct integers from text such as ``"1-30,525"`` (inclusive ranges).
+
+    Raises ValueError on anything else.
+    """
+    numbers: set[int] = set()
+    for part in spec.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+            raise ValueError(f"cannot read {part.strip()!r} in {spec!r}: use numbers and ranges such as '1-30,525'")
+        numbers.update(range(int(low), int(high or low) + 1))
+    return sorted(numbers)
+
+
 def parse_settings(spec: str | Iterable[int]) -> list[int]:
     """Hall numbers from ``"default"`` (230), ``"all"`` (530), or a list such as
     ``"1-30,525"`` (Hall numbers and inclusive ranges)."""
-    if not isinstance(spec, str):
-        halls = sorted({int(h) for h in spec})
-    elif spec == "default":
+    if spec == "default":
         return [default_hall_number(g) for g in range(1, N_GROUPS + 1)]
-    elif spec == "all":
+    if spec == "all":
         return list(range(1, N_HALL_NUMBERS + 1))
+    if isinstance(spec, str):
+        try:
+            halls = parse_number_ranges(spec)
+        except ValueError as exc:
+            raise InvalidHallNumberError(f"settings: {exc}; or use 'default' or 'all'") from None
     else:
-        halls = set()
-        for part in spec.split(","):
-            try:
-                low, _, high = part.strip().partition("-")
-                halls.update(range(int(low), int(high or low) + 1))
-            except ValueError:
-                raise InvalidHallNumberError(
-                    f"cannot read settings {spec!r}: use 'default', 'all', or Hall numbers "
-                    "and ranges such as '1-30,525'"
-                ) from None
-        halls = sorted(halls)
+        halls = sorted({int(h) for h in spec})
     bad = [h for h in halls if not 1 <= h <= N_HALL_NUMBERS]
     if bad or not halls:
         raise InvalidHallNumberError(
-            f"Hall numbers must lie in 1-{N_HALL_NUMBERS}; got {bad or 'none'} in {spec!r}"
+            f"Hall numbers must lie in 1-{N_HALL_NUMBERS}; got {bad[:10] or 'none'} in {spec!r}"
         )
     return halls
 

@@ -14,6 +14,7 @@ __all__ = [
     "InvalidHallNumberError",
     "InvalidRadiusError",
     "InvalidCoordinatesError",
+    "StructureError",
     "RadiusNotInStoreError",
     "SettingNotInStoreError",
     "StoreError",
@@ -47,6 +48,10 @@ class InvalidRadiusError(BasisDBError, ValueError):
 
 class InvalidCoordinatesError(BasisDBError, ValueError):
     """Fractional coordinates that are non-finite, non-numeric or not shaped (N, 3)."""
+
+
+class StructureError(BasisDBError, ValueError):
+    """A structure that cannot be read, is disordered, or has no detectable space group."""
 
 
 class RadiusNotInStoreError(BasisDBError, KeyError):

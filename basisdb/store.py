@@ -15,7 +15,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "FamilyRecord",
     "default_store_path",
     "dataset_checksum",
+    "export_store",
 ]
 
 SCHEMA_VERSION = 1
@@ -619,3 +620,32 @@ def _all_datasets(node: h5py.Group) -> list[h5py.Dataset]:
     found: list[h5py.Dataset] = []
     node.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
     return found
+
+
+def export_store(
+    store: BasisStore,
+    out: str | os.PathLike,
+    *,
+    hall_numbers: Iterable[int] | None = None,
+    radii: Iterable[float] | None = None,
+) -> Path:
+    """Write a subset of ``store`` (settings and radii) to ``out`` in the same schema.
+
+    Families are copied one at a time, so memory stays at one setting's arrays whatever
+    the size of the export; the file is written atomically like a build.
+    """
+    halls = sorted({store._check_hall(None, int(h)) for h in (hall_numbers or store.hall_numbers)})
+    radii = sorted({store._check_radius(r) for r in (radii or store.radii)})
+    provenance = store.provenance
+    with StoreWriter(
+        out,
+        radii=radii,
+        verification_points=provenance["verification_points"],
+        verification_seed=provenance["verification_seed"],
+    ) as writer:
+        for hall in halls:
+            family, table = store._family(hall)
+            writer.add_family(
+                FamilyRecord(basis=family.truncate(radii[-1]), verification=table[np.isin(table["radius"], radii)])
+            )
+        return writer.commit()

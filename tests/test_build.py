@@ -57,7 +57,8 @@ def test_cli_verify_fails_on_corruption(cli_store, tmp_path):
     [
         (["--radii", "0"], "radius must be a positive finite number, got 0.0"),
         (["--radii", "2", "--settings", "0-3"], "Hall numbers must lie in 1-530"),
-        (["--radii", "2", "--settings", "abc"], "use 'default', 'all'"),
+        (["--radii", "2", "--settings", "abc"], "cannot read 'abc'"),
+        (["--radii", "2", "--settings", "3-x"], "or use 'default' or 'all'"),
         (["--radii", "2", "--workers", "-1"], "workers must be at least 1"),
     ],
 )

@@ -18,7 +18,7 @@ RNG = np.random.default_rng(0)
 
 def naive_features(routing, frequencies, points):
     """exp of every plane wave, then a dense product: independent of Basis.encode."""
-    waves = np.exp(2j * np.pi * points @ frequencies.T)
+    waves = np.exp(2j * np.pi * (points @ frequencies.T))
     return waves @ routing.toarray().T
 
 

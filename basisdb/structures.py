@@ -1,0 +1,254 @@
+"""Crystal structures and their standardization into the store's settings (spglib).
+
+Both clients of the store need this: the service's structure endpoint and the model's
+input pipeline.  A :class:`Cell` is the plain (lattice, fractional positions, atomic
+numbers) triple; :func:`standardize` maps it onto spglib's standardized conventional cell,
+whose setting is the default setting (smallest Hall number) of its space-group type, the
+one the store builds by default.
+
+pymatgen is needed only to read CIF text and pymatgen objects (``pip install
+'basisdb[service]'`` or ``'basisdb[model]'``); ASE objects are read directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import spglib
+
+from .errors import StructureError
+from .settings import Setting, get_setting, quiet_spglib
+
+__all__ = ["Cell", "Standardization", "standardize", "DEFAULT_SYMPREC"]
+
+DEFAULT_SYMPREC = 1e-3
+
+
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """A periodic structure.
+
+    Attributes:
+        lattice: (3, 3) float64, rows are the lattice vectors a, b, c in Angstrom (Cartesian).
+        positions: (N, 3) float64 fractional coordinates in that lattice.
+        numbers: (N,) int64 atomic numbers.
+        label: a name for messages (file name, material id, formula).
+    """
+
+    lattice: np.ndarray = field(repr=False)
+    positions: np.ndarray = field(repr=False)
+    numbers: np.ndarray = field(repr=False)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        lattice = np.asarray(self.lattice, dtype=np.float64)
+        positions = np.asarray(self.positions, dtype=np.float64)
+        numbers = np.asarray(self.numbers)
+        where = f"structure {self.label!r}: " if self.label else ""
+        if lattice.shape != (3, 3) or not np.isfinite(lattice).all():
+            raise StructureError(f"{where}lattice must be a finite (3, 3) matrix, got shape {lattice.shape}")
+        if abs(np.linalg.det(lattice)) < 1e-6:
+            raise StructureError(f"{where}lattice vectors are degenerate (cell volume ~ 0)")
+        if positions.ndim != 2 or positions.shape[1] != 3 or not np.isfinite(positions).all():
+            raise StructureError(f"{where}positions must be finite and shaped (N, 3), got {positions.shape}")
+        if numbers.shape != (positions.shape[0],) or not np.issubdtype(numbers.dtype, np.integer):
+            raise StructureError(
+                f"{where}need one integer atomic number per position; got {numbers.shape} for "
+                f"{positions.shape[0]} positions"
+            )
+        if positions.shape[0] == 0:
+            raise StructureError(f"{where}the structure has no atoms")
+        if ((numbers < 1) | (numbers > 118)).any():
+            raise StructureError(f"{where}atomic numbers must lie in 1-118")
+        object.__setattr__(self, "lattice", lattice)
+        object.__setattr__(self, "positions", positions)
+        object.__setattr__(self, "numbers", numbers.astype(np.int64))
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.positions.shape[0])
+
+    def spglib_cell(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.lattice, self.positions, self.numbers
+
+    # -- readers --------------------------------------------------------------------------
+    @classmethod
+    def from_pymatgen(cls, structure: Any, label: str = "") -> "Cell":
+        """From a pymatgen ``Structure``; disordered structures are refused."""
+        label = label or getattr(structure, "formula", "")
+        if not structure.is_ordered:
+            site = next(s for s in structure if not s.is_ordered)
+            raise StructureError(
+                f"structure {label!r} is disordered (site {site.species_string} at "
+                f"{np.round(site.frac_coords, 4).tolist()} has partial occupancy); only ordered "
+                "structures have a space group to encode"
+            )
+        return cls(
+            lattice=structure.lattice.matrix,
+            positions=structure.frac_coords,
+            numbers=[site.specie.Z for site in structure],
+            label=label,
+        )
+
+    @classmethod
+    def from_ase(cls, atoms: Any, label: str = "") -> "Cell":
+        """From an ASE ``Atoms`` object (fully periodic)."""
+        if not all(atoms.pbc):
+            raise StructureError(f"structure {label or atoms.get_chemical_formula()!r} is not periodic in all three directions")
+        return cls(
+            lattice=atoms.cell.array,
+            positions=atoms.get_scaled_positions(wrap=False),
+            numbers=atoms.numbers,
+            label=label or atoms.get_chemical_formula(),
+        )
+
+    @classmethod
+    def from_cif(cls, text: str, label: str = "") -> "Cell":
+        """From CIF text (the first data block); parser messages are passed on."""
+        parser_module = _pymatgen("CIF")
+        try:
+            structures = parser_module.CifParser.from_str(text).parse_structures(primitive=False)
+        except Exception as exc:  # pymatgen raises many kinds for a bad file
+            raise StructureError(f"cannot parse CIF {label!r}: {exc}".replace(" '':", ":")) from None
+        if not structures:
+            raise StructureError(f"CIF {label!r} holds no structure")
+        return cls.from_pymatgen(structures[0], label=label)
+
+    @classmethod
+    def from_dict(cls, data: dict, label: str = "") -> "Cell":
+        """From a pymatgen ``Structure.as_dict()`` dictionary."""
+        _pymatgen("a structure dictionary")
+        from pymatgen.core import Structure
+
+        try:
+            structure = Structure.from_dict(data)
+        except Exception as exc:
+            raise StructureError(f"not a pymatgen structure dictionary: {type(exc).__name__}: {exc}") from None
+        return cls.from_pymatgen(structure, label=label)
+
+    @classmethod
+    def from_any(cls, structure: Any, label: str = "") -> "Cell":
+        """From a :class:`Cell`, a pymatgen ``Structure`` or an ASE ``Atoms``."""
+        if isinstance(structure, Cell):
+            return structure
+        kind = type(structure).__module__.split(".")[0]
+        if kind == "pymatgen":
+            return cls.from_pymatgen(structure, label)
+        if kind == "ase":
+            return cls.from_ase(structure, label)
+        raise StructureError(
+            f"cannot read a structure from {type(structure).__name__}; pass a pymatgen "
+            "Structure, an ASE Atoms or a basisdb Cell"
+        )
+
+
+def _pymatgen(what: str):
+    try:
+        from pymatgen.io import cif
+    except ImportError:
+        raise StructureError(f"reading {what} needs pymatgen: pip install 'basisdb[service]'") from None
+    return cif
+
+
+@dataclass(frozen=True, eq=False)
+class Standardization:
+    """A structure mapped onto spglib's standardized conventional cell.
+
+    Attributes:
+        setting: the setting of the standardized cell (default setting of its type).
+        cell: the standardized conventional cell (idealized lattice and positions).
+        transformation_matrix: (3, 3) float64 P with x_std = P x + p (mod 1) for input
+            fractional coordinates x.
+        origin_shift: (3,) float64 p.
+        rotation: (3, 3) float64, the rigid rotation spglib applied to idealize the lattice.
+        input_to_standardized: (N_input,) int64, the standardized atom at the image of each
+            input atom.
+        equivalent_atoms: (N_std,) int64, for each standardized atom the first atom of its
+            orbit (Wyckoff orbit) under the group.
+        wyckoffs: (N_std,) Wyckoff letters of the standardized atoms.
+        symprec: the tolerance used.
+    """
+
+    setting: Setting
+    cell: Cell
+    transformation_matrix: np.ndarray = field(repr=False)
+    origin_shift: np.ndarray = field(repr=False)
+    rotation: np.ndarray = field(repr=False)
+    input_to_standardized: np.ndarray = field(repr=False)
+    equivalent_atoms: np.ndarray = field(repr=False)
+    wyckoffs: tuple[str, ...] = field(repr=False)
+    symprec: float = DEFAULT_SYMPREC
+
+
+def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_tolerance: float = -1.0) -> Standardization:
+    """Detect the space group of ``structure`` and standardize it into the default setting.
+
+    ``structure`` is a :class:`Cell`, a pymatgen ``Structure`` or an ASE ``Atoms``.
+    """
+    cell = Cell.from_any(structure)
+    if not (np.isfinite(symprec) and symprec > 0):
+        raise StructureError(f"symprec must be a positive number (Angstrom), got {symprec!r}")
+    try:
+        dataset = quiet_spglib(
+            spglib.get_symmetry_dataset, cell.spglib_cell(), symprec=symprec, angle_tolerance=angle_tolerance
+        )
+    except Exception as exc:  # spglib >= 2.8 raises SpglibError
+        dataset = None
+        reason = str(exc)
+    else:
+        reason = "no symmetry found"
+    if dataset is None:
+        raise StructureError(
+            f"spglib could not determine the space group of {cell.label or 'the structure'} "
+            f"with symprec={symprec}: {reason}; try a larger symprec"
+        )
+    setting = get_setting(hall=int(dataset.hall_number))
+    std = Cell(
+        lattice=dataset.std_lattice,
+        positions=dataset.std_positions - np.floor(dataset.std_positions),
+        numbers=dataset.std_types,
+        label=cell.label,
+    )
+    std_dataset = quiet_spglib(spglib.get_symmetry_dataset, std.spglib_cell(), symprec=symprec)
+    return Standardization(
+        setting=setting,
+        cell=std,
+        transformation_matrix=np.asarray(dataset.transformation_matrix, dtype=np.float64),
+        origin_shift=np.asarray(dataset.origin_shift, dtype=np.float64),
+        rotation=np.asarray(dataset.std_rotation_matrix, dtype=np.float64),
+        input_to_standardized=_match_images(cell, std, dataset),
+        equivalent_atoms=np.asarray(std_dataset.equivalent_atoms, dtype=np.int64),
+        wyckoffs=tuple(std_dataset.wyckoffs),
+        symprec=float(symprec),
+    )
+
+
+def _match_images(cell: Cell, std: Cell, dataset: Any) -> np.ndarray:
+    """For each input atom, the standardized atom nearest its image P x + p.
+
+    Candidates are only the standardized atoms that spglib maps to the same primitive atom
+    (a few per input atom), so the work is linear in the number of atoms; among them the
+    nearest image (Cartesian, minimum over neighbouring cells) wins.
+    """
+    prim_of_input = np.asarray(dataset.mapping_to_primitive, dtype=np.int64)
+    prim_of_std = np.asarray(dataset.std_mapping_to_primitive, dtype=np.int64)
+    n_prim = int(max(prim_of_input.max(), prim_of_std.max())) + 1
+    std_by_prim = np.argsort(prim_of_std, kind="stable")
+    per_prim = np.bincount(prim_of_std, minlength=n_prim)
+    first_of_prim = np.cumsum(per_prim) - per_prim
+    # Candidate pairs (input atom, standardized atom) sharing a primitive atom.
+    n_candidates = per_prim[prim_of_input]
+    rows = np.repeat(np.arange(cell.n_atoms), n_candidates)
+    rank = np.arange(rows.shape[0]) - np.repeat(np.cumsum(n_candidates) - n_candidates, n_candidates)
+    cols = std_by_prim[first_of_prim[prim_of_input][rows] + rank]
+
+    images = cell.positions @ np.asarray(dataset.transformation_matrix).T + dataset.origin_shift
+    delta = images[rows] - std.positions[cols]
+    delta -= np.rint(delta)
+    shifts = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), axis=-1).reshape(-1, 3)
+    distance = np.linalg.norm((delta[:, None, :] + shifts) @ std.lattice, axis=-1).min(axis=1)
+    best = np.lexsort((distance, rows))  # by row, nearest first
+    first = np.concatenate([[True], rows[best][1:] != rows[best][:-1]])
+    return cols[best][first].astype(np.int64)

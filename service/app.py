@@ -1,0 +1,63 @@
+"""The FastAPI application: ``uvicorn service.app:app`` or :func:`create_app`."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+
+import basisdb
+
+from .config import ServiceSettings
+from .errors import install_error_handlers
+from .routers import encode, export, groups, health
+from .state import ServiceState
+
+__all__ = ["create_app", "app"]
+
+API_PREFIX = "/v1"
+
+DESCRIPTION = """\
+Exact symmetry-adapted Fourier bases for the 230 space groups, served from a verified
+basisdb store: routing matrices, invariant encodings of positions and structures, and batch
+export. Coordinates are fractional coordinates of the conventional cell of the setting
+(default: spglib's standardization setting, the smallest Hall number of each type).
+"""
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """An application serving one store, opened once and read-only."""
+    settings = settings or ServiceSettings()
+    state = ServiceState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(lambda: state.store)  # open (or build) before the first request
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="basisdb service",
+        version=basisdb.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,  # larger bodies get 413 before they are parsed
+    )
+    app.state.service = state
+    for module in (health, groups, encode, export):
+        app.include_router(module.router, prefix=API_PREFIX)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+    return app
+
+
+def __getattr__(name: str):
+    # ``uvicorn service.app:app`` builds the app on first access, from the environment as
+    # it is then (python -m service sets it before starting uvicorn), not at import time.
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

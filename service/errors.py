@@ -1,0 +1,46 @@
+"""basisdb's exceptions as HTTP answers: bad input is never a 5xx."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from basisdb import (
+    BasisDBError,
+    InvalidCoordinatesError,
+    InvalidGroupError,
+    InvalidHallNumberError,
+    InvalidRadiusError,
+    RadiusNotInStoreError,
+    SettingNotInStoreError,
+    StructureError,
+)
+
+__all__ = ["install_error_handlers", "status_of"]
+
+_STATUS = (
+    ((InvalidGroupError, InvalidHallNumberError, RadiusNotInStoreError, SettingNotInStoreError), 404),
+    ((InvalidCoordinatesError, InvalidRadiusError, StructureError), 422),
+)
+
+
+def status_of(error: BasisDBError) -> int:
+    """404 for what does not exist, 422 for what cannot be read, 500 for a broken store."""
+    return next((status for kinds, status in _STATUS if isinstance(error, kinds)), 500)
+
+
+async def _basisdb_error(request: Request, error: BasisDBError) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=status_of(error))
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    # The default handler echoes the offending input, which fails to serialize when it is
+    # NaN or infinity (a 500); location, message and type say enough.
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(BasisDBError, _basisdb_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

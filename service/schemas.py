@@ -1,0 +1,173 @@
+"""Request and response models; their examples appear in the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "FiniteFloat",
+    "Position",
+    "EncodeRequest",
+    "EncodeResponse",
+    "StructureRequest",
+    "StructureEncodingResponse",
+    "HealthResponse",
+    "GroupSummary",
+    "GroupDetail",
+    "BasisResponse",
+]
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Position = tuple[FiniteFloat, FiniteFloat, FiniteFloat]
+PositiveRadius = Annotated[float, Field(gt=0, allow_inf_nan=False, description="a truncation radius present in the store")]
+
+
+class EncodeRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"group": 227, "radius": 4, "positions": [[0, 0, 0], [0.125, 0.125, 0.125]], "real": False}]},
+    )
+
+    group: int = Field(description="ITA space-group number, 1-230")
+    radius: PositiveRadius
+    positions: list[Position] = Field(description="fractional coordinates (N, 3) in the setting's conventional cell")
+    real: bool = Field(False, description="return the real orthonormal basis instead of the complex one")
+    hall: int | None = Field(None, description="Hall number (1-530) of another setting of the group")
+
+
+class EncodeResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"group": 227, "hall_number": 525, "radius": 4, "n_basis": 5, "real": [[0.35, 0.29, 0.2, 0.35, 0.41]], "imag": [[0.0, 0.0, 0.0, 0.0, 0.0]]}]}
+    )
+
+    group: int
+    hall_number: int
+    radius: float
+    n_basis: int
+    real: list[list[float]] = Field(description="(N, n_basis) real parts (or the real features when real=true)")
+    imag: list[list[float]] | None = Field(None, description="(N, n_basis) imaginary parts; absent when real=true")
+
+
+class StructureRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "cif": "data_NaCl\n_symmetry_space_group_name_H-M 'F m -3 m'\n_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa Na 0 0 0\nCl Cl 0.5 0.5 0.5\n",
+                    "radius": 4,
+                    "symprec": 0.001,
+                }
+            ]
+        },
+    )
+
+    cif: str | None = Field(None, description="CIF text (its first data block is used)")
+    structure: dict[str, Any] | None = Field(None, description="a pymatgen Structure.as_dict() dictionary")
+    radius: PositiveRadius
+    symprec: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(1e-3, description="spglib tolerance, Angstrom")
+    real: bool = False
+
+
+class StandardizedCell(BaseModel):
+    lattice: list[list[float]] = Field(description="(3, 3) rows a, b, c in Angstrom")
+    positions: list[list[float]] = Field(description="(M, 3) fractional coordinates")
+    numbers: list[int] = Field(description="(M,) atomic numbers")
+
+
+class StructureEncodingResponse(BaseModel):
+    group: int
+    hall_number: int
+    hall_symbol: str
+    international: str
+    radius: float
+    symprec: float
+    n_basis: int
+    transformation_matrix: list[list[float]] = Field(description="P with x_std = P x + p (mod 1)")
+    origin_shift: list[float] = Field(description="p")
+    standardized: StandardizedCell
+    input_to_standardized: list[int] = Field(description="for each input atom, the standardized atom at its image")
+    wyckoffs: list[str]
+    equivalent_atoms: list[int]
+    encodings: dict[str, list[list[float]]] = Field(description="per standardized atom: real (and imag) parts")
+
+
+class StoreIdentity(BaseModel):
+    schema_version: int
+    radii: list[float]
+    n_settings: int
+    fingerprint: str = Field(description="sha256 over the store's dataset checksums")
+    created_utc: str
+    basisdb_version: str
+    spglib_version: str
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "store": {"schema_version": 1, "radii": [2, 3, 4, 6, 8, 12, 16], "n_settings": 230, "fingerprint": "cfab36d36ced2aa0...", "created_utc": "2026-11-22T00:15:07+00:00", "basisdb_version": "0.1.0", "spglib_version": "2.8.0"}}]})
+
+    status: str
+    store: StoreIdentity
+
+
+class BasisSize(BaseModel):
+    radius: float
+    n_basis: int
+
+
+class GroupSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"number": 227, "symbol": "Fd-3m", "hall_number": 525, "hall_symbol": "F 4d 2 3 -1d", "crystal_system": "cubic", "n_operations": 192, "basis_sizes": [{"radius": 4, "n_basis": 5}]}]})
+
+    number: int
+    symbol: str
+    hall_number: int
+    hall_symbol: str
+    crystal_system: str
+    n_operations: int
+    basis_sizes: list[BasisSize]
+
+
+class Operation(BaseModel):
+    rotation: list[list[int]] = Field(description="R, acting on fractional coordinates (column vectors)")
+    translation: list[str] = Field(description="t as exact fractions, e.g. ['1/4', '0', '3/4']")
+
+
+class Verification(BaseModel):
+    radius: float
+    n_frequencies: int
+    n_basis: int
+    n_absent: int
+    invariance_error: float
+    orthogonality_error: float
+    real_orthogonality_error: float
+    real_imaginary_error: float
+    orbit_sizes: list[int]
+
+
+class GroupDetail(GroupSummary):
+    choice: str
+    metric: str = Field(description="truncation form: 'hexagonal' (h^2+hk+k^2+l^2) or 'euclidean'")
+    operations: list[Operation]
+    verification: list[Verification]
+
+
+class RoutingMatrix(BaseModel):
+    shape: list[int] = Field(description="[n_basis, K]")
+    row: list[int]
+    col: list[int]
+    real: list[float]
+    imag: list[float]
+
+
+class BasisResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"group": 225, "hall_number": 523, "hall_symbol": "-F 4 2 3", "radius": 2, "n_basis": 2, "frequencies": [[-1, -1, -1], [-1, -1, 1]], "routing": {"shape": [2, 32], "row": [0, 0], "col": [0, 1], "real": [0.354, 0.354], "imag": [0.0, 0.0]}, "verification": {"radius": 2, "n_basis": 2}}]})
+
+    group: int
+    hall_number: int
+    hall_symbol: str
+    radius: float
+    n_basis: int
+    frequencies: list[list[int]] = Field(description="(K, 3) Miller indices in the setting's conventional cell")
+    routing: RoutingMatrix = Field(description="COO entries of the (n_basis, K) complex routing matrix")
+    verification: dict[str, Any]

@@ -1,0 +1,276 @@
+"""The HTTP service through TestClient: every answer equals the Python API on the same store."""
+
+import io
+from fractions import Fraction
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from fastapi.testclient import TestClient
+from pymatgen.core import Lattice, Structure
+
+from basisdb import BasisStore, get_setting, standardize
+from basisdb.audit import audit_store
+from service import ServiceSettings, create_app
+
+from .conftest import ALL_GROUPS, SMALL_RADII
+
+MAX_POSITIONS = 500
+
+
+@pytest.fixture(scope="module")
+def store(small_store):
+    with BasisStore.open(small_store) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def client(small_store):
+    app = create_app(ServiceSettings(store=small_store, max_positions=MAX_POSITIONS, max_body_bytes=200_000))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def rock_salt(primitive=False):
+    structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return structure.get_primitive_structure() if primitive else structure
+
+
+def routing_of(document):
+    routing = document["routing"]
+    values = np.asarray(routing["real"]) + 1j * np.asarray(routing["imag"])
+    return sp.csr_matrix((values, (routing["row"], routing["col"])), shape=routing["shape"])
+
+
+def test_health_identifies_the_store(client, store):
+    answer = client.get("/v1/health").json()
+    assert answer["status"] == "ok"
+    identity = answer["store"]
+    assert identity["fingerprint"] == store.fingerprint
+    assert identity["schema_version"] == 1 and identity["radii"] == list(store.radii)
+    assert identity["n_settings"] == 230
+
+
+def test_groups_list(client, store):
+    groups = client.get("/v1/groups").json()
+    assert [g["number"] for g in groups] == list(ALL_GROUPS)
+    for entry in groups:
+        setting = get_setting(entry["number"])
+        assert (entry["hall_number"], entry["hall_symbol"], entry["symbol"]) == (
+            setting.hall_number, setting.hall_symbol, setting.international
+        )
+        assert entry["n_operations"] == setting.n_operations
+        sizes = [f["n_basis"] for f in store.verification(entry["number"])]
+        assert [s["n_basis"] for s in entry["basis_sizes"]] == sizes
+    assert groups[226]["crystal_system"] == "cubic" and groups[0]["crystal_system"] == "triclinic"
+
+
+@pytest.mark.parametrize("group, hall", [(227, None), (227, 525), (14, None), (194, None)])
+def test_group_detail(client, store, group, hall):
+    answer = client.get(f"/v1/groups/{group}", params={"hall": hall} if hall else {}).json()
+    setting = get_setting(group, hall=hall)
+    assert answer["hall_number"] == setting.hall_number and answer["metric"] == setting.metric
+    rotations = np.array([op["rotation"] for op in answer["operations"]])
+    translations = np.array([[Fraction(t) * 24 for t in op["translation"]] for op in answer["operations"]], dtype=int)
+    assert np.array_equal(rotations, setting.rotations) and np.array_equal(translations, setting.translations)
+    for served, stored in zip(answer["verification"], store.verification(group, hall=hall)):
+        assert served["orbit_sizes"] == stored["orbit_sizes"].tolist()
+        assert all(served[k] == stored[k] for k in stored if k != "orbit_sizes")
+
+
+def test_every_basis_equals_the_python_api(client, store):
+    for group in ALL_GROUPS:
+        answer = client.get(f"/v1/groups/{group}/basis", params={"radius": 4})
+        assert answer.status_code == 200
+        document, basis = answer.json(), store.basis(group, radius=4)
+        assert (document["group"], document["hall_number"], document["hall_symbol"]) == (group, basis.hall_number, basis.hall_symbol)
+        assert np.array_equal(document["frequencies"], basis.frequencies)
+        assert (routing_of(document) != basis.routing).nnz == 0
+        assert document["verification"]["n_basis"] == basis.n_basis == document["n_basis"]
+
+
+def test_binary_formats_carry_the_same_content(client):
+    document = client.get("/v1/groups/227/basis", params={"radius": 3}).json()
+    npz = client.get("/v1/groups/227/basis", params={"radius": 3, "format": "npz"})
+    assert npz.headers["content-type"] == "application/x-npz"
+    assert "attachment" in npz.headers["content-disposition"]
+    arrays = np.load(io.BytesIO(npz.content))
+    assert np.array_equal(arrays["frequencies"], document["frequencies"])
+    assert np.array_equal(arrays["routing_real"], document["routing"]["real"])
+    h5 = client.get("/v1/groups/227/basis", params={"radius": 3, "format": "h5"})
+    with h5py.File(io.BytesIO(h5.content), "r") as handle:
+        assert handle.attrs["hall_number"] == 525
+        assert np.array_equal(handle["routing_col"][()], document["routing"]["col"])
+        assert np.array_equal(handle["orbit_sizes"][()], document["verification"]["orbit_sizes"])
+
+
+@pytest.mark.parametrize("real", [False, True])
+@pytest.mark.parametrize("group, hall", [(1, None), (62, None), (194, None), (227, 525)])
+def test_encode_equals_the_python_api(client, store, group, hall, real):
+    x = np.random.default_rng(group).random((50, 3))
+    body = {"group": group, "radius": 4, "positions": x.tolist(), "real": real}
+    if hall:
+        body["hall"] = hall
+    answer = client.post("/v1/encode", json=body).json()
+    expected = store.basis(group, hall=hall, radius=4).encode(x, real=real)
+    if real:
+        assert "imag" not in answer
+        assert np.array_equal(np.asarray(answer["real"]), expected)
+    else:
+        assert np.array_equal(np.asarray(answer["real"]) + 1j * np.asarray(answer["imag"]), expected)
+
+
+CIF = rock_salt().to(fmt="cif")
+
+
+@pytest.mark.parametrize("how", ["cif", "upload", "dict", "primitive"])
+def test_structure_encoding(client, store, how):
+    if how == "cif":
+        answer = client.post("/v1/encode/structure", json={"cif": CIF, "radius": 3})
+    elif how == "upload":
+        answer = client.post("/v1/encode/structure", files={"file": ("nacl.cif", CIF)}, data={"radius": "3"})
+    else:
+        structure = rock_salt(primitive=how == "primitive")
+        answer = client.post("/v1/encode/structure", json={"structure": structure.as_dict(), "radius": 3})
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert (document["group"], document["hall_number"]) == (225, 523)
+    reference = standardize(rock_salt(), symprec=1e-3).cell
+    positions = np.asarray(document["standardized"]["positions"])
+
+    def atoms(numbers, xyz):  # the cell as a set, whatever the atom order
+        return sorted((int(n), *np.round(p, 6)) for n, p in zip(numbers, xyz))
+
+    assert atoms(document["standardized"]["numbers"], positions) == atoms(reference.numbers, reference.positions)
+    basis = store.basis(hall=523, radius=3)
+    features = np.asarray(document["encodings"]["real"]) + 1j * np.asarray(document["encodings"]["imag"])
+    assert np.allclose(features, basis.encode(positions), atol=1e-12)
+    input_numbers = [site.specie.Z for site in rock_salt(primitive=how == "primitive")]
+    mapping = document["input_to_standardized"]
+    assert len(mapping) == len(input_numbers)
+    assert [document["standardized"]["numbers"][j] for j in mapping] == input_numbers
+    if how != "primitive":
+        assert sorted(mapping) == list(range(8))  # conventional input: a bijection
+    assert set(document["wyckoffs"]) == {"a", "b"}
+
+
+def test_export_streams_a_store_in_the_same_schema(client, store, tmp_path):
+    answer = client.get("/v1/export", params={"groups": "1-3,225,227", "radii": "2,4"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/x-hdf5"
+    path = tmp_path / "export.h5"
+    path.write_bytes(answer.content)
+    assert audit_store(path, progress=False).ok
+    with BasisStore.open(path) as exported:
+        assert exported.radii == (2.0, 4.0)
+        assert exported.groups == (1, 2, 3, 225, 227)
+        assert (exported.basis(227, radius=4).routing != store.basis(227, radius=4).routing).nnz == 0
+
+
+# -- bad input: 404 for what does not exist, 422 for what cannot be read, 413 for too much --
+
+
+@pytest.mark.parametrize(
+    "url, params, message",
+    [
+        ("/v1/groups/231", {}, "outside 1-230"),
+        ("/v1/groups/0/basis", {"radius": 4}, "outside 1-230"),
+        ("/v1/groups/227/basis", {"radius": 5}, "radii present: [2.0, 3.0, 4.0]"),
+        ("/v1/groups/227/basis", {"radius": 4, "hall": 526}, "build with `build_db.py --settings all`"),
+        ("/v1/groups/227", {"hall": 523}, "Hall numbers [525, 526]"),
+        ("/v1/groups/227", {"hall": 999}, "outside 1-530"),
+        ("/v1/export", {"groups": "229-240"}, "outside 1-230"),
+        ("/v1/export", {"groups": "1", "radii": "2,5"}, "radii present"),
+    ],
+)
+def test_unknown_things_are_404_with_what_exists(client, url, params, message):
+    answer = client.get(url, params=params)
+    assert answer.status_code == 404
+    assert message in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"group": 227, "radius": 4, "positions": [[NaN, 0, 0]]}',
+        b'{"group": 227, "radius": 4, "positions": [[Infinity, 0, 0]]}',
+        b'{"group": 227, "radius": 4, "positions": [[0.1, 0.2]]}',
+        b'{"group": 227, "radius": 4, "positions": [[0.1, 0.2, 0.3, 0.4]]}',
+        b'{"group": 227, "radius": 4, "positions": [["a", 0, 0]]}',
+        b'{"group": 227, "radius": "four", "positions": [[0, 0, 0]]}',
+        b'{"group": 227, "radius": -4, "positions": [[0, 0, 0]]}',
+        b'{"group": 227, "radius": 4, "positions": [[0, 0, 0]], "extra": 1}',
+        b'{"group": 227, "radius": 4, "positions": [[0, 0, 0]',
+        b'{"group": 227.5, "radius": 4, "positions": [[0, 0, 0]]}',
+    ],
+)
+def test_malformed_encode_requests_are_422(client, body):
+    answer = client.post("/v1/encode", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"radius": "nan"}, {"radius": "inf"}, {"radius": "abc"}, {"radius": 4, "format": "xml"}, {"radius": 4, "hall": "x"}],
+)
+def test_malformed_queries_are_422(client, params):
+    assert client.get("/v1/groups/227/basis", params=params).status_code == 422
+    assert client.get("/v1/groups/abc/basis", params={"radius": 4}).status_code == 422
+
+
+@pytest.mark.parametrize("params", [{"groups": "1-x"}, {"groups": ""}, {"groups": "1", "radii": "two"}])
+def test_malformed_export_queries_are_422(client, params):
+    assert client.get("/v1/export", params=params).status_code == 422
+
+
+def test_too_many_positions_or_too_large_a_body_is_413(client):
+    many = {"group": 1, "radius": 2, "positions": [[0.1, 0.2, 0.3]] * (MAX_POSITIONS + 1)}
+    answer = client.post("/v1/encode", json=many)
+    assert answer.status_code == 413 and str(MAX_POSITIONS) in answer.json()["detail"]
+    huge = {"group": 1, "radius": 2, "positions": [[0.123456789, 0.2, 0.3]] * 20_000}
+    assert client.post("/v1/encode", json=huge).status_code == 413
+    assert client.get("/v1/health").status_code == 200  # and the server is fine
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"cif": "data_broken\n_cell_length_a 5\nloop_\n_atom_site_label\n", "radius": 3}, "cannot parse CIF"),
+        ({"structure": {"lattice": "nonsense"}, "radius": 3}, "not a pymatgen structure dictionary"),
+        ({"cif": CIF, "structure": rock_salt().as_dict(), "radius": 3}, "exactly one of"),
+        ({"radius": 3}, "exactly one of"),
+        ({"cif": CIF, "radius": 3, "symprec": 0}, ""),
+    ],
+)
+def test_bad_structures_are_422_with_the_reason(client, body, message):
+    answer = client.post("/v1/encode/structure", json=body)
+    assert answer.status_code == 422, answer.text
+    assert message in str(answer.json()["detail"])
+
+
+def test_disordered_structure_is_named(client):
+    disordered = rock_salt()
+    disordered.replace_species({"Na": {"Na": 0.5, "K": 0.5}})
+    answer = client.post("/v1/encode/structure", json={"structure": disordered.as_dict(), "radius": 3})
+    assert answer.status_code == 422 and "disordered" in answer.json()["detail"]
+
+
+def test_structure_upload_without_file_and_wrong_media_type(client):
+    assert client.post("/v1/encode/structure", data={"radius": "3"}, files={"other": ("x", "y")}).status_code == 422
+    assert client.post("/v1/encode/structure", content=b"radius=3", headers={"content-type": "text/plain"}).status_code == 415
+
+
+def test_cors_is_off_by_default_and_on_when_configured(client, small_store):
+    origin = {"Origin": "https://example.org"}
+    assert "access-control-allow-origin" not in client.get("/v1/health", headers=origin).headers
+    app = create_app(ServiceSettings(store=small_store, cors_origins=["https://example.org"]))
+    with TestClient(app) as allowed:
+        assert allowed.get("/v1/health", headers=origin).headers["access-control-allow-origin"] == "https://example.org"
+
+
+def test_no_endpoint_takes_a_file_path(client):
+    schema = client.get("/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            names = {p["name"] for p in operation.get("parameters", [])}
+            assert not names & {"path", "file", "filename", "store"}, path

@@ -1,0 +1,98 @@
+"""Smoke tests: the real server process on a free loopback port, over real HTTP."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from basisdb import BasisStore
+
+from .conftest import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            answer = httpx.get(f"{url}/v1/health", timeout=2)
+            if answer.status_code == 200:
+                return answer.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("server did not become healthy")
+
+
+def serve(command, env=None):
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def exercise(url, store_path):
+    with BasisStore.open(store_path) as store:
+        basis = store.basis(227, radius=4)
+        health = httpx.get(f"{url}/v1/health").json()
+        assert health["store"]["fingerprint"] == store.fingerprint
+        document = httpx.get(f"{url}/v1/groups/227/basis", params={"radius": 4}).json()
+        assert np.array_equal(document["frequencies"], basis.frequencies)
+        x = np.random.default_rng(0).random((20, 3))
+        encoded = httpx.post(f"{url}/v1/encode", json={"group": 227, "radius": 4, "positions": x.tolist()}).json()
+        assert np.allclose(np.asarray(encoded["real"]) + 1j * np.asarray(encoded["imag"]), basis.encode(x), atol=1e-13)
+        assert httpx.get(f"{url}/v1/groups/999").status_code == 404
+        assert httpx.post(f"{url}/v1/encode", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+
+
+def test_python_dash_m_service(small_store):
+    port = free_port()
+    process = serve([sys.executable, "-m", "service", "--store", str(small_store), "--host", "127.0.0.1", "--port", str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, process)
+        exercise(url, small_store)
+    finally:
+        stop(process)
+
+
+def test_uvicorn_with_two_workers(small_store):
+    port = free_port()
+    process = serve(
+        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env={"BASISDB_SERVICE_STORE": str(small_store)},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, process)
+        for _ in range(3):
+            exercise(url, small_store)
+    finally:
+        stop(process)
+
+
+def test_missing_store_is_a_clear_startup_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--store", str(tmp_path / "none.h5")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "no basis store at" in result.stderr

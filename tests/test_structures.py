@@ -1,0 +1,71 @@
+"""Standardization of real structures into the store's settings."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from pymatgen.core import Lattice, Structure
+
+from basisdb import Cell, StructureError, build_basis, standardize
+
+
+def spinel():
+    return Structure.from_spacegroup(
+        227, Lattice.cubic(8.08), ["Mg", "Al", "O"], [[0.125, 0.125, 0.125], [0.5, 0.5, 0.5], [0.2624, 0.2624, 0.2624]]
+    )
+
+
+def images_match(cell, standard):
+    """(P x + p) of every input atom lands on its standardized atom (mod lattice)."""
+    images = cell.positions @ standard.transformation_matrix.T + standard.origin_shift
+    delta = images - standard.cell.positions[standard.input_to_standardized]
+    delta -= np.rint(delta)
+    return np.abs(delta).max() < 1e-3
+
+
+@pytest.mark.parametrize("variant", ["conventional", "primitive", "supercell", "shuffled"])
+def test_standardization_of_spinel(variant):
+    structure = spinel()
+    if variant == "primitive":
+        structure = structure.get_primitive_structure()
+    elif variant == "supercell":
+        structure.make_supercell([1, 2, 1])
+    elif variant == "shuffled":
+        order = np.random.default_rng(0).permutation(len(structure))
+        structure = Structure.from_sites([structure[i] for i in order])
+    cell = Cell.from_pymatgen(structure)
+    standard = standardize(structure)
+    assert (standard.setting.group, standard.setting.hall_number) == (227, 525)
+    assert standard.cell.n_atoms == 56
+    assert np.array_equal(standard.cell.numbers[standard.input_to_standardized], cell.numbers)
+    assert images_match(cell, standard)
+    # Wyckoff orbits: one per species here, and equal encodings within each orbit.
+    features = build_basis(hall=525, radius=4).encode(standard.cell.positions, real=True)
+    for orbit in np.unique(standard.equivalent_atoms):
+        members = features[standard.equivalent_atoms == orbit]
+        assert np.abs(members - members[0]).max() < 1e-10
+
+
+def test_ase_atoms_and_cells():
+    atoms = bulk("Si", "diamond", a=5.43)
+    standard = standardize(atoms)
+    assert standard.setting.group == 227 and standard.cell.n_atoms == 8
+    assert images_match(Cell.from_ase(atoms), standard)
+    hexagonal = standardize(bulk("Mg", "hcp", a=3.21, c=5.21))
+    assert hexagonal.setting.group == 194 and hexagonal.setting.metric == "hexagonal"
+
+
+def test_bad_structures_are_named():
+    disordered = spinel()
+    disordered.replace_species({"Mg": {"Mg": 0.5, "Fe": 0.5}})
+    with pytest.raises(StructureError, match="disordered"):
+        standardize(disordered)
+    with pytest.raises(StructureError, match="degenerate"):
+        Cell(lattice=np.zeros((3, 3)), positions=[[0, 0, 0]], numbers=[1])
+    with pytest.raises(StructureError, match="one integer atomic number per position"):
+        Cell(lattice=np.eye(3), positions=[[0, 0, 0]], numbers=[1, 2])
+    with pytest.raises(StructureError, match="symprec must be a positive number"):
+        standardize(spinel(), symprec=-1)
+    with pytest.raises(StructureError, match="cannot parse CIF 'junk.cif'"):
+        Cell.from_cif("data_x\nloop_\n_atom_site_label\n", label="junk.cif")
+    with pytest.raises(StructureError, match="pymatgen Structure, an ASE Atoms"):
+        standardize([[0, 0, 0]])
