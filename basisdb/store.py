@@ -386,6 +386,7 @@ class BasisStore:
             raise StoreError(f"{self.path} is not a readable HDF5 file: {exc}") from None
         self._lock = threading.RLock()
         self._families: OrderedDict[int, tuple[Basis, np.ndarray]] = OrderedDict()
+        self._tables: dict[int, np.ndarray] = {}
         self._frequency_sets: dict[str, np.ndarray] = {}
         try:
             self._read_root()
@@ -439,6 +440,7 @@ class BasisStore:
             if self._file:
                 self._file.close()
             self._families.clear()
+            self._tables.clear()
 
     def __enter__(self) -> "BasisStore":
         return self
@@ -534,7 +536,7 @@ class BasisStore:
 
     def verification_table(self, group: int | None = None, *, hall: int | None = None) -> np.ndarray:
         """The same figures as a structured (n_radii,) array (fields: VERIFICATION_FIELDS)."""
-        return self._family(self._check_hall(group, hall))[1].copy()
+        return self._table(self._check_hall(group, hall)).copy()
 
     def settings(self) -> Iterator[Setting]:
         """The settings in the store, by Hall number."""
@@ -551,20 +553,31 @@ class BasisStore:
             self._frequency_sets[metric] = data
         return self._frequency_sets[metric]
 
+    def _family_group(self, hall: int) -> tuple[h5py.Group, str]:
+        if not self._file:
+            raise StoreError(f"{self.path}: the store is closed")
+        group = self._file["settings"][f"{hall:03d}"]
+        _check_encoding(group, FAMILY_TYPE, self.path)
+        return group, f"{self.path}:{group.name}"
+
+    def _table(self, hall: int) -> np.ndarray:
+        """A setting's verification table alone (small; kept for every setting read)."""
+        with self._lock:
+            if hall not in self._tables:
+                group, where = self._family_group(hall)
+                self._tables[hall] = read_verified(_require(group, "verification", where), self.path, TABLE_TYPE)
+            return self._tables[hall]
+
     def _family(self, hall: int) -> tuple[Basis, np.ndarray]:
         with self._lock:
             if hall in self._families:
                 self._families.move_to_end(hall)
                 return self._families[hall]
-            if not self._file:
-                raise StoreError(f"{self.path}: the store is closed")
-            group = self._file["settings"][f"{hall:03d}"]
-            where = f"{self.path}:{group.name}"
-            _check_encoding(group, FAMILY_TYPE, self.path)
+            group, where = self._family_group(hall)
             arrays = {
                 name: read_verified(_require(group, name, where), self.path, ARRAY_TYPE) for name in FAMILY_DATASETS
             }
-            table = read_verified(_require(group, "verification", where), self.path, TABLE_TYPE)
+            table = self._table(hall)
             setting = get_setting(hall=hall)
             metric = group.attrs.get("metric")
             if metric not in METRICS or metric != setting.metric:

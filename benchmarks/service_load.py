@@ -145,7 +145,7 @@ def main() -> None:
                         naive.append((time.perf_counter() - start) * 1e3)
                     naive = min(naive)
                     label = f"group {group} (n_basis {basis.n_basis})"
-                    print(f"  {line(label, r)}  naive compute alone {naive:6.1f} ms")
+                    print(f"  {line(label, r)}  naive compute alone {naive:6.1f} ms ({naive / r['p50_ms']:.1f}x our p50 request)")
                     binary = wrk(url + "/v1/encode", 1, args.duration, post_script(tmp, body, accept=NPZ))
                     print(f"  {line(label + ', Accept: npz', binary)}")
         finally:

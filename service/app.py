@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -34,7 +35,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(lambda: state.store)  # open (or build) before the first request
+        await run_in_threadpool(state.catalog)  # open (or build) the store before the first request
+        gc.freeze()  # what start-up made lives as long as the process: keep it out of GC passes
         yield
         state.close()
 
