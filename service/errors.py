@@ -17,7 +17,7 @@ from basisdb import (
     StructureError,
 )
 
-__all__ = ["install_error_handlers", "status_of"]
+__all__ = ["install_error_handlers", "status_of", "validation_detail"]
 
 _STATUS = (
     ((InvalidGroupError, InvalidHallNumberError, RadiusNotInStoreError, SettingNotInStoreError), 404),
@@ -34,11 +34,14 @@ async def _basisdb_error(request: Request, error: BasisDBError) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=status_of(error))
 
 
+def validation_detail(errors) -> list[dict]:
+    """Location, message and type of each validation error, without the offending input:
+    echoing it fails to serialize when it is NaN or infinity (which would be a 500)."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+
+
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    # The default handler echoes the offending input, which fails to serialize when it is
-    # NaN or infinity (a 500); location, message and type say enough.
-    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-    return JSONResponse({"detail": detail}, status_code=422)
+    return JSONResponse({"detail": validation_detail(error.errors())}, status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,20 +1,28 @@
 """The API fuzzed from its own OpenAPI schema (schemathesis): no input may cause a 5xx."""
 
-import pytest
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from basisdb import build_store
 from service import ServiceSettings, create_app
 
+from .conftest import SMALL_RADII
 
-@pytest.fixture(scope="module")
-def api_schema(small_store):
-    app = create_app(ServiceSettings(store=small_store, max_positions=2000, max_body_bytes=1_000_000))
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
+# schemathesis collects its tests at import time, so the app and its store are made here
+# (all 230 default settings at small radii: about a second) rather than in a fixture.
+_DIRECTORY = tempfile.mkdtemp(prefix="basisdb-fuzz-")
+atexit.register(shutil.rmtree, _DIRECTORY, ignore_errors=True)
+_STORE = Path(_DIRECTORY) / "store.h5"
+build_store(_STORE, radii=SMALL_RADII, workers=1, progress=False)
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(ServiceSettings(store=_STORE, max_positions=2000, max_body_bytes=1_000_000))
+)
 
 
 @schema.parametrize()

@@ -1,5 +1,3 @@
-from typing import Any
-
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -8,6 +6,7 @@ from pydantic import ValidationError
 from basisdb.structures import Cell, standardize
 
 from ..dependencies import get_state
+from ..errors import validation_detail
 from ..rendering import FORMATS, encoding_content, json_bytes, npz_bytes
 from ..schemas import EncodeRequest, EncodeResponse, StructureEncodingResponse, StructureRequest
 from ..state import ServiceState
@@ -104,14 +103,10 @@ async def _read_structure_request(request: Request) -> tuple[StructureRequest, s
         else:
             raise HTTPException(415, f"send application/json or multipart/form-data, not {content_type or 'no content type'!r}")
     except ValidationError as exc:
-        raise HTTPException(422, _validation_detail(exc)) from None
+        raise HTTPException(422, validation_detail(exc.errors())) from None
     if (parsed.cif is None) == (parsed.structure is None):
         raise HTTPException(422, "give exactly one of 'cif' (CIF text) and 'structure' (a pymatgen dictionary)")
     return parsed, label
-
-
-def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
 
 def _encode_structure(parsed: StructureRequest, label: str, state: ServiceState) -> Response:
