@@ -12,6 +12,7 @@ pymatgen is needed only to read CIF text and pymatgen objects (``pip install
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +110,9 @@ class Cell:
         """From CIF text (the first data block); parser messages are passed on."""
         parser_module = _pymatgen("CIF")
         try:
-            structures = parser_module.CifParser.from_str(text).parse_structures(primitive=False)
+            with warnings.catch_warnings():  # pymatgen's notes on rounding and occupancies
+                warnings.simplefilter("ignore", UserWarning)
+                structures = parser_module.CifParser.from_str(text).parse_structures(primitive=False)
         except Exception as exc:  # pymatgen raises many kinds for a bad file
             raise StructureError(f"cannot parse CIF {label!r}: {exc}".replace(" '':", ":")) from None
         if not structures:
@@ -205,12 +208,11 @@ def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_toler
             f"with symprec={symprec}: {reason}; try a larger symprec"
         )
     setting = get_setting(hall=int(dataset.hall_number))
-    std = Cell(
-        lattice=dataset.std_lattice,
-        positions=dataset.std_positions - np.floor(dataset.std_positions),
-        numbers=dataset.std_types,
-        label=cell.label,
+    sources = cell.positions @ np.asarray(dataset.transformation_matrix).T + dataset.origin_shift
+    positions = _symmetrize(
+        sources, cell.numbers, dataset.std_positions, np.asarray(dataset.std_types), np.asarray(dataset.std_lattice), setting, cell.label
     )
+    std = Cell(lattice=dataset.std_lattice, positions=positions, numbers=dataset.std_types, label=cell.label)
     std_dataset = quiet_spglib(spglib.get_symmetry_dataset, std.spglib_cell(), symprec=symprec)
     return Standardization(
         setting=setting,
@@ -223,6 +225,46 @@ def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_toler
         wyckoffs=tuple(std_dataset.wyckoffs),
         symprec=float(symprec),
     )
+
+
+def _symmetrize(
+    sources: np.ndarray, source_numbers: np.ndarray, reference: np.ndarray, numbers: np.ndarray,
+    lattice: np.ndarray, setting: Setting, label: str,
+) -> np.ndarray:
+    """Exactly symmetric positions for the standardized atoms ``reference``: each becomes
+    the mean of all images g(s) of the input atoms ``sources`` (already in the
+    standardized frame) that land on it, over every operation g (the group average).
+
+    spglib idealizes positions from one representative atom per orbit, so its result
+    depends on the input's atom order within the input's noise; summing over every input
+    atom and every operation does not.
+    """
+    x = np.asarray(reference, dtype=np.float64)
+    images = (np.einsum("oij,mj->omi", setting.rotations.astype(np.float64), sources) + setting.fractional_translations[:, None, :]).reshape(-1, 3)
+    image_species = np.tile(source_numbers, setting.n_operations)
+    total = np.zeros_like(x)
+    counts = np.zeros(len(x))
+    worst = 0.0
+    chunk = max(1, (1 << 22) // max(1, len(x)))
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk]
+        delta = block[:, None, :] - x[None, :, :]
+        delta -= np.rint(delta)
+        distance = np.linalg.norm(delta @ lattice, axis=-1)
+        distance[image_species[start : start + chunk, None] != numbers[None, :]] = np.inf
+        target = distance.argmin(axis=1)
+        rows = np.arange(len(block))
+        worst = max(worst, float(distance[rows, target].max()))
+        np.add.at(total, target, delta[rows, target])
+        np.add.at(counts, target, 1.0)
+    if worst > 1.0 or (counts == 0).any():
+        raise StructureError(
+            f"{label or 'structure'}: cannot match the input atoms to the standardized cell "
+            f"(worst mismatch {worst:.3g} A); try another symprec"
+        )
+    symmetric = np.mod(x + total / counts[:, None], 1.0)
+    symmetric[symmetric == 1.0] = 0.0  # -1e-17 mod 1 rounds to 1.0
+    return symmetric
 
 
 def _match_images(cell: Cell, std: Cell, dataset: Any) -> np.ndarray:
@@ -252,3 +294,72 @@ def _match_images(cell: Cell, std: Cell, dataset: Any) -> np.ndarray:
     best = np.lexsort((distance, rows))  # by row, nearest first
     first = np.concatenate([[True], rows[best][1:] != rows[best][:-1]])
     return cols[best][first].astype(np.int64)
+
+
+def origin_shifts(standardization: Standardization) -> np.ndarray:
+    """(F, 3) origin shifts s such that the atoms at ``positions + s`` are an equally valid
+    standardization of the same crystal, in the same setting.
+
+    spglib's standardization is unique only up to the affine normalizer of the group: rock
+    salt can come back with Cl at the origin instead of Na, and a polar group (P1, P2, P4mm,
+    ...) allows any shift along its polar axes.  Averaging a G-invariant model over these
+    frames makes it invariant to the choice, so the same crystal gets the same answer
+    whatever origin, cell or atom order it was given in.
+
+    The frames are (a) the translations of the normalizer on the 1/24 grid that map the
+    group onto itself, counted modulo the centring translations, with zero polar component;
+    and (b) along the polar axes, the shifts that put each atom of the rarest species (ties:
+    the heaviest) at polar coordinate 0.  Both are found with exact integer arithmetic on
+    the operations; only (b) uses atom coordinates.
+    """
+    setting = standardization.setting
+    polar = _polar_axes(setting)
+    grid = _normalizer_translations(setting, polar)  # (S, 3) int, 24ths
+    discrete = grid / 24.0
+    numbers = standardization.cell.numbers
+    species, counts = np.unique(numbers, return_counts=True)
+    rarest = species[np.lexsort((-species, counts))[0]]
+    anchors = standardization.cell.positions[numbers == rarest]
+    anchor_shifts = np.where(polar, -anchors, 0.0) if polar.any() else np.zeros((1, 3))
+    shifts = (discrete[:, None, :] + anchor_shifts[None, :, :]).reshape(-1, 3)
+    return shifts - np.floor(shifts)
+
+
+def _polar_axes(setting: Setting) -> np.ndarray:
+    """(3,) bool: the axes along which every operation leaves coordinates unchanged up to
+    translation (R e_j = e_j for all R), i.e. continuous origin freedom."""
+    identity = np.eye(3, dtype=np.int64)
+    polar = (setting.rotations[:, :, :] == identity[None]).all(axis=(0, 1))
+    # In every default setting the polar subspace is spanned by coordinate axes.
+    rank = np.linalg.matrix_rank(np.concatenate(list(identity - setting.rotations.astype(np.int64))))
+    if 3 - rank != polar.sum():
+        raise StructureError(f"polar subspace of {setting.hall_symbol} is not along coordinate axes")
+    return polar
+
+
+def _normalizer_translations(setting: Setting, polar: np.ndarray) -> np.ndarray:
+    """(S, 3) int: shifts s (in 24ths, polar components 0) with s + G - s = G, one per class
+    modulo the centring translations."""
+    d = 24
+    axes = [np.arange(d) if not p else np.array([0]) for p in polar]
+    candidates = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)  # (C, 3)
+    rotations = setting.rotations.astype(np.int64)
+    translations = setting.translations  # (n, 3) in 24ths
+    # Operation (R, t) becomes (R, t + (I - R) s) after moving the origin by -s.
+    moved = (translations[None] + np.einsum("oij,cj->coi", np.eye(3, dtype=np.int64) - rotations, candidates)) % d
+    # Membership test: encode (rotation class, translation) as integers.
+    _, rotation_class = np.unique(rotations.reshape(len(rotations), -1), axis=0, return_inverse=True)
+    rotation_class = rotation_class.ravel()
+    keys = rotation_class * d**3 + translations @ np.array([d * d, d, 1])
+    table = np.zeros((rotation_class.max() + 1) * d**3, dtype=bool)
+    table[keys] = True
+    moved_keys = rotation_class[None] * d**3 + moved @ np.array([d * d, d, 1])
+    allowed = candidates[table[moved_keys].all(axis=1)]
+    # Centring translations are operations with R = I: shifts differing by one give the
+    # same configuration up to a symmetry of the group, so keep one per class.
+    is_identity = (rotations == np.eye(3, dtype=np.int64)).all(axis=(1, 2))
+    centring = translations[is_identity]
+    classes = ((allowed[:, None, :] + centring[None]) % d) @ np.array([d * d, d, 1])
+    canonical = classes.min(axis=1)
+    _, first = np.unique(canonical, return_index=True)
+    return allowed[np.sort(first)]

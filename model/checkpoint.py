@@ -1,0 +1,136 @@
+"""Checkpoints: config, weights, target normalization and the identity of the store.
+
+A checkpoint is a directory holding ``model.pt`` (and ``metrics.json`` when training wrote
+one).  Loading it against a store that cannot reproduce its inputs is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from basisdb import BasisDBError, BasisStore, SCHEMA_VERSION
+
+from .data import StructureEncoder, collate
+from .models import CFTConfig, CrystalFourierTransformer, average_over_frames
+
+__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "check_store", "load_checkpoint", "Predictor"]
+
+FORMAT = "basisdb-cft-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(BasisDBError, ValueError):
+    """A checkpoint that is unreadable, of another kind, or incompatible with the store."""
+
+
+def save_checkpoint(directory: str | os.PathLike, *, kind: str, module: torch.nn.Module, config: CFTConfig, store: BasisStore, **extra: Any) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "store": {**store.identity, "path": str(store.path)},
+        **extra,
+    }
+    temporary = directory / ".model.pt.partial"
+    torch.save(payload, temporary)
+    os.replace(temporary, directory / "model.pt")  # a crash mid-save keeps the last checkpoint
+    return directory / "model.pt"
+
+
+def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    path = Path(path)
+    file = path / "model.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise CheckpointError(f"no checkpoint at {path} (expected a directory with model.pt)")
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{file} is not a readable checkpoint: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{file} is not a CFT checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{file}: checkpoint version {payload.get('version')} is not supported (this version reads {VERSION})")
+    if kind is not None and payload["kind"] != kind:
+        raise CheckpointError(f"{file} holds a {payload['kind']!r} checkpoint, expected {kind!r}")
+    return payload
+
+
+def check_store(payload: dict[str, Any], store: BasisStore, where: str) -> None:
+    """The store must reproduce the checkpoint's inputs: same schema, the model's radius."""
+    recorded = payload["store"]
+    radius = payload["config"]["radius"]
+    if recorded["schema_version"] != SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{where} was trained on a schema-{recorded['schema_version']} store; {store.path} is schema {SCHEMA_VERSION}"
+        )
+    if float(radius) not in store.radii:
+        raise CheckpointError(
+            f"{where} needs radius {radius}, which {store.path} lacks (radii {list(store.radii)}); "
+            f"use the store it was trained with ({recorded['path']}, fingerprint {recorded['fingerprint'][:16]})"
+        )
+    if recorded["fingerprint"] != store.fingerprint:
+        warnings.warn(
+            f"{where} was trained with store {recorded['fingerprint'][:16]}, this is {store.fingerprint[:16]}; "
+            f"bases are deterministic, so this is fine if both hold radius {radius}",
+            stacklevel=3,
+        )
+
+
+def load_checkpoint(path: str | os.PathLike, store: BasisStore | str | os.PathLike | None = None, device: str | None = None) -> "Predictor":
+    """A trained CFT, ready to predict.  ``store`` defaults to the one recorded in the
+    checkpoint if it still exists, else to the default store."""
+    payload = read_checkpoint(path, kind="cft")
+    if not isinstance(store, BasisStore):
+        recorded = Path(payload["store"]["path"])
+        store = BasisStore.open(store if store is not None else (recorded if recorded.is_file() else None))
+    check_store(payload, store, str(path))
+    config = CFTConfig(**payload["config"])
+    model = CrystalFourierTransformer(config)
+    model.load_state_dict(payload["state_dict"])
+    return Predictor(model, StructureEncoder(store, config.radius, payload["symprec"]), payload["target_mean"], payload["target_std"], device)
+
+
+class Predictor:
+    """Predictions and per-atom encodings of structures (pymatgen, ASE, basisdb Cell, or a
+    CIF path), averaged over origin frames."""
+
+    def __init__(self, model: CrystalFourierTransformer, encoder: StructureEncoder, target_mean: float, target_std: float, device: str | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.encoder = encoder
+        self.target_mean = float(target_mean)
+        self.target_std = float(target_std)
+
+    @torch.no_grad()
+    def predict_encoded(self, items, batch_size: int = 32) -> np.ndarray:
+        out = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            batch = collate(chunk, frames="all").to(self.device)
+            values = average_over_frames(self.model(batch), batch.owner, len(chunk))
+            out.append(values.cpu().numpy() * self.target_std + self.target_mean)
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def predict(self, structures, batch_size: int = 32) -> np.ndarray:
+        """One value per structure; a structure that cannot be used raises StructureError
+        naming it."""
+        items = [self.encoder.encode(s, label=f"structure {i}") for i, s in enumerate(structures)]
+        return self.predict_encoded(items, batch_size)
+
+    @torch.no_grad()
+    def atom_encodings(self, structure) -> np.ndarray:
+        """(n_atoms, d_model) Transformer outputs per input atom, in the input's order."""
+        item = self.encoder.encode(structure)
+        batch = collate([item], frames="all").to(self.device)
+        states = self.model.atom_states(batch).mean(0)  # average over frames
+        return states.cpu().numpy()[item.input_to_standardized]

@@ -1,0 +1,236 @@
+"""From structures to model inputs.
+
+Every structure is standardized with spglib into the store's setting of its space group,
+then encoded in each of its origin frames (:func:`basisdb.structures.origin_shifts`): the
+frames are the equally valid standardizations, and a model averaged over them gives the same
+answer for the same crystal whatever cell, origin, orientation or atom order it came in.
+
+Features of one atom are the real invariant basis functions of its group, placed in fixed
+"slots" (the position of each orbit's first frequency in the frequency set), so that one
+encoder serves all 230 groups with a fixed input width.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from basisdb import BasisStore, Cell, StructureError, standardize
+from basisdb.frequencies import METRICS, frequency_set
+from basisdb.structures import origin_shifts
+
+__all__ = [
+    "EncodedStructure",
+    "StructureEncoder",
+    "Batch",
+    "collate",
+    "lattice_features",
+    "read_structure_directory",
+    "read_structure_files",
+    "LATTICE_FEATURES",
+]
+
+LATTICE_FEATURES = 6
+
+
+def lattice_features(lattice: np.ndarray) -> np.ndarray:
+    """(..., 6) float32 rotation-invariant description of lattices (..., 3, 3):
+    log lengths (Angstrom) and cosines of the angles, from the metric L L^T."""
+    metric = lattice @ np.swapaxes(lattice, -1, -2)
+    lengths = np.sqrt(np.diagonal(metric, axis1=-2, axis2=-1))
+    cos_alpha = metric[..., 1, 2] / (lengths[..., 1] * lengths[..., 2])
+    cos_beta = metric[..., 0, 2] / (lengths[..., 0] * lengths[..., 2])
+    cos_gamma = metric[..., 0, 1] / (lengths[..., 0] * lengths[..., 1])
+    return np.concatenate([np.log(lengths), np.stack([cos_alpha, cos_beta, cos_gamma], axis=-1)], axis=-1).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedStructure:
+    """One structure, standardized and encoded.
+
+    Attributes:
+        label: name for messages.
+        group: ITA number; hall_number: the store setting used.
+        numbers: (M,) int64 atomic numbers of the standardized cell.
+        frames: (F, M, n_slots) float32 slot features of every atom in every origin frame.
+        lattice: (6,) float32 lattice features of the standardized cell.
+        input_to_standardized: (N,) int64, standardized atom of each input atom.
+    """
+
+    label: str
+    group: int
+    hall_number: int
+    numbers: np.ndarray = field(repr=False)
+    frames: np.ndarray = field(repr=False)
+    lattice: np.ndarray = field(repr=False)
+    input_to_standardized: np.ndarray = field(repr=False)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.numbers.shape[0])
+
+
+class StructureEncoder:
+    """Standardizes and encodes structures against one store at one radius."""
+
+    def __init__(self, store: BasisStore, radius: float, symprec: float = 1e-3):
+        self.store = store
+        self.radius = float(radius)
+        self.symprec = float(symprec)
+        store._check_radius(self.radius)
+        self.n_slots = max(len(frequency_set(metric, self.radius)) for metric in METRICS)
+        self._slots: dict[int, np.ndarray] = {}
+
+    def slots(self, hall: int) -> np.ndarray:
+        """(n_basis,) slot of each real basis function of a setting."""
+        if hall not in self._slots:
+            basis = self.store.basis(hall=hall, radius=self.radius)
+            present = np.flatnonzero(basis.column_row >= 0)
+            _, first = np.unique(basis.column_row[present], return_index=True)
+            self._slots[hall] = present[first]
+        return self._slots[hall]
+
+    def features(self, hall: int, positions: np.ndarray) -> np.ndarray:
+        """(N, n_slots) float32 slot features of fractional positions in a setting."""
+        basis = self.store.basis(hall=hall, radius=self.radius)
+        values = basis.encode(positions, real=True)  # double, then float32: no extra noise
+        out = np.zeros((positions.shape[0], self.n_slots), dtype=np.float32)
+        out[:, self.slots(hall)] = values
+        return out
+
+    def encode(self, structure: Any, label: str = "") -> EncodedStructure:
+        cell = _cell_from(structure, label)
+        standard = standardize(cell, symprec=self.symprec)
+        shifts = origin_shifts(standard)
+        positions = standard.cell.positions[None, :, :] + shifts[:, None, :]  # (F, M, 3)
+        hall = standard.setting.hall_number
+        frames = self.features(hall, positions.reshape(-1, 3)).reshape(len(shifts), standard.cell.n_atoms, self.n_slots)
+        return EncodedStructure(
+            label=cell.label,
+            group=standard.setting.group,
+            hall_number=hall,
+            numbers=standard.cell.numbers,
+            frames=frames,
+            lattice=lattice_features(standard.cell.lattice),
+            input_to_standardized=standard.input_to_standardized,
+        )
+
+    def encode_many(self, structures: Iterable[tuple[str, Any]], report=sys.stderr) -> tuple[list[EncodedStructure], list[tuple[str, str]]]:
+        """Encode (label, structure) pairs; those that fail are returned with the reason and
+        reported, never dropped silently."""
+        encoded, rejected = [], []
+        for label, structure in structures:
+            try:
+                encoded.append(self.encode(structure, label=label))
+            except StructureError as exc:
+                rejected.append((label, str(exc)))
+        if rejected and report is not None:
+            print(f"skipped {len(rejected)} structure(s):", file=report)
+            for label, reason in rejected:
+                print(f"  {label}: {reason}", file=report)
+        return encoded, rejected
+
+
+@dataclass
+class Batch:
+    """Padded model input for B (structure, frame) sequences.
+
+    Attributes:
+        features: (B, N, n_slots) float32; numbers: (B, N) int64; mask: (B, N) bool, True
+        for real atoms; group: (B,) int64; lattice: (B, 6) float32; owner: (B,) int64, the
+        structure each sequence belongs to (several frames of one structure share it).
+    """
+
+    features: torch.Tensor
+    numbers: torch.Tensor
+    mask: torch.Tensor
+    group: torch.Tensor
+    lattice: torch.Tensor
+    owner: torch.Tensor
+
+    def to(self, device) -> "Batch":
+        return Batch(**{k: v.to(device) for k, v in vars(self).items()})
+
+
+def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np.random.Generator | None = None) -> Batch:
+    """Pad to the largest structure of the batch; memory grows with the atoms present.
+
+    ``frames="all"`` gives one sequence per origin frame (for averaging), ``"random"`` one
+    random frame per structure (training).
+    """
+    rows = []
+    for index, item in enumerate(structures):
+        if frames == "random":
+            choice = [int((rng or np.random.default_rng()).integers(len(item.frames)))]
+        else:
+            choice = range(len(item.frames))
+        rows.extend((index, item, f) for f in choice)
+    n_max = max(item.n_atoms for _, item, _ in rows)
+    n_slots = rows[0][1].frames.shape[-1]
+    features = np.zeros((len(rows), n_max, n_slots), dtype=np.float32)
+    numbers = np.zeros((len(rows), n_max), dtype=np.int64)
+    mask = np.zeros((len(rows), n_max), dtype=bool)
+    for b, (_, item, f) in enumerate(rows):
+        features[b, : item.n_atoms] = item.frames[f]
+        numbers[b, : item.n_atoms] = item.numbers
+        mask[b, : item.n_atoms] = True
+    return Batch(
+        features=torch.from_numpy(features),
+        numbers=torch.from_numpy(numbers),
+        mask=torch.from_numpy(mask),
+        group=torch.tensor([item.group for _, item, _ in rows]),
+        lattice=torch.from_numpy(np.stack([item.lattice for _, item, _ in rows])),
+        owner=torch.tensor([index for index, _, _ in rows]),
+    )
+
+
+def read_structure_files(paths: Iterable[str | Path]) -> list[tuple[str, Any]]:
+    """(label, CIF reference) pairs; files are parsed when encoded, so that an unreadable one
+    is reported with its name like any other rejection."""
+    return [(Path(path).stem, _LazyCif(Path(path))) for path in paths]
+
+
+class _LazyCif:
+    """A CIF path that turns into a Cell inside the encoder, so that a parse error is
+    reported against the structure's name like any other rejection."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+
+def _cell_from(item: Any, label: str) -> Cell:
+    if isinstance(item, _LazyCif):
+        try:
+            text = item.path.read_text()
+        except OSError as exc:
+            raise StructureError(f"cannot read {item.path}: {exc}") from None
+        return Cell.from_cif(text, label=label)
+    return Cell.from_any(item, label=label)
+
+
+def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any]], dict[str, float]]:
+    """A CGCNN-style folder: ``id_prop.csv`` rows ``material_id,value`` and ``<id>.cif``."""
+    directory = Path(directory)
+    table = directory / "id_prop.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"{directory} has no id_prop.csv (rows: material_id,value)")
+    targets: dict[str, float] = {}
+    with open(table, newline="") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            if not row or row[0].startswith("#"):
+                continue
+            try:
+                targets[row[0].strip()] = float(row[1])
+            except (IndexError, ValueError):
+                if line_number == 1:
+                    continue  # a header line
+                raise ValueError(f"{table}:{line_number}: expected 'material_id,value', got {row}") from None
+    structures = [(material_id, _LazyCif(directory / f"{material_id}.cif")) for material_id in targets]
+    return structures, targets

@@ -1,0 +1,99 @@
+"""``python -m model.train --data DIR --out CKPT [--epochs N] [--pretrained CKPT]``
+
+DIR is a CGCNN-style folder: ``id_prop.csv`` with ``material_id,value`` rows and one
+``<material_id>.cif`` per row.  Runs unchanged under ``torchrun --nproc_per_node N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from basisdb import BasisDBError, BasisStore
+
+from .checkpoint import CheckpointError, check_store, read_checkpoint, save_checkpoint
+from .data import StructureEncoder, read_structure_directory
+from .models import CFTConfig, CrystalFourierTransformer
+from .training import DistributedContext, TrainConfig, fit
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path, help="folder with id_prop.csv and CIF files")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    parser.add_argument("--pretrained", type=Path, help="orbit-distance pretrained encoder checkpoint")
+    parser.add_argument("--store", type=Path, help="basis store (default: the default store)")
+    parser.add_argument("--radius", type=float, default=4.0)
+    parser.add_argument("--symprec", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--patience", type=int, default=20, help="epochs without improvement before stopping")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=None, help="time budget")
+    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    context = DistributedContext(args.device)
+    try:
+        torch.manual_seed(args.seed)
+        store = BasisStore.open(args.store)
+        encoder = StructureEncoder(store, args.radius, args.symprec)
+        structures, targets = read_structure_directory(args.data)
+        items, rejected = encoder.encode_many(structures, report=sys.stderr if context.main else None)
+        if len(items) < 2:
+            raise BasisDBError(f"need at least 2 usable structures in {args.data}, found {len(items)}")
+        y = np.array([targets[item.label] for item in items])
+        order = np.random.default_rng(args.seed).permutation(len(items))
+        n_val = max(1, int(round(args.val_fraction * len(items))))
+        val_index, train_index = order[:n_val], order[n_val:]
+        config = CFTConfig(radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, layers=args.layers)
+        pretrained = None
+        if args.pretrained:
+            pretrained = read_checkpoint(args.pretrained, kind="encoder")
+            check_store(pretrained, store, str(args.pretrained))
+            config = CFTConfig(**{**config.to_dict(), **{k: pretrained["config"][k] for k in ("radius", "n_slots", "d_model", "hidden", "encoder_blocks")}})
+        model = CrystalFourierTransformer(config)
+        if pretrained:
+            model.encoder.load_state_dict(pretrained["state_dict"])
+        train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=args.seed, max_minutes=args.minutes)
+        common = {"symprec": args.symprec, "train_config": train_config.to_dict(), "data": str(args.data)}
+
+        def save(model, epoch, val_mae):
+            save_checkpoint(args.out, kind="cft", module=model, config=config, store=store, target_mean=float(np.mean(y[train_index])), target_std=float(np.std(y[train_index]) or 1.0), best_epoch=epoch, best_val_mae=val_mae, **common)
+
+        result = fit(model, [items[i] for i in train_index], y[train_index], [items[i] for i in val_index], y[val_index], train_config, context, on_best=save)
+        if context.main:
+            metrics = {
+                "best_val_mae": result["best_val_mae"],
+                "best_epoch": result["best_epoch"],
+                "n_train": int(len(train_index)),
+                "n_val": int(len(val_index)),
+                "rejected": [{"id": label, "reason": reason} for label, reason in rejected],
+                "history": result["history"],
+                "world_size": context.world,
+            }
+            (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            print(f"best validation MAE {result['best_val_mae']:.4f} at epoch {result['best_epoch']}; checkpoint {args.out}")
+        return 0
+    except (BasisDBError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        context.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

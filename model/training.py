@@ -1,0 +1,156 @@
+"""Training loops (property regression, orbit-distance pretraining), schedules, DDP."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .data import EncodedStructure, collate
+from .models import CrystalFourierTransformer, average_over_frames
+
+__all__ = ["TrainConfig", "DistributedContext", "fit", "evaluate_mae", "cosine_schedule"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 20
+    seed: int = 0
+    max_minutes: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DistributedContext:
+    """torchrun's environment: one process per rank (gloo on CPU, NCCL on GPUs); a single
+    process otherwise."""
+
+    def __init__(self, device: str | None = None):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        if self.world > 1:
+            return nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return model
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def cosine_schedule(optimizer, total_steps: int, warmup: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def predict_normalized(model: CrystalFourierTransformer, items: Sequence[EncodedStructure], device, batch_size: int = 32) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        batch = collate(chunk, frames="all").to(device)
+        out.append(average_over_frames(model(batch), batch.owner, len(chunk)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def evaluate_mae(model, items, targets: np.ndarray, mean: float, std: float, device) -> float:
+    if not len(items):
+        return float("nan")
+    predictions = predict_normalized(model, items, device) * std + mean
+    return float(np.abs(predictions - targets).mean())
+
+
+def fit(
+    model: CrystalFourierTransformer,
+    train: Sequence[EncodedStructure],
+    train_targets: np.ndarray,
+    val: Sequence[EncodedStructure],
+    val_targets: np.ndarray,
+    config: TrainConfig,
+    context: DistributedContext,
+    on_best: Callable[[CrystalFourierTransformer, int, float], None] | None = None,
+) -> dict:
+    """Train with early stopping on validation MAE; returns the history and restores the
+    best weights into ``model``.  Each epoch uses one random origin frame per structure;
+    validation averages over all frames."""
+    from tqdm.auto import tqdm
+
+    mean, std = float(np.mean(train_targets)), float(np.std(train_targets) or 1.0)
+    normalized = (np.asarray(train_targets) - mean) / std
+    wrapped = context.wrap(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    usable = len(train) - len(train) % context.world  # equal shards, or DDP ranks would wait on each other
+    steps_per_epoch = max(1, math.ceil(usable // context.world / config.batch_size))
+    scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup=min(100, steps_per_epoch))
+    rng = np.random.default_rng(config.seed)
+    best, best_epoch, history, start = math.inf, -1, [], time.monotonic()
+    best_state = copy.deepcopy(model.state_dict())
+    for epoch in range(1, config.epochs + 1):
+        wrapped.train()
+        order = rng.permutation(len(train))[:usable][context.rank :: context.world]
+        losses = []
+        batches = range(0, len(order), config.batch_size)
+        for start_index in tqdm(batches, desc=f"epoch {epoch}", disable=not context.main, leave=False, file=sys.stderr):
+            index = order[start_index : start_index + config.batch_size]
+            batch = collate([train[i] for i in index], frames="random", rng=rng).to(context.device)
+            target = torch.as_tensor(normalized[index], dtype=torch.float32, device=context.device)
+            loss = nn.functional.smooth_l1_loss(wrapped(batch), target[batch.owner])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        val_mae = evaluate_mae(model, val, val_targets, mean, std, context.device)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val_mae})
+        improved = val_mae < best
+        if improved:
+            best, best_epoch = val_mae, epoch
+            best_state = copy.deepcopy(model.state_dict())
+            if on_best is not None and context.main:
+                on_best(model, epoch, val_mae)
+        if context.main:
+            print(f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  val MAE {val_mae:.4f}{'  *' if improved else ''}", file=sys.stderr)
+        out_of_time = config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes
+        if epoch - best_epoch >= config.patience or out_of_time:
+            if context.main:
+                print(f"stopping after epoch {epoch}: " + ("time budget spent" if out_of_time else f"no improvement for {config.patience} epochs"), file=sys.stderr)
+            break
+    model.load_state_dict(best_state)
+    return {"history": history, "best_epoch": best_epoch, "best_val_mae": best, "target_mean": mean, "target_std": std}

@@ -1,0 +1,216 @@
+"""The CFT package on real structures (pymatgen's bundled test structures)."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.util.testing import PymatgenTest
+
+from basisdb import BasisStore, build_store, get_setting
+from model import CFTConfig, CheckpointError, CrystalFourierTransformer, load_checkpoint
+from model.checkpoint import Predictor
+from model.data import StructureEncoder
+from model.geometry import lattice_from_parameters, orbit_distance
+
+from .conftest import REPO_ROOT
+from .test_service_server import free_port
+
+REAL = ["LiFePO4", "TiO2", "BaNiO3", "Li2O", "SiO2", "CsCl"]
+
+
+def real(name: str) -> Structure:
+    return PymatgenTest.get_structure(name)
+
+
+@pytest.fixture(scope="module")
+def predictor(small_store):
+    torch.manual_seed(0)
+    store = BasisStore.open(small_store)
+    encoder = StructureEncoder(store, radius=4)
+    model = CrystalFourierTransformer(CFTConfig(radius=4, n_slots=encoder.n_slots, d_model=32, hidden=64, layers=2))
+    return Predictor(model, encoder, target_mean=1.0, target_std=2.0, device="cpu")
+
+
+def close(a, b):
+    return np.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+# -- orbit distance ------------------------------------------------------------------------
+
+
+def brute_force(setting, lattice, x1, x2, reach=4):
+    images = np.einsum("oij,pj->poi", setting.rotations.astype(float), x2) + setting.fractional_translations
+    delta = x1[:, None, :] - images
+    delta -= np.rint(delta)
+    shifts = np.stack(np.meshgrid(*([np.arange(-reach, reach + 1)] * 3), indexing="ij"), -1).reshape(-1, 3)
+    return np.linalg.norm((delta[:, :, None, :] + shifts) @ lattice, axis=-1).min(axis=(1, 2))
+
+
+@pytest.mark.parametrize(
+    "group, parameters",
+    [
+        (1, (4.0, 5.0, 6.0, 90, 90, 90)),
+        (1, (3.5, 7.0, 4.5, 62, 118, 67)),  # strongly skewed triclinic
+        (2, (5.0, 4.2, 6.3, 71, 109, 113)),
+        (14, (5.0, 6.0, 7.0, 90, 124, 90)),  # skewed monoclinic
+        (15, (9.0, 5.0, 6.0, 90, 117, 90)),
+    ],
+)
+def test_orbit_distance_against_brute_force(group, parameters):
+    setting = get_setting(group)
+    lattice = lattice_from_parameters(*parameters)
+    rng = np.random.default_rng(group)
+    x1, x2 = rng.random((300, 3)), rng.random((300, 3))
+    assert np.allclose(orbit_distance(setting, lattice, x1, x2), brute_force(setting, lattice, x1, x2), atol=1e-10)
+
+
+def test_rounding_shortcut_overestimates_in_skewed_cells():
+    setting, lattice = get_setting(1), lattice_from_parameters(3.5, 7.0, 4.5, 62, 118, 67)
+    x1, x2 = np.random.default_rng(0).random((500, 3)), np.random.default_rng(1).random((500, 3))
+    delta = x1 - x2
+    shortcut = np.linalg.norm((delta - np.rint(delta)) @ lattice, axis=-1)
+    exact = orbit_distance(setting, lattice, x1, x2)
+    assert (shortcut >= exact - 1e-12).all() and (shortcut - exact).mean() > 0.1
+
+
+# -- invariances ----------------------------------------------------------------------------
+
+
+def rotated(structure, seed=0):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))  # a proper rotation
+    return Structure(Lattice(structure.lattice.matrix @ q.T), structure.species, structure.frac_coords)
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_predictions_are_invariant(predictor, name):
+    structure = real(name)
+    reference = predictor.predict([structure])[0]
+    permuted = Structure.from_sites([structure[i] for i in np.random.default_rng(1).permutation(len(structure))])
+    analyzer = SpacegroupAnalyzer(structure, symprec=1e-3)  # the tolerance the model uses
+    translated = structure.copy()
+    translated.translate_sites(range(len(structure)), [0.137, 0.291, 0.443])
+    variants = {
+        "permuted": permuted,
+        "primitive": analyzer.get_primitive_standard_structure(),
+        "conventional": analyzer.get_conventional_standard_structure(),
+        "rotated": rotated(structure),
+        "translated": translated,
+    }
+    values = predictor.predict(list(variants.values()))
+    for (label, _), value in zip(variants.items(), values):
+        assert close(value, reference), (name, label, value, reference)
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_atom_encodings_follow_input_order_and_wyckoff_orbits(predictor, name):
+    structure = real(name)
+    encodings = predictor.atom_encodings(structure)
+    assert encodings.shape == (len(structure), 32)
+    orbits = SpacegroupAnalyzer(structure, symprec=1e-3).get_symmetry_dataset().equivalent_atoms
+    for orbit in np.unique(orbits):
+        members = encodings[orbits == orbit]
+        assert np.abs(members - members[0]).max() < 1e-4 * (1 + np.abs(members).max())
+    order = np.random.default_rng(2).permutation(len(structure))
+    shuffled = predictor.atom_encodings(Structure.from_sites([structure[i] for i in order]))
+    assert np.allclose(shuffled, encodings[order], rtol=1e-4, atol=1e-5)
+
+
+def test_large_structure(predictor):
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*([np.arange(9)] * 3), indexing="ij"), -1).reshape(-1, 3)[:520]
+    positions = (grid + rng.uniform(-0.2, 0.2, grid.shape)) / 9
+    species = rng.choice(["Si", "O", "Al"], size=len(positions))
+    structure = Structure(Lattice.cubic(18.0), species, positions)
+    assert predictor.atom_encodings(structure).shape == (520, 32)
+    assert np.isfinite(predictor.predict([structure, real("Li2O")])).all()
+
+
+# -- command lines, checkpoints, DDP --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("structures")
+    rows = []
+    for i, name in enumerate(REAL * 2):
+        structure = real(name)
+        structure.perturb(0.0)
+        structure.scale_lattice(structure.volume * (1 + 0.05 * i))
+        structure.to(filename=str(directory / f"m{i}.cif"))
+        rows.append((f"m{i}", float(structure.density)))
+    (directory / "bad.cif").write_text("data_bad\n_cell_length_a 5\nloop_\n_atom_site_label\n")
+    rows.append(("bad", 1.0))
+    with open(directory / "id_prop.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return directory
+
+
+def run_model(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_pretrain_cli(small_store, tmp_path):
+    out = tmp_path / "pre"
+    result = run_model("model.pretrain", "--out", str(out), "--store", str(small_store), "--groups", "1,2,14,194,225",
+                       "--samples-per-group", "64", "--epochs", "2", "--minutes", "1")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["overall"]["mae"] >= 0 and 0 < metrics["overall"]["mean_distance"]
+    assert set(metrics["per_crystal_system"]) == {"triclinic", "monoclinic", "hexagonal", "cubic"}
+    assert "held-out MAE" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(small_store, data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    pre = root / "pre"
+    assert run_model("model.pretrain", "--out", str(pre), "--store", str(small_store), "--groups", "1-3",
+                     "--samples-per-group", "32", "--epochs", "1", "--d-model", "32", "--hidden", "64").returncode == 0
+    out = root / "ckpt"
+    result = run_model("model.train", "--data", str(data_dir), "--out", str(out), "--store", str(small_store),
+                       "--epochs", "3", "--batch-size", "4", "--pretrained", str(pre), "--d-model", "32", "--hidden", "64")
+    assert result.returncode == 0, result.stderr
+    assert "bad: cannot parse CIF" in result.stderr  # rejected, by name
+    return out
+
+
+def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store, tmp_path):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_val"] == 12 and metrics["rejected"][0]["id"] == "bad"
+    assert len(metrics["history"]) == 3
+    predictions = tmp_path / "preds.csv"
+    result = run_model("model.predict", "--checkpoint", str(trained), "--data", str(data_dir), "--out", str(predictions), "--store", str(small_store))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(predictions)))
+    assert len(rows) == 12
+    predictor = load_checkpoint(trained, store=small_store)
+    again = predictor.predict([Structure.from_file(data_dir / f"{rows[0]['material_id']}.cif")])[0]
+    assert np.isclose(again, float(rows[0]["prediction"]), rtol=1e-5)
+
+
+def test_incompatible_store_is_a_clear_error(trained, tmp_path):
+    other = tmp_path / "other.h5"
+    build_store(other, radii=[2, 3], settings="1-3", progress=False)
+    with pytest.raises(CheckpointError, match=r"needs radius 4.0, which .* lacks"):
+        load_checkpoint(trained, store=other)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_ddp_training_with_torchrun(small_store, data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "model.train",
+         "--data", str(data_dir), "--out", str(out), "--store", str(small_store), "--epochs", "2", "--batch-size", "4",
+         "--d-model", "32", "--hidden", "64"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["world_size"] == 2
