@@ -12,8 +12,10 @@ pymatgen is needed only to read CIF text and pymatgen objects (``pip install
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,9 +135,16 @@ class Cell:
 
     @classmethod
     def from_any(cls, structure: Any, label: str = "") -> "Cell":
-        """From a :class:`Cell`, a pymatgen ``Structure`` or an ASE ``Atoms``."""
+        """From a :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms`` or a CIF file path."""
         if isinstance(structure, Cell):
             return structure
+        if isinstance(structure, (str, os.PathLike)):
+            path = Path(structure)
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise StructureError(f"cannot read {path}: {exc}") from None
+            return cls.from_cif(text, label=label or path.stem)
         kind = type(structure).__module__.split(".")[0]
         if kind == "pymatgen":
             return cls.from_pymatgen(structure, label)
@@ -143,7 +152,7 @@ class Cell:
             return cls.from_ase(structure, label)
         raise StructureError(
             f"cannot read a structure from {type(structure).__name__}; pass a pymatgen "
-            "Structure, an ASE Atoms or a basisdb Cell"
+            "Structure, an ASE Atoms, a basisdb Cell or a CIF file path"
         )
 
 

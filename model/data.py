@@ -106,7 +106,7 @@ class StructureEncoder:
         return out
 
     def encode(self, structure: Any, label: str = "") -> EncodedStructure:
-        cell = _cell_from(structure, label)
+        cell = Cell.from_any(structure, label=label)
         standard = standardize(cell, symprec=self.symprec)
         shifts = origin_shifts(standard)
         positions = standard.cell.positions[None, :, :] + shifts[:, None, :]  # (F, M, 3)
@@ -194,25 +194,7 @@ def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np
 def read_structure_files(paths: Iterable[str | Path]) -> list[tuple[str, Any]]:
     """(label, CIF reference) pairs; files are parsed when encoded, so that an unreadable one
     is reported with its name like any other rejection."""
-    return [(Path(path).stem, _LazyCif(Path(path))) for path in paths]
-
-
-class _LazyCif:
-    """A CIF path that turns into a Cell inside the encoder, so that a parse error is
-    reported against the structure's name like any other rejection."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-
-def _cell_from(item: Any, label: str) -> Cell:
-    if isinstance(item, _LazyCif):
-        try:
-            text = item.path.read_text()
-        except OSError as exc:
-            raise StructureError(f"cannot read {item.path}: {exc}") from None
-        return Cell.from_cif(text, label=label)
-    return Cell.from_any(item, label=label)
+    return [(Path(path).stem, Path(path)) for path in paths]
 
 
 def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any]], dict[str, float]]:
@@ -232,5 +214,5 @@ def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any
                 if line_number == 1:
                     continue  # a header line
                 raise ValueError(f"{table}:{line_number}: expected 'material_id,value', got {row}") from None
-    structures = [(material_id, _LazyCif(directory / f"{material_id}.cif")) for material_id in targets]
+    structures = [(material_id, directory / f"{material_id}.cif") for material_id in targets]
     return structures, targets

@@ -10,7 +10,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-from pymatgen.util.testing import PymatgenTest
+from importlib.resources import files
 
 from basisdb import BasisStore, build_store, get_setting
 from model import CFTConfig, CheckpointError, CrystalFourierTransformer, load_checkpoint
@@ -25,7 +25,8 @@ REAL = ["LiFePO4", "TiO2", "BaNiO3", "Li2O", "SiO2", "CsCl"]
 
 
 def real(name: str) -> Structure:
-    return PymatgenTest.get_structure(name)
+    """One of the Materials Project structures that pymatgen ships for its own tests."""
+    return Structure.from_file(str(files("pymatgen.util") / "structures" / f"{name}.json"))
 
 
 @pytest.fixture(scope="module")
