@@ -17,7 +17,8 @@ import torch
 from basisdb import BasisDBError, BasisStore, SCHEMA_VERSION
 
 from .data import StructureEncoder, collate
-from .models import CFTConfig, CrystalFourierTransformer, average_over_frames
+from .models import CFTConfig, CrystalFourierTransformer
+from .training import predict_normalized
 
 __all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "check_store", "load_checkpoint", "Predictor"]
 
@@ -111,15 +112,9 @@ class Predictor:
         self.target_mean = float(target_mean)
         self.target_std = float(target_std)
 
-    @torch.no_grad()
     def predict_encoded(self, items, batch_size: int = 32) -> np.ndarray:
-        out = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            batch = collate(chunk, frames="all").to(self.device)
-            values = average_over_frames(self.model(batch), batch.owner, len(chunk))
-            out.append(values.cpu().numpy() * self.target_std + self.target_mean)
-        return np.concatenate(out) if out else np.zeros(0)
+        """Predictions for already encoded structures, averaged over their frames."""
+        return predict_normalized(self.model, items, self.device, batch_size) * self.target_std + self.target_mean
 
     def predict(self, structures, batch_size: int = 32) -> np.ndarray:
         """One value per structure; a structure that cannot be used raises StructureError
