@@ -120,7 +120,6 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait()
-        size = None
         print(f"GET {basis_url} (32 connections)")
         for name, r in results.items():
             print("  " + line(name, r))

@@ -1,4 +1,4 @@
-"""Training loops (property regression, orbit-distance pretraining), schedules, DDP."""
+"""The property-regression training loop, its schedule and DDP (orbit-distance pretraining is in model.pretrain)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from .errors import install_error_handlers
 from .routers import encode, export, groups, health
 from .state import ServiceState
 
-__all__ = ["create_app", "app"]
+__all__ = ["create_app"]  # and `app`, created on first access (see __getattr__)
 
 API_PREFIX = "/v1"
 

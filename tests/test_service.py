@@ -14,7 +14,7 @@ from basisdb import BasisStore, get_setting, standardize
 from basisdb.audit import audit_store
 from service import ServiceSettings, create_app
 
-from .conftest import ALL_GROUPS, SMALL_RADII
+from .conftest import ALL_GROUPS
 
 MAX_POSITIONS = 500
 
