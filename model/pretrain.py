@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks).to(device)
         optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=1e-4)
         steps_per_epoch = math.ceil(len(train) / args.batch_size)
-        scheduler = cosine_schedule(optimizer, args.epochs * steps_per_epoch, warmup=min(200, steps_per_epoch))
+        scheduler = cosine_schedule(optimizer, args.epochs * steps_per_epoch, warmup=min(200, steps_per_epoch), budget_seconds=60 * args.minutes)
         began, epoch = time.monotonic(), 0
         from tqdm.auto import tqdm
 

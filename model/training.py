@@ -68,11 +68,17 @@ class DistributedContext:
             dist.destroy_process_group()
 
 
-def cosine_schedule(optimizer, total_steps: int, warmup: int):
+def cosine_schedule(optimizer, total_steps: int, warmup: int, budget_seconds: float | None = None):
+    """Linear warm-up, then cosine decay to zero by the last step or, with a time budget,
+    by the end of the budget, whichever comes first (so a timed run ends annealed)."""
+    began = time.monotonic()
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total_steps - warmup)
+        if budget_seconds:
+            progress = max(progress, (time.monotonic() - began) / budget_seconds)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -117,7 +123,8 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     usable = len(train) - len(train) % context.world  # equal shards, or DDP ranks would wait on each other
     steps_per_epoch = max(1, math.ceil(usable // context.world / config.batch_size))
-    scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup=min(100, steps_per_epoch))
+    budget = 60 * config.max_minutes if config.max_minutes else None
+    scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup=min(100, steps_per_epoch), budget_seconds=budget)
     rng = np.random.default_rng(config.seed)
     best, best_epoch, history, start = math.inf, -1, [], time.monotonic()
     best_state = copy.deepcopy(model.state_dict())
