@@ -387,6 +387,7 @@ class BasisStore:
         self._lock = threading.RLock()
         self._families: OrderedDict[int, tuple[Basis, np.ndarray]] = OrderedDict()
         self._tables: dict[int, np.ndarray] = {}
+        self._bases: OrderedDict[tuple[int, float], Basis] = OrderedDict()
         self._frequency_sets: dict[str, np.ndarray] = {}
         try:
             self._read_root()
@@ -441,6 +442,7 @@ class BasisStore:
                 self._file.close()
             self._families.clear()
             self._tables.clear()
+            self._bases.clear()
 
     def __enter__(self) -> "BasisStore":
         return self
@@ -521,13 +523,19 @@ class BasisStore:
     def basis(self, group: int | None = None, *, hall: int | None = None, radius: float) -> Basis:
         """The basis of ITA type ``group`` (default setting) or of Hall setting ``hall`` at a
         radius present in the store, with its stored verification figures."""
-        hall_number = self._check_hall(group, hall)
-        radius = self._check_radius(radius)
-        family, table = self._family(hall_number)
-        (row,) = table[table["radius"] == radius]
-        return dataclasses.replace(
-            family.truncate(radius), stored_verification=_figures(row, family.orbit_sizes)
-        )
+        key = (self._check_hall(group, hall), self._check_radius(radius))
+        with self._lock:
+            if key in self._bases:  # the same immutable object, with its matrices built
+                self._bases.move_to_end(key)
+                return self._bases[key]
+        family, table = self._family(key[0])
+        (row,) = table[table["radius"] == key[1]]
+        basis = dataclasses.replace(family.truncate(key[1]), stored_verification=_figures(row, family.orbit_sizes))
+        with self._lock:
+            self._bases[key] = basis
+            if len(self._bases) > self._FAMILY_CACHE_SIZE * 4:
+                self._bases.popitem(last=False)
+        return basis
 
     def verification(self, group: int | None = None, *, hall: int | None = None) -> list[dict[str, Any]]:
         """Stored verification figures of a setting, one dict per radius."""
