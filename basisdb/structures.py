@@ -170,7 +170,8 @@ class Standardization:
 
     Attributes:
         setting: the setting of the standardized cell (default setting of its type).
-        cell: the standardized conventional cell (idealized lattice and positions).
+        cell: the standardized conventional cell: spglib's idealized lattice, and positions
+            that are the group average of the input atoms' images (exactly symmetric).
         transformation_matrix: (3, 3) float64 P with x_std = P x + p (mod 1) for input
             fractional coordinates x.
         origin_shift: (3,) float64 p.
@@ -218,7 +219,7 @@ def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_toler
         )
     setting = get_setting(hall=int(dataset.hall_number))
     sources = cell.positions @ np.asarray(dataset.transformation_matrix).T + dataset.origin_shift
-    positions = _symmetrize(
+    positions, input_to_standardized = _symmetrize(
         sources, cell.numbers, dataset.std_positions, np.asarray(dataset.std_types), np.asarray(dataset.std_lattice), setting, cell.label
     )
     std = Cell(lattice=dataset.std_lattice, positions=positions, numbers=dataset.std_types, label=cell.label)
@@ -229,7 +230,7 @@ def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_toler
         transformation_matrix=np.asarray(dataset.transformation_matrix, dtype=np.float64),
         origin_shift=np.asarray(dataset.origin_shift, dtype=np.float64),
         rotation=np.asarray(dataset.std_rotation_matrix, dtype=np.float64),
-        input_to_standardized=_match_images(cell, std, dataset),
+        input_to_standardized=input_to_standardized,
         equivalent_atoms=np.asarray(std_dataset.equivalent_atoms, dtype=np.int64),
         wyckoffs=tuple(std_dataset.wyckoffs),
         symprec=float(symprec),
@@ -247,12 +248,15 @@ def _symmetrize(
     spglib idealizes positions from one representative atom per orbit, so its result
     depends on the input's atom order within the input's noise; summing over every input
     atom and every operation does not.
+
+    Returns the positions and, for each source atom, the standardized atom it lands on.
     """
     x = np.asarray(reference, dtype=np.float64)
     images = (np.einsum("oij,mj->omi", setting.rotations.astype(np.float64), sources) + setting.fractional_translations[:, None, :]).reshape(-1, 3)
     image_species = np.tile(source_numbers, setting.n_operations)
     total = np.zeros_like(x)
     counts = np.zeros(len(x))
+    targets = np.empty(len(images), dtype=np.int64)
     worst = 0.0
     chunk = max(1, (1 << 22) // max(1, len(x)))
     for start in range(0, len(images), chunk):
@@ -266,6 +270,7 @@ def _symmetrize(
         worst = max(worst, float(distance[rows, target].max()))
         np.add.at(total, target, delta[rows, target])
         np.add.at(counts, target, 1.0)
+        targets[start : start + chunk] = target
     if worst > 1.0 or (counts == 0).any():
         raise StructureError(
             f"{label or 'structure'}: cannot match the input atoms to the standardized cell "
@@ -273,36 +278,8 @@ def _symmetrize(
         )
     symmetric = np.mod(x + total / counts[:, None], 1.0)
     symmetric[symmetric == 1.0] = 0.0  # -1e-17 mod 1 rounds to 1.0
-    return symmetric
-
-
-def _match_images(cell: Cell, std: Cell, dataset: Any) -> np.ndarray:
-    """For each input atom, the standardized atom nearest its image P x + p.
-
-    Candidates are only the standardized atoms that spglib maps to the same primitive atom
-    (a few per input atom), so the work is linear in the number of atoms; among them the
-    nearest image (Cartesian, minimum over neighbouring cells) wins.
-    """
-    prim_of_input = np.asarray(dataset.mapping_to_primitive, dtype=np.int64)
-    prim_of_std = np.asarray(dataset.std_mapping_to_primitive, dtype=np.int64)
-    n_prim = int(max(prim_of_input.max(), prim_of_std.max())) + 1
-    std_by_prim = np.argsort(prim_of_std, kind="stable")
-    per_prim = np.bincount(prim_of_std, minlength=n_prim)
-    first_of_prim = np.cumsum(per_prim) - per_prim
-    # Candidate pairs (input atom, standardized atom) sharing a primitive atom.
-    n_candidates = per_prim[prim_of_input]
-    rows = np.repeat(np.arange(cell.n_atoms), n_candidates)
-    rank = np.arange(rows.shape[0]) - np.repeat(np.cumsum(n_candidates) - n_candidates, n_candidates)
-    cols = std_by_prim[first_of_prim[prim_of_input][rows] + rank]
-
-    images = cell.positions @ np.asarray(dataset.transformation_matrix).T + dataset.origin_shift
-    delta = images[rows] - std.positions[cols]
-    delta -= np.rint(delta)
-    shifts = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), axis=-1).reshape(-1, 3)
-    distance = np.linalg.norm((delta[:, None, :] + shifts) @ std.lattice, axis=-1).min(axis=1)
-    best = np.lexsort((distance, rows))  # by row, nearest first
-    first = np.concatenate([[True], rows[best][1:] != rows[best][:-1]])
-    return cols[best][first].astype(np.int64)
+    identity = np.flatnonzero((setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)) & (setting.translations == 0).all(axis=1))[0]
+    return symmetric, targets.reshape(setting.n_operations, -1)[identity]
 
 
 def origin_shifts(standardization: Standardization) -> np.ndarray:
