@@ -496,7 +496,9 @@ class BasisStore:
         return tuple(s.group for s in defaults if s.is_default)
 
     # -- lookups ------------------------------------------------------------------------
-    def _check_radius(self, radius: object) -> float:
+    def check_radius(self, radius: object) -> float:
+        """``radius`` as the float the store holds; raises if it is not a number or not in
+        the store (the message lists the radii present)."""
         if isinstance(radius, bool) or not isinstance(radius, (int, float, np.integer, np.floating)):
             raise InvalidRadiusError(
                 f"radius must be a number, got {radius!r}; radii in this store: {list(self.radii)}"
@@ -523,7 +525,7 @@ class BasisStore:
     def basis(self, group: int | None = None, *, hall: int | None = None, radius: float) -> Basis:
         """The basis of ITA type ``group`` (default setting) or of Hall setting ``hall`` at a
         radius present in the store, with its stored verification figures."""
-        key = (self._check_hall(group, hall), self._check_radius(radius))
+        key = (self._check_hall(group, hall), self.check_radius(radius))
         with self._lock:
             if key in self._bases:  # the same immutable object, with its matrices built
                 self._bases.move_to_end(key)
@@ -656,7 +658,7 @@ def export_store(
     the size of the export; the file is written atomically like a build.
     """
     halls = sorted({store._check_hall(None, int(h)) for h in (hall_numbers or store.hall_numbers)})
-    radii = sorted({store._check_radius(r) for r in (radii or store.radii)})
+    radii = sorted({store.check_radius(r) for r in (radii or store.radii)})
     provenance = store.provenance
     with StoreWriter(
         out,

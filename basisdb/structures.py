@@ -22,7 +22,7 @@ import numpy as np
 import spglib
 
 from .errors import StructureError
-from .settings import Setting, get_setting, quiet_spglib
+from .settings import TRANSLATION_DENOMINATOR, Setting, get_setting, quiet_spglib
 
 __all__ = ["Cell", "Standardization", "standardize", "DEFAULT_SYMPREC"]
 
@@ -240,7 +240,7 @@ def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_toler
 def _symmetrize(
     sources: np.ndarray, source_numbers: np.ndarray, reference: np.ndarray, numbers: np.ndarray,
     lattice: np.ndarray, setting: Setting, label: str,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Exactly symmetric positions for the standardized atoms ``reference``: each becomes
     the mean of all images g(s) of the input atoms ``sources`` (already in the
     standardized frame) that land on it, over every operation g (the group average).
@@ -300,8 +300,7 @@ def origin_shifts(standardization: Standardization) -> np.ndarray:
     """
     setting = standardization.setting
     polar = _polar_axes(setting)
-    grid = _normalizer_translations(setting, polar)  # (S, 3) int, 24ths
-    discrete = grid / 24.0
+    discrete = _normalizer_translations(setting, polar) / TRANSLATION_DENOMINATOR
     numbers = standardization.cell.numbers
     species, counts = np.unique(numbers, return_counts=True)
     rarest = species[np.lexsort((-species, counts))[0]]
@@ -315,7 +314,7 @@ def _polar_axes(setting: Setting) -> np.ndarray:
     """(3,) bool: the axes along which every operation leaves coordinates unchanged up to
     translation (R e_j = e_j for all R), i.e. continuous origin freedom."""
     identity = np.eye(3, dtype=np.int64)
-    polar = (setting.rotations[:, :, :] == identity[None]).all(axis=(0, 1))
+    polar = (setting.rotations == identity).all(axis=(0, 1))
     # In every default setting the polar subspace is spanned by coordinate axes.
     rank = np.linalg.matrix_rank(np.concatenate(list(identity - setting.rotations.astype(np.int64))))
     if 3 - rank != polar.sum():
@@ -324,9 +323,9 @@ def _polar_axes(setting: Setting) -> np.ndarray:
 
 
 def _normalizer_translations(setting: Setting, polar: np.ndarray) -> np.ndarray:
-    """(S, 3) int: shifts s (in 24ths, polar components 0) with s + G - s = G, one per class
-    modulo the centring translations."""
-    d = 24
+    """(S, 3) int: shifts s (numerators over TRANSLATION_DENOMINATOR, polar components 0)
+    with s + G - s = G, one per class modulo the centring translations."""
+    d = TRANSLATION_DENOMINATOR
     axes = [np.arange(d) if not p else np.array([0]) for p in polar]
     candidates = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)  # (C, 3)
     rotations = setting.rotations.astype(np.int64)

@@ -84,7 +84,7 @@ class StructureEncoder:
         self.store = store
         self.radius = float(radius)
         self.symprec = float(symprec)
-        store._check_radius(self.radius)
+        store.check_radius(self.radius)
         self.n_slots = max(len(frequency_set(metric, self.radius)) for metric in METRICS)
         self._slots: dict[int, np.ndarray] = {}
 
