@@ -1,12 +1,29 @@
 """The Crystal Fourier Transformer (CFT) on the basisdb store.
 
-Layers: :mod:`model.data` (structures, standardization, frames, datasets, batching),
-:mod:`model.modules` (positional encoder, blocks), :mod:`model.models` (the CFT),
-:mod:`model.training` (loops, schedules, checkpoints) and the command lines
-``python -m model.pretrain | model.train | model.predict``.
+Layers: :mod:`model.data` (structures, standardization, frames, batching),
+:mod:`model.datasets` (built-in Materials Project datasets), :mod:`model.modules` (positional
+encoder, blocks), :mod:`model.models` (the CFT), :mod:`model.baselines` (the peers it is
+measured against), :mod:`model.training` (loops, schedules), :mod:`model.checkpoint` and the
+command lines ``python -m model.data | model.pretrain | model.train | model.evaluate |
+model.predict``.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .models import CFTConfig, CrystalFourierTransformer
+import importlib
 
-__all__ = ["CFTConfig", "CrystalFourierTransformer", "CheckpointError", "load_checkpoint"]
+__all__ = ["CFTConfig", "CrystalFourierTransformer", "CheckpointError", "load_checkpoint", "load_dataset"]
+
+_HOME = {
+    "CFTConfig": "models",
+    "CrystalFourierTransformer": "models",
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_dataset": "datasets",
+}
+
+
+def __getattr__(name: str):
+    # imported on first use, so that ``python -m model.data`` does not find model.data
+    # imported already (and torch is not loaded for a dataset fetch)
+    if name in _HOME:
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")

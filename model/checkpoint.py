@@ -20,7 +20,18 @@ from .data import StructureEncoder, collate
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import predict_normalized
 
-__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "check_store", "load_checkpoint", "Predictor"]
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "read_checkpoint",
+    "check_store",
+    "read_pretrained_encoder",
+    "load_pretrained_encoder",
+    "load_checkpoint",
+    "Predictor",
+]
+
+ENCODER_ARCHITECTURE = ("radius", "n_slots", "d_model", "hidden", "encoder_blocks")
 
 FORMAT = "basisdb-cft-checkpoint"
 VERSION = 1
@@ -85,6 +96,29 @@ def check_store(payload: dict[str, Any], store: BasisStore, where: str) -> None:
             f"bases are deterministic, so this is fine if both hold radius {radius}",
             stacklevel=3,
         )
+
+
+def read_pretrained_encoder(path: str | os.PathLike, store: BasisStore, config: CFTConfig) -> tuple[dict[str, Any], CFTConfig]:
+    """An orbit-distance pretrained encoder checked against the store, and ``config`` with
+    the encoder's architecture (widths, blocks) taken from it."""
+    payload = read_checkpoint(path, kind="encoder")
+    check_store(payload, store, str(path))
+    if float(payload["config"]["radius"]) != config.radius:
+        raise CheckpointError(f"{path} was pretrained at radius {payload['config']['radius']}, not {config.radius}: pass --radius {payload['config']['radius']}")
+    architecture = {key: payload["config"][key] for key in ENCODER_ARCHITECTURE}
+    return payload, CFTConfig(**{**config.to_dict(), **architecture})
+
+
+def load_pretrained_encoder(model: CrystalFourierTransformer, payload: dict[str, Any]) -> list[str]:
+    """Copy pretrained encoder weights into ``model``; returns the names of those it has no
+    place for (the group embedding, for a model built without one)."""
+    own = model.encoder.state_dict()
+    unused = sorted(set(payload["state_dict"]) - set(own))
+    missing = sorted(set(own) - set(payload["state_dict"]))
+    if missing:
+        raise CheckpointError(f"the pretrained encoder lacks {missing}: it was built with another architecture")
+    model.encoder.load_state_dict({k: v for k, v in payload["state_dict"].items() if k in own})
+    return unused
 
 
 def load_checkpoint(path: str | os.PathLike, store: BasisStore | str | os.PathLike | None = None, device: str | None = None) -> "Predictor":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,11 @@ __all__ = [
     "EncodedStructure",
     "StructureEncoder",
     "Batch",
+    "TensorBatch",
     "collate",
     "lattice_features",
+    "pair_radial",
+    "RADIAL_CENTRES",
     "read_structure_directory",
     "read_structure_files",
     "LATTICE_FEATURES",
@@ -51,6 +54,29 @@ def lattice_features(lattice: np.ndarray) -> np.ndarray:
     return np.concatenate([np.log(lengths), np.stack([cos_alpha, cos_beta, cos_gamma], axis=-1)], axis=-1).astype(np.float32)
 
 
+RADIAL_CENTRES = np.arange(0.0, 8.01, 0.5)  # Angstrom
+RADIAL_WIDTH = 0.5
+
+
+def pair_radial(lattice: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """(M, M, K) float32 radial profile of every atom pair: for atoms i and j, the sum over
+    all periodic images of j within 8 A of i (i itself excluded) of Gaussians exp(-((d -
+    c_k) / 0.5)^2) centred at c_k = 0, 0.5, ..., 8 A.  Unlike one minimum-image distance it
+    counts every image, so coordination shells of small cells are seen whole."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    cartesian = np.ascontiguousarray(positions @ lattice, dtype=np.float64)
+    centre, neighbour, _, distance = find_points_in_spheres(
+        cartesian, cartesian, float(RADIAL_CENTRES[-1] + RADIAL_WIDTH), np.ones(3, dtype=np.int64), np.ascontiguousarray(lattice, dtype=np.float64)
+    )
+    keep = distance > 1e-8
+    centre, neighbour, distance = centre[keep], neighbour[keep], distance[keep]
+    n = len(positions)
+    out = np.zeros((n * n, len(RADIAL_CENTRES)), dtype=np.float64)
+    np.add.at(out, centre * n + neighbour, np.exp(-(((distance[:, None] - RADIAL_CENTRES) / RADIAL_WIDTH) ** 2)))
+    return out.reshape(n, n, -1).astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class EncodedStructure:
     """One structure, standardized and encoded.
@@ -61,6 +87,8 @@ class EncodedStructure:
         numbers: (M,) int64 atomic numbers of the standardized cell.
         frames: (F, M, n_slots) float32 slot features of every atom in every origin frame.
         lattice: (6,) float32 lattice features of the standardized cell.
+        radial: (M, M, K) float32 pair radial profiles (:func:`pair_radial`) of the
+            standardized cell; the same in every frame.
         input_to_standardized: (N,) int64, standardized atom of each input atom.
     """
 
@@ -70,6 +98,7 @@ class EncodedStructure:
     numbers: np.ndarray = field(repr=False)
     frames: np.ndarray = field(repr=False)
     lattice: np.ndarray = field(repr=False)
+    radial: np.ndarray = field(repr=False)
     input_to_standardized: np.ndarray = field(repr=False)
 
     @property
@@ -119,6 +148,7 @@ class StructureEncoder:
             numbers=standard.cell.numbers,
             frames=frames,
             lattice=lattice_features(standard.cell.lattice),
+            radial=pair_radial(standard.cell.lattice, standard.cell.positions),
             input_to_standardized=standard.input_to_standardized,
         )
 
@@ -138,14 +168,23 @@ class StructureEncoder:
         return encoded, rejected
 
 
+class TensorBatch:
+    """Mixin for dataclasses of tensors: ``.to(device)`` moves every field."""
+
+    def to(self, device):
+        return replace(self, **{k: v.to(device) for k, v in vars(self).items()})
+
+
 @dataclass
-class Batch:
+class Batch(TensorBatch):
     """Padded model input for B (structure, frame) sequences.
 
     Attributes:
         features: (B, N, n_slots) float32; numbers: (B, N) int64; mask: (B, N) bool, True
-        for real atoms; group: (B,) int64; lattice: (B, 6) float32; owner: (B,) int64, the
-        structure each sequence belongs to (several frames of one structure share it).
+        for real atoms; group: (B,) int64; lattice: (B, 6) float32; radial: (S, N, N, K)
+        float32 pair radial profiles of the S structures (0 where padded); owner: (B,)
+        int64, the structure each sequence belongs to (several frames of one structure
+        share it).
     """
 
     features: torch.Tensor
@@ -153,10 +192,8 @@ class Batch:
     mask: torch.Tensor
     group: torch.Tensor
     lattice: torch.Tensor
+    radial: torch.Tensor
     owner: torch.Tensor
-
-    def to(self, device) -> "Batch":
-        return Batch(**{k: v.to(device) for k, v in vars(self).items()})
 
 
 def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np.random.Generator | None = None) -> Batch:
@@ -177,6 +214,9 @@ def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np
     features = np.zeros((len(rows), n_max, n_slots), dtype=np.float32)
     numbers = np.zeros((len(rows), n_max), dtype=np.int64)
     mask = np.zeros((len(rows), n_max), dtype=bool)
+    radial = np.zeros((len(structures), n_max, n_max, len(RADIAL_CENTRES)), dtype=np.float32)
+    for k, item in enumerate(structures):
+        radial[k, : item.n_atoms, : item.n_atoms] = item.radial
     for b, (_, item, f) in enumerate(rows):
         features[b, : item.n_atoms] = item.frames[f]
         numbers[b, : item.n_atoms] = item.numbers
@@ -187,6 +227,7 @@ def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np
         mask=torch.from_numpy(mask),
         group=torch.tensor([item.group for _, item, _ in rows]),
         lattice=torch.from_numpy(np.stack([item.lattice for _, item, _ in rows])),
+        radial=torch.from_numpy(radial),
         owner=torch.tensor([index for index, _, _ in rows]),
     )
 
@@ -216,3 +257,9 @@ def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any
                 raise ValueError(f"{table}:{line_number}: expected 'material_id,value', got {row}") from None
     structures = [(material_id, directory / f"{material_id}.cif") for material_id in targets]
     return structures, targets
+
+
+if __name__ == "__main__":  # python -m model.data fetch | list: the built-in datasets' command line
+    from .datasets import main
+
+    sys.exit(main())

@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from .data import LATTICE_FEATURES
 
-__all__ = ["ResidualBlock", "PositionalEncoder", "N_GROUP_EMBEDDINGS"]
+__all__ = ["ResidualBlock", "PositionalEncoder", "ElementEmbedding", "element_property_table", "N_GROUP_EMBEDDINGS", "ELEMENT_PROPERTIES"]
 
 N_GROUP_EMBEDDINGS = 231  # ITA numbers 1-230 (index 0 unused)
+N_ELEMENTS = 119  # atomic numbers 1-118 (index 0 unused)
+ELEMENT_PROPERTIES = (
+    "Z", "row", "group", "X", "atomic_radius", "atomic_radius_calculated", "average_ionic_radius",
+    "ionization_energy", "electron_affinity", "mendeleev_no", "molar_volume", "melting_point", "atomic_mass",
+)
+
+
+def element_property_table() -> np.ndarray:
+    """(119, 13) float32 pymatgen element properties (ELEMENT_PROPERTIES), standardized per
+    column over the elements; unknown values (and row 0) are 0, the column mean."""
+    import warnings
+
+    from pymatgen.core import Element
+
+    table = np.full((N_ELEMENTS, len(ELEMENT_PROPERTIES)), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns for each property an element lacks
+        for z in range(1, N_ELEMENTS):
+            element = Element.from_Z(z)
+            for column, name in enumerate(ELEMENT_PROPERTIES):
+                try:
+                    value = getattr(element, name)
+                    table[z, column] = float(value) if value is not None else np.nan
+                except (AttributeError, KeyError, TypeError, ValueError):
+                    pass
+    known = table[1:]
+    mean, std = np.nanmean(known, axis=0), np.nanstd(known, axis=0)
+    standardized = (table - mean) / np.where(std > 0, std, 1.0)
+    standardized[0] = 0.0
+    return np.nan_to_num(standardized, nan=0.0).astype(np.float32)
+
+
+class ElementEmbedding(nn.Module):
+    """A learned vector per element plus a learned map of tabulated element properties: an
+    element seen in few training structures still starts from its chemistry (CGCNN starts
+    from such a table too)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("properties", torch.from_numpy(element_property_table()))
+        self.learned = nn.Embedding(N_ELEMENTS, width)
+        self.from_properties = nn.Linear(len(ELEMENT_PROPERTIES), width)
+
+    def forward(self, numbers: torch.Tensor) -> torch.Tensor:
+        return self.learned(numbers) + self.from_properties(self.properties[numbers])
 
 
 class ResidualBlock(nn.Module):
@@ -26,15 +72,18 @@ class ResidualBlock(nn.Module):
 class PositionalEncoder(nn.Module):
     """One encoder for all 230 groups.
 
-    Position branch: the group's real invariant features (in slots) plus a learned embedding
-    of the group, through residual blocks.  Lattice branch: rotation-invariant lattice
+    Position branch: the group's real invariant features (in slots), optionally plus a
+    learned embedding of the group, through residual blocks.  Orbit-distance pretraining
+    uses the embedding (every group is seen there); property models do without it by
+    default: with a few thousand structures a per-group vector mostly memorizes, and a
+    group absent from training would keep a random one.  Lattice branch: rotation-invariant lattice
     features through an MLP.  The two combine multiplicatively, per atom.
     """
 
-    def __init__(self, n_slots: int, hidden: int, out: int, blocks: int, dropout: float = 0.0):
+    def __init__(self, n_slots: int, hidden: int, out: int, blocks: int, dropout: float = 0.0, group_embedding: bool = True):
         super().__init__()
         self.position_in = nn.Linear(n_slots, hidden)
-        self.group_embedding = nn.Embedding(N_GROUP_EMBEDDINGS, hidden)
+        self.group_embedding = nn.Embedding(N_GROUP_EMBEDDINGS, hidden) if group_embedding else None
         self.position_blocks = nn.Sequential(*[ResidualBlock(hidden, dropout) for _ in range(blocks)])
         self.lattice_branch = nn.Sequential(
             nn.Linear(LATTICE_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden)
@@ -45,6 +94,8 @@ class PositionalEncoder(nn.Module):
         """features (..., A, n_slots) or (..., n_slots); group (...,); lattice (..., 6)."""
         extra = features.dim() - group.dim() - 1  # atom axes beyond the structure axes
         view = lambda t: t.reshape(t.shape[: group.dim()] + (1,) * extra + t.shape[group.dim() :])  # noqa: E731
-        h = self.position_in(features) + view(self.group_embedding(group))
+        h = self.position_in(features)
+        if self.group_embedding is not None:
+            h = h + view(self.group_embedding(group))
         h = self.position_blocks(h)
         return self.out(h * view(self.lattice_branch(lattice)))

@@ -82,9 +82,9 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="time budget for training")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--held-out", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
@@ -108,8 +108,8 @@ def main(argv=None) -> int:
         held, train = order[:n_held], order[n_held:]
         print(f"{n} pairs from {len(groups)} groups in {time.monotonic() - start:.1f} s; mean orbit distance {raw['distance'].mean():.3f} A", file=sys.stderr)
 
-        config = CFTConfig(radius=args.radius, n_slots=features.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks)
-        encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks).to(device)
+        config = CFTConfig(radius=args.radius, n_slots=features.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, group_embedding=True)
+        encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks, group_embedding=config.group_embedding).to(device)
         optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=1e-4)
         steps_per_epoch = math.ceil(len(train) / args.batch_size)
         scheduler = cosine_schedule(optimizer, args.epochs * steps_per_epoch, warmup=min(200, steps_per_epoch), budget_seconds=60 * args.minutes)

@@ -1,7 +1,10 @@
-"""``python -m model.train --data DIR --out CKPT [--epochs N] [--pretrained CKPT]``
+"""``python -m model.train (--data DIR | --dataset NAME --target T) --out CKPT [--epochs N] [--pretrained CKPT]``
 
 DIR is a CGCNN-style folder: ``id_prop.csv`` with ``material_id,value`` rows and one
-``<material_id>.cif`` per row.  Runs unchanged under ``torchrun --nproc_per_node N``.
+``<material_id>.cif`` per row.  NAME is a built-in Materials Project dataset
+(``python -m model.data list``; fetch it once with ``python -m model.data fetch``), for
+example ``--dataset elastic_tensor --target log10_K_VRH``.  Runs unchanged under
+``torchrun --nproc_per_node N``.
 """
 
 from __future__ import annotations
@@ -16,15 +19,20 @@ import torch
 
 from basisdb import BasisDBError, BasisStore
 
-from .checkpoint import CheckpointError, check_store, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
 from .data import StructureEncoder, read_structure_directory
+from .datasets import DATASETS, DatasetError, load_dataset
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import DistributedContext, TrainConfig, fit
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, type=Path, help="folder with id_prop.csv and CIF files")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="folder with id_prop.csv and CIF files")
+    source.add_argument("--dataset", choices=sorted(DATASETS), help="a built-in Materials Project dataset (needs --target)")
+    parser.add_argument("--target", help="target of --dataset, for example log10_K_VRH")
+    parser.add_argument("--limit", type=int, help="train on a random subset of this many structures of --dataset (quick checks)")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     parser.add_argument("--pretrained", type=Path, help="orbit-distance pretrained encoder checkpoint")
     parser.add_argument("--store", type=Path, help="basis store (default: the default store)")
@@ -37,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=None, help="time budget")
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--blocks", type=int, default=3, help="residual blocks of the positional encoder")
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
     return parser
 
@@ -51,7 +61,16 @@ def main(argv=None) -> int:
         torch.manual_seed(args.seed)
         store = BasisStore.open(args.store)
         encoder = StructureEncoder(store, args.radius, args.symprec)
-        structures, targets = read_structure_directory(args.data)
+        if args.dataset:
+            if not args.target:
+                raise ValueError(f"--dataset {args.dataset} needs --target, one of {', '.join(DATASETS[args.dataset].targets)}")
+            dataset = load_dataset(args.dataset, args.target)
+            dataset.report_rejected(sys.stderr if context.main else None)
+            if args.limit and args.limit < len(dataset):
+                dataset = dataset.subset(np.sort(np.random.default_rng(args.seed).choice(len(dataset), args.limit, replace=False)))
+            structures, targets = list(zip(dataset.ids, dataset.structures)), dict(zip(dataset.ids, dataset.values))
+        else:
+            structures, targets = read_structure_directory(args.data)
         items, rejected = encoder.encode_many(structures, report=sys.stderr if context.main else None)
         if len(items) < 2:
             raise BasisDBError(f"need at least 2 usable structures in {args.data}, found {len(items)}")
@@ -59,17 +78,15 @@ def main(argv=None) -> int:
         order = np.random.default_rng(args.seed).permutation(len(items))
         n_val = max(1, int(round(args.val_fraction * len(items))))
         val_index, train_index = order[:n_val], order[n_val:]
-        config = CFTConfig(radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, layers=args.layers)
+        config = CFTConfig(radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, layers=args.layers, dropout=args.dropout)
         pretrained = None
         if args.pretrained:
-            pretrained = read_checkpoint(args.pretrained, kind="encoder")
-            check_store(pretrained, store, str(args.pretrained))
-            config = CFTConfig(**{**config.to_dict(), **{k: pretrained["config"][k] for k in ("radius", "n_slots", "d_model", "hidden", "encoder_blocks")}})
+            pretrained, config = read_pretrained_encoder(args.pretrained, store, config)
         model = CrystalFourierTransformer(config)
         if pretrained:
-            model.encoder.load_state_dict(pretrained["state_dict"])
+            load_pretrained_encoder(model, pretrained)
         train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=args.seed, max_minutes=args.minutes)
-        common = {"symprec": args.symprec, "train_config": train_config.to_dict(), "data": str(args.data)}
+        common = {"symprec": args.symprec, "train_config": train_config.to_dict(), "data": f"{args.dataset}:{args.target}" if args.dataset else str(args.data)}
 
         def save(model, epoch, val_mae):
             save_checkpoint(args.out, kind="cft", module=model, config=config, store=store, target_mean=float(np.mean(y[train_index])), target_std=float(np.std(y[train_index]) or 1.0), best_epoch=epoch, best_val_mae=val_mae, **common)
@@ -81,14 +98,14 @@ def main(argv=None) -> int:
                 "best_epoch": result["best_epoch"],
                 "n_train": int(len(train_index)),
                 "n_val": int(len(val_index)),
-                "rejected": [{"id": label, "reason": reason} for label, reason in rejected],
+                "rejected": [{"id": label, "reason": reason} for label, reason in (dataset.rejected if args.dataset else []) + rejected],
                 "history": result["history"],
                 "world_size": context.world,
             }
             (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
             print(f"best validation MAE {result['best_val_mae']:.4f} at epoch {result['best_epoch']}; checkpoint {args.out}")
         return 0
-    except (BasisDBError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (BasisDBError, CheckpointError, DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

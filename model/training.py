@@ -9,16 +9,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .data import EncodedStructure, collate
-from .models import CrystalFourierTransformer, average_over_frames
+from .data import Batch, EncodedStructure, collate
+from .models import average_over_frames
 
-__all__ = ["TrainConfig", "DistributedContext", "fit", "evaluate_mae", "cosine_schedule"]
+Collate = Callable[[Sequence, bool, "np.random.Generator | None"], Any]
+
+__all__ = ["TrainConfig", "DistributedContext", "fit", "evaluate_mae", "cosine_schedule", "cft_collate", "predict_normalized"]
 
 
 @dataclass(frozen=True)
@@ -84,36 +87,48 @@ def cosine_schedule(optimizer, total_steps: int, warmup: int, budget_seconds: fl
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def cft_collate(items: Sequence[EncodedStructure], training: bool, rng: np.random.Generator | None) -> Batch:
+    """The CFT's batches: one random origin frame per structure in training, all frames
+    (to be averaged) otherwise."""
+    return collate(items, frames="random" if training else "all", rng=rng)
+
+
 @torch.no_grad()
-def predict_normalized(model: CrystalFourierTransformer, items: Sequence[EncodedStructure], device, batch_size: int = 32) -> np.ndarray:
+def predict_normalized(model: nn.Module, items: Sequence, device, batch_size: int = 32, collate_fn: Collate = cft_collate) -> np.ndarray:
+    """(n,) model outputs, averaged over the sequences (frames) of each item."""
     model.eval()
     out = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        batch = collate(chunk, frames="all").to(device)
+        batch = collate_fn(chunk, False, None).to(device)
         out.append(average_over_frames(model(batch), batch.owner, len(chunk)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def evaluate_mae(model, items, targets: np.ndarray, mean: float, std: float, device) -> float:
+def evaluate_mae(model, items, targets: np.ndarray, mean: float, std: float, device, collate_fn: Collate = cft_collate) -> float:
     if not len(items):
         return float("nan")
-    predictions = predict_normalized(model, items, device) * std + mean
+    predictions = predict_normalized(model, items, device, collate_fn=collate_fn) * std + mean
     return float(np.abs(predictions - targets).mean())
 
 
 def fit(
-    model: CrystalFourierTransformer,
-    train: Sequence[EncodedStructure],
+    model: nn.Module,
+    train: Sequence,
     train_targets: np.ndarray,
-    val: Sequence[EncodedStructure],
+    val: Sequence,
     val_targets: np.ndarray,
     config: TrainConfig,
     context: DistributedContext,
-    on_best: Callable[[CrystalFourierTransformer, int, float], None] | None = None,
+    on_best: Callable[[nn.Module, int, float], None] | None = None,
+    collate_fn: Collate = cft_collate,
 ) -> dict:
-    """Train with early stopping on validation MAE; returns the history and restores the
-    best weights into ``model``.  Each epoch uses one random origin frame per structure;
+    """Train on normalized targets with early stopping on validation MAE; returns the
+    history and restores the best weights into ``model``.
+
+    Any regressor fits that maps a batch to one output per sequence: ``collate_fn(items,
+    training, rng)`` makes the batch (with ``.to(device)`` and ``.owner``, the item of each
+    sequence).  For the CFT, each epoch sees one random origin frame per structure and
     validation averages over all frames."""
     from tqdm.auto import tqdm
 
@@ -135,7 +150,7 @@ def fit(
         batches = range(0, len(order), config.batch_size)
         for start_index in tqdm(batches, desc=f"epoch {epoch}", disable=not context.main, leave=False, file=sys.stderr):
             index = order[start_index : start_index + config.batch_size]
-            batch = collate([train[i] for i in index], frames="random", rng=rng).to(context.device)
+            batch = collate_fn([train[i] for i in index], True, rng).to(context.device)
             target = torch.as_tensor(normalized[index], dtype=torch.float32, device=context.device)
             loss = nn.functional.smooth_l1_loss(wrapped(batch), target[batch.owner])
             optimizer.zero_grad(set_to_none=True)
@@ -144,7 +159,7 @@ def fit(
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-        val_mae = evaluate_mae(model, val, val_targets, mean, std, context.device)
+        val_mae = evaluate_mae(model, val, val_targets, mean, std, context.device, collate_fn)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val_mae})
         improved = val_mae < best
         if improved:

@@ -44,3 +44,17 @@ def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedP
     return subprocess.run(
         [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory):
+    """The matminer 0.4.2 sdist, fetched for real by ``python -m model.data fetch`` (pip
+    download from PyPI, sha256 checked) into a fresh directory."""
+    from model.datasets import SDIST_SHA256
+
+    directory = tmp_path_factory.mktemp("datasets")
+    result = subprocess.run([sys.executable, "-m", "model.data", "fetch", "--dir", str(directory)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert SDIST_SHA256 in result.stdout
+    assert "RuntimeWarning" not in result.stderr  # python -m model.data must not import itself twice
+    return directory

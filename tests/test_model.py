@@ -215,3 +215,35 @@ def test_ddp_training_with_torchrun(small_store, data_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["world_size"] == 2
+
+
+def test_element_property_table():
+    from model.modules import ELEMENT_PROPERTIES, element_property_table
+
+    table = element_property_table()
+    assert table.shape == (119, len(ELEMENT_PROPERTIES)) and table.dtype == np.float32
+    assert np.isfinite(table).all() and not table[0].any()
+    electronegativity = ELEMENT_PROPERTIES.index("X")
+    assert table[8, electronegativity] > table[26, electronegativity] > table[55, electronegativity]  # O > Fe > Cs
+    assert np.allclose(table[1:].mean(axis=0), 0, atol=0.05)
+
+
+def test_pretrained_encoder_weights_load_without_the_group_embedding(small_store, tmp_path):
+    from model.checkpoint import load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
+    from model.modules import PositionalEncoder
+
+    store = BasisStore.open(small_store)
+    n_slots = StructureEncoder(store, radius=3).n_slots
+    pretrained_config = CFTConfig(radius=3, n_slots=n_slots, d_model=16, hidden=32, encoder_blocks=1, group_embedding=True)
+    encoder = PositionalEncoder(n_slots, 32, 16, 1, group_embedding=True)
+    save_checkpoint(tmp_path / "pre", kind="encoder", module=encoder, config=pretrained_config, store=store)
+    payload, config = read_pretrained_encoder(tmp_path / "pre", store, CFTConfig(radius=3, n_slots=n_slots))
+    assert (config.d_model, config.hidden, config.encoder_blocks, config.group_embedding) == (16, 32, 1, False)
+    model = CrystalFourierTransformer(config)
+    assert load_pretrained_encoder(model, payload) == ["group_embedding.weight"]
+    assert torch.equal(model.encoder.position_in.weight, encoder.position_in.weight)
+    with pytest.raises(CheckpointError, match="radius"):
+        read_pretrained_encoder(tmp_path / "pre", store, CFTConfig(radius=4, n_slots=n_slots))
+    wider = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=n_slots, d_model=16, hidden=32, encoder_blocks=2))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_pretrained_encoder(wider, payload)

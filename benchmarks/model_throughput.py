@@ -1,0 +1,73 @@
+"""Training and inference throughput of the CFT and the CGCNN baseline, in structures per
+second, on real Materials Project structures (elastic_tensor), measured in the same run.
+
+Naive baseline for inference: one structure per forward pass (what a loop over a list of
+structures does); ours: batches of 32 (padding for the CFT, disjoint graphs for the CGCNN).
+Preparation (standardization + basis features + pair profiles for the CFT; neighbour lists
+for the CGCNN) is timed separately: it is done once per structure and cached.
+
+    python -m model.data fetch   # once
+    python benchmarks/model_throughput.py [--structures 400] [--epochs 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from basisdb import BasisStore
+from model.baselines import CGCNN, crystal_graph, graph_collate
+from model.data import StructureEncoder
+from model.datasets import load_dataset
+from model.models import CFTConfig, CrystalFourierTransformer
+from model.training import DistributedContext, TrainConfig, cft_collate, fit, predict_normalized
+
+
+def timed(function):
+    began = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--structures", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--radius", type=float, default=4.0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    data = load_dataset("elastic_tensor", "log10_K_VRH")
+    data = data.subset(np.random.default_rng(0).choice(len(data), args.structures, replace=False))
+    pairs = list(zip(data.ids, data.structures))
+    n = len(pairs)
+    encoder = StructureEncoder(BasisStore.open(None), args.radius)
+    encoder.encode(data.structures[0])  # opens the store
+    (items, _), encode_seconds = timed(lambda: encoder.encode_many(pairs))
+    graphs, graph_seconds = timed(lambda: [crystal_graph(s) for s in data.structures])
+    frames = np.mean([len(item.frames) for item in items])
+    atoms = np.mean([item.n_atoms for item in items])
+    print(f"{n} elastic_tensor structures: {atoms:.1f} atoms per standardized cell, {frames:.2f} origin frames on average; {args.threads} torch threads")
+    print(f"{'':10s} {'prepare/s':>10s} {'train/s':>10s} {'infer/s':>10s} {'infer 1-by-1/s':>15s} {'batched/naive':>14s}")
+    models = {
+        "CFT": (CrystalFourierTransformer(CFTConfig(radius=args.radius, n_slots=encoder.n_slots, dropout=0.1)), items, cft_collate, encode_seconds),
+        "CGCNN": (CGCNN(), graphs, graph_collate, graph_seconds),
+    }
+    context = DistributedContext("cpu")
+    for name, (model, inputs, collate_fn, prepare_seconds) in models.items():
+        config = TrainConfig(epochs=args.epochs, batch_size=32, patience=args.epochs + 1)
+        split = int(0.9 * n)
+        _, train_seconds = timed(lambda: fit(model, inputs[:split], data.values[:split], inputs[split:], data.values[split:], config, context, collate_fn=collate_fn))
+        _, validate_seconds = timed(lambda: predict_normalized(model, inputs[split:], "cpu", collate_fn=collate_fn))
+        train_rate = args.epochs * split / (train_seconds - args.epochs * validate_seconds)  # fit validates once per epoch
+        _, batched = timed(lambda: predict_normalized(model, inputs, "cpu", batch_size=32, collate_fn=collate_fn))
+        _, one_by_one = timed(lambda: predict_normalized(model, inputs, "cpu", batch_size=1, collate_fn=collate_fn))
+        print(f"{name:10s} {n / prepare_seconds:10.1f} {train_rate:10.1f} {n / batched:10.1f} {n / one_by_one:15.1f} {one_by_one / batched:13.1f}x")
+
+
+if __name__ == "__main__":
+    main()

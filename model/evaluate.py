@@ -1,0 +1,395 @@
+"""``python -m model.evaluate --dataset NAME --target T --folds 5 --seed S [--holdout-groups SPEC]``
+
+Cross-validates the CFT against its peers on the same random folds of a built-in dataset:
+the training mean, a random forest on Magpie composition statistics, a CGCNN trained from
+scratch, and (with ``--pretrained``) the CFT fine-tuned from the orbit-distance encoder.
+
+With ``--holdout-groups`` (``2,14,15``, ``143-194`` or a crystal system such as ``cubic``),
+every structure of those space groups leaves the folds and forms an unseen-group test set that
+each fold's models also predict: MAE on seen groups (the folds' test sets) against MAE on
+groups no model was trained on.
+
+Writes, under ``--out``: ``results.json`` (every fold, every number), ``results.md`` (the
+table), ``parity_<target>.png`` and, with held-out groups, ``seen_vs_unseen_<target>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from basisdb import BasisDBError, BasisStore, crystal_system
+from basisdb.build import parse_number_ranges
+
+from .baselines import CGCNN, CGCNNConfig, CompositionForest, MeanBaseline, crystal_graph, graph_collate, magpie_features
+from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder
+from .data import StructureEncoder
+from .datasets import DATASETS, DatasetError, load_dataset
+from .models import CFTConfig, CrystalFourierTransformer
+from .training import DistributedContext, TrainConfig, cft_collate, fit, predict_normalized
+
+__all__ = ["METHODS", "parse_groups", "scores", "evaluate", "main"]
+
+METHODS = ("mean", "composition-rf", "cgcnn", "cft", "cft-pretrained")
+CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+
+
+def parse_groups(spec: str) -> list[int]:
+    """Space-group numbers from ``"2,14,15"``, ``"143-194"``, crystal-system names
+    (``"cubic"``, ``"monoclinic,triclinic"``) or a mix."""
+    groups: set[int] = set()
+    for part in (p.strip().lower() for p in spec.split(",")):
+        if part in CRYSTAL_SYSTEMS:
+            groups.update(g for g in range(1, 231) if crystal_system(g) == part)
+            continue
+        try:
+            groups.update(parse_number_ranges(part))
+        except ValueError:
+            raise ValueError(f"cannot read {part!r} in {spec!r}: use ITA numbers, ranges such as '143-194', or a crystal system ({', '.join(CRYSTAL_SYSTEMS)})") from None
+    bad = sorted(g for g in groups if not 1 <= g <= 230)
+    if bad or not groups:
+        raise ValueError(f"space groups are 1-230; {spec!r} gives {bad or 'none'}")
+    return sorted(groups)
+
+
+def scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and the coefficient of determination R^2."""
+    error = np.asarray(predicted) - np.asarray(truth)
+    spread = np.sum((truth - np.mean(truth)) ** 2)
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "r2": float(1 - np.sum(error**2) / spread) if spread > 0 else float("nan"),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A dataset ready for every method, rows aligned.
+
+    Attributes:
+        values: (n,) float64 targets; groups: (n,) int64 space groups (spglib, at the
+        encoder's symprec); items: CFT encodings; graphs: CGCNN graphs; composition: (n, 132)
+        Magpie features; timings: seconds spent preparing each representation.
+    """
+
+    ids: list[str]
+    values: np.ndarray
+    groups: np.ndarray
+    items: list
+    graphs: list
+    composition: np.ndarray
+    timings: dict[str, float]
+
+
+def prepare(dataset, encoder: StructureEncoder, report=sys.stderr) -> tuple[Prepared, list[tuple[str, str]]]:
+    """Encode every structure; those the encoder rejects are returned with the reason (and
+    reported), and no method sees them, so that all methods share the same rows."""
+    began = time.perf_counter()
+    items, rejected = encoder.encode_many(zip(dataset.ids, dataset.structures), report=report)
+    encode_seconds = time.perf_counter() - began
+    kept = {item.label: i for i, item in enumerate(items)}
+    rows = np.array([i for i, material in enumerate(dataset.ids) if material in kept], dtype=np.int64)
+    dataset = dataset.subset(rows)
+    began = time.perf_counter()
+    graphs = [crystal_graph(structure) for structure in dataset.structures]
+    graph_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    composition = magpie_features(dataset.formulas)
+    prepared = Prepared(
+        ids=dataset.ids,
+        values=dataset.values,
+        groups=np.array([item.group for item in items], dtype=np.int64),
+        items=items,
+        graphs=graphs,
+        composition=composition,
+        timings={"cft_encoding": encode_seconds, "cgcnn_graphs": graph_seconds, "magpie_features": time.perf_counter() - began},
+    )
+    return prepared, rejected
+
+
+@dataclass(frozen=True)
+class NeuralSettings:
+    train: TrainConfig
+    cft: CFTConfig
+    pretrained: dict | None
+    cgcnn: CGCNNConfig = CGCNNConfig()
+    validation_fraction: float = 0.1
+
+
+def _fit_neural(model, items: Sequence, values: np.ndarray, train: np.ndarray, predict: Sequence[np.ndarray], settings: NeuralSettings, seed: int, collate_fn) -> tuple[list[np.ndarray], dict]:
+    context = DistributedContext()
+    order = np.random.default_rng(seed).permutation(train)
+    n_val = max(1, int(round(settings.validation_fraction * len(order))))
+    val, fit_rows = order[:n_val], order[n_val:]
+    config = TrainConfig(**{**settings.train.to_dict(), "seed": seed})
+    began = time.perf_counter()
+    result = fit(model, [items[i] for i in fit_rows], values[fit_rows], [items[i] for i in val], values[val], config, context, collate_fn=collate_fn)
+    train_seconds = time.perf_counter() - began
+    outputs, predict_seconds = [], 0.0
+    for rows in predict:
+        began = time.perf_counter()
+        normalized = predict_normalized(model, [items[i] for i in rows], context.device, collate_fn=collate_fn)
+        predict_seconds += time.perf_counter() - began
+        outputs.append(normalized * result["target_std"] + result["target_mean"])
+    epochs = len(result["history"])
+    info = {
+        "epochs": epochs,
+        "best_epoch": result["best_epoch"],
+        "train_seconds": train_seconds,
+        "train_structures_per_second": epochs * len(fit_rows) / train_seconds,
+        "predict_structures_per_second": sum(len(r) for r in predict) / max(predict_seconds, 1e-9),
+    }
+    return outputs, info
+
+
+def _method(name: str, data: Prepared, settings: NeuralSettings) -> Callable[[np.ndarray, Sequence[np.ndarray], int], tuple[list[np.ndarray], dict]]:
+    """fit-and-predict for one method: (train rows, row sets to predict, seed) -> (predictions, info)."""
+    if name == "mean":
+        return lambda train, predict, seed: ([MeanBaseline().fit(data.values[train]).predict(len(rows)) for rows in predict], {})
+    if name == "composition-rf":
+        def forest(train, predict, seed):
+            model = CompositionForest(seed=seed, n_jobs=torch.get_num_threads()).fit(data.composition[train], data.values[train])
+            return [model.predict(data.composition[rows]) for rows in predict], {}
+        return forest
+    if name == "cgcnn":
+        def cgcnn(train, predict, seed):
+            torch.manual_seed(seed)
+            return _fit_neural(CGCNN(settings.cgcnn), data.graphs, data.values, train, predict, settings, seed, graph_collate)
+        return cgcnn
+    if name in ("cft", "cft-pretrained"):
+        def cft(train, predict, seed):
+            torch.manual_seed(seed)
+            model = CrystalFourierTransformer(settings.cft)
+            if name == "cft-pretrained":
+                load_pretrained_encoder(model, settings.pretrained)
+            return _fit_neural(model, data.items, data.values, train, predict, settings, seed, cft_collate)
+        return cft
+    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+
+
+def evaluate(data: Prepared, methods: Sequence[str], folds: int, seed: int, holdout: Sequence[int], settings: NeuralSettings, log=sys.stderr) -> dict:
+    """K-fold cross-validation of every method on the same folds; see the module docstring."""
+    from sklearn.model_selection import KFold
+
+    unseen = np.flatnonzero(np.isin(data.groups, holdout))
+    seen = np.flatnonzero(~np.isin(data.groups, holdout))
+    if len(seen) < 2 * folds:
+        raise ValueError(f"{len(seen)} structures outside the held-out groups cannot make {folds} folds")
+    splits = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(seen))
+    runs = {name: _method(name, data, settings) for name in methods}
+    out = {name: {"folds": [], "out_of_fold": np.full(len(data.values), np.nan), "unseen_predictions": []} for name in methods}
+    for fold, (train_pos, test_pos) in enumerate(splits):
+        train, test = seen[train_pos], seen[test_pos]
+        for name in methods:
+            began = time.perf_counter()
+            predictions, info = runs[name](train, [test, unseen] if len(unseen) else [test], seed * 1000 + fold)
+            record = {"fold": fold, "n_train": int(len(train)), "n_test": int(len(test)), "seconds": time.perf_counter() - began, "test": scores(data.values[test], predictions[0]), **info}
+            out[name]["out_of_fold"][test] = predictions[0]
+            if len(unseen):
+                record["unseen"] = scores(data.values[unseen], predictions[1])
+                out[name]["unseen_predictions"].append(predictions[1])
+            out[name]["folds"].append(record)
+            line = f"fold {fold + 1}/{folds}  {name:15s} MAE {record['test']['mae']:.4f}  RMSE {record['test']['rmse']:.4f}  R2 {record['test']['r2']:.3f}"
+            if len(unseen):
+                line += f"  unseen-group MAE {record['unseen']['mae']:.4f}"
+            print(line + f"  ({record['seconds']:.1f} s)", file=log, flush=True)
+    for name in methods:
+        folds_of = out[name]["folds"]
+        summary = {}
+        for part in ("test", "unseen") if len(unseen) else ("test",):
+            for metric in ("mae", "rmse", "r2"):
+                values = [f[part][metric] for f in folds_of]
+                summary[f"{part}_{metric}"] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        summary["seconds"] = float(sum(f["seconds"] for f in folds_of))
+        for key in ("train_structures_per_second", "predict_structures_per_second", "epochs"):
+            if key in folds_of[0]:
+                summary[key] = float(np.mean([f[key] for f in folds_of]))
+        out[name]["summary"] = summary
+    return {"methods": out, "seen": seen, "unseen": unseen}
+
+
+def _markdown(report: dict) -> str:
+    unseen = report["n_unseen"] > 0
+    lines = [
+        f"# {report['dataset']} / {report['target']} ({report['unit']}): {report['folds']}-fold CV, seed {report['seed']}",
+        "",
+        f"{report['n_structures']} structures ({report['n_seen']} in folds, {report['n_unseen']} in held-out groups {report['holdout_spec'] or '-'}); "
+        f"{len(report['rejected'])} rejected. Command: `{report['command']}`",
+        "",
+        "| method | MAE | RMSE | R^2 |" + (" unseen-group MAE | unseen / seen |" if unseen else "") + " wall (s) |",
+        "|---|---|---|---|" + ("---|---|" if unseen else "") + "---|",
+    ]
+    for name, result in report["results"].items():
+        s = result["summary"]
+        row = f"| {name} | {s['test_mae']['mean']:.4f} ± {s['test_mae']['std']:.4f} | {s['test_rmse']['mean']:.4f} ± {s['test_rmse']['std']:.4f} | {s['test_r2']['mean']:.3f} ± {s['test_r2']['std']:.3f} |"
+        if unseen:
+            row += f" {s['unseen_mae']['mean']:.4f} ± {s['unseen_mae']['std']:.4f} | {s['unseen_mae']['mean'] / s['test_mae']['mean']:.2f} |"
+        lines.append(row + f" {s['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(report: dict, data: Prepared, evaluation: dict, out: Path, target: str, unit: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    methods = list(evaluation["methods"])
+    seen = evaluation["seen"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
+    truth = data.values[seen]
+    predicted_all = np.concatenate([evaluation["methods"][name]["out_of_fold"][seen] for name in methods])
+    low, high = float(min(truth.min(), predicted_all.min())), float(max(truth.max(), predicted_all.max()))
+    pad = 0.03 * (high - low)
+    for ax, name in zip(axes[0], methods):
+        predicted = evaluation["methods"][name]["out_of_fold"][seen]
+        ax.scatter(truth, predicted, s=4, alpha=0.4, linewidths=0)
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], color="k", lw=0.8)
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_aspect("equal")
+        summary = report["results"][name]["summary"]
+        ax.set_title(f"{name}\nMAE {summary['test_mae']['mean']:.3f}, R² {summary['test_r2']['mean']:.2f}", fontsize=9)
+        ax.set_xlabel(f"DFT {target} ({unit})", fontsize=8)
+    axes[0][0].set_ylabel(f"predicted (out of fold)", fontsize=8)
+    fig.suptitle(f"{report['dataset']}: {report['folds']}-fold cross-validation", fontsize=10)
+    fig.tight_layout()
+    path = out / f"parity_{target}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    written.append(path)
+    if report["n_unseen"]:
+        fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 2, 3.4))
+        x = np.arange(len(methods))
+        for offset, part, label in ((-0.2, "test_mae", "seen groups (CV test folds)"), (0.2, "unseen_mae", f"unseen groups {report['holdout_spec']}")):
+            means = [report["results"][m]["summary"][part]["mean"] for m in methods]
+            stds = [report["results"][m]["summary"][part]["std"] for m in methods]
+            ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=label)
+        ax.set_xticks(x, methods, fontsize=8)
+        ax.set_ylabel(f"MAE ({unit})")
+        ax.set_title(f"{report['dataset']} / {target}: seen vs unseen space groups", fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"seen_vs_unseen_{target}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--target", required=True, help="for example log10_K_VRH (see python -m model.data list)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout-groups", metavar="SPEC", help="space groups kept out of training: '2,14,15', '143-194', 'cubic'")
+    parser.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)} (default: all; cft-pretrained needs --pretrained)")
+    parser.add_argument("--pretrained", type=Path, help="orbit-distance pretrained encoder (python -m model.pretrain); the CFT then takes its architecture")
+    parser.add_argument("--out", type=Path, help="output folder (default: evaluation/<dataset>-<target>[-holdout])")
+    parser.add_argument("--store", type=Path, help="basis store (default: the default store)")
+    parser.add_argument("--radius", type=float, default=4.0)
+    parser.add_argument("--symprec", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=200, help="epoch cap of the neural models")
+    parser.add_argument("--patience", type=int, default=30)
+    parser.add_argument("--minutes", type=float, default=2.0, help="time budget of each neural fit (same for every neural method)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--d-model", type=int, default=128, help="CFT token width (--pretrained overrides the encoder's sizes)")
+    parser.add_argument("--hidden", type=int, default=256, help="CFT positional-encoder width")
+    parser.add_argument("--blocks", type=int, default=3, help="CFT positional-encoder residual blocks")
+    parser.add_argument("--dropout", type=float, default=0.1, help="CFT dropout")
+    parser.add_argument("--threads", type=int, help="torch (and random forest) threads; default: torch's choice")
+    parser.add_argument("--limit", type=int, help="use a random subset of this many structures (quick checks)")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        methods = [m.strip() for m in args.methods.split(",")] if args.methods else [m for m in METHODS if m != "cft-pretrained" or args.pretrained]
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if "cft-pretrained" in methods and not args.pretrained:
+            raise ValueError("cft-pretrained needs --pretrained CKPT (written by python -m model.pretrain)")
+        if args.folds < 2:
+            raise ValueError(f"--folds must be at least 2, got {args.folds}")
+        holdout = parse_groups(args.holdout_groups) if args.holdout_groups else []
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        store = BasisStore.open(args.store)
+        encoder = StructureEncoder(store, args.radius, args.symprec)
+        cft_config = CFTConfig(radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, dropout=args.dropout)
+        pretrained = None
+        if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization
+            pretrained, cft_config = read_pretrained_encoder(args.pretrained, store, cft_config)
+        settings = NeuralSettings(
+            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=args.seed, max_minutes=args.minutes),
+            cft=cft_config,
+            pretrained=pretrained,
+        )
+        dataset = load_dataset(args.dataset, args.target)
+        dataset.report_rejected()
+        if args.limit and args.limit < len(dataset):
+            dataset = dataset.subset(np.sort(np.random.default_rng(args.seed).choice(len(dataset), args.limit, replace=False)))
+        print(f"{dataset.dataset}: {len(dataset)} structures; encoding, graphs, composition features ...", file=sys.stderr)
+        data, rejected = prepare(dataset, encoder)
+        began = time.perf_counter()
+        evaluation = evaluate(data, methods, args.folds, args.seed, holdout, settings)
+        wall = time.perf_counter() - began
+        out = args.out or Path("evaluation") / f"{args.dataset}-{args.target}{'-holdout' if holdout else ''}"
+        out.mkdir(parents=True, exist_ok=True)
+        report = {
+            "dataset": args.dataset,
+            "target": args.target,
+            "unit": dataset.unit,
+            "reference": dataset.reference,
+            "command": "python -m model.evaluate " + " ".join(argv),
+            "folds": args.folds,
+            "seed": args.seed,
+            "holdout_spec": args.holdout_groups,
+            "holdout_groups": holdout,
+            "n_structures": int(len(data.values)),
+            "n_seen": int(len(evaluation["seen"])),
+            "n_unseen": int(len(evaluation["unseen"])),
+            "rejected": [{"id": material, "reason": reason} for material, reason in dataset.rejected + rejected],
+            "hardware": {"machine": platform.machine(), "processor": platform.processor(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+            "preparation_seconds": data.timings,
+            "evaluation_seconds": wall,
+            "settings": {"train": settings.train.to_dict(), "cft": settings.cft.to_dict(), "cgcnn": vars(settings.cgcnn), "pretrained": str(args.pretrained) if args.pretrained else None},
+            "results": {name: {"summary": r["summary"], "folds": r["folds"]} for name, r in evaluation["methods"].items()},
+            "predictions": {  # per structure, so that plots and other statistics can be redone
+                "ids": data.ids,
+                "group": data.groups.tolist(),
+                "truth": data.values.tolist(),
+                "held_out": np.isin(np.arange(len(data.values)), evaluation["unseen"]).tolist(),
+                "out_of_fold": {name: [None if np.isnan(v) else float(v) for v in r["out_of_fold"]] for name, r in evaluation["methods"].items()},
+            },
+        }
+        (out / "results.json").write_text(json.dumps(report, indent=2))
+        table = _markdown(report)
+        (out / "results.md").write_text(table)
+        pictures = _plots(report, data, evaluation, out, args.target, dataset.unit)
+        print(table)
+        print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in pictures))
+        return 0
+    except (BasisDBError, CheckpointError, DatasetError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

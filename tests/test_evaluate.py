@@ -1,0 +1,169 @@
+"""Cross-validated evaluation against the baselines, on the real built-in datasets."""
+
+import itertools
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from basisdb import BasisStore, crystal_system
+from model.baselines import CGCNN, crystal_graph, graph_collate
+from model.data import RADIAL_CENTRES, StructureEncoder, collate, pair_radial
+from model.datasets import load_dataset
+from model.evaluate import parse_groups, prepare, scores
+from model.models import CFTConfig, CrystalFourierTransformer
+
+from .test_model import REAL, real, rotated, run_model
+
+
+def test_parse_groups():
+    assert parse_groups("2,14,15") == [2, 14, 15]
+    assert parse_groups("143-194") == list(range(143, 195))
+    assert parse_groups("cubic") == list(range(195, 231))
+    assert parse_groups("Triclinic, 15") == [1, 2, 15]
+    for bad, message in [("0-3", "1-230"), ("231", "1-230"), ("cubik", "crystal system"), ("2;14", "cannot read")]:
+        with pytest.raises(ValueError, match=message):
+            parse_groups(bad)
+
+
+def test_scores_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    truth, predicted = rng.normal(size=50), rng.normal(size=50)
+    got = scores(truth, predicted)
+    assert got["mae"] == pytest.approx(mean_absolute_error(truth, predicted))
+    assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(truth, predicted)))
+    assert got["r2"] == pytest.approx(r2_score(truth, predicted))
+
+
+def brute_force_images(structure, cutoff, reach=3):
+    """(centre, neighbour, distance) over explicit lattice translations."""
+    frac, lattice = structure.frac_coords, structure.lattice.matrix
+    out = []
+    for shift in itertools.product(range(-reach, reach + 1), repeat=3):
+        delta = (frac[None, :, :] + np.array(shift) - frac[:, None, :]) @ lattice
+        d = np.linalg.norm(delta, axis=-1)
+        for i, j in zip(*np.nonzero((d < cutoff) & (d > 1e-8))):
+            out.append((i, j, d[i, j]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["Li2O", "CsCl", "LiFePO4"])
+def test_pair_radial_counts_every_image(name):
+    structure = real(name)
+    cutoff = RADIAL_CENTRES[-1] + 0.5
+    expected = np.zeros((len(structure), len(structure), len(RADIAL_CENTRES)))
+    for i, j, d in brute_force_images(structure, cutoff):
+        expected[i, j] += np.exp(-(((d - RADIAL_CENTRES) / 0.5) ** 2))
+    got = pair_radial(structure.lattice.matrix, structure.frac_coords)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert np.allclose(got, got.transpose(1, 0, 2), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["Li2O", "LiFePO4"])
+def test_crystal_graph_keeps_the_twelve_nearest(name):
+    structure = real(name)
+    graph = crystal_graph(structure, cutoff=8.0, max_neighbors=12)
+    found = brute_force_images(structure, 8.0)
+    for centre in range(len(structure)):
+        nearest = np.sort([d for i, _, d in found if i == centre])[:12]
+        assert np.allclose(np.sort(graph.distances[graph.edges[1] == centre]), nearest, atol=1e-5)
+    assert set(graph.numbers) == {site.specie.Z for site in structure}
+
+
+def test_cgcnn_is_invariant_to_rotation_and_atom_order():
+    torch.manual_seed(0)
+    model = CGCNN().eval()
+    structure = real("LiFePO4")
+    shuffled = Structure.from_sites([structure[i] for i in np.random.default_rng(1).permutation(len(structure))])
+    graphs = [crystal_graph(s) for s in (structure, shuffled, rotated(structure))]
+    with torch.no_grad():
+        out = model(graph_collate(graphs)).numpy()
+    assert np.allclose(out, out[0], rtol=1e-4, atol=1e-6)
+
+
+def test_cft_inference_path_matches_training_path(small_store):
+    """PyTorch's attention fast path (eval, no_grad) returned NaN with the radial bias."""
+    torch.manual_seed(0)
+    encoder = StructureEncoder(BasisStore.open(small_store), radius=3)
+    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=encoder.n_slots, d_model=32, hidden=64))
+    torch.nn.init.normal_(model.radial_bias.weight)
+    batch = collate([encoder.encode(real(name)) for name in REAL], frames="all")
+    trained_path = model.train()(batch)
+    with torch.no_grad():
+        inference_path = model.eval()(batch)
+    assert torch.isfinite(inference_path).all()
+    assert torch.allclose(trained_path, inference_path, rtol=1e-4, atol=1e-5)
+
+
+def test_prepare_reports_structures_that_fail_and_aligns_the_rest(dataset_dir, small_store):
+    data = load_dataset("dielectric_constant", "band_gap", dataset_dir).subset(np.arange(6))
+    disordered = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]])
+    structures = list(data.structures)
+    structures[2] = disordered
+    data = type(data)(data.dataset, data.target, data.unit, data.ids, structures, data.values, data.formulas, [], data.reference)
+    prepared, rejected = prepare(data, StructureEncoder(BasisStore.open(small_store), radius=3), report=None)
+    assert [material for material, _ in rejected] == [data.ids[2]] and "disordered" in rejected[0][1]
+    keep = [0, 1, 3, 4, 5]
+    assert prepared.ids == [data.ids[i] for i in keep]
+    assert np.array_equal(prepared.values, data.values[keep])
+    assert [item.label for item in prepared.items] == prepared.ids
+    assert prepared.composition.shape == (5, 132) and len(prepared.graphs) == 5
+
+
+@pytest.fixture(scope="module")
+def pretrained(small_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrained") / "encoder"
+    result = run_model("model.pretrain", "--out", str(out), "--store", str(small_store), "--radius", "3", "--groups", "1-230",
+                       "--samples-per-group", "8", "--lattices-per-group", "2", "--epochs", "1", "--d-model", "32", "--hidden", "64")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained, tmp_path):
+    out = tmp_path / "evaluation"
+    env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
+    result = run_model("model.evaluate", "--dataset", "elastic_tensor", "--target", "log10_K_VRH", "--folds", "2", "--seed", "3",
+                       "--limit", "60", "--holdout-groups", "cubic", "--pretrained", str(pretrained), "--store", str(small_store),
+                       "--radius", "3", "--epochs", "2", "--minutes", "0.5", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["results"]) == ["mean", "composition-rf", "cgcnn", "cft", "cft-pretrained"]
+    assert report["n_seen"] + report["n_unseen"] == report["n_structures"] == 60 - len(report["rejected"])
+    assert report["n_unseen"] > 0 and report["holdout_groups"] == list(range(195, 231))
+    assert report["settings"]["cft"]["d_model"] == 32  # the pretrained encoder's architecture
+    for name, result_of in report["results"].items():
+        folds = result_of["folds"]
+        assert len(folds) == 2 and sum(f["n_test"] for f in folds) == report["n_seen"]
+        for fold in folds:
+            assert np.isfinite([fold["test"]["mae"], fold["test"]["rmse"], fold["test"]["r2"], fold["unseen"]["mae"]]).all()
+        summary = result_of["summary"]
+        assert summary["test_mae"]["mean"] == pytest.approx(np.mean([f["test"]["mae"] for f in folds]))
+    assert report["results"]["cft"]["summary"]["train_structures_per_second"] > 0
+    for picture in ("parity_log10_K_VRH.png", "seen_vs_unseen_log10_K_VRH.png"):
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "results.md").read_text()
+    assert "| cft-pretrained |" in table and "unseen-group MAE" in table
+    assert "fold 2/2  cft" in result.stderr
+
+
+def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
+    result = run_model("model.evaluate", "--dataset", "elastic_tensor", "--target", "log10_K_VRH", "--methods", "cft-pretrained",
+                       env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    assert result.returncode == 2 and "--pretrained" in result.stderr
+
+
+def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
+    out = tmp_path / "ckpt"
+    result = run_model("model.train", "--dataset", "elastic_tensor", "--target", "log10_G_VRH", "--limit", "24", "--store", str(small_store),
+                       "--radius", "3", "--epochs", "1", "--out", str(out), "--d-model", "32", "--hidden", "64",
+                       env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_val"] == 24
+    missing = run_model("model.train", "--dataset", "elastic_tensor", "--out", str(tmp_path / "x"), "--store", str(small_store))
+    assert missing.returncode == 2 and "needs --target" in missing.stderr
