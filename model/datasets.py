@@ -30,7 +30,6 @@ import csv
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -152,6 +151,12 @@ class LabelledStructures:
             for material, reason in self.rejected:
                 print(f"  {material}: {reason}", file=stream)
 
+    def sample(self, n: int, seed: int) -> "LabelledStructures":
+        """A random subset of n rows (in CSV order), or all of them if n is not smaller."""
+        if n >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
     def subset(self, index) -> "LabelledStructures":
         index = np.asarray(index, dtype=np.int64)
         return LabelledStructures(
@@ -251,10 +256,15 @@ def load_dataset(name: str, target: str, directory: str | os.PathLike | None = N
     spec = DATASETS[name]
     if target not in spec.targets:
         raise DatasetError(f"dataset {name!r} has no target {target!r}; choose one of {', '.join(spec.targets)}")
-    chosen = spec.targets[target]
     rows = _read_csv(spec.csv, directory)
     if len(rows) != spec.expected_rows:
         raise DatasetError(f"{spec.csv} has {len(rows)} rows, expected {spec.expected_rows}: the cached sdist is not the published one")
+    return _labelled_structures(spec, target, rows)
+
+
+def _labelled_structures(spec: DatasetSpec, target: str, rows: list[dict[str, str]]) -> LabelledStructures:
+    """Parse CSV rows into structures and target values; unusable rows go to ``rejected``."""
+    chosen = spec.targets[target]
     parse = _structure_parser(spec)
     ids, structures, values, formulas, rejected = [], [], [], [], []
     with warnings.catch_warnings():
@@ -274,7 +284,7 @@ def load_dataset(name: str, target: str, directory: str | os.PathLike | None = N
             structures.append(structure)
             values.append(np.log10(value) if chosen.log10 else value)
             formulas.append(structure.composition.reduced_formula)
-    return LabelledStructures(name, target, chosen.unit, ids, structures, np.asarray(values, dtype=np.float64), formulas, rejected, spec.reference)
+    return LabelledStructures(spec.name, target, chosen.unit, ids, structures, np.asarray(values, dtype=np.float64), formulas, rejected, spec.reference)
 
 
 def main(argv=None) -> int:

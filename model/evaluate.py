@@ -262,7 +262,7 @@ def _plots(report: dict, data: Prepared, evaluation: dict, out: Path, target: st
         summary = report["results"][name]["summary"]
         ax.set_title(f"{name}\nMAE {summary['test_mae']['mean']:.3f}, R² {summary['test_r2']['mean']:.2f}", fontsize=9)
         ax.set_xlabel(f"DFT {target} ({unit})", fontsize=8)
-    axes[0][0].set_ylabel(f"predicted (out of fold)", fontsize=8)
+    axes[0][0].set_ylabel("predicted (out of fold)", fontsize=8)
     fig.suptitle(f"{report['dataset']}: {report['folds']}-fold cross-validation", fontsize=10)
     fig.tight_layout()
     path = out / f"parity_{target}.png"
@@ -343,8 +343,8 @@ def main(argv=None) -> int:
         )
         dataset = load_dataset(args.dataset, args.target)
         dataset.report_rejected()
-        if args.limit and args.limit < len(dataset):
-            dataset = dataset.subset(np.sort(np.random.default_rng(args.seed).choice(len(dataset), args.limit, replace=False)))
+        if args.limit:
+            dataset = dataset.sample(args.limit, args.seed)
         print(f"{dataset.dataset}: {len(dataset)} structures; encoding, graphs, composition features ...", file=sys.stderr)
         data, rejected = prepare(dataset, encoder)
         began = time.perf_counter()

@@ -66,8 +66,8 @@ def main(argv=None) -> int:
                 raise ValueError(f"--dataset {args.dataset} needs --target, one of {', '.join(DATASETS[args.dataset].targets)}")
             dataset = load_dataset(args.dataset, args.target)
             dataset.report_rejected(sys.stderr if context.main else None)
-            if args.limit and args.limit < len(dataset):
-                dataset = dataset.subset(np.sort(np.random.default_rng(args.seed).choice(len(dataset), args.limit, replace=False)))
+            if args.limit:
+                dataset = dataset.sample(args.limit, args.seed)
             structures, targets = list(zip(dataset.ids, dataset.structures)), dict(zip(dataset.ids, dataset.values))
         else:
             structures, targets = read_structure_directory(args.data)

@@ -87,11 +87,20 @@ def test_unknown_names_list_the_choices(dataset_dir):
         load_dataset("elastic_tensor", "bulk", dataset_dir)
 
 
-def test_non_positive_moduli_are_reported_not_dropped(dataset_dir):
-    data = load_dataset("elastic_tensor", "G_VRH", dataset_dir)
-    assert not data.rejected  # every modulus in this release is positive ...
-    positive = data.subset(np.arange(5))
-    broken = type(data)(data.dataset, data.target, data.unit, positive.ids, positive.structures, positive.values, positive.formulas, [("mp-x", "G_VRH = -1.0 has no log10")], data.reference)
+def test_unusable_rows_are_reported_not_dropped(dataset_dir):
+    """Every modulus of this release is positive and every POSCAR parses, so the rejection
+    path is exercised on the real rows with one modulus zeroed and one POSCAR truncated."""
+    from model.datasets import _labelled_structures, _read_csv
+
+    spec = DATASETS["elastic_tensor"]
+    rows = _read_csv(spec.csv, dataset_dir)[:6]
+    rows[1] = {**rows[1], "G_VRH": "0.0"}
+    rows[4] = {**rows[4], "poscar": rows[4]["poscar"].splitlines()[0]}
+    data = _labelled_structures(spec, "log10_G_VRH", rows)
+    assert data.ids == [rows[i]["material_id"] for i in (0, 2, 3, 5)]
+    assert [material for material, _ in data.rejected] == [rows[1]["material_id"], rows[4]["material_id"]]
+    assert "G_VRH = 0.0 has no log10" in data.rejected[0][1] and "cannot parse its structure" in data.rejected[1][1]
     stream = io.StringIO()
-    broken.report_rejected(stream)  # ... and a row that is not would be named with its reason
-    assert "skipped 1 row(s)" in stream.getvalue() and "mp-x: G_VRH = -1.0 has no log10" in stream.getvalue()
+    data.report_rejected(stream)
+    assert "skipped 2 row(s) of elastic_tensor" in stream.getvalue() and rows[4]["material_id"] in stream.getvalue()
+    assert not load_dataset("elastic_tensor", "log10_G_VRH", dataset_dir).rejected

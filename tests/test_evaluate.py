@@ -10,7 +10,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from basisdb import BasisStore, crystal_system
+from basisdb import BasisStore
 from model.baselines import CGCNN, crystal_graph, graph_collate
 from model.data import RADIAL_CENTRES, StructureEncoder, collate, pair_radial
 from model.datasets import load_dataset
