@@ -25,11 +25,14 @@ from .errors import (
     StoreError,
     StructureError,
     StoreNotFoundError,
+    SymmetryToleranceWarning,
     UnsupportedSchemaError,
 )
 from .settings import Setting, crystal_system, default_hall_number, get_setting, hall_numbers_of_group
 from .store import SCHEMA_VERSION, BasisStore, default_store_path
-from .structures import Cell, Standardization, standardize
+from .structures import DEFAULT_SYMPREC, Cell, Standardization, standardize
+from .normalizer import NormalizerCosets, enantiomorphic_partner, euclidean_normalizer
+from .frames import INVARIANCES, CrystalFrames, Invariance, crystal_frames, frames_of
 
 __all__ = [
     "__version__",
@@ -41,6 +44,15 @@ __all__ = [
     "Cell",
     "Standardization",
     "standardize",
+    "DEFAULT_SYMPREC",
+    "Invariance",
+    "INVARIANCES",
+    "CrystalFrames",
+    "crystal_frames",
+    "frames_of",
+    "NormalizerCosets",
+    "euclidean_normalizer",
+    "enantiomorphic_partner",
     "build_basis",
     "build_store",
     "get_setting",
@@ -62,4 +74,5 @@ __all__ = [
     "ChecksumMismatchError",
     "MissingEntryError",
     "ConstructionError",
+    "SymmetryToleranceWarning",
 ]

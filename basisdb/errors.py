@@ -24,6 +24,7 @@ __all__ = [
     "MissingEntryError",
     "BuildInterrupted",
     "ConstructionError",
+    "SymmetryToleranceWarning",
 ]
 
 
@@ -92,3 +93,9 @@ class BuildInterrupted(BasisDBError):
 
 class ConstructionError(BasisDBError, RuntimeError):
     """An internal consistency check of the basis construction failed (a bug: please report)."""
+
+
+class SymmetryToleranceWarning(UserWarning):
+    """A looser symmetry tolerance finds a larger space group than the one in use: the
+    structure is a slightly distorted version of a more symmetric one, or noisier than
+    ``symprec`` allows."""

@@ -83,6 +83,12 @@ class Setting:
         return int(self.rotations.shape[0])
 
     @property
+    def point_group_order(self) -> int:
+        """Operations per primitive cell: n_operations over the number of centring translations."""
+        pure = int((self.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)).sum())
+        return self.n_operations // pure
+
+    @property
     def crystal_system(self) -> str:
         return crystal_system(self.group)
 

@@ -13,6 +13,7 @@ pymatgen is needed only to read CIF text and pymatgen objects (``pip install
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,15 @@ import numpy as np
 import spglib
 
 from .errors import StructureError
-from .settings import TRANSLATION_DENOMINATOR, Setting, get_setting, quiet_spglib
+from .normalizer import enantiomorphic_partner
+from .settings import Setting, get_setting, quiet_spglib
 
 __all__ = ["Cell", "Standardization", "standardize", "DEFAULT_SYMPREC"]
 
-DEFAULT_SYMPREC = 1e-3
+# Measured on the built-in Materials Project structures (benchmarks/symprec.py, BENCHMARKS.md):
+# 1e-3 A loses the group of 94% of them when every atom moves by 5e-4 A; 1e-2 A (pymatgen's
+# default) keeps 99% under 2e-3 A of noise and adds symmetry to 1.7% more clean structures.
+DEFAULT_SYMPREC = 1e-2
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,25 +140,33 @@ class Cell:
 
     @classmethod
     def from_any(cls, structure: Any, label: str = "") -> "Cell":
-        """From a :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms`` or a CIF file path."""
+        """From a :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms`` (subclasses such
+        as pymatgen's ``MSONAtoms`` included) or a CIF file path."""
         if isinstance(structure, Cell):
             return structure
         if isinstance(structure, (str, os.PathLike)):
             path = Path(structure)
             try:
                 text = path.read_text()
-            except OSError as exc:
-                raise StructureError(f"cannot read {path}: {exc}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise StructureError(f"cannot read {label or path}: {exc}") from None
             return cls.from_cif(text, label=label or path.stem)
-        kind = type(structure).__module__.split(".")[0]
-        if kind == "pymatgen":
+        pymatgen_structure = _loaded_type("pymatgen.core.structure", "IStructure")
+        if pymatgen_structure is not None and isinstance(structure, pymatgen_structure):
             return cls.from_pymatgen(structure, label)
-        if kind == "ase":
+        ase_atoms = _loaded_type("ase.atoms", "Atoms")
+        if ase_atoms is not None and isinstance(structure, ase_atoms):
             return cls.from_ase(structure, label)
         raise StructureError(
-            f"cannot read a structure from {type(structure).__name__}; pass a pymatgen "
-            "Structure, an ASE Atoms, a basisdb Cell or a CIF file path"
+            f"cannot read {label or 'a structure'} from a {type(structure).__module__}.{type(structure).__qualname__}; "
+            "pass a pymatgen Structure, an ASE Atoms, a basisdb Cell or a CIF file path"
         )
+
+
+def _loaded_type(module: str, name: str) -> type | None:
+    """A class of an optional library, if the library is loaded (an object of that class
+    cannot exist otherwise, so there is nothing to import)."""
+    return getattr(sys.modules.get(module), name, None)
 
 
 def _pymatgen(what: str):
@@ -173,7 +186,7 @@ class Standardization:
         cell: the standardized conventional cell: spglib's idealized lattice, and positions
             that are the group average of the input atoms' images (exactly symmetric).
         transformation_matrix: (3, 3) float64 P with x_std = P x + p (mod 1) for input
-            fractional coordinates x.
+            fractional coordinates x; det P < 0 when the input was inverted.
         origin_shift: (3,) float64 p.
         rotation: (3, 3) float64, the rigid rotation spglib applied to idealize the lattice.
         input_to_standardized: (N_input,) int64, the standardized atom at the image of each
@@ -181,7 +194,12 @@ class Standardization:
         equivalent_atoms: (N_std,) int64, for each standardized atom the first atom of its
             orbit (Wyckoff orbit) under the group.
         wyckoffs: (N_std,) Wyckoff letters of the standardized atoms.
-        symprec: the tolerance used.
+        symprec: the tolerance used, Angstrom.
+        inverted: the cell standardized is the input's mirror image x -> -x (only with
+            ``canonical_handedness``, for the second member of an enantiomorphic pair).
+        looser_group: the ITA number spglib finds at ten times ``symprec`` when that type
+            has a larger point group (a hint that the structure is a distorted version of a
+            more symmetric one, or that its noise exceeds ``symprec``), else None.
     """
 
     setting: Setting
@@ -193,16 +211,76 @@ class Standardization:
     equivalent_atoms: np.ndarray = field(repr=False)
     wyckoffs: tuple[str, ...] = field(repr=False)
     symprec: float = DEFAULT_SYMPREC
+    inverted: bool = False
+    looser_group: int | None = None
 
 
-def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_tolerance: float = -1.0) -> Standardization:
+def standardize(
+    structure: Any,
+    *,
+    symprec: float = DEFAULT_SYMPREC,
+    angle_tolerance: float = -1.0,
+    canonical_handedness: bool = False,
+) -> Standardization:
     """Detect the space group of ``structure`` and standardize it into the default setting.
 
-    ``structure`` is a :class:`Cell`, a pymatgen ``Structure`` or an ASE ``Atoms``.
+    ``structure`` is a :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms`` or a CIF
+    file path.  ``symprec`` is spglib's distance tolerance in Angstrom.
+
+    With ``canonical_handedness``, a crystal whose type is the second member of an
+    enantiomorphic pair (P4_3 of P4_1/P4_3, P3_221 of P3_121/P3_221, ...) is replaced by its
+    mirror image x -> -x before standardizing, so that a crystal and its mirror image give
+    the same standardization up to the Euclidean normalizer (see :mod:`basisdb.frames`).
     """
     cell = Cell.from_any(structure)
-    if not (np.isfinite(symprec) and symprec > 0):
+    _check_symprec(symprec)
+    dataset = _symmetry_dataset(cell, symprec, angle_tolerance)
+    inverted = False
+    if canonical_handedness and enantiomorphic_partner(int(dataset.number)) < int(dataset.number):
+        inverted = True
+        dataset = _symmetry_dataset(Cell(cell.lattice, -cell.positions, cell.numbers, cell.label), symprec, angle_tolerance)
+    setting = get_setting(hall=int(dataset.hall_number))
+    transformation = np.asarray(dataset.transformation_matrix, dtype=np.float64) * (-1.0 if inverted else 1.0)
+    sources = cell.positions @ transformation.T + dataset.origin_shift
+    positions, input_to_standardized = _symmetrize(
+        sources, cell.numbers, dataset.std_positions, np.asarray(dataset.std_types), np.asarray(dataset.std_lattice), setting, cell.label
+    )
+    std = Cell(lattice=dataset.std_lattice, positions=positions, numbers=dataset.std_types, label=cell.label)
+    std_dataset = quiet_spglib(spglib.get_symmetry_dataset, std.spglib_cell(), symprec=symprec)
+    return Standardization(
+        setting=setting,
+        cell=std,
+        transformation_matrix=transformation,
+        origin_shift=np.asarray(dataset.origin_shift, dtype=np.float64),
+        rotation=np.asarray(dataset.std_rotation_matrix, dtype=np.float64),
+        input_to_standardized=input_to_standardized,
+        equivalent_atoms=np.asarray(std_dataset.equivalent_atoms, dtype=np.int64),
+        wyckoffs=tuple(std_dataset.wyckoffs),
+        symprec=float(symprec),
+        inverted=inverted,
+        looser_group=_looser_group(cell, symprec, setting.group),
+    )
+
+
+LOOSER_FACTOR = 10.0
+
+
+def _looser_group(cell: Cell, symprec: float, group: int) -> int | None:
+    """The ITA number spglib finds at ``LOOSER_FACTOR * symprec`` when that type has a
+    larger point group than ``group`` (found at ``symprec``), else None."""
+    try:
+        loose = int(_symmetry_dataset(cell, symprec * LOOSER_FACTOR, -1.0).number)
+    except StructureError:
+        return None
+    return loose if get_setting(loose).point_group_order > get_setting(group).point_group_order else None
+
+
+def _check_symprec(symprec: object) -> None:
+    if isinstance(symprec, bool) or not isinstance(symprec, (int, float, np.integer, np.floating)) or not (np.isfinite(symprec) and symprec > 0):
         raise StructureError(f"symprec must be a positive number (Angstrom), got {symprec!r}")
+
+
+def _symmetry_dataset(cell: Cell, symprec: float, angle_tolerance: float):
     try:
         dataset = quiet_spglib(
             spglib.get_symmetry_dataset, cell.spglib_cell(), symprec=symprec, angle_tolerance=angle_tolerance
@@ -217,24 +295,33 @@ def standardize(structure: Any, *, symprec: float = DEFAULT_SYMPREC, angle_toler
             f"spglib could not determine the space group of {cell.label or 'the structure'} "
             f"with symprec={symprec}: {reason}; try a larger symprec"
         )
-    setting = get_setting(hall=int(dataset.hall_number))
-    sources = cell.positions @ np.asarray(dataset.transformation_matrix).T + dataset.origin_shift
-    positions, input_to_standardized = _symmetrize(
-        sources, cell.numbers, dataset.std_positions, np.asarray(dataset.std_types), np.asarray(dataset.std_lattice), setting, cell.label
-    )
-    std = Cell(lattice=dataset.std_lattice, positions=positions, numbers=dataset.std_types, label=cell.label)
-    std_dataset = quiet_spglib(spglib.get_symmetry_dataset, std.spglib_cell(), symprec=symprec)
-    return Standardization(
-        setting=setting,
-        cell=std,
-        transformation_matrix=np.asarray(dataset.transformation_matrix, dtype=np.float64),
-        origin_shift=np.asarray(dataset.origin_shift, dtype=np.float64),
-        rotation=np.asarray(dataset.std_rotation_matrix, dtype=np.float64),
-        input_to_standardized=input_to_standardized,
-        equivalent_atoms=np.asarray(std_dataset.equivalent_atoms, dtype=np.int64),
-        wyckoffs=tuple(std_dataset.wyckoffs),
-        symprec=float(symprec),
-    )
+    return dataset
+
+
+def _nearest_of_species(points: np.ndarray, point_species: np.ndarray, atoms: np.ndarray, species: np.ndarray, lattice: np.ndarray) -> np.ndarray:
+    """(P,) int64: for each point, the atom of its species nearest to it in Cartesian
+    distance, periodically (-1 where the species has no atom).
+
+    A periodic k-d tree in fractional coordinates proposes the few nearest candidates, and
+    the Cartesian distance decides among them, so skewed cells are handled: O(P log M)
+    instead of comparing every point with every atom."""
+    from scipy.spatial import cKDTree
+
+    wrap = lambda y: np.where((y := y - np.floor(y)) >= 1.0, 0.0, y)  # noqa: E731 - the tree needs [0, 1)
+    nearest = np.full(len(points), -1, dtype=np.int64)
+    for value in np.unique(point_species):
+        members = np.flatnonzero(species == value)
+        rows = np.flatnonzero(point_species == value)
+        if len(members) == 0:
+            continue
+        k = min(4, len(members))
+        _, candidates = cKDTree(wrap(atoms[members]), boxsize=1.0).query(wrap(points[rows]), k=k)
+        candidates = candidates.reshape(len(rows), k)
+        delta = points[rows, None, :] - atoms[members][candidates]
+        delta -= np.rint(delta)
+        best = np.linalg.norm(delta @ lattice, axis=-1).argmin(axis=1)
+        nearest[rows] = members[candidates[np.arange(len(rows)), best]]
+    return nearest
 
 
 def _symmetrize(
@@ -254,97 +341,19 @@ def _symmetrize(
     x = np.asarray(reference, dtype=np.float64)
     images = (np.einsum("oij,mj->omi", setting.rotations.astype(np.float64), sources) + setting.fractional_translations[:, None, :]).reshape(-1, 3)
     image_species = np.tile(source_numbers, setting.n_operations)
-    total = np.zeros_like(x)
-    counts = np.zeros(len(x))
-    targets = np.empty(len(images), dtype=np.int64)
-    worst = 0.0
-    chunk = max(1, (1 << 22) // max(1, len(x)))
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk]
-        delta = block[:, None, :] - x[None, :, :]
-        delta -= np.rint(delta)
-        distance = np.linalg.norm(delta @ lattice, axis=-1)
-        distance[image_species[start : start + chunk, None] != numbers[None, :]] = np.inf
-        target = distance.argmin(axis=1)
-        rows = np.arange(len(block))
-        worst = max(worst, float(distance[rows, target].max()))
-        np.add.at(total, target, delta[rows, target])
-        np.add.at(counts, target, 1.0)
-        targets[start : start + chunk] = target
+    targets = _nearest_of_species(images, image_species, x, numbers, lattice)
+    delta = images - x[targets]
+    delta -= np.rint(delta)
+    worst = float(np.linalg.norm(delta @ lattice, axis=-1).max()) if (targets >= 0).all() else np.inf
+    counts = np.bincount(np.maximum(targets, 0), minlength=len(x)).astype(np.float64)
     if worst > 1.0 or (counts == 0).any():
         raise StructureError(
             f"{label or 'structure'}: cannot match the input atoms to the standardized cell "
             f"(worst mismatch {worst:.3g} A); try another symprec"
         )
+    total = np.zeros_like(x)
+    np.add.at(total, targets, delta)
     symmetric = np.mod(x + total / counts[:, None], 1.0)
     symmetric[symmetric == 1.0] = 0.0  # -1e-17 mod 1 rounds to 1.0
     identity = np.flatnonzero((setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)) & (setting.translations == 0).all(axis=1))[0]
     return symmetric, targets.reshape(setting.n_operations, -1)[identity]
-
-
-def origin_shifts(standardization: Standardization) -> np.ndarray:
-    """(F, 3) origin shifts s such that the atoms at ``positions + s`` are an equally valid
-    standardization of the same crystal, in the same setting.
-
-    spglib's standardization is unique only up to the affine normalizer of the group: rock
-    salt can come back with Cl at the origin instead of Na, and a polar group (P1, P2, P4mm,
-    ...) allows any shift along its polar axes.  Averaging a G-invariant model over these
-    frames makes it invariant to the choice, so the same crystal gets the same answer
-    whatever origin, cell or atom order it was given in.
-
-    The frames are (a) the translations of the normalizer on the 1/24 grid that map the
-    group onto itself, counted modulo the centring translations, with zero polar component;
-    and (b) along the polar axes, the shifts that put each atom of the rarest species (ties:
-    the heaviest) at polar coordinate 0.  Both are found with exact integer arithmetic on
-    the operations; only (b) uses atom coordinates.
-    """
-    setting = standardization.setting
-    polar = _polar_axes(setting)
-    discrete = _normalizer_translations(setting, polar) / TRANSLATION_DENOMINATOR
-    numbers = standardization.cell.numbers
-    species, counts = np.unique(numbers, return_counts=True)
-    rarest = species[np.lexsort((-species, counts))[0]]
-    anchors = standardization.cell.positions[numbers == rarest]
-    anchor_shifts = np.where(polar, -anchors, 0.0) if polar.any() else np.zeros((1, 3))
-    shifts = (discrete[:, None, :] + anchor_shifts[None, :, :]).reshape(-1, 3)
-    return shifts - np.floor(shifts)
-
-
-def _polar_axes(setting: Setting) -> np.ndarray:
-    """(3,) bool: the axes along which every operation leaves coordinates unchanged up to
-    translation (R e_j = e_j for all R), i.e. continuous origin freedom."""
-    identity = np.eye(3, dtype=np.int64)
-    polar = (setting.rotations == identity).all(axis=(0, 1))
-    # In every default setting the polar subspace is spanned by coordinate axes.
-    rank = np.linalg.matrix_rank(np.concatenate(list(identity - setting.rotations.astype(np.int64))))
-    if 3 - rank != polar.sum():
-        raise StructureError(f"polar subspace of {setting.hall_symbol} is not along coordinate axes")
-    return polar
-
-
-def _normalizer_translations(setting: Setting, polar: np.ndarray) -> np.ndarray:
-    """(S, 3) int: shifts s (numerators over TRANSLATION_DENOMINATOR, polar components 0)
-    with s + G - s = G, one per class modulo the centring translations."""
-    d = TRANSLATION_DENOMINATOR
-    axes = [np.arange(d) if not p else np.array([0]) for p in polar]
-    candidates = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)  # (C, 3)
-    rotations = setting.rotations.astype(np.int64)
-    translations = setting.translations  # (n, 3) in 24ths
-    # Operation (R, t) becomes (R, t + (I - R) s) after moving the origin by -s.
-    moved = (translations[None] + np.einsum("oij,cj->coi", np.eye(3, dtype=np.int64) - rotations, candidates)) % d
-    # Membership test: encode (rotation class, translation) as integers.
-    _, rotation_class = np.unique(rotations.reshape(len(rotations), -1), axis=0, return_inverse=True)
-    rotation_class = rotation_class.ravel()
-    keys = rotation_class * d**3 + translations @ np.array([d * d, d, 1])
-    table = np.zeros((rotation_class.max() + 1) * d**3, dtype=bool)
-    table[keys] = True
-    moved_keys = rotation_class[None] * d**3 + moved @ np.array([d * d, d, 1])
-    allowed = candidates[table[moved_keys].all(axis=1)]
-    # Centring translations are operations with R = I: shifts differing by one give the
-    # same configuration up to a symmetry of the group, so keep one per class.
-    is_identity = (rotations == np.eye(3, dtype=np.int64)).all(axis=(1, 2))
-    centring = translations[is_identity]
-    classes = ((allowed[:, None, :] + centring[None]) % d) @ np.array([d * d, d, 1])
-    canonical = classes.min(axis=1)
-    _, first = np.unique(canonical, return_index=True)
-    return allowed[np.sort(first)]

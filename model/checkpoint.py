@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from basisdb import BasisDBError, BasisStore, SCHEMA_VERSION
+from basisdb import INVARIANCES, SCHEMA_VERSION, BasisDBError, BasisStore, SymmetryToleranceWarning
 
-from .data import StructureEncoder, collate
+from .data import EncodedStructure, StructureEncoder, collate
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import predict_normalized
 
@@ -29,6 +31,7 @@ __all__ = [
     "load_pretrained_encoder",
     "load_checkpoint",
     "Predictor",
+    "Prediction",
 ]
 
 ENCODER_ARCHITECTURE = ("radius", "n_slots", "d_model", "hidden", "encoder_blocks")
@@ -121,9 +124,18 @@ def load_pretrained_encoder(model: CrystalFourierTransformer, payload: dict[str,
     return unused
 
 
-def load_checkpoint(path: str | os.PathLike, store: BasisStore | str | os.PathLike | None = None, device: str | None = None) -> "Predictor":
+def load_checkpoint(
+    path: str | os.PathLike,
+    store: BasisStore | str | os.PathLike | None = None,
+    device: str | None = None,
+    *,
+    symprec: float | None = None,
+    invariance: str | None = None,
+) -> "Predictor":
     """A trained CFT, ready to predict.  ``store`` defaults to the one recorded in the
-    checkpoint if it still exists, else to the default store."""
+    checkpoint if it still exists, else to the default store.  ``symprec`` (spglib's
+    tolerance, Angstrom) and ``invariance`` (``"e3"`` or ``"proper"``) default to the
+    values the model was trained with."""
     payload = read_checkpoint(path, kind="cft")
     if not isinstance(store, BasisStore):
         recorded = Path(payload["store"]["path"])
@@ -132,12 +144,38 @@ def load_checkpoint(path: str | os.PathLike, store: BasisStore | str | os.PathLi
     config = CFTConfig(**payload["config"])
     model = CrystalFourierTransformer(config)
     model.load_state_dict(payload["state_dict"])
-    return Predictor(model, StructureEncoder(store, config.radius, payload["symprec"]), payload["target_mean"], payload["target_std"], device)
+    invariance = invariance or payload.get("invariance", "e3")  # checkpoints before frames had none
+    if invariance not in INVARIANCES:
+        raise CheckpointError(f"invariance must be one of {INVARIANCES}, got {invariance!r}")
+    symprec = float(payload["symprec"] if symprec is None else symprec)
+    if not (np.isfinite(symprec) and symprec > 0):
+        raise CheckpointError(f"symprec must be a positive number (Angstrom), got {symprec!r}")
+    encoder = StructureEncoder(store, config.radius, symprec, invariance)
+    return Predictor(model, encoder, payload["target_mean"], payload["target_std"], device)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One structure's prediction and the symmetry it was made with.
+
+    Attributes:
+        label: the structure's name; value: the prediction (target units).
+        group: ITA number detected at the predictor's symprec; hall_number: its setting.
+        looser_group: the larger group found at ten times symprec, or None.
+        n_frames: frames averaged (:func:`basisdb.crystal_frames`).
+    """
+
+    label: str
+    value: float
+    group: int
+    hall_number: int
+    looser_group: int | None
+    n_frames: int
 
 
 class Predictor:
     """Predictions and per-atom encodings of structures (pymatgen, ASE, basisdb Cell, or a
-    CIF path), averaged over origin frames."""
+    CIF path), averaged over the frames of each crystal."""
 
     def __init__(self, model: CrystalFourierTransformer, encoder: StructureEncoder, target_mean: float, target_std: float, device: str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -150,16 +188,48 @@ class Predictor:
         """Predictions for already encoded structures, averaged over their frames."""
         return predict_normalized(self.model, items, self.device, batch_size) * self.target_std + self.target_mean
 
-    def predict(self, structures, batch_size: int = 32) -> np.ndarray:
-        """One value per structure; a structure that cannot be used raises StructureError
-        naming it."""
-        items = [self.encoder.encode(s, label=f"structure {i}") for i, s in enumerate(structures)]
-        return self.predict_encoded(items, batch_size)
+    def encode(self, structures: Sequence, labels: Sequence[str] | None = None) -> list[EncodedStructure]:
+        """Model inputs of structures; a structure that cannot be used raises StructureError
+        naming it.  Warns (:class:`basisdb.SymmetryToleranceWarning`) for each structure in
+        which a ten times looser tolerance finds a larger group."""
+        labels = labels or [f"structure {i}" for i in range(len(structures))]
+        items = [self.encoder.encode(s, label=label) for s, label in zip(structures, labels)]
+        warn_looser_groups(items, self.encoder.symprec)
+        return items
+
+    def predict(self, structures: Sequence, batch_size: int = 32) -> np.ndarray:
+        """One value per structure (see :meth:`predictions` for the groups used)."""
+        return self.predict_encoded(self.encode(structures), batch_size)
+
+    def predictions(self, structures: Sequence, labels: Sequence[str] | None = None, batch_size: int = 32) -> list[Prediction]:
+        """One :class:`Prediction` per structure: the value and the symmetry behind it."""
+        items = self.encode(structures, labels)
+        return [
+            Prediction(item.label, float(value), item.group, item.hall_number, item.looser_group, int(item.frames.shape[0]))
+            for item, value in zip(items, self.predict_encoded(items, batch_size))
+        ]
 
     @torch.no_grad()
     def atom_encodings(self, structure) -> np.ndarray:
         """(n_atoms, d_model) Transformer outputs per input atom, in the input's order."""
-        item = self.encoder.encode(structure)
+        (item,) = self.encode([structure])
         batch = collate([item], frames="all").to(self.device)
-        states = self.model.atom_states(batch).mean(0)  # average over frames
+        states = torch.einsum("f,fnd->nd", batch.weight, self.model.atom_states(batch))  # weighted over frames
         return states.cpu().numpy()[item.input_to_standardized]
+
+
+def looser_group_note(item: EncodedStructure, symprec: float) -> str:
+    """Why a structure's group is in doubt (for items whose ``looser_group`` is set)."""
+    return (
+        f"{item.label}: spglib finds space group {item.looser_group} at symprec {10 * symprec:g} A but "
+        f"{item.group} at {symprec:g} A, and predicts with {item.group}; if the structure is noisy, "
+        "pass a larger symprec"
+    )
+
+
+def warn_looser_groups(items: Sequence[EncodedStructure], symprec: float) -> None:
+    """One :class:`basisdb.SymmetryToleranceWarning` per structure whose group grows at ten
+    times ``symprec``."""
+    for item in items:
+        if item.looser_group is not None:
+            warnings.warn(looser_group_note(item, symprec), SymmetryToleranceWarning, stacklevel=3)

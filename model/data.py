@@ -1,9 +1,11 @@
 """From structures to model inputs.
 
 Every structure is standardized with spglib into the store's setting of its space group,
-then encoded in each of its origin frames (:func:`basisdb.structures.origin_shifts`): the
-frames are the equally valid standardizations, and a model averaged over them gives the same
-answer for the same crystal whatever cell, origin, orientation or atom order it came in.
+then encoded in each of its frames (:func:`basisdb.crystal_frames`): the cosets of the
+group in its Euclidean normalizer for the crystal's metric, with the polar origin fixed.
+The frames are the equally valid standardizations, and a model averaged over them gives the
+same answer for the same crystal whatever cell, origin, orientation, handedness (in the
+default ``"e3"`` invariance) or atom order it came in.
 
 Features of one atom are the real invariant basis functions of its group, placed in fixed
 "slots" (the position of each orbit's first frequency in the frequency set), so that one
@@ -22,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from basisdb import BasisStore, Cell, StructureError, standardize
+from basisdb import DEFAULT_SYMPREC, BasisStore, Cell, Invariance, StructureError, crystal_frames
+from basisdb.frames import MAX_ANCHORS
 from basisdb.frequencies import METRICS, frequency_set
-from basisdb.structures import origin_shifts
 
 __all__ = [
     "EncodedStructure",
@@ -85,11 +87,15 @@ class EncodedStructure:
         label: name for messages.
         group: ITA number; hall_number: the store setting used.
         numbers: (M,) int64 atomic numbers of the standardized cell.
-        frames: (F, M, n_slots) float32 slot features of every atom in every origin frame.
+        frames: (F, M, n_slots) float32 slot features of every atom in every frame
+            (:func:`basisdb.crystal_frames`).
+        weights: (F,) float64, each frame's weight in an average (summing to 1).
         lattice: (6,) float32 lattice features of the standardized cell.
         radial: (M, M, K) float32 pair radial profiles (:func:`pair_radial`) of the
             standardized cell; the same in every frame.
         input_to_standardized: (N,) int64, standardized atom of each input atom.
+        looser_group: the larger group spglib finds at ten times symprec, or None
+            (:attr:`basisdb.Standardization.looser_group`).
     """
 
     label: str
@@ -97,9 +103,11 @@ class EncodedStructure:
     hall_number: int
     numbers: np.ndarray = field(repr=False)
     frames: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
     lattice: np.ndarray = field(repr=False)
     radial: np.ndarray = field(repr=False)
     input_to_standardized: np.ndarray = field(repr=False)
+    looser_group: int | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -107,12 +115,19 @@ class EncodedStructure:
 
 
 class StructureEncoder:
-    """Standardizes and encodes structures against one store at one radius."""
+    """Standardizes and encodes structures against one store at one radius.
 
-    def __init__(self, store: BasisStore, radius: float, symprec: float = 1e-3):
+    ``symprec`` is spglib's tolerance (Angstrom); ``invariance`` chooses the frames:
+    ``"e3"`` (a crystal and its mirror image are one) or ``"proper"`` (rotations only);
+    ``max_anchors`` is passed on to :func:`basisdb.crystal_frames`.
+    """
+
+    def __init__(self, store: BasisStore, radius: float, symprec: float = DEFAULT_SYMPREC, invariance: Invariance = "e3", max_anchors: int = MAX_ANCHORS):
         self.store = store
         self.radius = float(radius)
         self.symprec = float(symprec)
+        self.invariance = invariance
+        self.max_anchors = int(max_anchors)
         store.check_radius(self.radius)
         self.n_slots = max(len(frequency_set(metric, self.radius)) for metric in METRICS)
         self._slots: dict[int, np.ndarray] = {}
@@ -136,20 +151,22 @@ class StructureEncoder:
 
     def encode(self, structure: Any, label: str = "") -> EncodedStructure:
         cell = Cell.from_any(structure, label=label)
-        standard = standardize(cell, symprec=self.symprec)
-        shifts = origin_shifts(standard)
-        positions = standard.cell.positions[None, :, :] + shifts[:, None, :]  # (F, M, 3)
+        framed = crystal_frames(cell, symprec=self.symprec, invariance=self.invariance, max_anchors=self.max_anchors)
+        standard = framed.standardization
         hall = standard.setting.hall_number
-        frames = self.features(hall, positions.reshape(-1, 3)).reshape(len(shifts), standard.cell.n_atoms, self.n_slots)
+        n_frames, n_atoms, _ = framed.positions.shape
+        frames = self.features(hall, framed.positions.reshape(-1, 3)).reshape(n_frames, n_atoms, self.n_slots)
         return EncodedStructure(
             label=cell.label,
             group=standard.setting.group,
             hall_number=hall,
             numbers=standard.cell.numbers,
             frames=frames,
+            weights=framed.weights,
             lattice=lattice_features(standard.cell.lattice),
             radial=pair_radial(standard.cell.lattice, standard.cell.positions),
             input_to_standardized=standard.input_to_standardized,
+            looser_group=standard.looser_group,
         )
 
     def encode_many(self, structures: Iterable[tuple[str, Any]], report=sys.stderr) -> tuple[list[EncodedStructure], list[tuple[str, str]]]:
@@ -184,7 +201,7 @@ class Batch(TensorBatch):
         for real atoms; group: (B,) int64; lattice: (B, 6) float32; radial: (S, N, N, K)
         float32 pair radial profiles of the S structures (0 where padded); owner: (B,)
         int64, the structure each sequence belongs to (several frames of one structure
-        share it).
+        share it); weight: (B,) float32, the sequence's weight in its structure's average.
     """
 
     features: torch.Tensor
@@ -194,18 +211,20 @@ class Batch(TensorBatch):
     lattice: torch.Tensor
     radial: torch.Tensor
     owner: torch.Tensor
+    weight: torch.Tensor
 
 
 def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np.random.Generator | None = None) -> Batch:
     """Pad to the largest structure of the batch; memory grows with the atoms present.
 
-    ``frames="all"`` gives one sequence per origin frame (for averaging), ``"random"`` one
-    random frame per structure (training).
+    ``frames="all"`` gives one sequence per frame (for weighted averaging), ``"random"``
+    one frame per structure drawn with the frames' weights (training).
     """
     rows = []
+    rng = rng or np.random.default_rng()
     for index, item in enumerate(structures):
         if frames == "random":
-            choice = [int((rng or np.random.default_rng()).integers(len(item.frames)))]
+            choice = [int(rng.choice(len(item.frames), p=item.weights))]
         else:
             choice = range(len(item.frames))
         rows.extend((index, item, f) for f in choice)
@@ -229,6 +248,7 @@ def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np
         lattice=torch.from_numpy(np.stack([item.lattice for _, item, _ in rows])),
         radial=torch.from_numpy(radial),
         owner=torch.tensor([index for index, _, _ in rows]),
+        weight=torch.tensor([item.weights[f] if frames != "random" else 1.0 for _, item, f in rows], dtype=torch.float32),
     )
 
 

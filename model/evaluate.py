@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from basisdb import BasisDBError, BasisStore, crystal_system
+from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisDBError, BasisStore, crystal_system
 from basisdb.build import parse_number_ranges
 
 from .baselines import CGCNN, CGCNNConfig, CompositionForest, MeanBaseline, crystal_graph, graph_collate, magpie_features
@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="output folder (default: evaluation/<dataset>-<target>[-holdout])")
     parser.add_argument("--store", type=Path, help="basis store (default: the default store)")
     parser.add_argument("--radius", type=float, default=4.0)
-    parser.add_argument("--symprec", type=float, default=1e-3)
+    parser.add_argument("--symprec", type=float, default=DEFAULT_SYMPREC, help="spglib tolerance, Angstrom (default %(default)s)")
+    parser.add_argument("--invariance", choices=INVARIANCES, default="e3", help="frames: e3 (mirror images too) or proper (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=200, help="epoch cap of the neural models")
     parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--minutes", type=float, default=2.0, help="time budget of each neural fit (same for every neural method)")
@@ -331,7 +332,7 @@ def main(argv=None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         store = BasisStore.open(args.store)
-        encoder = StructureEncoder(store, args.radius, args.symprec)
+        encoder = StructureEncoder(store, args.radius, args.symprec, args.invariance)
         cft_config = CFTConfig(radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, dropout=args.dropout)
         pretrained = None
         if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization
@@ -369,7 +370,7 @@ def main(argv=None) -> int:
             "hardware": {"machine": platform.machine(), "processor": platform.processor(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
             "preparation_seconds": data.timings,
             "evaluation_seconds": wall,
-            "settings": {"train": settings.train.to_dict(), "cft": settings.cft.to_dict(), "cgcnn": vars(settings.cgcnn), "pretrained": str(args.pretrained) if args.pretrained else None},
+            "settings": {"symprec": args.symprec, "invariance": args.invariance, "train": settings.train.to_dict(), "cft": settings.cft.to_dict(), "cgcnn": vars(settings.cgcnn), "pretrained": str(args.pretrained) if args.pretrained else None},
             "results": {name: {"summary": r["summary"], "folds": r["folds"]} for name, r in evaluation["methods"].items()},
             "predictions": {  # per structure, so that plots and other statistics can be redone
                 "ids": data.ids,

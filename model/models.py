@@ -106,8 +106,11 @@ def _without_attention_fast_path(active: bool):
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-def average_over_frames(values: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
-    """Mean of per-sequence values (B, ...) over the frames of each structure: (n, ...)."""
-    total = torch.zeros((n,) + values.shape[1:], dtype=values.dtype, device=values.device).index_add_(0, owner, values)
-    counts = torch.bincount(owner, minlength=n).to(values.dtype).reshape((n,) + (1,) * (values.dim() - 1))
-    return total / counts
+def average_over_frames(values: torch.Tensor, owner: torch.Tensor, n: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of per-sequence values (B, ...) over the frames of each structure: (n, ...),
+    weighted by ``weights`` (B,) when given."""
+    weights = torch.ones(len(owner), dtype=values.dtype, device=values.device) if weights is None else weights.to(values.dtype)
+    shape = (len(owner),) + (1,) * (values.dim() - 1)
+    total = torch.zeros((n,) + values.shape[1:], dtype=values.dtype, device=values.device).index_add_(0, owner, values * weights.reshape(shape))
+    norm = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, owner, weights)
+    return total / norm.reshape((n,) + shape[1:])

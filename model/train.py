@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from basisdb import BasisDBError, BasisStore
+from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisDBError, BasisStore
 
 from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
 from .data import StructureEncoder, read_structure_directory
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", type=Path, help="orbit-distance pretrained encoder checkpoint")
     parser.add_argument("--store", type=Path, help="basis store (default: the default store)")
     parser.add_argument("--radius", type=float, default=4.0)
-    parser.add_argument("--symprec", type=float, default=1e-3)
+    parser.add_argument("--symprec", type=float, default=DEFAULT_SYMPREC, help="spglib tolerance, Angstrom (default %(default)s)")
+    parser.add_argument("--invariance", choices=INVARIANCES, default="e3", help="frames: e3 (mirror images too) or proper (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     try:
         torch.manual_seed(args.seed)
         store = BasisStore.open(args.store)
-        encoder = StructureEncoder(store, args.radius, args.symprec)
+        encoder = StructureEncoder(store, args.radius, args.symprec, args.invariance)
         if args.dataset:
             if not args.target:
                 raise ValueError(f"--dataset {args.dataset} needs --target, one of {', '.join(DATASETS[args.dataset].targets)}")
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         if pretrained:
             load_pretrained_encoder(model, pretrained)
         train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=args.seed, max_minutes=args.minutes)
-        common = {"symprec": args.symprec, "train_config": train_config.to_dict(), "data": f"{args.dataset}:{args.target}" if args.dataset else str(args.data)}
+        common = {"symprec": args.symprec, "invariance": args.invariance, "train_config": train_config.to_dict(), "data": f"{args.dataset}:{args.target}" if args.dataset else str(args.data)}
 
         def save(model, epoch, val_mae):
             save_checkpoint(args.out, kind="cft", module=model, config=config, store=store, target_mean=float(np.mean(y[train_index])), target_std=float(np.std(y[train_index]) or 1.0), best_epoch=epoch, best_val_mae=val_mae, **common)

@@ -95,13 +95,14 @@ def cft_collate(items: Sequence[EncodedStructure], training: bool, rng: np.rando
 
 @torch.no_grad()
 def predict_normalized(model: nn.Module, items: Sequence, device, batch_size: int = 32, collate_fn: Collate = cft_collate) -> np.ndarray:
-    """(n,) model outputs, averaged over the sequences (frames) of each item."""
+    """(n,) model outputs, averaged over the sequences (frames) of each item, weighted by
+    the batch's ``weight`` when it has one."""
     model.eval()
     out = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         batch = collate_fn(chunk, False, None).to(device)
-        out.append(average_over_frames(model(batch), batch.owner, len(chunk)).cpu().numpy())
+        out.append(average_over_frames(model(batch), batch.owner, len(chunk), getattr(batch, "weight", None)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 

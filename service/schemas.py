@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from basisdb import DEFAULT_SYMPREC, Invariance
+
 __all__ = [
     "FiniteFloat",
     "Position",
@@ -58,7 +60,8 @@ class StructureRequest(BaseModel):
                 {
                     "cif": "data_NaCl\n_symmetry_space_group_name_H-M 'F m -3 m'\n_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa Na 0 0 0\nCl Cl 0.5 0.5 0.5\n",
                     "radius": 4,
-                    "symprec": 0.001,
+                    "symprec": 0.01,
+                    "invariance": "e3",
                 }
             ]
         },
@@ -67,7 +70,10 @@ class StructureRequest(BaseModel):
     cif: str | None = Field(None, description="CIF text (its first data block is used)")
     structure: dict[str, Any] | None = Field(None, description="a pymatgen Structure.as_dict() dictionary")
     radius: PositiveRadius
-    symprec: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(1e-3, description="spglib tolerance, Angstrom")
+    symprec: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(DEFAULT_SYMPREC, description="spglib tolerance, Angstrom")
+    invariance: Invariance = Field(
+        "e3", description="frames averaged: 'e3' (a crystal and its mirror image are the same) or 'proper' (rotations only)"
+    )
     real: bool = False
 
 
@@ -84,14 +90,22 @@ class StructureEncodingResponse(BaseModel):
     international: str
     radius: float
     symprec: float
+    invariance: Invariance
+    looser_group: int | None = Field(description="the larger group spglib finds at ten times symprec, if any")
     n_basis: int
-    transformation_matrix: list[list[float]] = Field(description="P with x_std = P x + p (mod 1)")
+    n_frames: int = Field(description="frames averaged: cosets of the group in its Euclidean normalizer for this lattice, times polar origins")
+    transformation_matrix: list[list[float]] = Field(description="P with x_std = P x + p (mod 1); det P < 0 when the input was inverted")
     origin_shift: list[float] = Field(description="p")
+    inverted: bool = Field(description="the mirror image of the input was standardized (second member of an enantiomorphic pair, e3 only)")
     standardized: StandardizedCell
     input_to_standardized: list[int] = Field(description="for each input atom, the standardized atom at its image")
     wyckoffs: list[str]
     equivalent_atoms: list[int]
-    encodings: dict[str, list[list[float]]] = Field(description="per standardized atom: real (and imag) parts")
+    encodings: dict[str, list[list[float]]] = Field(
+        description="(N_input, n_basis) per input atom, in the request's atom order: the atom's features averaged over "
+        "every frame of the crystal, so the same for any cell, origin, orientation, atom order (and, with e3, "
+        "handedness) of the same crystal; real (and imag) parts"
+    )
 
 
 class StoreIdentity(BaseModel):

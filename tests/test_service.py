@@ -10,11 +10,12 @@ import scipy.sparse as sp
 from fastapi.testclient import TestClient
 from pymatgen.core import Lattice, Structure
 
-from basisdb import BasisStore, get_setting, standardize
+from basisdb import BasisStore, crystal_frames, get_setting, standardize
 from basisdb.audit import audit_store
 from service import ServiceSettings, create_app
 
 from .conftest import ALL_GROUPS
+from basisdb.redescriptions import REDESCRIPTIONS, mirrored
 
 MAX_POSITIONS = 500
 
@@ -136,7 +137,7 @@ def test_structure_encoding(client, store, how):
     assert answer.status_code == 200, answer.text
     document = answer.json()
     assert (document["group"], document["hall_number"]) == (225, 523)
-    reference = standardize(rock_salt(), symprec=1e-3).cell
+    reference = standardize(rock_salt()).cell
     positions = np.asarray(document["standardized"]["positions"])
 
     def atoms(numbers, xyz):  # the cell as a set, whatever the atom order
@@ -145,14 +146,45 @@ def test_structure_encoding(client, store, how):
     assert atoms(document["standardized"]["numbers"], positions) == atoms(reference.numbers, reference.positions)
     basis = store.basis(hall=523, radius=3)
     features = np.asarray(document["encodings"]["real"]) + 1j * np.asarray(document["encodings"]["imag"])
-    assert np.allclose(features, basis.encode(positions), atol=1e-12)
     input_numbers = [site.specie.Z for site in rock_salt(primitive=how == "primitive")]
     mapping = document["input_to_standardized"]
+    averaged = crystal_frames(rock_salt()).encode(basis)  # per standardized atom, over both frames
+    assert features.shape == (len(input_numbers), basis.n_basis) and document["n_frames"] == 2
+    assert np.allclose(features, averaged[0], atol=1e-12)  # Na and Cl swap places between the frames
     assert len(mapping) == len(input_numbers)
     assert [document["standardized"]["numbers"][j] for j in mapping] == input_numbers
     if how != "primitive":
         assert sorted(mapping) == list(range(8))  # conventional input: a bijection
     assert set(document["wyckoffs"]) == {"a", "b"}
+
+
+def structure_body(cell, **fields):
+    """A /v1/encode/structure request for a basisdb Cell."""
+    structure = Structure(cell.lattice, cell.numbers.tolist(), cell.positions)
+    return {"structure": structure.as_dict(), **fields}
+
+
+@pytest.mark.parametrize("invariance", ["e3", "proper"])
+def test_structure_encodings_are_invariants_of_the_crystal(client, real_crystals, invariance):
+    """Every re-description of a real crystal (one per space group in the data, every third)
+    gives the same per-atom encodings, atom for atom."""
+    rng = np.random.default_rng(11)
+    kinds = dict(REDESCRIPTIONS)
+    if invariance == "e3":
+        kinds["mirror image"] = lambda cell, _: mirrored(cell)
+    worst = 0.0
+    for cell in real_crystals[::3]:
+        reference = client.post("/v1/encode/structure", json=structure_body(cell, radius=3, real=True, invariance=invariance)).json()
+        features = np.asarray(reference["encodings"]["real"])
+        scale = np.abs(features).max()
+        for name, redescribe in kinds.items():
+            other, source = redescribe(cell, rng)
+            answer = client.post("/v1/encode/structure", json=structure_body(other, radius=3, real=True, invariance=invariance))
+            assert answer.status_code == 200, (cell.label, name, answer.text)
+            document = answer.json()
+            assert document["group"] == reference["group"] and document["n_frames"] == reference["n_frames"], (cell.label, name)
+            worst = max(worst, np.abs(np.asarray(document["encodings"]["real"]) - features[source]).max() / scale)
+    assert worst < 1e-9, worst
 
 
 def test_export_streams_a_store_in_the_same_schema(client, store, tmp_path):

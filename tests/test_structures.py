@@ -67,5 +67,32 @@ def test_bad_structures_are_named():
         standardize(spinel(), symprec=-1)
     with pytest.raises(StructureError, match="cannot parse CIF 'junk.cif'"):
         Cell.from_cif("data_x\nloop_\n_atom_site_label\n", label="junk.cif")
-    with pytest.raises(StructureError, match="pymatgen Structure, an ASE Atoms"):
+    with pytest.raises(StructureError, match="from a builtins.list; pass a pymatgen Structure, an ASE Atoms"):
         standardize([[0, 0, 0]])
+
+
+def test_every_reader_and_every_unreadable_input(tmp_path):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    structure = spinel()
+    atoms = AseAtomsAdaptor.get_atoms(structure)  # pymatgen's MSONAtoms, a subclass of ase.Atoms
+    cif = tmp_path / "spinel.cif"
+    structure.to(filename=str(cif))
+    for source in (structure, atoms, cif, str(cif), Cell.from_pymatgen(structure)):
+        assert standardize(source).setting.group == 227, type(source)
+    (tmp_path / "binary.cif").write_bytes(b"\xff\xfe\x00\x01" * 10)
+    for bad, message in [
+        ({"lattice": [[1, 0, 0]]}, "cannot read a structure from a builtins.dict; pass a pymatgen Structure"),
+        (3.5, "from a builtins.float"),
+        (tmp_path / "missing.cif", "cannot read .*missing.cif"),
+        (tmp_path, "cannot read"),
+        (tmp_path / "binary.cif", "cannot read"),
+    ]:
+        with pytest.raises(StructureError, match=message):
+            standardize(bad)
+
+
+def test_input_atoms_on_one_site_or_far_away_are_handled():
+    """Coordinates far outside the cell are periodic images; positions are reduced first."""
+    far = Cell(5.64 * np.eye(3), [[0, 0, 0], [0.5 + 3, 0.5 - 7, 0.5 + 11]], [11, 17])
+    assert standardize(far).setting.group == 221

@@ -3,7 +3,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from basisdb.structures import Cell, standardize
+from basisdb import DEFAULT_SYMPREC, INVARIANCES, Cell, crystal_frames
 
 from ..dependencies import get_state
 from ..errors import validation_detail
@@ -54,7 +54,8 @@ _MULTIPART_SCHEMA = {
     "properties": {
         "file": {"type": "string", "format": "binary", "description": "a CIF file"},
         "radius": {"type": "number", "exclusiveMinimum": 0},
-        "symprec": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1e-3},
+        "symprec": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": DEFAULT_SYMPREC},
+        "invariance": {"type": "string", "enum": list(INVARIANCES), "default": "e3"},
         "real": {"type": "boolean", "default": False},
     },
 }
@@ -67,8 +68,12 @@ _MULTIPART_SCHEMA = {
     description=(
         "Send JSON (`cif` text or a pymatgen `structure` dictionary) or a multipart form with "
         "a CIF `file`. The structure is standardized into the store's setting of its space "
-        "group; the response gives the standardization, the standardized cell, which input "
-        "atom maps to which standardized atom, and the encoding of every standardized atom."
+        "group; the response gives the standardization, the standardized cell and which input "
+        "atom maps to which standardized atom. `encodings` has one row per input atom: its "
+        "features averaged over all frames of the crystal (the cosets of the group in its "
+        "Euclidean normalizer for this lattice, with the polar origin fixed), which makes them "
+        "invariants of the crystal: any cell, origin, orientation or atom order of the same "
+        "crystal gives the same rows, and with `invariance: e3` (the default) so does its mirror image."
     ),
     openapi_extra={
         "requestBody": {
@@ -94,7 +99,7 @@ async def _read_structure_request(request: Request) -> tuple[StructureRequest, s
             if upload is None or isinstance(upload, str):
                 raise HTTPException(422, "multipart requests need a CIF 'file' part")
             text = (await upload.read()).decode("utf-8", errors="replace")
-            fields = {k: v for k, v in form.items() if k in ("radius", "symprec", "real")}
+            fields = {k: v for k, v in form.items() if k in ("radius", "symprec", "invariance", "real")}
             parsed = StructureRequest(cif=text, **fields)
             label = upload.filename or "upload"
         elif content_type.startswith("application/json"):
@@ -115,10 +120,11 @@ def _encode_structure(parsed: StructureRequest, label: str, state: ServiceState)
     else:
         cell = Cell.from_dict(parsed.structure, label=label)
     _check_count(cell.n_atoms, "atoms", state)
-    standard = standardize(cell, symprec=parsed.symprec)
+    frames = crystal_frames(cell, symprec=parsed.symprec, invariance=parsed.invariance)
+    standard = frames.standardization
     _check_count(standard.cell.n_atoms, "atoms in the standardized cell", state)
     basis = state.store.basis(hall=standard.setting.hall_number, radius=parsed.radius)
-    features = basis.encode(standard.cell.positions, real=parsed.real)
+    features = frames.encode(basis, real=parsed.real)[standard.input_to_standardized]
     content = {
         "group": standard.setting.group,
         "hall_number": standard.setting.hall_number,
@@ -126,9 +132,13 @@ def _encode_structure(parsed: StructureRequest, label: str, state: ServiceState)
         "international": standard.setting.international,
         "radius": basis.radius,
         "symprec": standard.symprec,
+        "invariance": frames.invariance,
+        "looser_group": standard.looser_group,
         "n_basis": basis.n_basis,
+        "n_frames": frames.n_frames,
         "transformation_matrix": standard.transformation_matrix,
         "origin_shift": standard.origin_shift,
+        "inverted": standard.inverted,
         "standardized": {
             "lattice": standard.cell.lattice,
             "positions": standard.cell.positions,
@@ -140,4 +150,3 @@ def _encode_structure(parsed: StructureRequest, label: str, state: ServiceState)
         "encodings": encoding_content(features, parsed.real),
     }
     return Response(json_bytes(content), media_type="application/json")
-
