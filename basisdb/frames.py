@@ -24,7 +24,9 @@ frame it is fixed in one of two ways, both functions of the crystal alone:
 
 - *anchored*: one frame puts each atom of the rarest species (ties: the heaviest) at polar
   coordinate 0.  Exact, and continuous under noise; used when that species has at most
-  :data:`MAX_ANCHORS` atoms in the conventional cell, or no more than phases would need.
+  :data:`MAX_ANCHORS` atoms in the conventional cell, when phases would not need fewer
+  frames, or when no phase is well defined (:data:`MIN_PHASE_STRENGTH`; the layers of a
+  polytype, equally spaced along c, cancel every low-order structure factor).
 - *phased*: otherwise, as crystallographers fix the origin of a polar group by the phase
   of a reflection: for each species s, the origin that makes its structure factor
   ``F_s(k e_j) = sum over atoms of s of exp(2 pi i k x_j)`` real and positive along every
@@ -63,11 +65,14 @@ from .normalizer import NormalizerCosets, enantiomorphic_partner, euclidean_norm
 from .settings import TRANSLATION_DENOMINATOR, Setting
 from .structures import DEFAULT_SYMPREC, Standardization, standardize
 
-__all__ = ["Invariance", "INVARIANCES", "MAX_ANCHORS", "CrystalFrames", "crystal_frames", "frames_of"]
+__all__ = ["Invariance", "INVARIANCES", "MAX_ANCHORS", "MIN_PHASE_STRENGTH", "CrystalFrames", "crystal_frames", "frames_of"]
 
 Invariance = Literal["e3", "proper"]
 INVARIANCES: tuple[str, ...] = get_args(Invariance)
 MAX_ANCHORS = 4
+# Phases are used only when the best species' |F_s| / sqrt(n_s) reaches this on every polar
+# axis (about 0.9 on average for randomly placed atoms; 1e-5 for polytypes).
+MIN_PHASE_STRENGTH = 0.1
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,10 +89,10 @@ class CrystalFrames:
         weights: (F,) float64, positive, summing to 1: the weight of each frame in an average.
         origin: how the polar origin was fixed: ``"none"`` (no polar direction),
             ``"anchored"`` or ``"phased"``.
-        origin_strength: for ``"phased"``, how well the best species fixes the origin: the
-            largest over species of ``min_j |F_s(k e_j)| / sqrt(n_s)`` (about 1 for randomly
-            placed atoms, sqrt(n_s) when they share their polar coordinates, near 0 when no
-            phase is well-defined); 1.0 otherwise.
+        origin_strength: where phases were tried, how well the best species fixes the
+            origin: the largest over species of ``min_j |F_s(k e_j)| / sqrt(n_s)`` (about 1
+            for randomly placed atoms, sqrt(n_s) when they share their polar coordinates,
+            near 0 when no phase is well defined); 1.0 otherwise.
     """
 
     standardization: Standardization
@@ -173,17 +178,20 @@ def frames_of(standardization: Standardization, *, invariance: Invariance = "e3"
     if polar.any():
         species, counts = np.unique(cell.numbers, return_counts=True)
         orders = np.array([_lowest_present_order(setting, int(axis)) for axis in np.flatnonzero(polar)])
-        # Anchoring is exact and always continuous: use it unless phases need fewer frames.
-        if counts.min() <= max(max_anchors, len(species) * orders.prod()):
+        # Anchoring is exact and always continuous: use it unless phases need fewer frames and
+        # are well defined (a polytype's layers, equally spaced along c, cancel every low order).
+        phased = None
+        if counts.min() > max(max_anchors, len(species) * orders.prod()):
+            phased, strength = _phased_origins(moved, cell.numbers, polar, orders)
+        if phased is not None:
+            origin, (moved, weights) = "phased", phased
+        else:
             origin = "anchored"
             rarest = species[np.lexsort((-species, counts))[0]]
             anchors = moved[:, cell.numbers == rarest, :]  # (K, A, 3)
             shifts = np.where(polar, -anchors, 0.0)
             moved = (moved[:, None, :, :] + shifts[:, :, None, :]).reshape(-1, *moved.shape[1:])
             weights = np.full(len(moved), 1.0 / len(moved))
-        else:
-            origin = "phased"
-            moved, weights, strength = _phased_origins(moved, cell.numbers, setting, polar, orders)
     positions = moved - np.floor(moved)
     positions[positions >= 1.0] = 0.0  # -1e-17 - floor rounds to 1.0
     for array in (positions, weights):
@@ -196,10 +204,10 @@ def frames_of(standardization: Standardization, *, invariance: Invariance = "e3"
 _NEGLIGIBLE_WEIGHT = 1e-9
 
 
-def _phased_origins(moved: np.ndarray, numbers: np.ndarray, setting: Setting, polar: np.ndarray, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def _phased_origins(moved: np.ndarray, numbers: np.ndarray, polar: np.ndarray, orders: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
     """For the K frames ``moved`` (K, M, 3): the origins fixed by each species' structure-
-    factor phases of order ``orders`` along the polar axes, their weights, and the
-    strength of the best-defined phase."""
+    factor phases of order ``orders`` along the polar axes with their weights, and the
+    strength of the best-defined phase; no frames when it is below MIN_PHASE_STRENGTH."""
     axes = np.flatnonzero(polar)
     # every combination of the k_j solutions per axis: (C, n_axes) in units of 1/k_j
     solutions = np.stack(np.meshgrid(*[np.arange(k) for k in orders], indexing="ij"), axis=-1).reshape(-1, len(axes)) / orders
@@ -216,18 +224,14 @@ def _phased_origins(moved: np.ndarray, numbers: np.ndarray, setting: Setting, po
         shifts[:, :, axes] = base[:, None, :] + solutions[None]
         frames.append(moved[:, None] + shifts[:, :, None, :])  # (K, C, M, 3)
         weights.append(np.repeat(magnitude[:, None] ** 2, len(solutions), axis=1))  # (K, C)
+    if strength < MIN_PHASE_STRENGTH:
+        return None, strength
     frames = np.concatenate(frames, axis=1)  # (K, S * C, M, 3)
     weights = np.concatenate(weights, axis=1)
-    total = weights.sum(axis=1, keepdims=True)
-    if not (total > 0).all():  # no species has a defined phase: a crystal of pure pseudo-translations
-        raise StructureError(
-            f"cannot fix the polar origin of this {setting.international} crystal: every species' structure "
-            "factor along the polar axes vanishes; check the structure or its symprec"
-        )
-    weights = weights / total
+    weights = weights / weights.sum(axis=1, keepdims=True)
     keep = weights > _NEGLIGIBLE_WEIGHT
     frames, weights = frames[keep], weights[keep]  # (F, M, 3), (F,)
-    return frames, weights / weights.sum(), strength
+    return (frames, weights / weights.sum()), strength
 
 
 def _lowest_present_order(setting: Setting, axis: int) -> int:
