@@ -50,18 +50,28 @@ def build_family(hall: int, radii: Sequence[float], n_points: int = DEFAULT_POIN
     return FamilyRecord(basis=dataclasses.replace(basis), verification=table)
 
 
-def parse_number_ranges(spec: str) -> list[int]:
-    """Sorted distinct integers from text such as ``"1-30,525"`` (inclusive ranges).
+def parse_number_ranges(spec: str, *, lower: int = 1, upper: int | None = None, out_of_range: type[ValueError] = ValueError) -> list[int]:
+    """Sorted distinct integers from text such as ``"1-30,525"`` (inclusive ranges), each
+    in ``lower``-``upper``.
 
-    Raises ValueError on anything else.
+    Every end is checked before any range is expanded, so that ``"1-9999999999"`` costs
+    nothing; a reversed range such as ``"5-1"`` is an error, not an empty selection.
+    Raises ``out_of_range`` for an end outside the bounds, ValueError on anything else.
     """
-    numbers: set[int] = set()
+    bounds = f"{lower}-{upper}" if upper is not None else f"{lower} or more"
+    ranges = []
     for part in spec.split(","):
         low, dash, high = part.strip().partition("-")
-        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
-            raise ValueError(f"cannot read {part.strip()!r} in {spec!r}: use numbers and ranges such as '1-30,525'")
-        numbers.update(range(int(low), int(high or low) + 1))
-    return sorted(numbers)
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()) or len(part) > 40:
+            raise ValueError(f"cannot read {part.strip()[:40]!r} in {spec[:80]!r}: use numbers and ranges such as '1-30,525'")
+        first, last = int(low), int(high or low)
+        for end in (first, last):
+            if end < lower or (upper is not None and end > upper):
+                raise out_of_range(f"{end} in {part.strip()!r} is outside {bounds}")
+        if last < first:
+            raise ValueError(f"the range {part.strip()!r} is empty; write it low-high, e.g. '{last}-{first}'")
+        ranges.append((first, last))
+    return sorted(set().union(*(range(first, last + 1) for first, last in ranges)))
 
 
 def parse_settings(spec: str | Iterable[int]) -> list[int]:
@@ -73,7 +83,9 @@ def parse_settings(spec: str | Iterable[int]) -> list[int]:
         return list(range(1, N_HALL_NUMBERS + 1))
     if isinstance(spec, str):
         try:
-            halls = parse_number_ranges(spec)
+            halls = parse_number_ranges(spec, upper=N_HALL_NUMBERS, out_of_range=InvalidHallNumberError)
+        except InvalidHallNumberError as exc:
+            raise InvalidHallNumberError(f"Hall numbers must lie in 1-{N_HALL_NUMBERS}: {exc}") from None
         except ValueError as exc:
             raise InvalidHallNumberError(f"settings: {exc}; or use 'default' or 'all'") from None
     else:

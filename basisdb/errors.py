@@ -15,6 +15,7 @@ __all__ = [
     "InvalidRadiusError",
     "InvalidCoordinatesError",
     "StructureError",
+    "StructureTooLargeError",
     "RadiusNotInStoreError",
     "SettingNotInStoreError",
     "StoreError",
@@ -53,6 +54,10 @@ class InvalidCoordinatesError(BasisDBError, ValueError):
 
 class StructureError(BasisDBError, ValueError):
     """A structure that cannot be read, is disordered, or has no detectable space group."""
+
+
+class StructureTooLargeError(StructureError):
+    """A structure with more atoms than a caller's limit allows (checked before the work)."""
 
 
 class RadiusNotInStoreError(BasisDBError, KeyError):

@@ -126,9 +126,20 @@ class CrystalFrames:
                 f"store.basis(hall={self.setting.hall_number}, radius=...)"
             )
         n_frames, n_atoms, _ = self.positions.shape
-        features = basis.encode(self.positions.reshape(-1, 3), real=real, precision=precision)
-        features = features.reshape(n_frames, n_atoms, -1)
-        return np.tensordot(self.weights.astype(features.real.dtype), features, axes=1) if average else features
+        if not average:
+            return basis.encode(self.positions.reshape(-1, 3), real=real, precision=precision).reshape(n_frames, n_atoms, -1)
+        # A few frames at a time: memory stays at one block, however many frames there are.
+        step = max(1, _POINTS_PER_BLOCK // max(1, n_atoms))
+        total = None
+        for start in range(0, n_frames, step):
+            block = self.positions[start : start + step]
+            features = basis.encode(block.reshape(-1, 3), real=real, precision=precision).reshape(len(block), n_atoms, -1)
+            part = np.tensordot(self.weights[start : start + step].astype(features.real.dtype), features, axes=1)
+            total = part if total is None else total + part
+        return total
+
+
+_POINTS_PER_BLOCK = 1 << 14
 
 
 def _check_invariance(invariance: object) -> Invariance:

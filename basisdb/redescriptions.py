@@ -34,6 +34,7 @@ __all__ = [
     "noisy",
     "random_unimodular",
     "reverse_rhombohedral",
+    "random_crystal",
     "RELABELLINGS",
     "SUPERCELLS",
     "REDESCRIPTIONS",
@@ -131,3 +132,28 @@ def reverse_rhombohedral(cell: Cell) -> tuple[Cell, np.ndarray]:
     """A rhombohedral crystal given on hexagonal axes in the reverse setting: the obverse
     conventional cell turned by 180 degrees about c (centring (1/3, 2/3, 1/3))."""
     return cell_change(cell, [[-1, 0, 0], [0, -1, 0], [0, 0, 1]])
+
+
+def random_crystal(n_atoms: int, rng: np.random.Generator, numbers=(14,), volume_per_atom: float = 12.0, label: str = "", closest: float = 1.0) -> Cell:
+    """A P1 crystal of ``n_atoms`` uniformly random atoms, no two closer than ``closest``
+    Angstrom, in a slightly skewed cell: a stand-in for a large, symmetry-free structure in
+    cost and invariance tests.  (Atoms near a grid would not do: a grid is a
+    pseudo-translation, which is what makes a polar origin hard to fix.)"""
+    edge = (volume_per_atom * n_atoms) ** (1 / 3)
+    lattice = edge * (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3)))
+    from scipy.spatial import cKDTree
+
+    positions = rng.random((n_atoms, 3))
+    shifts = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    reach = 1.2 * closest / edge  # fractional: the cell is nearly cubic
+    for _ in range(1000):  # redraw one atom of each pair that is too close, until none is
+        pairs = cKDTree(positions, boxsize=1.0).query_pairs(reach, p=np.inf, output_type="ndarray")
+        delta = positions[pairs[:, 0]] - positions[pairs[:, 1]]
+        delta -= np.rint(delta)
+        close = np.linalg.norm((delta[:, None, :] + shifts) @ lattice, axis=-1).min(axis=1) < closest
+        crowded = np.unique(pairs[close, 0])
+        if not len(crowded):
+            break
+        positions[crowded] = rng.random((len(crowded), 3))
+    species = np.asarray(numbers)[rng.integers(len(numbers), size=n_atoms)]
+    return Cell(lattice, positions, species, label or f"random P1, {n_atoms} atoms")

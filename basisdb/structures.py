@@ -22,11 +22,18 @@ from typing import Any
 import numpy as np
 import spglib
 
-from .errors import StructureError
+from .errors import StructureError, StructureTooLargeError
 from .normalizer import enantiomorphic_partner
 from .settings import Setting, get_setting, quiet_spglib
 
-__all__ = ["Cell", "Standardization", "standardize", "DEFAULT_SYMPREC"]
+__all__ = ["Cell", "Standardization", "standardize", "atomic_number", "ELEMENTS", "DEFAULT_SYMPREC", "MAX_FRACTIONAL", "MIN_ATOM_DISTANCE"]
+
+# Fractional coordinates beyond this many cells from the origin are refused: at 1e16, float64
+# has no digits left for the position inside the cell.
+MAX_FRACTIONAL = 1e6
+# Two atoms closer than this (Angstrom) are one site given twice; the shortest distance in
+# the built-in Materials Project structures is 0.748 A (H2).
+MIN_ATOM_DISTANCE = 0.5
 
 # Measured on the 6,175 built-in Materials Project structures (benchmarks/symprec.py): with
 # every atom moved by 5e-4 A, 1e-3 A loses the group of 96% of them; 1e-2 A (pymatgen's
@@ -62,6 +69,12 @@ class Cell:
             raise StructureError(f"{where}lattice vectors are degenerate (cell volume ~ 0)")
         if positions.ndim != 2 or positions.shape[1] != 3 or not np.isfinite(positions).all():
             raise StructureError(f"{where}positions must be finite and shaped (N, 3), got {positions.shape}")
+        if positions.size and np.abs(positions).max() > MAX_FRACTIONAL:
+            row = int(np.abs(positions).max(axis=1).argmax())
+            raise StructureError(
+                f"{where}atom {row} is at fractional {positions[row].tolist()}, more than {MAX_FRACTIONAL:g} cells from "
+                "the origin; reduce positions into the cell (far out, float64 cannot tell where in the cell an atom is)"
+            )
         if numbers.shape != (positions.shape[0],) or not np.issubdtype(numbers.dtype, np.integer):
             raise StructureError(
                 f"{where}need one integer atomic number per position; got {numbers.shape} for "
@@ -78,6 +91,24 @@ class Cell:
     @property
     def n_atoms(self) -> int:
         return int(self.positions.shape[0])
+
+    @classmethod
+    def from_species(cls, lattice: Any, species: Any, positions: Any, *, cartesian: bool = False, label: str = "") -> "Cell":
+        """From element symbols (``"Na"``) or atomic numbers and positions, fractional or
+        Cartesian (Angstrom, in the frame of ``lattice``'s rows).
+
+        >>> Cell.from_species(5.64 * np.eye(3), ["Na", "Cl"], [[0, 0, 0], [2.82, 2.82, 2.82]], cartesian=True).positions
+        array([[0. , 0. , 0. ],
+               [0.5, 0.5, 0.5]])
+        """
+        numbers = [atomic_number(s, label) for s in species]
+        lattice = np.asarray(lattice, dtype=np.float64)
+        positions = np.asarray(positions, dtype=np.float64)
+        if cartesian:
+            if lattice.shape != (3, 3) or not np.isfinite(lattice).all() or abs(np.linalg.det(lattice)) < 1e-6:
+                return cls(lattice, positions, numbers, label)  # the constructor names the problem
+            positions = positions @ np.linalg.inv(lattice)
+        return cls(lattice, positions, numbers, label)
 
     def spglib_cell(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.lattice, self.positions, self.numbers
@@ -114,8 +145,18 @@ class Cell:
         )
 
     @classmethod
-    def from_cif(cls, text: str, label: str = "") -> "Cell":
-        """From CIF text (the first data block); parser messages are passed on."""
+    def from_cif(cls, text: str, label: str = "", max_atoms: int | None = None) -> "Cell":
+        """From CIF text (the first data block with atom sites); parser messages are passed
+        on.  With ``max_atoms``, a CIF that could expand to more atoms (sites times symmetry
+        operations, counted by gemmi's parser before anything is expanded) or that does
+        expand to more raises :class:`StructureTooLargeError`."""
+        if max_atoms is not None:
+            bound = _cif_atom_bound(text, label)
+            if bound > max_atoms:
+                raise StructureTooLargeError(
+                    f"CIF {label!r} lists atom sites and symmetry operations that can expand to {bound} atoms, more "
+                    f"than the {max_atoms} allowed; send the structure in P1 or a smaller cell"
+                )
         parser_module = _pymatgen("CIF")
         try:
             with warnings.catch_warnings():  # pymatgen's notes on rounding and occupancies
@@ -125,19 +166,10 @@ class Cell:
             raise StructureError(f"cannot parse CIF {label!r}: {exc}".replace(" '':", ":")) from None
         if not structures:
             raise StructureError(f"CIF {label!r} holds no structure")
-        return cls.from_pymatgen(structures[0], label=label)
-
-    @classmethod
-    def from_dict(cls, data: dict, label: str = "") -> "Cell":
-        """From a pymatgen ``Structure.as_dict()`` dictionary."""
-        _pymatgen("a structure dictionary")
-        from pymatgen.core import Structure
-
-        try:
-            structure = Structure.from_dict(data)
-        except Exception as exc:
-            raise StructureError(f"not a pymatgen structure dictionary: {type(exc).__name__}: {exc}") from None
-        return cls.from_pymatgen(structure, label=label)
+        cell = cls.from_pymatgen(structures[0], label=label)
+        if max_atoms is not None and cell.n_atoms > max_atoms:  # pragma: no cover - the bound is an upper bound
+            raise StructureTooLargeError(f"CIF {label!r} expands to {cell.n_atoms} atoms, more than the {max_atoms} allowed")
+        return cell
 
     @classmethod
     def from_any(cls, structure: Any, label: str = "") -> "Cell":
@@ -164,10 +196,68 @@ class Cell:
         )
 
 
+ELEMENTS = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
+    "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf "
+    "Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
+).split()
+_ATOMIC_NUMBERS = {symbol: z for z, symbol in enumerate(ELEMENTS, start=1)}
+
+
+def atomic_number(species: object, label: str = "") -> int:
+    """The atomic number of an element symbol (``"Na"``) or of an integer 1-118."""
+    if isinstance(species, str) and species in _ATOMIC_NUMBERS:
+        return _ATOMIC_NUMBERS[species]
+    if isinstance(species, (int, np.integer)) and not isinstance(species, bool) and 1 <= species <= len(ELEMENTS):
+        return int(species)
+    where = f"structure {label!r}: " if label else ""
+    raise StructureError(f"{where}{str(species)[:20]!r} is not an element: use a symbol such as 'Na' or an atomic number 1-118")
+
+
 def _loaded_type(module: str, name: str) -> type | None:
     """A class of an optional library, if the library is loaded (an object of that class
     cannot exist otherwise, so there is nothing to import)."""
     return getattr(sys.modules.get(module), name, None)
+
+
+# Tags that list a CIF's symmetry operations, and that name its space group.
+_CIF_OPERATION_TAGS = (
+    "_space_group_symop_operation_xyz", "_space_group_symop.operation_xyz", "_symmetry_equiv_pos_as_xyz",
+    "_symmetry_equiv.pos_as_xyz",
+)
+_CIF_GROUP_TAGS = (
+    "_space_group_name_Hall", "_symmetry_space_group_name_Hall", "_space_group_name_H-M_alt",
+    "_symmetry_space_group_name_H-M", "_space_group_IT_number", "_symmetry_Int_Tables_number",
+)
+_MOST_OPERATIONS = 192  # Fm-3m and its kin, centring included
+
+
+def _cif_atom_bound(text: str, label: str) -> int:
+    """An upper bound on the atoms a CIF describes: the sites of its first block with atom
+    sites times its symmetry operations (listed, else those of its named group, else the
+    most any group has).  gemmi parses the syntax in linear time and expands nothing."""
+    try:
+        import gemmi
+    except ImportError:
+        raise StructureError("bounding the work of a CIF needs gemmi: pip install 'basisdb[service]'") from None
+    try:
+        document = gemmi.cif.read_string(text)
+    except (ValueError, RuntimeError) as exc:
+        raise StructureError(f"cannot parse CIF {label!r}: {exc}") from None
+    for block in document:
+        sites = max(len(block.find_values(tag)) for tag in ("_atom_site_fract_x", "_atom_site_Cartn_x"))
+        if not sites:
+            continue
+        operations = max(len(block.find_values(tag)) for tag in _CIF_OPERATION_TAGS)
+        for tag in _CIF_GROUP_TAGS if not operations else ():
+            name = block.find_value(tag)
+            group = gemmi.find_spacegroup_by_name(gemmi.cif.as_string(name)) if name else None
+            if group is not None:
+                operations = len(list(group.operations()))
+                break
+        return sites * (operations or _MOST_OPERATIONS)
+    return 0
 
 
 def _pymatgen(what: str):
@@ -235,6 +325,7 @@ def standardize(
     """
     cell = Cell.from_any(structure)
     _check_symprec(symprec)
+    _check_overlaps(cell)
     dataset = _symmetry_dataset(cell, symprec, angle_tolerance)
     inverted = False
     if canonical_handedness and enantiomorphic_partner(int(dataset.number)) < int(dataset.number):
@@ -274,6 +365,34 @@ def _looser_group(cell: Cell, symprec: float, group: int) -> int | None:
     except StructureError:
         return None
     return loose if get_setting(loose).point_group_order > get_setting(group).point_group_order else None
+
+
+def _check_overlaps(cell: Cell) -> None:
+    """Refuse two atoms closer than MIN_ATOM_DISTANCE (one site given twice), found with a
+    periodic k-d tree in fractional coordinates and checked in Cartesian distance."""
+    from scipy.spatial import cKDTree
+
+    if cell.n_atoms < 2:
+        return
+    lattice = cell.lattice
+    heights = abs(np.linalg.det(lattice)) / np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
+    reach = min(0.5, MIN_ATOM_DISTANCE / heights.min())  # no closer pair is further apart on any axis
+    fractional = cell.positions - np.floor(cell.positions)
+    fractional[fractional >= 1.0] = 0.0
+    pairs = cKDTree(fractional, boxsize=1.0).query_pairs(reach, p=np.inf, output_type="ndarray")
+    if not len(pairs):
+        return
+    delta = fractional[pairs[:, 0]] - fractional[pairs[:, 1]]
+    delta -= np.rint(delta)
+    shifts = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    distances = np.linalg.norm((delta[:, None, :] + shifts) @ lattice, axis=-1).min(axis=1)
+    closest = int(distances.argmin())
+    if distances[closest] < MIN_ATOM_DISTANCE:
+        i, j = pairs[closest]
+        raise StructureError(
+            f"{cell.label or 'structure'}: atoms {i} and {j} are {distances[closest]:.3g} A apart, less than "
+            f"{MIN_ATOM_DISTANCE} A: one site given twice (remove the duplicate)"
+        )
 
 
 def _check_symprec(symprec: object) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from basisdb import BasisStore, Cell, StructureError, crystal_frames
+from basisdb.redescriptions import random_crystal
 from model.checkpoint import Predictor
 from model.data import StructureEncoder
 from model.datasets import DATASETS, load_dataset
@@ -90,7 +91,7 @@ def main() -> None:
     naive_encoder = StructureEncoder(store, 4.0, max_anchors=NAIVE_ANCHORS)
     model = CrystalFourierTransformer(CFTConfig(radius=4.0, n_slots=encoder.n_slots, d_model=128, hidden=256, encoder_blocks=3, layers=2))
     rng = np.random.default_rng(0)
-    cell = Cell(np.diag([12.6, 12.6, 12.6]) + rng.normal(0, 0.2, (3, 3)), rng.random((200, 3)), [14] * 200, "P1")
+    cell = random_crystal(200, rng)
     ours, ours_frames = timed_prediction(Predictor(model, encoder, 0.0, 1.0, device="cpu"), cell, args.repeats)
     naive, naive_frames = timed_prediction(Predictor(model, naive_encoder, 0.0, 1.0, device="cpu"), cell, max(1, args.repeats // 2))
     print(f"\n200-atom single-species P1 cell, {args.threads} threads, best of {args.repeats}: standardize, frames, features, pair profiles, model")

@@ -52,9 +52,9 @@ def parse_groups(spec: str) -> list[int]:
             groups.update(g for g in range(1, 231) if crystal_system(g) == part)
             continue
         try:
-            groups.update(parse_number_ranges(part))
-        except ValueError:
-            raise ValueError(f"cannot read {part!r} in {spec!r}: use ITA numbers, ranges such as '143-194', or a crystal system ({', '.join(CRYSTAL_SYSTEMS)})") from None
+            groups.update(parse_number_ranges(part, upper=230))
+        except ValueError as exc:
+            raise ValueError(f"{exc}; use ITA numbers 1-230, ranges such as '143-194', or a crystal system ({', '.join(CRYSTAL_SYSTEMS)})") from None
     bad = sorted(g for g in groups if not 1 <= g <= 230)
     if bad or not groups:
         raise ValueError(f"space groups are 1-230; {spec!r} gives {bad or 'none'}")

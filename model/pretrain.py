@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     try:
-        groups = parse_number_ranges(args.groups)
+        groups = parse_number_ranges(args.groups, upper=230)
         if not groups or groups[0] < 1 or groups[-1] > 230:
             raise BasisDBError(f"--groups must lie in 1-230, got {args.groups!r}")
         torch.manual_seed(args.seed)

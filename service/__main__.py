@@ -1,54 +1,86 @@
-"""``python -m service --store PATH --host 127.0.0.1 --port 8000 [--workers N]``."""
+"""``python -m service --store PATH --host 127.0.0.1 --port 8000 [--workers N]``
+
+The hardened way to run the service: it verifies the store once, then starts uvicorn with
+the connection limits of :mod:`service.protocol` (header and body timeouts, header size,
+connection cap) and a graceful shutdown of a few seconds.  Every option is a field of
+:class:`service.config.ServiceSettings` (also settable as ``BASISDB_SERVICE_*``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import typing
 
 from .config import ServiceSettings
 
+# Seconds uvicorn gives running requests on SIGTERM before it cancels them.
+GRACEFUL_SHUTDOWN = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = ServiceSettings()
+    for name, field in ServiceSettings.model_fields.items():
+        if name == "store_verified":
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        text = f"{field.description} (default: {'the default store, built on first use' if default is None else default})"
+        annotation = field.annotation
+        if annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif typing.get_origin(annotation) is list:
+            parser.add_argument(flag.removesuffix("s"), dest=name, action="append", default=None, help=text)
+        else:
+            kind = next((t for t in (int, float, str) if annotation is t), str)
+            parser.add_argument(flag, type=kind, default=default, help=text)
+    parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default: warning)")
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = ServiceSettings()
-    parser = argparse.ArgumentParser(prog="python -m service", description="Serve a basisdb store over HTTP.")
-    parser.add_argument("--store", default=defaults.store, help="store file (default: the default store, built on first use)")
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="server processes")
-    parser.add_argument("--max-positions", type=int, default=defaults.max_positions)
-    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
-    parser.add_argument("--basis-cache-size", type=int, default=defaults.basis_cache_size, help="rendered basis responses kept (0: none)")
-    parser.add_argument("--cors-origin", action="append", default=None, help="allow this origin (repeatable); CORS is off by default")
-    parser.add_argument("--log-level", default="warning")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    # Worker processes read their settings from the environment.
+    for name in ServiceSettings.model_fields:
+        value = getattr(args, name, None)
+        if value is not None:
+            os.environ[f"BASISDB_SERVICE_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    try:
+        settings = ServiceSettings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     from basisdb import BasisDBError, BasisStore
 
     try:
-        # Open (or build) the store once here, so that worker processes never race to build it.
-        with BasisStore.open(args.store) as store:
-            store_path = store.path
+        # Open (or build) and verify the store once here, so that workers never race to
+        # build it and do not each read every dataset again.
+        with BasisStore.open(settings.store) as store:
+            if settings.verify_store:
+                failures = store.verify_checksums()
+                if failures:
+                    raise BasisDBError(f"{store.path} failed verification: {'; '.join(failures[:3])}; rebuild it with build_db.py")
+                os.environ["BASISDB_SERVICE_STORE_VERIFIED"] = store.fingerprint
+            os.environ["BASISDB_SERVICE_STORE"] = str(store.path)
     except BasisDBError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # Worker processes read their settings from the environment.
-    os.environ["BASISDB_SERVICE_STORE"] = str(store_path)
-    os.environ["BASISDB_SERVICE_MAX_POSITIONS"] = str(args.max_positions)
-    os.environ["BASISDB_SERVICE_MAX_BODY_BYTES"] = str(args.max_body_bytes)
-    os.environ["BASISDB_SERVICE_BASIS_CACHE_SIZE"] = str(args.basis_cache_size)
-    if args.cors_origin:
-        import json
-
-        os.environ["BASISDB_SERVICE_CORS_ORIGINS"] = json.dumps(args.cors_origin)
     import uvicorn
 
     uvicorn.run(
         "service.app:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         log_level=args.log_level,
+        http="service.protocol:GuardedHttpToolsProtocol",
+        timeout_keep_alive=settings.keep_alive,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        access_log=False,
     )
     return 0
 

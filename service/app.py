@@ -13,6 +13,7 @@ import basisdb
 
 from .config import ServiceSettings
 from .errors import install_error_handlers
+from .limits import DeadlineMiddleware
 from .routers import encode, export, groups, health
 from .state import ServiceState
 
@@ -35,7 +36,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(state.catalog)  # open (or build) the store before the first request
+        await run_in_threadpool(state.catalog)  # open (or build) and verify the store before the first request
         gc.freeze()  # what start-up made lives as long as the process: keep it out of GC passes
         yield
         state.close()
@@ -53,6 +54,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout)  # outermost: covers body and answer
     return app
 
 

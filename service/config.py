@@ -1,4 +1,8 @@
-"""Service settings, from the environment (``BASISDB_SERVICE_*``) or the command line."""
+"""Service settings, from the environment (``BASISDB_SERVICE_*``) or the command line.
+
+Every limit bounds the work or the answer of a request before the work is done; the README's
+"Promises" section lists them with their defaults.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,35 @@ class ServiceSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="interface to bind")
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="server processes")
-    max_positions: int = Field(100_000, ge=1, description="most positions (or atoms) in one request; more gets 413")
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body; more gets 413")
+    verify_store: bool = Field(True, description="check every dataset's sha256 at start-up (turn off only for very large stores)")
+    store_verified: str = Field("", description="set by `python -m service` for its workers: the fingerprint it verified")
+
+    # What one request may ask for
+    max_positions: int = Field(100_000, ge=1, description="most positions in one encoding request; more gets 413")
+    max_output_values: int = Field(
+        4_000_000, ge=1, description="most numbers in one encoding answer: positions x basis functions (x 2 when complex); more gets 413"
+    )
+    max_atoms: int = Field(
+        2_000, ge=1, description="most atoms in a structure, input or standardized, or that a CIF's sites and operations can expand to; more gets 413"
+    )
+    max_frame_work: int = Field(
+        200_000_000, ge=1, description="most plane waves evaluated for one structure: frames x atoms x frequencies; more gets 413"
+    )
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body; more gets 413 before it is read")
     max_export_settings: int = Field(530, ge=1, description="most settings in one export")
-    basis_cache_size: int = Field(1024, ge=0, description="rendered (setting, radius, format) responses kept")
+
+    # How much work runs at once, and for how long
+    max_heavy_requests: int = Field(2, ge=1, description="encodings, structures and exports computed at once per process; more get 503 with Retry-After")
+    request_timeout: float = Field(30.0, gt=0, description="seconds a request may take, answer included; heavy work stops then (503)")
+
+    # Connections (python -m service): what a client may hold open
+    header_timeout: float = Field(10.0, gt=0, description="seconds to send a request's line and headers; then 408 and the connection is closed")
+    body_timeout: float = Field(30.0, gt=0, description="seconds to send a request's body; then 408 and the connection is closed")
+    keep_alive: int = Field(5, ge=1, description="seconds an idle keep-alive connection stays open")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="largest request line plus headers; more gets 431")
+    max_connections: int = Field(1024, ge=1, description="open connections per process; more are closed at once")
+
+    # Memory
+    basis_cache_size: int = Field(1024, ge=0, description="rendered (setting, radius, format) responses kept (0: none)")
+    cache_max_bytes: int = Field(256 * 1024 * 1024, ge=0, description="bytes of rendered responses kept")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty turns CORS off")

@@ -1,4 +1,5 @@
-"""basisdb's exceptions as HTTP answers: bad input is never a 5xx."""
+"""basisdb's exceptions as HTTP answers: bad input is never a 5xx, and no answer names a path
+on the server."""
 
 from __future__ import annotations
 
@@ -14,24 +15,34 @@ from basisdb import (
     InvalidRadiusError,
     RadiusNotInStoreError,
     SettingNotInStoreError,
+    StoreError,
     StructureError,
+    StructureTooLargeError,
 )
 
 __all__ = ["install_error_handlers", "status_of", "validation_detail"]
 
 _STATUS = (
     ((InvalidGroupError, InvalidHallNumberError, RadiusNotInStoreError, SettingNotInStoreError), 404),
+    ((StructureTooLargeError,), 413),
     ((InvalidCoordinatesError, InvalidRadiusError, StructureError), 422),
+    ((StoreError,), 503),
 )
 
 
 def status_of(error: BasisDBError) -> int:
-    """404 for what does not exist, 422 for what cannot be read, 500 for a broken store."""
+    """404 for what does not exist, 413 for what is too large, 422 for what cannot be read,
+    503 for a store that cannot be trusted (500 for anything else: a bug)."""
     return next((status for kinds, status in _STATUS if isinstance(error, kinds)), 500)
 
 
 async def _basisdb_error(request: Request, error: BasisDBError) -> JSONResponse:
-    return JSONResponse({"detail": str(error)}, status_code=status_of(error))
+    state = request.app.state.service
+    status = status_of(error)
+    if isinstance(error, StoreError):  # a failed checksum or an unreadable dataset: stop serving
+        state.mark_unhealthy(state.public_message(str(error)))
+    headers = {"Retry-After": "60"} if status == 503 else None
+    return JSONResponse({"detail": state.public_message(str(error))}, status_code=status, headers=headers)
 
 
 def validation_detail(errors) -> list[dict]:

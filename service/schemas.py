@@ -13,6 +13,7 @@ __all__ = [
     "Position",
     "EncodeRequest",
     "EncodeResponse",
+    "StructureInput",
     "StructureRequest",
     "StructureEncodingResponse",
     "HealthResponse",
@@ -52,6 +53,26 @@ class EncodeResponse(BaseModel):
     imag: list[list[float]] | None = Field(None, description="(N, n_basis) imaginary parts; absent when real=true")
 
 
+Vector = tuple[FiniteFloat, FiniteFloat, FiniteFloat]
+
+
+class StructureInput(BaseModel):
+    """A structure as plain numbers and element symbols."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"lattice": [[5.64, 0, 0], [0, 5.64, 0], [0, 0, 5.64]], "species": ["Na", "Cl"], "positions": [[0, 0, 0], [0.5, 0.5, 0.5]]}]},
+    )
+
+    lattice: tuple[Vector, Vector, Vector] = Field(description="rows a, b, c in Angstrom")
+    species: list[Annotated[str, Field(max_length=3)] | Annotated[int, Field(ge=1, le=118)]] = Field(
+        description="element symbols ('Na') or atomic numbers, one per position"
+    )
+    positions: list[Position] = Field(description="(N, 3) fractional coordinates, or Cartesian in Angstrom with cartesian=true")
+    cartesian: bool = Field(False, description="positions are Cartesian (Angstrom), in the frame of the lattice rows")
+    label: Annotated[str, Field(max_length=200)] | None = Field(None, description="a name for messages")
+
+
 class StructureRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -67,8 +88,8 @@ class StructureRequest(BaseModel):
         },
     )
 
-    cif: str | None = Field(None, description="CIF text (its first data block is used)")
-    structure: dict[str, Any] | None = Field(None, description="a pymatgen Structure.as_dict() dictionary")
+    cif: str | None = Field(None, description="CIF text (its first data block with atom sites is used)")
+    structure: StructureInput | None = Field(None, description="lattice, species and positions (no pymatgen dictionaries: they can name code to import)")
     radius: PositiveRadius
     symprec: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(DEFAULT_SYMPREC, description="spglib tolerance, Angstrom")
     invariance: Invariance = Field(
@@ -116,13 +137,16 @@ class StoreIdentity(BaseModel):
     created_utc: str
     basisdb_version: str
     spglib_version: str
+    verification: str = Field(description="'passed' (every dataset's sha256 checked at start-up) or 'skipped'")
 
 
 class HealthResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "store": {"schema_version": 1, "radii": [2, 3, 4, 6, 8, 12, 16], "n_settings": 230, "fingerprint": "cfab36d36ced2aa0...", "created_utc": "2026-11-22T00:15:07+00:00", "basisdb_version": "0.1.0", "spglib_version": "2.8.0"}}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "store": {"schema_version": 1, "radii": [2, 3, 4, 6, 8, 12, 16], "n_settings": 230, "fingerprint": "cfab36d36ced2aa0...", "created_utc": "2026-11-22T00:15:07+00:00", "basisdb_version": "0.1.0", "spglib_version": "2.8.0", "verification": "passed"}, "heavy_requests": 0}]})
 
-    status: str
+    status: str = Field(description="'ok', or 'unhealthy' (with status code 503) once a read failed its checksum or the store file was replaced")
+    problem: str | None = Field(None, description="why the service is unhealthy")
     store: StoreIdentity
+    heavy_requests: int = Field(description="heavy requests running in this process now")
 
 
 class BasisSize(BaseModel):

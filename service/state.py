@@ -1,17 +1,38 @@
-"""What one service process holds: its settings, the open store and rendered responses."""
+"""What one service process holds: its settings, the open store, its health, rendered
+responses and the heavy-work slots."""
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from basisdb import BasisStore, crystal_system
+from basisdb import BasisStore, StoreError, crystal_system
 
-__all__ = ["ServiceState", "Rendered"]
+from .limits import HeavyWork, busy
+
+__all__ = ["ServiceState", "Rendered", "StoreHealth"]
 
 Rendered = tuple[bytes, str, str | None]  # (body, media type, download file name)
+logger = logging.getLogger("basisdb.service")
+
+# How often (seconds) the store file's identity on disk is compared with the open one.
+_FILE_CHECK_INTERVAL = 0.5
+
+
+@dataclass
+class StoreHealth:
+    """Whether the store can be trusted: ``verification`` is "passed" or "skipped" (at
+    start-up); ``problem`` is set, for good, once a read fails its checksum or the file is
+    replaced on disk."""
+
+    verification: str = "pending"
+    problem: str | None = None
 
 
 class ServiceState:
@@ -23,43 +44,104 @@ class ServiceState:
 
     def __init__(self, settings):
         self.settings = settings
+        self.health = StoreHealth()
+        self.heavy = HeavyWork(settings.max_heavy_requests, settings.request_timeout)
         self._store: BasisStore | None = None
+        self._file_identity: tuple | None = None
+        self._next_file_check = 0.0
         self._lock = threading.Lock()
         self._rendered: OrderedDict[tuple, Rendered] = OrderedDict()
+        self._rendered_bytes = 0
         self._catalog: list[dict[str, Any]] | None = None
 
+    # -- the store -------------------------------------------------------------------------
     @property
     def store(self) -> BasisStore:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = BasisStore.open(self.settings.store, progress=False)
+                    self._store = self._open()
         return self._store
 
+    def _open(self) -> BasisStore:
+        store = BasisStore.open(self.settings.store, progress=False)
+        self._file_identity = _identity(store.path)
+        if self.settings.store_verified == store.fingerprint:
+            self.health.verification = "passed"  # by `python -m service`, before its workers started
+        elif self.settings.verify_store:
+            began = time.perf_counter()
+            failures = store.verify_checksums()
+            if failures:
+                store.close()
+                raise StoreError(f"{store.path.name} failed verification: {failures[0]} (and {len(failures) - 1} more)")
+            self.health.verification = "passed"
+            logger.info("store %s verified in %.1f s", store.path.name, time.perf_counter() - began)
+        else:
+            self.health.verification = "skipped"
+            logger.warning("store %s: checksum verification skipped at start-up (verify_store=false)", store.path.name)
+        return store
+
+    def usable_store(self) -> BasisStore:
+        """The store, or 503 if it cannot be trusted: a read failed its checksum, or the file
+        was replaced on disk (checked at most every half second)."""
+        store = self.store
+        now = time.monotonic()
+        if now >= self._next_file_check:
+            self._next_file_check = now + _FILE_CHECK_INTERVAL
+            if _identity(store.path) != self._file_identity:
+                self.mark_unhealthy(f"the store file {store.path.name} was replaced or removed on disk; restart the service to serve it")
+        if self.health.problem:
+            raise busy(f"the store cannot be trusted: {self.health.problem}", retry_after=60)
+        return store
+
+    def mark_unhealthy(self, problem: str) -> None:
+        if self.health.problem is None:
+            logger.error("store marked unhealthy: %s", problem)
+            self.health.problem = problem
+
+    def public_message(self, message: str) -> str:
+        """``message`` without the store's absolute path (only its file name)."""
+        path = self._store.path if self._store is not None else self.settings.store
+        if path is not None:
+            message = message.replace(str(path), path.name).replace(str(path.parent) + os.sep, "")
+        return message
+
     def close(self) -> None:
+        self.heavy.shutdown()
         with self._lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
             self._rendered.clear()
+            self._rendered_bytes = 0
 
+    # -- rendered responses ----------------------------------------------------------------
     def rendered(self, key: tuple, render: Callable[[], Rendered]) -> Rendered:
-        """A response body from the cache, or rendered now and cached (LRU)."""
+        """A response body from the cache, or rendered now and cached (LRU, bounded in entries
+        and in bytes)."""
         with self._lock:
             if key in self._rendered:
                 self._rendered.move_to_end(key)
                 return self._rendered[key]
         value = render()
-        if self.settings.basis_cache_size:
+        size = len(value[0])
+        limit = self.settings.cache_max_bytes
+        if self.settings.basis_cache_size and size <= limit // 4:
             with self._lock:
-                self._rendered[key] = value
-                while len(self._rendered) > self.settings.basis_cache_size:
-                    self._rendered.popitem(last=False)
+                if key not in self._rendered:
+                    self._rendered[key] = value
+                    self._rendered_bytes += size
+                while len(self._rendered) > self.settings.basis_cache_size or self._rendered_bytes > limit:
+                    _, (body, _, _) = self._rendered.popitem(last=False)
+                    self._rendered_bytes -= len(body)
         return value
 
     def cached(self, key: tuple) -> Rendered | None:
-        with self._lock:
-            return self._rendered.get(key)
+        return self._rendered.get(key)  # a dict read is atomic; recency is kept by rendered()
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._rendered_bytes
 
     def catalog(self) -> list[dict[str, Any]]:
         """One summary per default setting in the store (computed once)."""
@@ -85,3 +167,12 @@ class ServiceState:
                 )
             self._catalog = sorted(entries, key=lambda e: e["number"])
         return self._catalog
+
+
+def _identity(path) -> tuple | None:
+    """What tells one file from its replacement: device, inode, size, modification time."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)

@@ -17,7 +17,7 @@ from basisdb import Cell, StructureError, build_basis, crystal_frames, enantiomo
 from basisdb.frames import MAX_ANCHORS
 
 from .conftest import ALL_GROUPS
-from basisdb.redescriptions import REDESCRIPTIONS, cell_change, mirrored, noisy, permuted, random_unimodular, reverse_rhombohedral
+from basisdb.redescriptions import REDESCRIPTIONS, cell_change, mirrored, noisy, permuted, random_crystal, random_unimodular, reverse_rhombohedral
 from .test_normalizer import generic_lattice
 
 RADIUS = 3
@@ -167,7 +167,7 @@ def test_every_group(group):
 def test_polar_origin_is_anchored_or_phased():
     rng = np.random.default_rng(0)
     # 200 atoms of one species in P1: phased, so 2 frames (identity and inversion), not 400
-    big = Cell(np.diag([11.0, 12.0, 13.0]) + rng.normal(0, 0.3, (3, 3)), rng.random((200, 3)), [14] * 200, "P1")
+    big = random_crystal(200, rng)
     frames = crystal_frames(big)
     assert (frames.setting.group, frames.origin, frames.n_frames) == (1, "phased", 2)
     assert frames.origin_strength > 0.3  # as well-defined as for random positions

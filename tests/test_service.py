@@ -10,7 +10,8 @@ import scipy.sparse as sp
 from fastapi.testclient import TestClient
 from pymatgen.core import Lattice, Structure
 
-from basisdb import BasisStore, crystal_frames, get_setting, standardize
+from basisdb import BasisStore, Cell, crystal_frames, get_setting, standardize
+from basisdb.structures import ELEMENTS
 from basisdb.audit import audit_store
 from service import ServiceSettings, create_app
 
@@ -125,7 +126,17 @@ def test_encode_equals_the_python_api(client, store, group, hall, real):
 CIF = rock_salt().to(fmt="cif")
 
 
-@pytest.mark.parametrize("how", ["cif", "upload", "dict", "primitive"])
+def structure_body(cell, cartesian=False, **fields):
+    """A /v1/encode/structure request for a basisdb Cell, in the service's own schema."""
+    positions = cell.positions @ cell.lattice if cartesian else cell.positions
+    species = [ELEMENTS[z - 1] for z in cell.numbers]
+    structure = {"lattice": cell.lattice.tolist(), "species": species, "positions": positions.tolist(), "cartesian": cartesian}
+    return {"structure": structure, **fields}
+
+
+
+
+@pytest.mark.parametrize("how", ["cif", "upload", "structure", "primitive", "cartesian"])
 def test_structure_encoding(client, store, how):
     if how == "cif":
         answer = client.post("/v1/encode/structure", json={"cif": CIF, "radius": 3})
@@ -133,7 +144,8 @@ def test_structure_encoding(client, store, how):
         answer = client.post("/v1/encode/structure", files={"file": ("nacl.cif", CIF)}, data={"radius": "3"})
     else:
         structure = rock_salt(primitive=how == "primitive")
-        answer = client.post("/v1/encode/structure", json={"structure": structure.as_dict(), "radius": 3})
+        cell = Cell.from_pymatgen(structure)
+        answer = client.post("/v1/encode/structure", json=structure_body(cell, radius=3, cartesian=how == "cartesian"))
     assert answer.status_code == 200, answer.text
     document = answer.json()
     assert (document["group"], document["hall_number"]) == (225, 523)
@@ -156,12 +168,6 @@ def test_structure_encoding(client, store, how):
     if how != "primitive":
         assert sorted(mapping) == list(range(8))  # conventional input: a bijection
     assert set(document["wyckoffs"]) == {"a", "b"}
-
-
-def structure_body(cell, **fields):
-    """A /v1/encode/structure request for a basisdb Cell."""
-    structure = Structure(cell.lattice, cell.numbers.tolist(), cell.positions)
-    return {"structure": structure.as_dict(), **fields}
 
 
 @pytest.mark.parametrize("invariance", ["e3", "proper"])
@@ -268,8 +274,10 @@ def test_too_many_positions_or_too_large_a_body_is_413(client):
     "body, message",
     [
         ({"cif": "data_broken\n_cell_length_a 5\nloop_\n_atom_site_label\n", "radius": 3}, "cannot parse CIF"),
-        ({"structure": {"lattice": "nonsense"}, "radius": 3}, "not a pymatgen structure dictionary"),
-        ({"cif": CIF, "structure": rock_salt().as_dict(), "radius": 3}, "exactly one of"),
+        ({"structure": {"lattice": "nonsense", "species": ["Na"], "positions": [[0, 0, 0]]}, "radius": 3}, "lattice"),
+        ({"structure": {"lattice": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "species": ["Xx"], "positions": [[0, 0, 0]]}, "radius": 3}, "'Xx' is not an element"),
+        ({"structure": {"lattice": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "species": ["Na", "Cl"], "positions": [[0, 0, 0]]}, "radius": 3}, "2 species for 1 positions"),
+        ({"cif": CIF, "structure": structure_body(Cell.from_pymatgen(rock_salt()))["structure"], "radius": 3}, "exactly one of"),
         ({"radius": 3}, "exactly one of"),
         ({"cif": CIF, "radius": 3, "symprec": 0}, ""),
     ],
@@ -283,8 +291,22 @@ def test_bad_structures_are_422_with_the_reason(client, body, message):
 def test_disordered_structure_is_named(client):
     disordered = rock_salt()
     disordered.replace_species({"Na": {"Na": 0.5, "K": 0.5}})
-    answer = client.post("/v1/encode/structure", json={"structure": disordered.as_dict(), "radius": 3})
+    answer = client.post("/v1/encode/structure", json={"cif": disordered.to(fmt="cif"), "radius": 3})
     assert answer.status_code == 422 and "disordered" in answer.json()["detail"]
+
+
+def test_pymatgen_dictionaries_are_refused_without_importing_anything(client):
+    """A pymatgen dictionary can name any module and class for monty to import: the strict
+    schema refuses it (and its @module, @class and properties keys) before anything runs."""
+    import sys
+
+    document = rock_salt().as_dict()
+    document["sites"][0]["properties"] = {"magmom": {"@module": "this", "@class": "x"}}
+    answer = client.post("/v1/encode/structure", json={"structure": document, "radius": 3})
+    assert answer.status_code == 422
+    refused = {tuple(error["loc"][-1:]) for error in answer.json()["detail"]}
+    assert {("@module",), ("@class",), ("properties",)} <= refused
+    assert "this" not in sys.modules  # 'import this' would print the Zen of Python
 
 
 def test_structure_upload_without_file_and_wrong_media_type(client):

@@ -78,7 +78,8 @@ def test_python_dash_m_service(small_store):
 def test_uvicorn_with_two_workers(small_store):
     port = free_port()
     process = serve(
-        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+         "--http", "service.protocol:GuardedHttpToolsProtocol"],
         env={"BASISDB_SERVICE_STORE": str(small_store)},
     )
     try:
@@ -88,6 +89,15 @@ def test_uvicorn_with_two_workers(small_store):
             exercise(url, small_store)
     finally:
         stop(process)
+
+
+def test_every_setting_is_an_option_with_its_default():
+    result = subprocess.run([sys.executable, "-m", "service", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for option, default in [("--max-output-values", "4000000"), ("--max-atoms", "2000"), ("--max-heavy-requests", "2"),
+                            ("--header-timeout", "10.0"), ("--max-connections", "1024"), ("--verify-store", "True")]:
+        assert option in text and f"(default: {default})" in text.rsplit(option, 1)[1][:400], option  # its help line
 
 
 def test_missing_store_is_a_clear_startup_error(tmp_path):

@@ -9,8 +9,10 @@ from basisdb import Cell, StructureError, build_basis, standardize
 
 
 def spinel():
+    """MgAl2O4 in origin choice 1 (pymatgen's and spglib's setting of 227): Mg on 8a, Al on
+    16d, O on 32e."""
     return Structure.from_spacegroup(
-        227, Lattice.cubic(8.08), ["Mg", "Al", "O"], [[0.125, 0.125, 0.125], [0.5, 0.5, 0.5], [0.2624, 0.2624, 0.2624]]
+        227, Lattice.cubic(8.08), ["Mg", "Al", "O"], [[0, 0, 0], [0.625, 0.625, 0.625], [0.3874, 0.3874, 0.3874]]
     )
 
 
@@ -92,7 +94,14 @@ def test_every_reader_and_every_unreadable_input(tmp_path):
             standardize(bad)
 
 
-def test_input_atoms_on_one_site_or_far_away_are_handled():
-    """Coordinates far outside the cell are periodic images; positions are reduced first."""
+def test_atoms_far_out_on_one_site_or_too_close_are_named():
     far = Cell(5.64 * np.eye(3), [[0, 0, 0], [0.5 + 3, 0.5 - 7, 0.5 + 11]], [11, 17])
-    assert standardize(far).setting.group == 221
+    assert standardize(far).setting.group == 221  # periodic images, reduced first
+    with pytest.raises(StructureError, match="atom 1 is at fractional .* more than 1e\\+06 cells"):
+        Cell(5.64 * np.eye(3), [[0, 0, 0], [1e16, 0.5, 0.5]], [11, 17])
+    with pytest.raises(StructureError, match="atoms 0 and 2 are 0.0564 A apart, less than 0.5 A"):
+        standardize(Cell(5.64 * np.eye(3), [[0, 0, 0.99], [0.5, 0.5, 0.5], [0, 0, 0]], [11, 17, 11]))
+    # across the cell boundary, and in a skewed cell
+    skewed = np.array([[5.0, 0, 0], [4.6, 1.0, 0], [0, 0, 5.0]])
+    with pytest.raises(StructureError, match="one site given twice"):
+        standardize(Cell(skewed, [[0.02, 0.0, 0.0], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]], [8, 8, 26]))

@@ -1,24 +1,28 @@
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from basisdb import DEFAULT_SYMPREC, INVARIANCES, Cell, crystal_frames
 
 from ..dependencies import get_state
 from ..errors import validation_detail
-from ..rendering import FORMATS, encoding_content, json_bytes, npz_bytes
+from ..limits import Cancellation, LeasedStreamingResponse, json_body_items
+from ..rendering import FORMATS, encoding_content, json_pieces, rows_of, write_npz
 from ..schemas import EncodeRequest, EncodeResponse, StructureEncodingResponse, StructureRequest
 from ..state import ServiceState
 
 router = APIRouter(tags=["encode"])
 
+def _too_large(what: str, count: int, limit: int, hint: str) -> HTTPException:
+    return HTTPException(413, f"{what} is {count}, more than this service answers in one request ({limit}); {hint}")
 
-def _check_count(count: int, what: str, state: ServiceState) -> None:
-    if count > state.settings.max_positions:
-        raise HTTPException(
-            413, f"{count} {what} is more than this service accepts in one request ({state.settings.max_positions}); split the request"
-        )
+
+def _json_request_schema(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
 @router.post(
@@ -26,26 +30,67 @@ def _check_count(count: int, what: str, state: ServiceState) -> None:
     response_model=EncodeResponse,
     summary="Invariant features of fractional positions",
     description=(
-        "JSON by default. Large answers serialize much faster as binary: send "
-        "`Accept: application/x-npz` to receive the same fields as an npz archive."
+        "JSON by default, streamed in pieces. Large answers serialize much faster as binary: send "
+        "`Accept: application/x-npz` to receive the same fields as an npz archive. At most "
+        "`max_positions` positions, and at most `max_output_values` numbers in the answer "
+        "(positions x basis functions, x 2 for complex features): more gets 413 before any work."
     ),
-    responses={200: {"content": {FORMATS["npz"]: {}}}},
+    responses={200: {"content": {FORMATS["npz"]: {}}}, 413: {"description": "too many positions or too large an answer"}},
+    openapi_extra=_json_request_schema(EncodeRequest),
 )
-def encode(request: EncodeRequest, http: Request, state: ServiceState = Depends(get_state)) -> Response:
-    _check_count(len(request.positions), "positions", state)
-    basis = state.store.basis(request.group, hall=request.hall, radius=request.radius)
+async def encode(request: Request, state: ServiceState = Depends(get_state)) -> Response:
+    body = await request.body()  # bounded by max_body_bytes before it is read
+    if json_body_items(body) > state.settings.max_positions + 8:  # counted in C, before parsing
+        raise _too_large("the number of positions", json_body_items(body) - 1, state.settings.max_positions, "split the request")
+    as_npz = FORMATS["npz"] in request.headers.get("accept", "")
+    lease = state.heavy.lease()
+    try:
+        plan = await state.heavy.run(request, lambda cancel: _plan_encoding(body, state, cancel), lease)
+        basis, positions, real, fields = plan
+        if as_npz:
+            handle, name = tempfile.mkstemp(prefix="basisdb-", suffix=".npz")
+            os.close(handle)
+            path = Path(name)
+            lease.on_release(lambda: path.unlink(missing_ok=True))  # once the writer and the answer are done
+            await state.heavy.run(request, lambda cancel: write_npz(path, {**fields, **encoding_content(basis.encode(positions, real=real), real)}), lease)
+            return LeasedStreamingResponse(_file_pieces(path), lease, media_type=FORMATS["npz"])
+    except BaseException:
+        lease.drop()
+        raise
+
+    def column(part: str):
+        return lambda start, stop: getattr(basis.encode(positions[start:stop], real=real), part)
+
+    columns = {"real": column("real")} if real else {"real": column("real"), "imag": column("imag")}
+    return LeasedStreamingResponse(json_pieces(fields, columns, len(positions), basis.n_basis), lease, media_type="application/json")
+
+
+def _plan_encoding(body: bytes, state: ServiceState, cancel: Cancellation):
+    """Parse and check an encoding request (in a heavy slot): everything but the encoding."""
+    try:
+        request = EncodeRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise HTTPException(422, validation_detail(exc.errors())) from None
+    settings = state.settings
+    if len(request.positions) > settings.max_positions:
+        raise _too_large("the number of positions", len(request.positions), settings.max_positions, "split the request")
+    basis = state.usable_store().basis(request.group, hall=request.hall, radius=request.radius)
+    values = len(request.positions) * basis.n_basis * (1 if request.real else 2)
+    if values > settings.max_output_values:
+        raise _too_large(
+            f"the answer ({len(request.positions)} positions x {basis.n_basis} basis functions{'' if request.real else ' x 2 parts'})",
+            values, settings.max_output_values, "send fewer positions, a smaller radius, or real=true",
+        )
+    cancel.check()
     positions = np.asarray(request.positions, dtype=np.float64).reshape(-1, 3)
-    features = basis.encode(positions, real=request.real)
-    content = {
-        "group": basis.group,
-        "hall_number": basis.hall_number,
-        "radius": basis.radius,
-        "n_basis": basis.n_basis,
-        **encoding_content(features, request.real),
-    }
-    if FORMATS["npz"] in http.headers.get("accept", ""):
-        return Response(npz_bytes(content), media_type=FORMATS["npz"])
-    return Response(json_bytes(content), media_type="application/json")
+    fields = {"group": basis.group, "hall_number": basis.hall_number, "radius": basis.radius, "n_basis": basis.n_basis}
+    return basis, positions, request.real, fields
+
+
+def _file_pieces(path, size: int = 1 << 20):
+    with open(path, "rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk
 
 
 _MULTIPART_SCHEMA = {
@@ -66,15 +111,18 @@ _MULTIPART_SCHEMA = {
     response_model=StructureEncodingResponse,
     summary="Standardize a structure with spglib and encode its atoms",
     description=(
-        "Send JSON (`cif` text or a pymatgen `structure` dictionary) or a multipart form with "
-        "a CIF `file`. The structure is standardized into the store's setting of its space "
+        "Send JSON (`cif` text, or a `structure` of lattice, species and positions) or a multipart form "
+        "with a CIF `file`. The structure is standardized into the store's setting of its space "
         "group; the response gives the standardization, the standardized cell and which input "
         "atom maps to which standardized atom. `encodings` has one row per input atom: its "
         "features averaged over all frames of the crystal (the cosets of the group in its "
         "Euclidean normalizer for this lattice, with the polar origin fixed), which makes them "
         "invariants of the crystal: any cell, origin, orientation or atom order of the same "
-        "crystal gives the same rows, and with `invariance: e3` (the default) so does its mirror image."
+        "crystal gives the same rows, and with `invariance: e3` (the default) so does its mirror image. "
+        "At most `max_atoms` atoms (input, standardized, or what a CIF's sites and symmetry "
+        "operations can expand to) and `max_frame_work` plane-wave evaluations: more gets 413."
     ),
+    responses={413: {"description": "too many atoms, or too much work for one request"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -86,46 +134,75 @@ _MULTIPART_SCHEMA = {
     },
 )
 async def encode_structure(request: Request, state: ServiceState = Depends(get_state)) -> Response:
-    parsed, label = await _read_structure_request(request)
-    return await run_in_threadpool(_encode_structure, parsed, label, state)
-
-
-async def _read_structure_request(request: Request) -> tuple[StructureRequest, str]:
-    content_type = request.headers.get("content-type", "")
+    parsed_body, label = await _read_structure_request(request, state)
+    lease = state.heavy.lease()
     try:
-        if content_type.startswith("multipart/form-data"):
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise HTTPException(422, "multipart requests need a CIF 'file' part")
-            text = (await upload.read()).decode("utf-8", errors="replace")
-            fields = {k: v for k, v in form.items() if k in ("radius", "symprec", "invariance", "real")}
-            parsed = StructureRequest(cif=text, **fields)
-            label = upload.filename or "upload"
-        elif content_type.startswith("application/json"):
-            parsed = StructureRequest.model_validate_json(await request.body())
-            label = "request"
-        else:
-            raise HTTPException(415, f"send application/json or multipart/form-data, not {content_type or 'no content type'!r}")
+        fields, arrays = await state.heavy.run(request, lambda cancel: _encode_structure(parsed_body, label, state, cancel), lease)
+    except BaseException:
+        lease.drop()
+        raise
+    columns = {name: rows_of(array) for name, array in arrays.items()}
+    pieces = json_pieces(fields, columns, *arrays["real"].shape, within="encodings")
+    return LeasedStreamingResponse(pieces, lease, media_type="application/json")
+
+
+async def _read_structure_request(request: Request, state: ServiceState) -> tuple[bytes | dict, str]:
+    """The raw JSON body, or the fields of a multipart upload; parsed later, off the loop."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "multipart requests need a CIF 'file' part")
+        text = (await upload.read()).decode("utf-8", errors="replace")
+        fields = {k: v for k, v in form.items() if k in ("radius", "symprec", "invariance", "real")}
+        return {"cif": text, **fields}, upload.filename or "upload"
+    if content_type.startswith("application/json"):
+        body = await request.body()
+        if json_body_items(body) > state.settings.max_atoms + 16:  # counted in C, before parsing
+            raise _too_large("the number of atoms", json_body_items(body) - 4, state.settings.max_atoms, "send a smaller cell")
+        return body, "request"
+    raise HTTPException(415, f"send application/json or multipart/form-data, not {content_type[:100] or 'no content type'!r}")
+
+
+def _encode_structure(body: bytes | dict, label: str, state: ServiceState, cancel: Cancellation):
+    """Standardize, frame and encode a structure (in a heavy slot), bounded at every step."""
+    try:
+        parsed = StructureRequest.model_validate_json(body) if isinstance(body, bytes) else StructureRequest(**body)
     except ValidationError as exc:
         raise HTTPException(422, validation_detail(exc.errors())) from None
     if (parsed.cif is None) == (parsed.structure is None):
-        raise HTTPException(422, "give exactly one of 'cif' (CIF text) and 'structure' (a pymatgen dictionary)")
-    return parsed, label
-
-
-def _encode_structure(parsed: StructureRequest, label: str, state: ServiceState) -> Response:
+        raise HTTPException(422, "give exactly one of 'cif' (CIF text) and 'structure' (lattice, species and positions)")
+    settings = state.settings
+    store = state.usable_store()
+    store.check_radius(parsed.radius)
     if parsed.cif is not None:
-        cell = Cell.from_cif(parsed.cif, label=label)
+        cell = Cell.from_cif(parsed.cif, label=label, max_atoms=settings.max_atoms)
     else:
-        cell = Cell.from_dict(parsed.structure, label=label)
-    _check_count(cell.n_atoms, "atoms", state)
+        given = parsed.structure
+        if len(given.species) != len(given.positions):
+            raise HTTPException(422, f"{len(given.species)} species for {len(given.positions)} positions: give one per position")
+        if len(given.positions) > settings.max_atoms:
+            raise _too_large("the number of atoms", len(given.positions), settings.max_atoms, "send a smaller cell")
+        cell = Cell.from_species(given.lattice, given.species, given.positions, cartesian=given.cartesian, label=given.label or label)
+    cancel.check()
     frames = crystal_frames(cell, symprec=parsed.symprec, invariance=parsed.invariance)
     standard = frames.standardization
-    _check_count(standard.cell.n_atoms, "atoms in the standardized cell", state)
-    basis = state.store.basis(hall=standard.setting.hall_number, radius=parsed.radius)
+    if standard.cell.n_atoms > settings.max_atoms:
+        raise _too_large("the number of atoms in the standardized cell", standard.cell.n_atoms, settings.max_atoms, "send a smaller cell")
+    basis = store.basis(hall=standard.setting.hall_number, radius=parsed.radius)
+    work = frames.n_frames * standard.cell.n_atoms * basis.n_frequencies
+    if work > settings.max_frame_work:
+        raise _too_large(
+            f"the work ({frames.n_frames} frames x {standard.cell.n_atoms} atoms x {basis.n_frequencies} frequencies)",
+            work, settings.max_frame_work, "use a smaller radius or cell",
+        )
+    values = cell.n_atoms * basis.n_basis * (1 if parsed.real else 2)
+    if values > settings.max_output_values:
+        raise _too_large("the answer", values, settings.max_output_values, "use a smaller radius, or real=true")
+    cancel.check()
     features = frames.encode(basis, real=parsed.real)[standard.input_to_standardized]
-    content = {
+    fields = {
         "group": standard.setting.group,
         "hall_number": standard.setting.hall_number,
         "hall_symbol": standard.setting.hall_symbol,
@@ -147,6 +224,5 @@ def _encode_structure(parsed: StructureRequest, label: str, state: ServiceState)
         "input_to_standardized": standard.input_to_standardized,
         "wyckoffs": list(standard.wyckoffs),
         "equivalent_atoms": standard.equivalent_atoms,
-        "encodings": encoding_content(features, parsed.real),
     }
-    return Response(json_bytes(content), media_type="application/json")
+    return fields, encoding_content(features, parsed.real)

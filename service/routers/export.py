@@ -1,18 +1,16 @@
-import os
+import shutil
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from basisdb import default_hall_number
+from basisdb import InvalidGroupError, default_hall_number
+from basisdb.settings import N_GROUPS
 from basisdb.build import parse_number_ranges
-from basisdb.errors import InvalidGroupError
 from basisdb.store import export_store
 
 from ..dependencies import get_state
+from ..limits import LeasedStreamingResponse
 from ..state import ServiceState
 
 router = APIRouter(tags=["export"])
@@ -21,54 +19,60 @@ _CHUNK = 1 << 20
 
 
 def _parse_groups(spec: str) -> list[int]:
+    """ITA numbers from ``"1-230"`` or ``"2,14,15"``; every end is checked against 1-230
+    before a range is expanded (404 outside), and an empty selection is a 422, never "all"."""
     try:
-        groups = parse_number_ranges(spec)  # the grammar of build_db.py --settings
+        return parse_number_ranges(spec, upper=N_GROUPS, out_of_range=InvalidGroupError)  # the grammar of build_db.py --settings
+    except InvalidGroupError as exc:
+        raise InvalidGroupError(f"groups: {exc}; space groups are 1-{N_GROUPS}") from None
     except ValueError as exc:
         raise HTTPException(422, f"groups: {exc}") from None
-    bad = [g for g in groups if not 1 <= g <= 230]
-    if bad:
-        raise InvalidGroupError(f"groups {bad[:10]} are outside 1-230")
-    return groups
 
 
 def _parse_radii(spec: str) -> list[float]:
+    parts = [part for part in spec.split(",") if part.strip()]
+    if not parts:
+        raise HTTPException(422, "give at least one radius, e.g. radii=2,4")
     try:
-        radii = [float(part) for part in spec.split(",") if part.strip()]
+        return sorted({float(part) for part in parts})
     except ValueError:
-        raise HTTPException(422, f"radii must be comma-separated numbers such as '2,4'; got {spec!r}") from None
-    if not radii:
-        raise HTTPException(422, "give at least one radius")
-    return radii
+        raise HTTPException(422, f"radii must be comma-separated numbers such as '2,4'; got {spec[:80]!r}") from None
 
 
 @router.get(
     "/export",
     summary="Stream a subset of the store as one HDF5 file in the store's own schema",
-    response_class=StreamingResponse,
+    response_class=LeasedStreamingResponse,
     responses={200: {"content": {"application/x-hdf5": {}}, "description": "an HDF5 basis store"}},
 )
 async def export(
+    request: Request,
     groups: str = Query("1-230", description="ITA numbers and ranges, e.g. '1-230' or '2,14,15'", max_length=2000),
     radii: str | None = Query(None, description="comma-separated radii, e.g. '2,4'; default: all in the store", max_length=2000),
     state: ServiceState = Depends(get_state),
-) -> StreamingResponse:
+) -> LeasedStreamingResponse:
     group_numbers = _parse_groups(groups)
     radius_list = _parse_radii(radii) if radii is not None else None
     hall_numbers = [default_hall_number(g) for g in group_numbers]
     if len(hall_numbers) > state.settings.max_export_settings:
         raise HTTPException(413, f"at most {state.settings.max_export_settings} settings per export")
-    directory = tempfile.mkdtemp(prefix="basisdb-export-")
-    path = Path(directory) / "export.h5"
+    store = state.usable_store()
+    for radius in radius_list or ():
+        store.check_radius(radius)  # 404 with the radii present, before any work
+    lease = state.heavy.lease()
+    directory = Path(tempfile.mkdtemp(prefix="basisdb-export-"))
+    lease.on_release(lambda: shutil.rmtree(directory, ignore_errors=True))  # once the writer and the answer are done
+    path = directory / "export.h5"
     try:
-        await run_in_threadpool(export_store, state.store, path, hall_numbers=hall_numbers, radii=radius_list)
+        await state.heavy.run(request, lambda cancel: export_store(store, path, hall_numbers=hall_numbers, radii=radius_list), lease)
     except BaseException:
-        _remove(directory)
+        lease.drop()
         raise
-    return StreamingResponse(
+    return LeasedStreamingResponse(
         _chunks(path),
+        lease,
         media_type="application/x-hdf5",
         headers={"Content-Disposition": 'attachment; filename="basisdb-export.h5"', "Content-Length": str(path.stat().st_size)},
-        background=BackgroundTask(_remove, directory),
     )
 
 
@@ -77,9 +81,3 @@ def _chunks(path: Path):
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             yield chunk
-
-
-def _remove(directory: str) -> None:
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)

@@ -19,12 +19,13 @@ HallQuery = Query(None, description="Hall number (1-530) of another setting of t
 
 @router.get("/groups", response_model=list[GroupSummary], summary="The default setting of every group in the store")
 def list_groups(state: ServiceState = Depends(get_state)) -> Response:
+    state.usable_store()
     return Response(json_bytes(state.catalog()), media_type="application/json")
 
 
 @router.get("/groups/{group}", response_model=GroupDetail, summary="Operations and verification figures of a setting")
 def group_detail(group: int, hall: int | None = HallQuery, state: ServiceState = Depends(get_state)) -> Response:
-    store = state.store
+    store = state.usable_store()
     figures = store.verification(group, hall=hall)  # validates group, hall and presence
     setting = get_setting(group, hall=hall)
     operations = [
@@ -65,13 +66,14 @@ async def basis(
 ) -> Response:
     key = (group, hall, radius, format)
     rendered = state.cached(key)  # the hot path: no thread hop for a cached answer
+    state.usable_store()  # 503 once the store cannot be trusted, cached or not
     if rendered is None:
         rendered = await run_in_threadpool(state.rendered, key, lambda: _render(state, group, hall, radius, format))
     return _response(rendered)
 
 
 def _render(state: ServiceState, group: int, hall: int | None, radius: float, fmt: str) -> Rendered:
-    return render_basis(state.store.basis(group, hall=hall, radius=radius), fmt)
+    return render_basis(state.usable_store().basis(group, hall=hall, radius=radius), fmt)
 
 
 def _response(rendered: Rendered) -> Response:

@@ -1,4 +1,5 @@
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
 from ..dependencies import get_state
 from ..schemas import HealthResponse
@@ -7,16 +8,31 @@ from ..state import ServiceState
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=HealthResponse, summary="Liveness and the identity of the store")
-def health(state: ServiceState = Depends(get_state)) -> dict:
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    summary="Liveness and the identity of the store",
+    responses={503: {"model": HealthResponse, "description": "the store cannot be trusted (a failed checksum, a replaced file)"}},
+)
+async def health(state: ServiceState = Depends(get_state)) -> JSONResponse:
+    # async and free of blocking work: it answers on the event loop while heavy work runs.
+    try:
+        state.usable_store()
+    except Exception:  # 503 below, with the problem
+        pass
     store = state.store
     provenance = store.provenance
-    return {
-        "status": "ok",
+    problem = state.health.problem
+    content = {
+        "status": "unhealthy" if problem else "ok",
+        "problem": problem,
         "store": {
             **store.identity,
             "created_utc": provenance["created_utc"],
             "basisdb_version": provenance["basisdb_version"],
             "spglib_version": provenance["spglib_version"],
+            "verification": state.health.verification,
         },
+        "heavy_requests": state.heavy.running,
     }
+    return JSONResponse(content, status_code=503 if problem else 200)
