@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -185,7 +186,9 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "service", "--port", str(port), "--workers", str(args.workers)]
-    server = subprocess.Popen(command + (["--store", args.store] if args.store else []), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The server's log goes to a file: a pipe nobody reads would block the server once full.
+    log = tempfile.NamedTemporaryFile("w+", prefix="basisdb-abuse-", suffix=".log")
+    server = subprocess.Popen(command + (["--store", args.store] if args.store else []), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         for _ in range(600):
             try:
@@ -214,9 +217,12 @@ def main() -> None:
             if server.poll() is not None:
                 bad.append(f"{name}: the server exited with {server.returncode}")
                 break
-        print(f"\nserver alive: {server.poll() is None}; 5xx other than 503: {bad or 'none'}; worst peak RSS {worst_rss / 2**20:.0f} MiB (goal < 1024); "
+        unhandled = Path(log.name).read_text().count("Exception in ASGI application")
+        print(f"\nserver alive: {server.poll() is None}; 5xx other than 503: {bad or 'none'}; unhandled exceptions in its log: {unhandled}; "
+              f"worst peak RSS {worst_rss / 2**20:.0f} MiB (goal < 1024); "
               f"worst health p99 {worst_p99:.1f} ms (goal < 100), against {np.percentile(idle.latencies, 99):.1f} ms idle")
     finally:
+        log.close()
         server.terminate()
         try:
             server.wait(timeout=20)

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import basisdb
 
+from .answers import CachedAnswers
 from .config import ServiceSettings
 from .errors import install_error_handlers
 from .limits import DeadlineMiddleware
@@ -37,6 +38,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(state.catalog)  # open (or build) and verify the store before the first request
+        state.heavy.start_processes()  # they start in the background
         gc.freeze()  # what start-up made lives as long as the process: keep it out of GC passes
         yield
         state.close()
@@ -52,9 +54,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for module in (health, groups, encode, export):
         app.include_router(module.router, prefix=API_PREFIX)
     install_error_handlers(app)
+    # Outermost last: CORS, then cached answers (served at once), then the deadline that
+    # bounds every other request, body and answer included.
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout)
+    app.add_middleware(CachedAnswers, cache=state.answers, trusted=state.trusted)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
-    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout)  # outermost: covers body and answer
     return app
 
 

@@ -16,7 +16,7 @@ import orjson
 
 from basisdb import Basis
 
-from .state import Rendered
+from .answers import Rendered
 
 __all__ = ["json_bytes", "json_pieces", "rows_of", "write_npz", "basis_content", "render_basis", "encoding_content", "FORMATS"]
 

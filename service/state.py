@@ -1,5 +1,5 @@
 """What one service process holds: its settings, the open store, its health, rendered
-responses and the heavy-work slots."""
+answers and the heavy-work slots."""
 
 from __future__ import annotations
 
@@ -7,18 +7,16 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from basisdb import BasisStore, StoreError, crystal_system
 
+from .answers import AnswerCache
 from .limits import HeavyWork, busy
 
-__all__ = ["ServiceState", "Rendered", "StoreHealth"]
+__all__ = ["ServiceState", "StoreHealth"]
 
-Rendered = tuple[bytes, str, str | None]  # (body, media type, download file name)
 logger = logging.getLogger("basisdb.service")
 
 # How often (seconds) the store file's identity on disk is compared with the open one.
@@ -50,8 +48,7 @@ class ServiceState:
         self._file_identity: tuple | None = None
         self._next_file_check = 0.0
         self._lock = threading.Lock()
-        self._rendered: OrderedDict[tuple, Rendered] = OrderedDict()
-        self._rendered_bytes = 0
+        self.answers = AnswerCache(settings.basis_cache_size, settings.cache_max_bytes)
         self._catalog: list[dict[str, Any]] | None = None
 
     # -- the store -------------------------------------------------------------------------
@@ -82,17 +79,21 @@ class ServiceState:
         return store
 
     def usable_store(self) -> BasisStore:
-        """The store, or 503 if it cannot be trusted: a read failed its checksum, or the file
-        was replaced on disk (checked at most every half second)."""
+        """The store, or 503 if it cannot be trusted (see :meth:`trusted`)."""
+        if not self.trusted():
+            raise busy(f"the store cannot be trusted: {self.health.problem}", retry_after=60)
+        return self.store
+
+    def trusted(self) -> bool:
+        """False for good once a read failed its checksum or the store file was replaced on
+        disk (checked at most every half second)."""
         store = self.store
         now = time.monotonic()
         if now >= self._next_file_check:
             self._next_file_check = now + _FILE_CHECK_INTERVAL
             if _identity(store.path) != self._file_identity:
                 self.mark_unhealthy(f"the store file {store.path.name} was replaced or removed on disk; restart the service to serve it")
-        if self.health.problem:
-            raise busy(f"the store cannot be trusted: {self.health.problem}", retry_after=60)
-        return store
+        return self.health.problem is None
 
     def mark_unhealthy(self, problem: str) -> None:
         if self.health.problem is None:
@@ -112,36 +113,7 @@ class ServiceState:
             if self._store is not None:
                 self._store.close()
                 self._store = None
-            self._rendered.clear()
-            self._rendered_bytes = 0
-
-    # -- rendered responses ----------------------------------------------------------------
-    def rendered(self, key: tuple, render: Callable[[], Rendered]) -> Rendered:
-        """A response body from the cache, or rendered now and cached (LRU, bounded in entries
-        and in bytes)."""
-        with self._lock:
-            if key in self._rendered:
-                self._rendered.move_to_end(key)
-                return self._rendered[key]
-        value = render()
-        size = len(value[0])
-        limit = self.settings.cache_max_bytes
-        if self.settings.basis_cache_size and size <= limit // 4:
-            with self._lock:
-                if key not in self._rendered:
-                    self._rendered[key] = value
-                    self._rendered_bytes += size
-                while len(self._rendered) > self.settings.basis_cache_size or self._rendered_bytes > limit:
-                    _, (body, _, _) = self._rendered.popitem(last=False)
-                    self._rendered_bytes -= len(body)
-        return value
-
-    def cached(self, key: tuple) -> Rendered | None:
-        return self._rendered.get(key)  # a dict read is atomic; recency is kept by rendered()
-
-    @property
-    def cached_bytes(self) -> int:
-        return self._rendered_bytes
+        self.answers.clear()
 
     def catalog(self) -> list[dict[str, Any]]:
         """One summary per default setting in the store (computed once)."""

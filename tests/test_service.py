@@ -107,6 +107,39 @@ def test_binary_formats_carry_the_same_content(client):
         assert np.array_equal(handle["orbit_sizes"][()], document["verification"]["orbit_sizes"])
 
 
+@pytest.mark.parametrize("format", ["json", "npz", "h5"])
+def test_cached_answers_served_ahead_of_the_router_are_the_same(small_store, format):
+    app = create_app(ServiceSettings(store=small_store, cors_origins=["https://example.org"]))
+    cache = app.state.service.answers
+    query = {"radius": 3, "format": format}
+    with TestClient(app) as client:
+        routed = client.get("/v1/groups/225/basis", params=query, headers={"Origin": "https://example.org"})
+        assert routed.status_code == 200 and cache.named("/v1/groups/225/basis", routed.request.url.query) is not None
+        direct = client.get("/v1/groups/225/basis", params=query, headers={"Origin": "https://example.org"})
+        assert direct.content == routed.content
+        assert {k: v for k, v in direct.headers.items()} == {k: v for k, v in routed.headers.items()}
+        assert direct.headers["access-control-allow-origin"] == "https://example.org"
+
+
+def test_only_valid_short_requests_are_remembered_and_names_are_bounded(small_store):
+    app = create_app(ServiceSettings(store=small_store, basis_cache_size=2))
+    cache = app.state.service.answers
+    with TestClient(app) as client:
+        assert client.get("/v1/groups/225/basis", params={"radius": 5}).status_code == 404  # not in the store
+        assert client.get("/v1/groups/999/basis", params={"radius": 3}).status_code == 404
+        assert client.get("/v1/groups/225/basis", params={"radius": "x"}).status_code == 422
+        assert not cache._names
+        padding = "&x=" + "y" * 600
+        assert client.get(f"/v1/groups/225/basis?radius=3{padding}").status_code == 200
+        assert not cache._names  # too long a name
+        for spelling in range(20):  # one answer, many spellings of its request
+            assert client.get(f"/v1/groups/225/basis?radius=3&n={spelling}").status_code == 200
+        assert len(cache._names) == 2 * 4 and len(cache._answers) == 1
+        for group in (1, 2, 3):
+            client.get(f"/v1/groups/{group}/basis?radius=3")
+        assert len(cache._answers) == 2 and cache.named("/v1/groups/1/basis", b"radius=3") is None  # evicted
+
+
 @pytest.mark.parametrize("real", [False, True])
 @pytest.mark.parametrize("group, hall", [(1, None), (62, None), (194, None), (227, 525)])
 def test_encode_equals_the_python_api(client, store, group, hall, real):

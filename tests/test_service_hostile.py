@@ -91,6 +91,30 @@ def health_ms(url: str, client: httpx.Client | None = None) -> float:
     return 1000 * (time.perf_counter() - began)
 
 
+class HealthPoll:
+    """Polls /v1/health in a thread while the block runs; ``latencies`` in milliseconds."""
+
+    def __init__(self, url: str, every: float = 0.005):
+        self.url, self.every = url, every
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "HealthPoll":
+        self._thread = threading.Thread(target=self._poll)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        with httpx.Client() as polling:
+            while not self._stop.is_set():
+                self.latencies.append(health_ms(self.url, polling))
+                time.sleep(self.every)
+
+
 def timed(call):
     began = time.monotonic()
     result = call()
@@ -133,28 +157,20 @@ def test_large_answers_stream_and_concurrent_heavy_requests_are_bounded(server):
     """Six clients ask for large answers at once: two run, the others get 503 with
     Retry-After at once, and /v1/health answers fast throughout."""
     body = {"group": 1, "radius": 4, "positions": np.random.default_rng(1).random((390, 3)).tolist()}  # 199,680 numbers
-    statuses, bodies, latencies, stop = [], [], [], threading.Event()
+    statuses, bodies = [], []
 
     def client():
         with httpx.stream("POST", f"{server.url}/v1/encode", json=body, timeout=30) as answer:
             statuses.append((answer.status_code, answer.headers.get("retry-after")))
             bodies.append(b"".join(answer.iter_bytes()) if answer.status_code == 200 else None)
 
-    def poll():
-        with httpx.Client() as polling:
-            while not stop.is_set():
-                latencies.append(health_ms(server.url, polling))
-                time.sleep(0.01)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    clients = [threading.Thread(target=client) for _ in range(6)]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join()
-    stop.set()
-    poller.join()
+    with HealthPoll(server.url, every=0.01) as health:
+        clients = [threading.Thread(target=client) for _ in range(6)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+    latencies = health.latencies
     codes = [status for status, _ in statuses]
     assert set(codes) <= {200, 503} and codes.count(200) >= 2, statuses
     for answer in filter(None, bodies):
@@ -193,6 +209,54 @@ def fcc_cif(sites: int) -> str:
         "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
         f"_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n{rows}\n"
     )
+
+
+def test_structures_are_standardized_in_worker_processes_while_health_answers(small_store):
+    """spglib holds the GIL for its whole symmetry search (about 250 ms for 2,000 atoms): in a
+    thread of the server that would stall /v1/health for as long."""
+    import psutil
+
+    running = Server(small_store, "--max-atoms", "2500")
+    try:
+        wait_until_healthy(running.url, running.process)
+        server = psutil.Process(running.process.pid)
+        def workers():  # not multiprocessing's resource tracker
+            return [child for child in server.children() if "spawn_main" in " ".join(child.cmdline())]
+
+        deadline = time.monotonic() + 60
+        while len(workers()) < 2 and time.monotonic() < deadline:  # started with the server
+            time.sleep(0.1)
+        workers = workers()
+        assert len(workers) == 2  # --max-heavy-requests
+        before = {worker.pid: sum(worker.cpu_times()[:2]) for worker in workers}
+        server_before = sum(server.cpu_times()[:2])
+        with HealthPoll(running.url) as health:
+            answers = [httpx.post(f"{running.url}/v1/encode/structure", json={"structure": p1_structure(2_000, seed), "radius": 2}, timeout=60) for seed in range(2)]
+        assert [answer.status_code for answer in answers] == [200, 200], answers[0].text[:300]
+        assert len(answers[0].json()["encodings"]["real"]) == 2_000
+        worked = sum(sum(worker.cpu_times()[:2]) - before[worker.pid] for worker in workers)
+        assert worked > sum(server.cpu_times()[:2]) - server_before  # the work ran in the workers
+        assert max(health.latencies) < 200, sorted(health.latencies)[-5:]
+    finally:
+        running.stop()
+
+
+def test_worker_processes_end_with_a_killed_server(small_store):
+    import psutil
+
+    running = Server(small_store)
+    wait_until_healthy(running.url, running.process)
+    server = psutil.Process(running.process.pid)
+    deadline = time.monotonic() + 60
+    while len(server.children()) < 3 and time.monotonic() < deadline:  # two workers and multiprocessing's resource tracker
+        time.sleep(0.1)
+    children = server.children()
+    assert len(children) == 3
+    running.process.kill()  # no shutdown: SIGKILL, as the OOM killer sends
+    running.process.wait()
+    running.log.close()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [child.cmdline() for child in alive]
 
 
 @pytest.mark.parametrize(
@@ -260,6 +324,7 @@ def test_idle_and_trickling_connections_are_closed(server):
         connection.close()
     assert time.monotonic() - began < 6
     assert server.alive() and health_ms(server.url) < 200
+    assert "Exception in ASGI application" not in server.output()  # a client that left is not a server error
 
 
 def test_huge_headers_are_431_and_extra_connections_are_refused(server):
@@ -332,6 +397,8 @@ def test_a_store_replaced_on_disk_is_a_clear_503(small_store, tmp_path):
     running = Server(copy)
     try:
         assert wait_until_healthy(running.url, running.process)["store"]["verification"] == "passed"
+        for _ in range(2):  # cached and remembered: the next one is served ahead of the router
+            assert httpx.get(f"{running.url}/v1/groups/227/basis", params={"radius": 2}).status_code == 200
         replacement = tmp_path / "new.h5"
         shutil.copy(small_store, replacement)
         os.replace(replacement, copy)  # what a rebuild does

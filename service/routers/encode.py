@@ -1,3 +1,4 @@
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -6,11 +7,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import ValidationError
 
-from basisdb import DEFAULT_SYMPREC, INVARIANCES, Cell, crystal_frames
+from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisStore, Cell, StoreError, crystal_frames
 
+from ..config import ServiceSettings
 from ..dependencies import get_state
 from ..errors import validation_detail
-from ..limits import Cancellation, LeasedStreamingResponse, json_body_items
+from ..limits import Cancellation, Lease, LeasedStreamingResponse, json_body_items
 from ..rendering import FORMATS, encoding_content, json_pieces, rows_of, write_npz
 from ..schemas import EncodeRequest, EncodeResponse, StructureEncodingResponse, StructureRequest
 from ..state import ServiceState
@@ -45,28 +47,44 @@ async def encode(request: Request, state: ServiceState = Depends(get_state)) -> 
     as_npz = FORMATS["npz"] in request.headers.get("accept", "")
     lease = state.heavy.lease()
     try:
-        plan = await state.heavy.run(request, lambda cancel: _plan_encoding(body, state, cancel), lease)
-        basis, positions, real, fields = plan
+        fields, features = await state.heavy.run(request, lambda cancel: _encode_positions(body, state, cancel), lease)
+        real = not np.iscomplexobj(features)
         if as_npz:
             handle, name = tempfile.mkstemp(prefix="basisdb-", suffix=".npz")
             os.close(handle)
             path = Path(name)
             lease.on_release(lambda: path.unlink(missing_ok=True))  # once the writer and the answer are done
-            await state.heavy.run(request, lambda cancel: write_npz(path, {**fields, **encoding_content(basis.encode(positions, real=real), real)}), lease)
+            await state.heavy.run(request, lambda cancel: write_npz(path, {**fields, **encoding_content(features, real)}), lease)
             return LeasedStreamingResponse(_file_pieces(path), lease, media_type=FORMATS["npz"])
+        columns = {"real": rows_of(features)} if real else {"real": rows_of(features.real), "imag": rows_of(features.imag)}
+        return await _json_answer(request, state, lease, fields, columns, features.shape)
     except BaseException:
         lease.drop()
         raise
 
-    def column(part: str):
-        return lambda start, stop: getattr(basis.encode(positions[start:stop], real=real), part)
 
-    columns = {"real": column("real")} if real else {"real": column("real"), "imag": column("imag")}
-    return LeasedStreamingResponse(json_pieces(fields, columns, len(positions), basis.n_basis), lease, media_type="application/json")
+# Answers of at most this many numbers are rendered whole, in the heavy slot, and sent as one
+# body; larger ones are streamed in pieces (rendering.json_pieces).
+INLINE_ANSWER_NUMBERS = 1 << 16
 
 
-def _plan_encoding(body: bytes, state: ServiceState, cancel: Cancellation):
-    """Parse and check an encoding request (in a heavy slot): everything but the encoding."""
+async def _json_answer(request: Request, state: ServiceState, lease: Lease, fields: dict, columns: dict, shape: tuple[int, int], within: str | None = None) -> Response:
+    """The JSON answer under ``lease``: which it frees once the answer is sent."""
+    pieces = json_pieces(fields, columns, *shape, within=within)
+    if shape[0] * shape[1] * len(columns) > INLINE_ANSWER_NUMBERS:
+        return LeasedStreamingResponse(pieces, lease, media_type="application/json")
+    body = await state.heavy.run(request, lambda cancel: b"".join(pieces), lease)
+    lease.drop()
+    return Response(body, media_type="application/json")
+
+
+# Numbers encoded between two checks for a deadline or a client that left.
+ENCODE_BLOCK_NUMBERS = 1 << 18
+
+
+def _encode_positions(body: bytes, state: ServiceState, cancel: Cancellation) -> tuple[dict, np.ndarray]:
+    """Parse, check and encode an encoding request (in a heavy slot): the answer's fields and
+    its features, (positions, basis functions), computed once and bounded by the limits."""
     try:
         request = EncodeRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -83,8 +101,13 @@ def _plan_encoding(body: bytes, state: ServiceState, cancel: Cancellation):
         )
     cancel.check()
     positions = np.asarray(request.positions, dtype=np.float64).reshape(-1, 3)
+    features = np.empty((len(positions), basis.n_basis), dtype=np.float64 if request.real else np.complex128)
+    rows = max(1, ENCODE_BLOCK_NUMBERS // basis.n_basis)
+    for start in range(0, len(positions), rows):
+        cancel.check()
+        features[start : start + rows] = basis.encode(positions[start : start + rows], real=request.real)
     fields = {"group": basis.group, "hall_number": basis.hall_number, "radius": basis.radius, "n_basis": basis.n_basis}
-    return basis, positions, request.real, fields
+    return fields, features
 
 
 def _file_pieces(path, size: int = 1 << 20):
@@ -135,15 +158,16 @@ _MULTIPART_SCHEMA = {
 )
 async def encode_structure(request: Request, state: ServiceState = Depends(get_state)) -> Response:
     parsed_body, label = await _read_structure_request(request, state)
+    store = state.usable_store()
     lease = state.heavy.lease()
     try:
-        fields, arrays = await state.heavy.run(request, lambda cancel: _encode_structure(parsed_body, label, state, cancel), lease)
+        # In a worker process: spglib holds the GIL for the whole symmetry search.
+        fields, arrays = await state.heavy.run_in_process(request, _encode_structure, lease, parsed_body, label, state.settings, store.path, store.fingerprint)
+        columns = {name: rows_of(array) for name, array in arrays.items()}
+        return await _json_answer(request, state, lease, fields, columns, arrays["real"].shape, within="encodings")
     except BaseException:
         lease.drop()
         raise
-    columns = {name: rows_of(array) for name, array in arrays.items()}
-    pieces = json_pieces(fields, columns, *arrays["real"].shape, within="encodings")
-    return LeasedStreamingResponse(pieces, lease, media_type="application/json")
 
 
 async def _read_structure_request(request: Request, state: ServiceState) -> tuple[bytes | dict, str]:
@@ -165,16 +189,23 @@ async def _read_structure_request(request: Request, state: ServiceState) -> tupl
     raise HTTPException(415, f"send application/json or multipart/form-data, not {content_type[:100] or 'no content type'!r}")
 
 
-def _encode_structure(body: bytes | dict, label: str, state: ServiceState, cancel: Cancellation):
-    """Standardize, frame and encode a structure (in a heavy slot), bounded at every step."""
+@functools.lru_cache(maxsize=1)
+def _worker_store(path: Path, fingerprint: str) -> BasisStore:
+    store = BasisStore.open(path, progress=False)
+    if store.fingerprint != fingerprint:  # replaced on disk since the server opened it
+        raise StoreError(f"the store file {path.name} was replaced on disk; restart the service to serve it")
+    return store
+
+
+def _encode_structure(cancel: Cancellation, body: bytes | dict, label: str, settings: ServiceSettings, store_path: Path, fingerprint: str):
+    """Standardize, frame and encode a structure (in a worker process), bounded at every step."""
     try:
         parsed = StructureRequest.model_validate_json(body) if isinstance(body, bytes) else StructureRequest(**body)
     except ValidationError as exc:
         raise HTTPException(422, validation_detail(exc.errors())) from None
     if (parsed.cif is None) == (parsed.structure is None):
         raise HTTPException(422, "give exactly one of 'cif' (CIF text) and 'structure' (lattice, species and positions)")
-    settings = state.settings
-    store = state.usable_store()
+    store = _worker_store(store_path, fingerprint)
     store.check_radius(parsed.radius)
     if parsed.cif is not None:
         cell = Cell.from_cif(parsed.cif, label=label, max_atoms=settings.max_atoms)

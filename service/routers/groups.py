@@ -1,16 +1,17 @@
 from fractions import Fraction
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from basisdb import crystal_system, get_setting
 from basisdb.settings import TRANSLATION_DENOMINATOR
 
+from ..answers import Rendered, answer_headers
 from ..dependencies import get_state
 from ..rendering import FORMATS, json_bytes, render_basis
 from ..schemas import BasisResponse, GroupDetail, GroupSummary
-from ..state import Rendered, ServiceState
+from ..state import ServiceState
 
 router = APIRouter(tags=["groups"])
 
@@ -58,6 +59,7 @@ def group_detail(group: int, hall: int | None = HallQuery, state: ServiceState =
     responses={200: {"content": {FORMATS["npz"]: {}, FORMATS["h5"]: {}}, "description": "JSON, or the same content as an npz or HDF5 download"}},
 )
 async def basis(
+    request: Request,
     group: int,
     radius: float = Query(..., gt=0, allow_inf_nan=False, description="a radius present in the store"),
     hall: int | None = HallQuery,
@@ -65,10 +67,11 @@ async def basis(
     state: ServiceState = Depends(get_state),
 ) -> Response:
     key = (group, hall, radius, format)
-    rendered = state.cached(key)  # the hot path: no thread hop for a cached answer
+    rendered = state.answers.get(key)  # no thread hop for a cached answer
     state.usable_store()  # 503 once the store cannot be trusted, cached or not
     if rendered is None:
-        rendered = await run_in_threadpool(state.rendered, key, lambda: _render(state, group, hall, radius, format))
+        rendered = await run_in_threadpool(state.answers.get_or_render, key, lambda: _render(state, group, hall, radius, format))
+    state.answers.remember(request.scope["path"], request.scope["query_string"], key)  # next time: answers.CachedAnswers
     return _response(rendered)
 
 
@@ -77,6 +80,6 @@ def _render(state: ServiceState, group: int, hall: int | None, radius: float, fm
 
 
 def _response(rendered: Rendered) -> Response:
-    body, media_type, filename = rendered
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else None
-    return Response(body, media_type=media_type, headers=headers)
+    response = Response(rendered[0])
+    response.raw_headers = answer_headers(rendered)  # the same headers as answers.CachedAnswers sends
+    return response
