@@ -338,7 +338,7 @@ def standardize(
         sources, cell.numbers, dataset.std_positions, np.asarray(dataset.std_types), np.asarray(dataset.std_lattice), setting, cell.label
     )
     std = Cell(lattice=dataset.std_lattice, positions=positions, numbers=dataset.std_types, label=cell.label)
-    std_dataset = quiet_spglib(spglib.get_symmetry_dataset, std.spglib_cell(), symprec=symprec)
+    equivalent_atoms, wyckoffs = _standardized_orbits(dataset)
     return Standardization(
         setting=setting,
         cell=std,
@@ -346,12 +346,25 @@ def standardize(
         origin_shift=np.asarray(dataset.origin_shift, dtype=np.float64),
         rotation=np.asarray(dataset.std_rotation_matrix, dtype=np.float64),
         input_to_standardized=input_to_standardized,
-        equivalent_atoms=np.asarray(std_dataset.equivalent_atoms, dtype=np.int64),
-        wyckoffs=tuple(std_dataset.wyckoffs),
+        equivalent_atoms=equivalent_atoms,
+        wyckoffs=wyckoffs,
         symprec=float(symprec),
         inverted=inverted,
         looser_group=_looser_group(cell, symprec, setting.group),
     )
+
+
+def _standardized_orbits(dataset) -> tuple[np.ndarray, tuple[str, ...]]:
+    """For each atom of the standardized cell: the first standardized atom of its orbit, and
+    its Wyckoff letter, taken from the input's symmetry search through the primitive cell
+    both map to (a second search on the standardized cell costs as much as the first)."""
+    of_input = np.asarray(dataset.mapping_to_primitive)
+    first_input = np.empty(of_input.max() + 1, dtype=np.int64)
+    first_input[of_input[::-1]] = np.arange(len(of_input))[::-1]
+    source = first_input[np.asarray(dataset.std_mapping_to_primitive)]  # an input atom per standardized atom
+    orbit = np.asarray(dataset.equivalent_atoms, dtype=np.int64)[source]
+    _, first, inverse = np.unique(orbit, return_index=True, return_inverse=True)
+    return first[inverse].astype(np.int64), tuple(dataset.wyckoffs[i] for i in source)
 
 
 LOOSER_FACTOR = 10.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ import torch
 from basisdb import DEFAULT_SYMPREC, BasisStore, Cell, Invariance, StructureError, crystal_frames
 from basisdb.frames import MAX_ANCHORS
 from basisdb.frequencies import METRICS, frequency_set
+
+from .encoding_cache import EncodingCache, cell_key
 
 __all__ = [
     "EncodedStructure",
@@ -169,20 +171,93 @@ class StructureEncoder:
             looser_group=standard.looser_group,
         )
 
-    def encode_many(self, structures: Iterable[tuple[str, Any]], report=sys.stderr) -> tuple[list[EncodedStructure], list[tuple[str, str]]]:
+    def encode_many(
+        self,
+        structures: Iterable[tuple[str, Any]],
+        report=sys.stderr,
+        cache: EncodingCache | None = None,
+        workers: int = 1,
+        progress: bool = True,
+    ) -> tuple[list[EncodedStructure], list[tuple[str, str]]]:
         """Encode (label, structure) pairs; those that fail are returned with the reason and
-        reported, never dropped silently."""
-        encoded, rejected = [], []
-        for label, structure in structures:
+        reported, never dropped silently.
+
+        With ``cache`` (:class:`model.encoding_cache.EncodingCache`), structures encoded
+        before under the same configuration are read back instead, and new ones are added to
+        it.  ``workers`` > 1 encodes in as many processes; ``progress`` shows a bar on stderr.
+        """
+        encoded: dict[int, EncodedStructure] = {}
+        rejected: list[tuple[int, str, str]] = []
+        known = cache.load() if cache is not None else {}
+        missing: list[tuple[int, str, str, Cell]] = []  # (order, label, key, cell)
+        for order, (label, structure) in enumerate(structures):
             try:
-                encoded.append(self.encode(structure, label=label))
+                cell = Cell.from_any(structure, label=label)
             except StructureError as exc:
-                rejected.append((label, str(exc)))
+                rejected.append((order, label, str(exc)))
+                continue
+            key, label = cell_key(cell), label or cell.label  # the caller's label wins over a Cell's own
+            if key in known:
+                encoded[order] = replace(known[key], label=label)
+            else:
+                missing.append((order, label, key, cell))
+        added = {}
+        for (order, label, key, _), result in zip(missing, self._encode_cells([cell for *_, cell in missing], workers, progress)):
+            if isinstance(result, str):
+                rejected.append((order, label, result))
+            else:
+                encoded[order] = replace(result, label=label)
+                added[key] = replace(result, label="")
+        if cache is not None and added:
+            cache.save({**known, **added})
+        rejected.sort()
         if rejected and report is not None:
             print(f"skipped {len(rejected)} structure(s):", file=report)
-            for label, reason in rejected:
+            for _, label, reason in rejected:
                 print(f"  {label}: {reason}", file=report)
-        return encoded, rejected
+        return [encoded[order] for order in sorted(encoded)], [(label, reason) for _, label, reason in rejected]
+
+    def _encode_cells(self, cells: list[Cell], workers: int, progress: bool) -> Iterator[EncodedStructure | str]:
+        """The encoding of each cell, or the reason it was rejected, in order."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), desc="encoding structures", unit="structure", disable=not progress or not cells, file=sys.stderr)
+        try:
+            if workers <= 1 or len(cells) < 2 * workers:
+                for cell in cells:
+                    yield _encode_or_reason(self, cell)
+                    bar.update()
+                return
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            settings = (str(self.store.path), self.radius, self.symprec, self.invariance, self.max_anchors)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_encoding_worker, initargs=settings) as pool:
+                for result in pool.map(_encode_in_worker, cells, chunksize=16):
+                    yield result
+                    bar.update()
+        finally:
+            bar.close()
+
+
+def _encode_or_reason(encoder: StructureEncoder, cell: Cell) -> EncodedStructure | str:
+    try:
+        return encoder.encode(cell)
+    except StructureError as exc:
+        return str(exc)
+
+
+_WORKER_ENCODER: StructureEncoder | None = None
+
+
+def _start_encoding_worker(store_path: str, radius: float, symprec: float, invariance: Invariance, max_anchors: int) -> None:
+    global _WORKER_ENCODER
+    _WORKER_ENCODER = StructureEncoder(BasisStore.open(store_path, progress=False), radius, symprec, invariance, max_anchors)
+
+
+def _encode_in_worker(cell: Cell) -> EncodedStructure | str:
+    return _encode_or_reason(_WORKER_ENCODER, cell)
 
 
 class TensorBatch:

@@ -34,6 +34,7 @@ from .baselines import CGCNN, CGCNNConfig, CompositionForest, MeanBaseline, crys
 from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder
 from .data import StructureEncoder
 from .datasets import DATASETS, DatasetError, load_dataset
+from .encoding_cache import EncodingCache, add_cache_arguments, cache_from_arguments
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import DistributedContext, TrainConfig, cft_collate, fit, predict_normalized
 
@@ -91,11 +92,12 @@ class Prepared:
     timings: dict[str, float]
 
 
-def prepare(dataset, encoder: StructureEncoder, report=sys.stderr) -> tuple[Prepared, list[tuple[str, str]]]:
-    """Encode every structure; those the encoder rejects are returned with the reason (and
+def prepare(dataset, encoder: StructureEncoder, report=sys.stderr, cache: EncodingCache | None = None, workers: int = 1) -> tuple[Prepared, list[tuple[str, str]]]:
+    """Encode every structure (read back from ``cache`` where it holds them, in ``workers``
+    processes otherwise); those the encoder rejects are returned with the reason (and
     reported), and no method sees them, so that all methods share the same rows."""
     began = time.perf_counter()
-    items, rejected = encoder.encode_many(zip(dataset.ids, dataset.structures), report=report)
+    items, rejected = encoder.encode_many(zip(dataset.ids, dataset.structures), report=report, cache=cache, workers=workers)
     encode_seconds = time.perf_counter() - began
     kept = {item.label: i for i, item in enumerate(items)}
     rows = np.array([i for i, material in enumerate(dataset.ids) if material in kept], dtype=np.int64)
@@ -304,15 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--invariance", choices=INVARIANCES, default="e3", help="frames: e3 (mirror images too) or proper (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=200, help="epoch cap of the neural models")
     parser.add_argument("--patience", type=int, default=30)
-    parser.add_argument("--minutes", type=float, default=2.0, help="time budget of each neural fit (same for every neural method)")
+    parser.add_argument("--minutes", type=float, default=2.0, help="time budget of each neural fit in minutes, the inside of an epoch included (the same for every neural method); 0: none")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--d-model", type=int, default=128, help="CFT token width (--pretrained overrides the encoder's sizes)")
     parser.add_argument("--hidden", type=int, default=256, help="CFT positional-encoder width")
     parser.add_argument("--blocks", type=int, default=3, help="CFT positional-encoder residual blocks")
     parser.add_argument("--dropout", type=float, default=0.1, help="CFT dropout")
-    parser.add_argument("--threads", type=int, help="torch (and random forest) threads; default: torch's choice")
+    parser.add_argument("--threads", type=int, help="torch and random forest threads, and processes encoding structures; default: torch's choice, one process")
     parser.add_argument("--limit", type=int, help="use a random subset of this many structures (quick checks)")
+    add_cache_arguments(parser)
     return parser
 
 
@@ -347,7 +350,7 @@ def main(argv=None) -> int:
         if args.limit:
             dataset = dataset.sample(args.limit, args.seed)
         print(f"{dataset.dataset}: {len(dataset)} structures; encoding, graphs, composition features ...", file=sys.stderr)
-        data, rejected = prepare(dataset, encoder)
+        data, rejected = prepare(dataset, encoder, cache=cache_from_arguments(args, encoder), workers=args.threads or 1)
         began = time.perf_counter()
         evaluation = evaluate(data, methods, args.folds, args.seed, holdout, settings)
         wall = time.perf_counter() - began

@@ -22,6 +22,7 @@ from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisDBError, BasisStore
 from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
 from .data import StructureEncoder, read_structure_directory
 from .datasets import DATASETS, DatasetError, load_dataset
+from .encoding_cache import add_cache_arguments, cache_from_arguments
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import DistributedContext, TrainConfig, fit
 
@@ -45,13 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=20, help="epochs without improvement before stopping")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--minutes", type=float, default=None, help="time budget")
+    parser.add_argument("--minutes", type=float, default=None, help="time budget in minutes, the inside of an epoch included (default: none)")
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--blocks", type=int, default=3, help="residual blocks of the positional encoder")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    parser.add_argument("--threads", type=int, help="torch threads, and processes encoding structures; default: torch's choice, one process")
+    add_cache_arguments(parser)
     return parser
 
 
@@ -72,7 +75,12 @@ def main(argv=None) -> int:
             structures, targets = list(zip(dataset.ids, dataset.structures)), dict(zip(dataset.ids, dataset.values))
         else:
             structures, targets = read_structure_directory(args.data)
-        items, rejected = encoder.encode_many(structures, report=sys.stderr if context.main else None)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        items, rejected = encoder.encode_many(
+            structures, report=sys.stderr if context.main else None, cache=cache_from_arguments(args, encoder),
+            workers=args.threads or 1, progress=context.main,
+        )
         if len(items) < 2:
             raise BasisDBError(f"need at least 2 usable structures in {args.data}, found {len(items)}")
         y = np.array([targets[item.label] for item in items])

@@ -32,7 +32,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     patience: int = 20
     seed: int = 0
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # wall-time budget of the whole fit, epochs included; None or 0: none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +69,19 @@ class DistributedContext:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _past(deadline: float | None, context: DistributedContext) -> bool:
+    """Whether ``deadline`` (time.monotonic()) has passed, agreed by every rank: under DDP a
+    rank that stopped alone would leave the others waiting in their next all-reduce."""
+    if deadline is None:
+        return False
+    past = time.monotonic() > deadline
+    if context.world > 1:
+        flag = torch.tensor([float(past)], device=context.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        past = bool(flag.item())
+    return past
 
 
 def cosine_schedule(optimizer, total_steps: int, warmup: int, budget_seconds: float | None = None):
@@ -144,12 +157,18 @@ def fit(
     rng = np.random.default_rng(config.seed)
     best, best_epoch, history, start = math.inf, -1, [], time.monotonic()
     best_state = copy.deepcopy(model.state_dict())
+    validation_seconds = 0.0  # of the last epoch: steps stop early enough to validate within the budget
     for epoch in range(1, config.epochs + 1):
         wrapped.train()
         order = rng.permutation(len(train))[:usable][context.rank :: context.world]
         losses = []
         batches = range(0, len(order), config.batch_size)
+        steps_until = None if budget is None else start + budget - validation_seconds
+        out_of_time = False
         for start_index in tqdm(batches, desc=f"epoch {epoch}", disable=not context.main, leave=False, file=sys.stderr):
+            if losses and _past(steps_until, context):  # the budget ends inside this epoch
+                out_of_time = True
+                break
             index = order[start_index : start_index + config.batch_size]
             batch = collate_fn([train[i] for i in index], True, rng).to(context.device)
             target = torch.as_tensor(normalized[index], dtype=torch.float32, device=context.device)
@@ -160,8 +179,10 @@ def fit(
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
+        validating = time.monotonic()
         val_mae = evaluate_mae(model, val, val_targets, mean, std, context.device, collate_fn)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val_mae})
+        validation_seconds = time.monotonic() - validating
+        history.append({"epoch": epoch, "steps": len(losses), "train_loss": float(np.mean(losses)), "val_mae": val_mae})
         improved = val_mae < best
         if improved:
             best, best_epoch = val_mae, epoch
@@ -170,7 +191,7 @@ def fit(
                 on_best(model, epoch, val_mae)
         if context.main:
             print(f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  val MAE {val_mae:.4f}{'  *' if improved else ''}", file=sys.stderr)
-        out_of_time = config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes
+        out_of_time = out_of_time or _past(None if budget is None else start + budget - validation_seconds, context)
         if epoch - best_epoch >= config.patience or out_of_time:
             if context.main:
                 print(f"stopping after epoch {epoch}: " + ("time budget spent" if out_of_time else f"no improvement for {config.patience} epochs"), file=sys.stderr)

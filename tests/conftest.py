@@ -20,15 +20,20 @@ DEFAULT_HALLS = [default_hall_number(g) for g in ALL_GROUPS]
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_default_store(tmp_path_factory):
-    """Keep the user's cache out of the tests: the default store lives in a temp dir."""
-    path = tmp_path_factory.mktemp("default-store") / "store.h5"
-    old = os.environ.get("BASISDB_STORE")
-    os.environ["BASISDB_STORE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("BASISDB_STORE", None)
-    else:
-        os.environ["BASISDB_STORE"] = old
+    """Keep the user's cache out of the tests: the default store and the encoding cache live
+    in temp dirs."""
+    paths = {
+        "BASISDB_STORE": tmp_path_factory.mktemp("default-store") / "store.h5",
+        "BASISDB_ENCODINGS": tmp_path_factory.mktemp("encodings"),
+    }
+    old = {name: os.environ.get(name) for name in paths}
+    os.environ.update({name: str(path) for name, path in paths.items()})
+    yield paths["BASISDB_STORE"]
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,16 @@ def test_atoms_far_out_on_one_site_or_too_close_are_named():
     skewed = np.array([[5.0, 0, 0], [4.6, 1.0, 0], [0, 0, 5.0]])
     with pytest.raises(StructureError, match="one site given twice"):
         standardize(Cell(skewed, [[0.02, 0.0, 0.0], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]], [8, 8, 26]))
+
+
+@pytest.mark.parametrize("canonical_handedness", [False, True])
+def test_orbits_and_wyckoff_letters_equal_spglib_on_the_standardized_cell(real_crystals, canonical_handedness):
+    """They come from the input's symmetry search; a second search on the standardized cell,
+    the oracle here, must find the same ones."""
+    import spglib
+
+    for cell in real_crystals:
+        standard = standardize(cell, canonical_handedness=canonical_handedness)
+        oracle = spglib.get_symmetry_dataset(standard.cell.spglib_cell(), symprec=standard.symprec)
+        assert np.array_equal(standard.equivalent_atoms, oracle.equivalent_atoms), cell.label
+        assert standard.wyckoffs == tuple(oracle.wyckoffs), cell.label

@@ -1,0 +1,223 @@
+"""Encoded structures on disk: a dataset is standardized and encoded once per configuration,
+and never again, across folds, seeds, methods and runs.
+
+A configuration is everything an encoding depends on: the store's fingerprint, the radius,
+``symprec``, the invariance, ``max_anchors``, the slot width and the source code of the
+encoding path (so that a change of the code never serves a stale encoding).  Each has one
+HDF5 file under ``$BASISDB_ENCODINGS`` or the user cache directory
+(``~/.cache/basisdb/encodings/`` on Linux), holding every structure encoded so far, keyed by a
+sha256 of its cell as given (lattice, fractional positions, atomic numbers).
+
+The file is rewritten whole, atomically (a temporary file renamed over it), when structures
+are added.  Its arrays carry a sha256 checked on every read; a file that fails it, or that
+another configuration or format wrote, is ignored with a warning and rebuilt: the cache is
+never trusted over recomputing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import h5py
+import numpy as np
+
+from basisdb import Cell
+
+if TYPE_CHECKING:
+    from .data import EncodedStructure, StructureEncoder
+
+__all__ = ["EncodingCache", "cell_key", "default_cache_directory", "add_cache_arguments", "cache_from_arguments"]
+
+FORMAT = "basisdb-encodings"
+FORMAT_VERSION = 1
+
+def default_cache_directory() -> Path:
+    override = os.environ.get("BASISDB_ENCODINGS")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("basisdb")) / "encodings"
+
+
+def cell_key(cell: Cell) -> str:
+    """sha256 of a cell as given: the same input always has the same key."""
+    digest = hashlib.sha256()
+    for array, dtype in ((cell.lattice, "<f8"), (cell.positions, "<f8"), (cell.numbers, "<i8")):
+        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _code_version() -> str:
+    """sha256 of the source of every module an encoding depends on."""
+    import basisdb.basis
+    import basisdb.encoding
+    import basisdb.frames
+    import basisdb.normalizer
+    import basisdb.settings
+    import basisdb.structures
+
+    from . import data
+
+    digest = hashlib.sha256()
+    for module in (basisdb.basis, basisdb.encoding, basisdb.frames, basisdb.normalizer, basisdb.settings, basisdb.structures, data):
+        digest.update(Path(inspect.getsourcefile(module)).read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class EncodingCache:
+    """The cache file of one encoder's configuration (see the module docstring).
+
+    Attributes:
+        path: the HDF5 file (it may not exist yet).
+        configuration: what the encodings depend on, as recorded in the file.
+    """
+
+    path: Path
+    configuration: dict
+
+    @classmethod
+    def of(cls, encoder: StructureEncoder, directory: str | os.PathLike | None = None) -> "EncodingCache":
+        configuration = {
+            "store_fingerprint": encoder.store.fingerprint,
+            "radius": encoder.radius,
+            "symprec": encoder.symprec,
+            "invariance": encoder.invariance,
+            "max_anchors": encoder.max_anchors,
+            "n_slots": encoder.n_slots,
+            "code": _code_version(),
+        }
+        name = hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()[:20]
+        directory = Path(directory) if directory is not None else default_cache_directory()
+        return cls(path=directory / f"encodings-{name}.h5", configuration=configuration)
+
+    def load(self) -> dict[str, EncodedStructure]:
+        """Every encoding in the file by cell key (labels empty); {} if there is no usable file."""
+        if not self.path.is_file():
+            return {}
+        try:
+            with h5py.File(self.path, "r") as handle:
+                problem = self._problem(handle)
+                if problem is None:
+                    recorded = str(handle.attrs.get("checksum", ""))
+                    arrays = {name: handle[name][()] for name in sorted(handle)}
+        except OSError as exc:
+            problem = f"unreadable ({exc})"
+        if problem is None and _checksum(arrays) != recorded:
+            problem = "its checksum does not match its contents"
+        if problem is not None:
+            warnings.warn(f"ignoring the encoding cache {self.path}: {problem}; it will be rebuilt", stacklevel=2)
+            return {}
+        return _unpack(arrays)
+
+    def _problem(self, handle: h5py.File) -> str | None:
+        if handle.attrs.get("format") != FORMAT or int(handle.attrs.get("format_version", -1)) != FORMAT_VERSION:
+            return f"not a {FORMAT} file of version {FORMAT_VERSION}"
+        if json.loads(handle.attrs.get("configuration", "{}")) != self.configuration:
+            return "written for another configuration"
+        return None
+
+    def save(self, encodings: dict[str, EncodedStructure]) -> None:
+        """Write ``encodings`` (by cell key) as the whole file, atomically."""
+        arrays = _pack(encodings)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".encodings-", suffix=".h5", dir=self.path.parent)
+        os.close(handle)
+        try:
+            with h5py.File(temporary, "w") as out:
+                for name, array in arrays.items():
+                    # Slot features are mostly zeros (a group fills few of the slots): lzf is fast and shrinks them.
+                    out.create_dataset(name, data=array, compression="lzf" if array.size > 4096 else None)
+                out.attrs.update(
+                    format=FORMAT, format_version=FORMAT_VERSION,
+                    configuration=json.dumps(self.configuration, sort_keys=True), checksum=_checksum(arrays),
+                )
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()
+
+
+def _pack(encodings: dict[str, EncodedStructure]) -> dict[str, np.ndarray]:
+    keys = sorted(encodings)
+    items = [encodings[key] for key in keys]
+    n_slots = items[0].frames.shape[-1] if items else 0
+    n_radial = items[0].radial.shape[-1] if items else 0
+    return {
+        "keys": np.array(keys, dtype="S64"),
+        "group": np.array([item.group for item in items], dtype=np.int64),
+        "hall_number": np.array([item.hall_number for item in items], dtype=np.int64),
+        "looser_group": np.array([-1 if item.looser_group is None else item.looser_group for item in items], dtype=np.int64),
+        "n_atoms": np.array([item.n_atoms for item in items], dtype=np.int64),
+        "n_frames": np.array([len(item.weights) for item in items], dtype=np.int64),
+        "n_inputs": np.array([len(item.input_to_standardized) for item in items], dtype=np.int64),
+        "numbers": np.concatenate([item.numbers for item in items]).astype(np.int64) if items else np.zeros(0, np.int64),
+        "frames": np.concatenate([item.frames.reshape(-1, n_slots) for item in items]) if items else np.zeros((0, 0), np.float32),
+        "weights": np.concatenate([item.weights for item in items]) if items else np.zeros(0),
+        "lattice": np.stack([item.lattice for item in items]) if items else np.zeros((0, 6), np.float32),
+        "radial": np.concatenate([item.radial.reshape(-1, n_radial) for item in items]) if items else np.zeros((0, 0), np.float32),
+        "input_to_standardized": np.concatenate([item.input_to_standardized for item in items]).astype(np.int64) if items else np.zeros(0, np.int64),
+    }
+
+
+def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, EncodedStructure]:
+    from .data import EncodedStructure
+
+    atoms, frames, inputs = arrays["n_atoms"], arrays["n_frames"], arrays["n_inputs"]
+
+    def starts(counts: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(counts)])
+
+    atom_at, frame_at, input_at = starts(atoms), starts(frames), starts(inputs)
+    frame_row_at, pair_at = starts(frames * atoms), starts(atoms * atoms)
+    n_slots, n_radial = arrays["frames"].shape[-1], arrays["radial"].shape[-1]
+    out = {}
+    for i, key in enumerate(arrays["keys"]):
+        m, f = int(atoms[i]), int(frames[i])
+        looser = int(arrays["looser_group"][i])
+        out[key.decode()] = EncodedStructure(
+            label="",
+            group=int(arrays["group"][i]),
+            hall_number=int(arrays["hall_number"][i]),
+            numbers=arrays["numbers"][atom_at[i] : atom_at[i + 1]],
+            frames=arrays["frames"][frame_row_at[i] : frame_row_at[i + 1]].reshape(f, m, n_slots),
+            weights=arrays["weights"][frame_at[i] : frame_at[i + 1]],
+            lattice=arrays["lattice"][i],
+            radial=arrays["radial"][pair_at[i] : pair_at[i + 1]].reshape(m, m, n_radial),
+            input_to_standardized=arrays["input_to_standardized"][input_at[i] : input_at[i + 1]],
+            looser_group=None if looser < 0 else looser,
+        )
+    return out
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options of the cache (train and evaluate share them)."""
+    parser.add_argument(
+        "--encodings", type=Path, metavar="DIR", default=None,
+        help="where encoded structures are cached (default: $BASISDB_ENCODINGS, else ~/.cache/basisdb/encodings)",
+    )
+    parser.add_argument("--no-encoding-cache", action="store_true", help="encode every structure again, and cache nothing")
+
+
+def cache_from_arguments(args: argparse.Namespace, encoder: StructureEncoder) -> EncodingCache | None:
+    return None if args.no_encoding_cache else EncodingCache.of(encoder, args.encodings)
