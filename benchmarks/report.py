@@ -24,7 +24,7 @@ def main() -> None:
     runs = [json.loads(path.read_text()) for path in sorted(root.glob("*/results.json"))]
     cross_validated = [r for r in runs if not r["n_unseen"]]
     held_out = [r for r in runs if r["n_unseen"]]
-    methods = ["mean", "composition-rf", "cgcnn", "cft", "cft-pretrained"]
+    methods = ["mean", "composition-rf", "magpie-structure-rf", "cgcnn", "cft", "cft-pretrained"]
 
     print("| target | n | " + " | ".join(methods) + " | CFT vs best peer |")
     print("|---|---|" + "---|" * len(methods) + "---|")

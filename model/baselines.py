@@ -2,7 +2,10 @@
 
 - :class:`MeanBaseline`: predicts the training mean.
 - :class:`CompositionForest`: a random forest (scikit-learn) on matminer's Magpie
-  element-property statistics of the formula; it never sees the structure.
+  element-property statistics of the formula; it never sees the structure.  With
+  :func:`structure_features` appended (density, volume per atom, packing fraction, space
+  group number, sites in the primitive cell) it is the "magpie-structure-rf" method, the
+  strongest cheap peer.
 - :class:`CGCNN`: a crystal graph convolutional network (T. Xie and J. C. Grossman, Phys. Rev.
   Lett. 120, 145301, 2018), trained from scratch.  No CGCNN package is published on PyPI (the
   authors' code is a GitHub repository); matgl 4.1.2 and ALIGNN do install here, but they
@@ -32,6 +35,9 @@ from .modules import ElementEmbedding
 __all__ = [
     "MeanBaseline",
     "CompositionForest",
+    "magpie_features",
+    "structure_features",
+    "STRUCTURE_FEATURES",
     "CrystalGraph",
     "crystal_graph",
     "CGCNN",
@@ -82,6 +88,29 @@ class CompositionForest:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.forest.predict(features)
+
+
+STRUCTURE_FEATURES = ("density", "volume_per_atom", "packing_fraction", "space_group", "primitive_sites")
+
+
+def structure_features(structures: Sequence, groups: Sequence[int], primitive_sites: Sequence[int]) -> np.ndarray:
+    """(n, 5) float64 simple structure features (:data:`STRUCTURE_FEATURES`): density
+    (g/cm^3), volume per atom (A^3), packing fraction (spheres of pymatgen's atomic radius, or
+    its calculated radius, then its van der Waals radius, for elements without one, such as
+    the noble gases, where matminer's DensityFeatures fails), space group number and sites in
+    the primitive cell (both from the standardization)."""
+    rows = []
+    for structure in structures:
+        spheres = sum(count * 4.0 / 3.0 * np.pi * _atomic_radius(element) ** 3 for element, count in structure.composition.items())
+        rows.append((float(structure.density), structure.volume / len(structure), spheres / structure.volume))
+    return np.column_stack([np.array(rows, dtype=np.float64).reshape(-1, 3), np.asarray(groups, dtype=np.float64), np.asarray(primitive_sites, dtype=np.float64)])
+
+
+def _atomic_radius(element) -> float:
+    for radius in (element.atomic_radius, element.atomic_radius_calculated, element.van_der_waals_radius):
+        if radius is not None:
+            return float(radius)
+    raise ValueError(f"no radius for {element}")
 
 
 @dataclass(frozen=True, eq=False)

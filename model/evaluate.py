@@ -1,8 +1,10 @@
 """``python -m model.evaluate --dataset NAME --target T --folds 5 --seed S [--holdout-groups SPEC]``
 
 Cross-validates the CFT against its peers on the same random folds of a built-in dataset:
-the training mean, a random forest on Magpie composition statistics, a CGCNN trained from
-scratch, and (with ``--pretrained``) the CFT fine-tuned from the orbit-distance encoder.
+the training mean, a random forest on Magpie composition statistics, the same forest with five
+simple structure features added (density, volume per atom, packing fraction, space group,
+primitive sites), a CGCNN trained from scratch, and (with ``--pretrained``) the CFT fine-tuned
+from the orbit-distance encoder.
 
 With ``--holdout-groups`` (``2,14,15``, ``143-194`` or a crystal system such as ``cubic``),
 every structure of those space groups leaves the folds and forms an unseen-group test set that
@@ -27,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisDBError, BasisStore, crystal_system
+from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisDBError, BasisStore, crystal_system, get_setting
 from basisdb.build import parse_number_ranges
 
-from .baselines import CGCNN, CGCNNConfig, CompositionForest, MeanBaseline, crystal_graph, graph_collate, magpie_features
+from .baselines import CGCNN, CGCNNConfig, CompositionForest, MeanBaseline, crystal_graph, graph_collate, magpie_features, structure_features
 from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder
 from .data import StructureEncoder
 from .datasets import DATASETS, DatasetError, load_dataset
@@ -40,7 +42,7 @@ from .training import DistributedContext, TrainConfig, cft_collate, fit, predict
 
 __all__ = ["METHODS", "parse_groups", "scores", "evaluate", "main"]
 
-METHODS = ("mean", "composition-rf", "cgcnn", "cft", "cft-pretrained")
+METHODS = ("mean", "composition-rf", "magpie-structure-rf", "cgcnn", "cft", "cft-pretrained")
 CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 
 
@@ -80,7 +82,7 @@ class Prepared:
     Attributes:
         values: (n,) float64 targets; groups: (n,) int64 space groups (spglib, at the
         encoder's symprec); items: CFT encodings; graphs: CGCNN graphs; composition: (n, 132)
-        Magpie features; timings: seconds spent preparing each representation.
+        Magpie features; structure: (n, 5) :func:`model.baselines.structure_features`; timings: seconds spent preparing each representation.
     """
 
     ids: list[str]
@@ -89,6 +91,7 @@ class Prepared:
     items: list
     graphs: list
     composition: np.ndarray
+    structure: np.ndarray
     timings: dict[str, float]
 
 
@@ -107,6 +110,9 @@ def prepare(dataset, encoder: StructureEncoder, report=sys.stderr, cache: Encodi
     graph_seconds = time.perf_counter() - began
     began = time.perf_counter()
     composition = magpie_features(dataset.formulas)
+    magpie_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    structure = structure_features(dataset.structures, [item.group for item in items], [_primitive_sites(item) for item in items])
     prepared = Prepared(
         ids=dataset.ids,
         values=dataset.values,
@@ -114,9 +120,17 @@ def prepare(dataset, encoder: StructureEncoder, report=sys.stderr, cache: Encodi
         items=items,
         graphs=graphs,
         composition=composition,
-        timings={"cft_encoding": encode_seconds, "cgcnn_graphs": graph_seconds, "magpie_features": time.perf_counter() - began},
+        structure=structure,
+        timings={"cft_encoding": encode_seconds, "cgcnn_graphs": graph_seconds, "magpie_features": magpie_seconds, "structure_features": time.perf_counter() - began},
     )
     return prepared, rejected
+
+
+def _primitive_sites(item) -> int:
+    """Sites in the primitive cell: the standardized cell's over its lattice points (the
+    setting's operations per point-group operation)."""
+    setting = get_setting(hall=item.hall_number)
+    return item.n_atoms * setting.point_group_order // setting.n_operations
 
 
 @dataclass(frozen=True)
@@ -158,10 +172,12 @@ def _method(name: str, data: Prepared, settings: NeuralSettings) -> Callable[[np
     """fit-and-predict for one method: (train rows, row sets to predict, seed) -> (predictions, info)."""
     if name == "mean":
         return lambda train, predict, seed: ([MeanBaseline().fit(data.values[train]).predict(len(rows)) for rows in predict], {})
-    if name == "composition-rf":
+    if name in ("composition-rf", "magpie-structure-rf"):
+        features = data.composition if name == "composition-rf" else np.hstack([data.composition, data.structure])
+
         def forest(train, predict, seed):
-            model = CompositionForest(seed=seed, n_jobs=torch.get_num_threads()).fit(data.composition[train], data.values[train])
-            return [model.predict(data.composition[rows]) for rows in predict], {}
+            model = CompositionForest(seed=seed, n_jobs=torch.get_num_threads()).fit(features[train], data.values[train])
+            return [model.predict(features[rows]) for rows in predict], {}
         return forest
     if name == "cgcnn":
         def cgcnn(train, predict, seed):

@@ -115,6 +115,10 @@ def test_prepare_reports_structures_that_fail_and_aligns_the_rest(dataset_dir, s
     assert np.array_equal(prepared.values, data.values[keep])
     assert [item.label for item in prepared.items] == prepared.ids
     assert prepared.composition.shape == (5, 132) and len(prepared.graphs) == 5
+    assert prepared.structure.shape == (5, 5) and np.isfinite(prepared.structure).all()
+    assert np.array_equal(prepared.structure[:, 3], [item.group for item in prepared.items])
+    primitive = [len(structure.get_primitive_structure(tolerance=1e-2)) for structure in data.subset(keep).structures]
+    assert np.array_equal(prepared.structure[:, 4], primitive)  # pymatgen's primitive cell, as an oracle
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +138,7 @@ def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained,
                        "--radius", "3", "--epochs", "2", "--minutes", "0.5", "--out", str(out), env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
-    assert list(report["results"]) == ["mean", "composition-rf", "cgcnn", "cft", "cft-pretrained"]
+    assert list(report["results"]) == ["mean", "composition-rf", "magpie-structure-rf", "cgcnn", "cft", "cft-pretrained"]
     assert report["n_seen"] + report["n_unseen"] == report["n_structures"] == 60 - len(report["rejected"])
     assert report["n_unseen"] > 0 and report["holdout_groups"] == list(range(195, 231))
     assert report["settings"]["cft"]["d_model"] == 32  # the pretrained encoder's architecture
@@ -169,3 +173,22 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     assert metrics["n_train"] + metrics["n_val"] == 24
     missing = run_model("model.train", "--dataset", "elastic_tensor", "--out", str(tmp_path / "x"), "--store", str(small_store))
     assert missing.returncode == 2 and "needs --target" in missing.stderr
+
+
+def test_structure_features_equal_matminer_and_cover_the_noble_gases(dataset_dir):
+    import warnings
+
+    from matminer.featurizers.structure import DensityFeatures
+
+    from model.baselines import structure_features
+
+    data = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).subset(np.arange(40))
+    features = structure_features(data.structures, range(40), range(1, 41))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        oracle = np.array([DensityFeatures().featurize(structure) for structure in data.structures])
+    assert np.allclose(features[:, :3], oracle, rtol=1e-12, atol=0)
+    assert np.array_equal(features[:, 3:], np.column_stack([range(40), range(1, 41)]))
+    xenon = Structure(Lattice.cubic(6.2), ["Xe"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])  # matminer fails here
+    (row,) = structure_features([xenon], [225], [1])
+    assert np.isfinite(row).all() and 0 < row[2] < 1
