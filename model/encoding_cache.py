@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from basisdb import Cell
+from basisdb.store import dataset_checksum
 
 if TYPE_CHECKING:
     from .data import EncodedStructure, StructureEncoder
@@ -151,10 +152,10 @@ class EncodingCache:
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over each array's name and the store's own checksum of it."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+        digest.update(f"{name}:{dataset_checksum(arrays[name])};".encode())
     return digest.hexdigest()
 
 

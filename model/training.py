@@ -158,12 +158,16 @@ def fit(
     best, best_epoch, history, start = math.inf, -1, [], time.monotonic()
     best_state = copy.deepcopy(model.state_dict())
     validation_seconds = 0.0  # of the last epoch: steps stop early enough to validate within the budget
+
+    def steps_deadline() -> float | None:
+        return None if budget is None else start + budget - validation_seconds
+
     for epoch in range(1, config.epochs + 1):
         wrapped.train()
         order = rng.permutation(len(train))[:usable][context.rank :: context.world]
         losses = []
         batches = range(0, len(order), config.batch_size)
-        steps_until = None if budget is None else start + budget - validation_seconds
+        steps_until = steps_deadline()
         out_of_time = False
         for start_index in tqdm(batches, desc=f"epoch {epoch}", disable=not context.main, leave=False, file=sys.stderr):
             if losses and _past(steps_until, context):  # the budget ends inside this epoch
@@ -191,7 +195,7 @@ def fit(
                 on_best(model, epoch, val_mae)
         if context.main:
             print(f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  val MAE {val_mae:.4f}{'  *' if improved else ''}", file=sys.stderr)
-        out_of_time = out_of_time or _past(None if budget is None else start + budget - validation_seconds, context)
+        out_of_time = out_of_time or _past(steps_deadline(), context)  # no time left for another step and its validation
         if epoch - best_epoch >= config.patience or out_of_time:
             if context.main:
                 print(f"stopping after epoch {epoch}: " + ("time budget spent" if out_of_time else f"no improvement for {config.patience} epochs"), file=sys.stderr)

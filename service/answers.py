@@ -54,11 +54,6 @@ class AnswerCache:
         self._names: OrderedDict[tuple[str, bytes], Hashable] = OrderedDict()
         self._bytes = 0
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes of answer bodies held."""
-        return self._bytes
-
     def clear(self) -> None:
         with self._lock:
             self._answers.clear()
