@@ -55,7 +55,7 @@ def timed_prediction(predictor: Predictor, cell: Cell, repeats: int) -> tuple[fl
         item = predictor.encoder.encode(cell)
         predictor.predict_encoded([item], batch_size=32)
         best = min(best, time.perf_counter() - began)
-    return best, int(item.frames.shape[0])
+    return best, item.n_frames
 
 
 def main() -> None:

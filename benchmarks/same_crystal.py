@@ -43,7 +43,7 @@ class SingleFrame(StructureEncoder):
 
     def encode(self, structure, label=""):
         item = super().encode(structure, label)
-        return replace(item, frames=item.frames[:1], weights=np.ones(1))
+        return replace(item, row_index=item.row_index[:1], weights=np.ones(1))
 
 
 def relative(a, b) -> float:

@@ -205,7 +205,7 @@ class Predictor:
         """One :class:`Prediction` per structure: the value and the symmetry behind it."""
         items = self.encode(structures, labels)
         return [
-            Prediction(item.label, float(value), item.group, item.hall_number, item.looser_group, int(item.frames.shape[0]))
+            Prediction(item.label, float(value), item.group, item.hall_number, item.looser_group, item.n_frames)
             for item, value in zip(items, self.predict_encoded(items, batch_size))
         ]
 

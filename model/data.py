@@ -89,8 +89,11 @@ class EncodedStructure:
         label: name for messages.
         group: ITA number; hall_number: the store setting used.
         numbers: (M,) int64 atomic numbers of the standardized cell.
-        frames: (F, M, n_slots) float32 slot features of every atom in every frame
-            (:func:`basisdb.crystal_frames`).
+        rows: (U, n_slots) float32, the distinct slot-feature rows over every atom in every
+            frame (:func:`basisdb.crystal_frames`).  The atoms of one orbit share a row, and
+            frames map orbits onto each other, so U is about a quarter of F x M: the
+            positional encoder runs once per row, not once per atom and frame.
+        row_index: (F, M) int32, the row of each atom in each frame.
         weights: (F,) float64, each frame's weight in an average (summing to 1).
         lattice: (6,) float32 lattice features of the standardized cell.
         radial: (M, M, K) float32 pair radial profiles (:func:`pair_radial`) of the
@@ -104,7 +107,8 @@ class EncodedStructure:
     group: int
     hall_number: int
     numbers: np.ndarray = field(repr=False)
-    frames: np.ndarray = field(repr=False)
+    rows: np.ndarray = field(repr=False)
+    row_index: np.ndarray = field(repr=False)
     weights: np.ndarray = field(repr=False)
     lattice: np.ndarray = field(repr=False)
     radial: np.ndarray = field(repr=False)
@@ -114,6 +118,15 @@ class EncodedStructure:
     @property
     def n_atoms(self) -> int:
         return int(self.numbers.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.row_index.shape[0])
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(F, M, n_slots) float32 slot features of every atom in every frame."""
+        return self.rows[self.row_index]
 
 
 class StructureEncoder:
@@ -157,13 +170,16 @@ class StructureEncoder:
         standard = framed.standardization
         hall = standard.setting.hall_number
         n_frames, n_atoms, _ = framed.positions.shape
-        frames = self.features(hall, framed.positions.reshape(-1, 3)).reshape(n_frames, n_atoms, self.n_slots)
+        features = self.features(hall, framed.positions.reshape(-1, 3))
+        # Exact duplicates only (equal bytes): a row stands for atoms whose features are identical.
+        rows, row_index = np.unique(features, axis=0, return_inverse=True)
         return EncodedStructure(
             label=cell.label,
             group=standard.setting.group,
             hall_number=hall,
             numbers=standard.cell.numbers,
-            frames=frames,
+            rows=rows,
+            row_index=row_index.reshape(n_frames, n_atoms).astype(np.int32),
             weights=framed.weights,
             lattice=lattice_features(standard.cell.lattice),
             radial=pair_radial(standard.cell.lattice, standard.cell.positions),
@@ -269,17 +285,23 @@ class TensorBatch:
 
 @dataclass
 class Batch(TensorBatch):
-    """Padded model input for B (structure, frame) sequences.
+    """Padded model input for B (structure, frame) sequences of S structures.
 
     Attributes:
-        features: (B, N, n_slots) float32; numbers: (B, N) int64; mask: (B, N) bool, True
-        for real atoms; group: (B,) int64; lattice: (B, 6) float32; radial: (S, N, N, K)
-        float32 pair radial profiles of the S structures (0 where padded); owner: (B,)
-        int64, the structure each sequence belongs to (several frames of one structure
-        share it); weight: (B,) float32, the sequence's weight in its structure's average.
+        rows: (R, n_slots) float32, the distinct slot-feature rows of the batch's structures
+            (:attr:`EncodedStructure.rows`); row_structure: (R,) int64, the structure of each.
+        row_of: (B, N) int64, the row of each atom of each sequence (0 where padded).
+        numbers: (B, N) int64; mask: (B, N) bool, True for real atoms.
+        group: (S,) int64; lattice: (S, 6) float32; radial: (S, N, N, K) float32 pair radial
+        profiles (0 where padded).
+        owner: (B,) int64, the structure each sequence belongs to (several frames of one
+        structure share it); weight: (B,) float32, the sequence's weight in its structure's
+        average.
     """
 
-    features: torch.Tensor
+    rows: torch.Tensor
+    row_structure: torch.Tensor
+    row_of: torch.Tensor
     numbers: torch.Tensor
     mask: torch.Tensor
     group: torch.Tensor
@@ -295,35 +317,44 @@ def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np
     ``frames="all"`` gives one sequence per frame (for weighted averaging), ``"random"``
     one frame per structure drawn with the frames' weights (training).
     """
-    rows = []
     rng = rng or np.random.default_rng()
-    for index, item in enumerate(structures):
+    chosen = []  # per structure: its frames in the batch, their rows, and each atom's row among them
+    for item in structures:
         if frames == "random":
-            choice = [int(rng.choice(len(item.frames), p=item.weights))]
+            frame = int(rng.choice(item.n_frames, p=item.weights))
+            used, local = np.unique(item.row_index[frame], return_inverse=True)
+            chosen.append(([frame], item.rows[used], local.reshape(1, -1)))
         else:
-            choice = range(len(item.frames))
-        rows.extend((index, item, f) for f in choice)
-    n_max = max(item.n_atoms for _, item, _ in rows)
-    n_slots = rows[0][1].frames.shape[-1]
-    features = np.zeros((len(rows), n_max, n_slots), dtype=np.float32)
-    numbers = np.zeros((len(rows), n_max), dtype=np.int64)
-    mask = np.zeros((len(rows), n_max), dtype=bool)
+            chosen.append((range(item.n_frames), item.rows, item.row_index))
+    n_sequences = sum(len(frame_list) for frame_list, _, _ in chosen)
+    n_max = max(item.n_atoms for item in structures)
+    row_of = np.zeros((n_sequences, n_max), dtype=np.int64)
+    numbers = np.zeros((n_sequences, n_max), dtype=np.int64)
+    mask = np.zeros((n_sequences, n_max), dtype=bool)
     radial = np.zeros((len(structures), n_max, n_max, len(RADIAL_CENTRES)), dtype=np.float32)
-    for k, item in enumerate(structures):
-        radial[k, : item.n_atoms, : item.n_atoms] = item.radial
-    for b, (_, item, f) in enumerate(rows):
-        features[b, : item.n_atoms] = item.frames[f]
-        numbers[b, : item.n_atoms] = item.numbers
-        mask[b, : item.n_atoms] = True
+    owner, weight, row_structure = [], [], []
+    sequence = offset = 0
+    for k, (item, (frame_list, rows, local)) in enumerate(zip(structures, chosen)):
+        m, f = item.n_atoms, len(frame_list)
+        row_of[sequence : sequence + f, :m] = offset + local
+        numbers[sequence : sequence + f, :m] = item.numbers
+        mask[sequence : sequence + f, :m] = True
+        radial[k, :m, :m] = item.radial
+        owner.extend([k] * f)
+        weight.extend(item.weights[list(frame_list)] if frames != "random" else [1.0])
+        row_structure.extend([k] * len(rows))
+        sequence, offset = sequence + f, offset + len(rows)
     return Batch(
-        features=torch.from_numpy(features),
+        rows=torch.from_numpy(np.concatenate([rows for _, rows, _ in chosen])),
+        row_structure=torch.tensor(row_structure),
+        row_of=torch.from_numpy(row_of),
         numbers=torch.from_numpy(numbers),
         mask=torch.from_numpy(mask),
-        group=torch.tensor([item.group for _, item, _ in rows]),
-        lattice=torch.from_numpy(np.stack([item.lattice for _, item, _ in rows])),
+        group=torch.tensor([item.group for item in structures]),
+        lattice=torch.from_numpy(np.stack([item.lattice for item in structures])),
         radial=torch.from_numpy(radial),
-        owner=torch.tensor([index for index, _, _ in rows]),
-        weight=torch.tensor([item.weights[f] if frames != "random" else 1.0 for _, item, f in rows], dtype=torch.float32),
+        owner=torch.tensor(owner),
+        weight=torch.tensor(weight, dtype=torch.float32),
     )
 
 

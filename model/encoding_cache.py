@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["EncodingCache", "cell_key", "default_cache_directory", "add_cache_arguments", "cache_from_arguments"]
 
 FORMAT = "basisdb-encodings"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: distinct feature rows and each atom's row, instead of every frame's features
 
 def default_cache_directory() -> Path:
     override = os.environ.get("BASISDB_ENCODINGS")
@@ -162,7 +162,7 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 def _pack(encodings: dict[str, EncodedStructure]) -> dict[str, np.ndarray]:
     keys = sorted(encodings)
     items = [encodings[key] for key in keys]
-    n_slots = items[0].frames.shape[-1] if items else 0
+    n_slots = items[0].rows.shape[-1] if items else 0
     n_radial = items[0].radial.shape[-1] if items else 0
     return {
         "keys": np.array(keys, dtype="S64"),
@@ -170,10 +170,12 @@ def _pack(encodings: dict[str, EncodedStructure]) -> dict[str, np.ndarray]:
         "hall_number": np.array([item.hall_number for item in items], dtype=np.int64),
         "looser_group": np.array([-1 if item.looser_group is None else item.looser_group for item in items], dtype=np.int64),
         "n_atoms": np.array([item.n_atoms for item in items], dtype=np.int64),
-        "n_frames": np.array([len(item.weights) for item in items], dtype=np.int64),
+        "n_frames": np.array([item.n_frames for item in items], dtype=np.int64),
+        "n_rows": np.array([len(item.rows) for item in items], dtype=np.int64),
         "n_inputs": np.array([len(item.input_to_standardized) for item in items], dtype=np.int64),
         "numbers": np.concatenate([item.numbers for item in items]).astype(np.int64) if items else np.zeros(0, np.int64),
-        "frames": np.concatenate([item.frames.reshape(-1, n_slots) for item in items]) if items else np.zeros((0, 0), np.float32),
+        "rows": np.concatenate([item.rows for item in items]) if items else np.zeros((0, n_slots), np.float32),
+        "row_index": np.concatenate([item.row_index.ravel() for item in items]).astype(np.int32) if items else np.zeros(0, np.int32),
         "weights": np.concatenate([item.weights for item in items]) if items else np.zeros(0),
         "lattice": np.stack([item.lattice for item in items]) if items else np.zeros((0, 6), np.float32),
         "radial": np.concatenate([item.radial.reshape(-1, n_radial) for item in items]) if items else np.zeros((0, 0), np.float32),
@@ -189,9 +191,9 @@ def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, EncodedStructure]:
     def starts(counts: np.ndarray) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(counts)])
 
-    atom_at, frame_at, input_at = starts(atoms), starts(frames), starts(inputs)
-    frame_row_at, pair_at = starts(frames * atoms), starts(atoms * atoms)
-    n_slots, n_radial = arrays["frames"].shape[-1], arrays["radial"].shape[-1]
+    atom_at, frame_at, input_at, row_at = starts(atoms), starts(frames), starts(inputs), starts(arrays["n_rows"])
+    index_at, pair_at = starts(frames * atoms), starts(atoms * atoms)
+    n_radial = arrays["radial"].shape[-1]
     out = {}
     for i, key in enumerate(arrays["keys"]):
         m, f = int(atoms[i]), int(frames[i])
@@ -201,7 +203,8 @@ def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, EncodedStructure]:
             group=int(arrays["group"][i]),
             hall_number=int(arrays["hall_number"][i]),
             numbers=arrays["numbers"][atom_at[i] : atom_at[i + 1]],
-            frames=arrays["frames"][frame_row_at[i] : frame_row_at[i + 1]].reshape(f, m, n_slots),
+            rows=arrays["rows"][row_at[i] : row_at[i + 1]],
+            row_index=arrays["row_index"][index_at[i] : index_at[i + 1]].reshape(f, m),
             weights=arrays["weights"][frame_at[i] : frame_at[i + 1]],
             lattice=arrays["lattice"][i],
             radial=arrays["radial"][pair_at[i] : pair_at[i + 1]].reshape(m, m, n_radial),

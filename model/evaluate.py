@@ -6,6 +6,12 @@ simple structure features added (density, volume per atom, packing fraction, spa
 primitive sites), a CGCNN trained from scratch, and (with ``--pretrained``) the CFT fine-tuned
 from the orbit-distance encoder.
 
+Neural models hold out 10% of each training fold for early stopping and train under one of
+two protocols: to convergence (the default; ``--patience``, ``--epochs`` as a cap) or
+compute-matched (``--minutes M``: the same wall-time budget for every neural method).  Each
+fit's wall time and epochs are recorded.  ``--training-seed`` reseeds the models on the same
+folds, for results over several seeds (``benchmarks/paired_folds.py`` pairs them by fold).
+
 With ``--holdout-groups`` (``2,14,15``, ``143-194`` or a crystal system such as ``cubic``),
 every structure of those space groups leaves the folds and forms an unseen-group test set that
 each fold's models also predict: MAE on seen groups (the folds' test sets) against MAE on
@@ -195,8 +201,10 @@ def _method(name: str, data: Prepared, settings: NeuralSettings) -> Callable[[np
     raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
-def evaluate(data: Prepared, methods: Sequence[str], folds: int, seed: int, holdout: Sequence[int], settings: NeuralSettings, log=sys.stderr) -> dict:
-    """K-fold cross-validation of every method on the same folds; see the module docstring."""
+def evaluate(data: Prepared, methods: Sequence[str], folds: int, seed: int, holdout: Sequence[int], settings: NeuralSettings, log=sys.stderr, training_seed: int | None = None) -> dict:
+    """K-fold cross-validation of every method on the same folds (from ``seed``); the models
+    of fold k are seeded with ``training_seed * 1000 + k`` (default: ``seed``)."""
+    training_seed = seed if training_seed is None else training_seed
     from sklearn.model_selection import KFold
 
     unseen = np.flatnonzero(np.isin(data.groups, holdout))
@@ -210,7 +218,7 @@ def evaluate(data: Prepared, methods: Sequence[str], folds: int, seed: int, hold
         train, test = seen[train_pos], seen[test_pos]
         for name in methods:
             began = time.perf_counter()
-            predictions, info = runs[name](train, [test, unseen] if len(unseen) else [test], seed * 1000 + fold)
+            predictions, info = runs[name](train, [test, unseen] if len(unseen) else [test], training_seed * 1000 + fold)
             record = {"fold": fold, "n_train": int(len(train)), "n_test": int(len(test)), "seconds": time.perf_counter() - began, "test": scores(data.values[test], predictions[0]), **info}
             out[name]["out_of_fold"][test] = predictions[0]
             if len(unseen):
@@ -320,15 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--radius", type=float, default=4.0)
     parser.add_argument("--symprec", type=float, default=DEFAULT_SYMPREC, help="spglib tolerance, Angstrom (default %(default)s)")
     parser.add_argument("--invariance", choices=INVARIANCES, default="e3", help="frames: e3 (mirror images too) or proper (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=200, help="epoch cap of the neural models")
-    parser.add_argument("--patience", type=int, default=30)
-    parser.add_argument("--minutes", type=float, default=2.0, help="time budget of each neural fit in minutes, the inside of an epoch included (the same for every neural method); 0: none")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--d-model", type=int, default=128, help="CFT token width (--pretrained overrides the encoder's sizes)")
-    parser.add_argument("--hidden", type=int, default=256, help="CFT positional-encoder width")
-    parser.add_argument("--blocks", type=int, default=3, help="CFT positional-encoder residual blocks")
-    parser.add_argument("--dropout", type=float, default=0.1, help="CFT dropout")
+    recipe, architecture = TrainConfig(), CFTConfig()
+    parser.add_argument("--training-seed", type=int, help="seed of the neural models' initialization and batches, and of the forests (default: --seed); the folds stay those of --seed")
+    parser.add_argument("--epochs", type=int, default=recipe.epochs, help="epoch cap of the neural models (default %(default)s)")
+    parser.add_argument("--patience", type=int, default=recipe.patience, help="stop after this many epochs without a better validation MAE; the learning rate halves after every third of it (default %(default)s)")
+    parser.add_argument(
+        "--minutes", type=float, default=0.0,
+        help="0: every neural fit runs to convergence (early stopping); M > 0: compute-matched, each fit gets M minutes of wall time, the inside of an epoch included, with a cosine schedule ending at the budget (default %(default)s)",
+    )
+    parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="(default %(default)s)")
+    parser.add_argument("--lr", type=float, default=recipe.learning_rate, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--d-model", type=int, default=architecture.d_model, help="CFT token width; --pretrained overrides the encoder's sizes (default %(default)s)")
+    parser.add_argument("--hidden", type=int, default=architecture.hidden, help="CFT positional-encoder width (default %(default)s)")
+    parser.add_argument("--blocks", type=int, default=architecture.encoder_blocks, help="CFT positional-encoder residual blocks (default %(default)s)")
+    parser.add_argument("--dropout", type=float, default=architecture.dropout, help="CFT dropout (default %(default)s)")
     parser.add_argument("--threads", type=int, help="torch and random forest threads, and processes encoding structures; default: torch's choice, one process")
     parser.add_argument("--limit", type=int, help="use a random subset of this many structures (quick checks)")
     add_cache_arguments(parser)
@@ -348,6 +361,7 @@ def main(argv=None) -> int:
         if args.folds < 2:
             raise ValueError(f"--folds must be at least 2, got {args.folds}")
         holdout = parse_groups(args.holdout_groups) if args.holdout_groups else []
+        training_seed = args.seed if args.training_seed is None else args.training_seed
         if args.threads:
             torch.set_num_threads(args.threads)
         store = BasisStore.open(args.store)
@@ -357,7 +371,7 @@ def main(argv=None) -> int:
         if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization
             pretrained, cft_config = read_pretrained_encoder(args.pretrained, store, cft_config)
         settings = NeuralSettings(
-            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=args.seed, max_minutes=args.minutes),
+            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=training_seed, max_minutes=args.minutes),
             cft=cft_config,
             pretrained=pretrained,
         )
@@ -368,7 +382,7 @@ def main(argv=None) -> int:
         print(f"{dataset.dataset}: {len(dataset)} structures; encoding, graphs, composition features ...", file=sys.stderr)
         data, rejected = prepare(dataset, encoder, cache=cache_from_arguments(args, encoder), workers=args.threads or 1)
         began = time.perf_counter()
-        evaluation = evaluate(data, methods, args.folds, args.seed, holdout, settings)
+        evaluation = evaluate(data, methods, args.folds, args.seed, holdout, settings, training_seed=training_seed)
         wall = time.perf_counter() - began
         out = args.out or Path("evaluation") / f"{args.dataset}-{args.target}{'-holdout' if holdout else ''}"
         out.mkdir(parents=True, exist_ok=True)
@@ -380,6 +394,8 @@ def main(argv=None) -> int:
             "command": "python -m model.evaluate " + " ".join(argv),
             "folds": args.folds,
             "seed": args.seed,
+            "training_seed": training_seed,
+            "protocol": "compute-matched" if args.minutes else "converged",
             "holdout_spec": args.holdout_groups,
             "holdout_groups": holdout,
             "n_structures": int(len(data.values)),

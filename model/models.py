@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -16,7 +15,7 @@ __all__ = ["CFTConfig", "CrystalFourierTransformer"]
 
 @dataclass(frozen=True)
 class CFTConfig:
-    """Hyperparameters of the CFT.
+    """Hyperparameters of the CFT; the defaults are the benchmark recipe (BENCHMARKS.md).
 
     Attributes:
         radius: truncation radius of the basis (must be in the store).
@@ -34,13 +33,13 @@ class CFTConfig:
 
     radius: float = 4.0
     n_slots: int = 320
-    d_model: int = 64
-    hidden: int = 128
-    encoder_blocks: int = 2
+    d_model: int = 128
+    hidden: int = 256
+    encoder_blocks: int = 3
     layers: int = 2
     heads: int = 4
     feedforward: int = 128
-    dropout: float = 0.0
+    dropout: float = 0.1
     group_embedding: bool = False
     radial_bias: bool = True
 
@@ -63,10 +62,7 @@ class CrystalFourierTransformer(nn.Module):
         self.config = config
         self.encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks, config.dropout, config.group_embedding)
         self.element = ElementEmbedding(config.d_model)
-        layer = nn.TransformerEncoderLayer(
-            config.d_model, config.heads, config.feedforward, config.dropout, batch_first=True, norm_first=True
-        )
-        self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.transformer = BiasedTransformer(config.d_model, config.heads, config.feedforward, config.dropout, config.layers)
         self.head = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, config.hidden), nn.GELU(), nn.Linear(config.hidden, 1))
         if config.radial_bias:
             self.radial_bias = nn.Linear(len(RADIAL_CENTRES), config.heads)
@@ -75,15 +71,18 @@ class CrystalFourierTransformer(nn.Module):
 
     def atom_states(self, batch: Batch) -> torch.Tensor:
         """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage)."""
-        tokens = self.element(batch.numbers) + self.encoder(batch.features, batch.group, batch.lattice)
-        padding = torch.zeros(batch.mask.shape, dtype=tokens.dtype, device=tokens.device).masked_fill(~batch.mask, float("-inf"))
-        bias = None
+        # The positional encoder runs once per distinct feature row, not per atom and frame.
+        positional = self.encoder(batch.rows, batch.group[batch.row_structure], batch.lattice[batch.row_structure])
+        tokens = self.element(batch.numbers) + positional[batch.row_of]
+        # One additive attention mask (B, heads, N, N): -inf on padded keys, plus the radial
+        # bias, built once per structure and shared by its frames.
+        n = batch.mask.shape[1]
+        atoms = batch.mask.new_zeros(batch.radial.shape[:2]).index_copy_(0, batch.owner, batch.mask)  # (S, N): frames share atoms
+        padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
+        mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         if self.config.radial_bias:
-            # (B * heads, N, N) additive bias; computed once per structure, shared by its frames
-            per_structure = self.radial_bias(batch.radial).permute(0, 3, 1, 2)
-            bias = per_structure[batch.owner].reshape(-1, *batch.radial.shape[1:3])
-        with _without_attention_fast_path(bias is not None):
-            return self.transformer(tokens, mask=bias, src_key_padding_mask=padding)
+            mask = mask + self.radial_bias(batch.radial).permute(0, 3, 1, 2)
+        return self.transformer(tokens, mask[batch.owner])
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """(B,) normalized predictions, one per sequence (frame)."""
@@ -93,17 +92,40 @@ class CrystalFourierTransformer(nn.Module):
         return self.head(pooled).squeeze(-1)
 
 
-@contextlib.contextmanager
-def _without_attention_fast_path(active: bool):
-    """PyTorch's inference fast path for attention returns NaN with a per-batch float
-    mask (torch 2.13, eval mode under no_grad); the regular path is exact."""
-    previous = torch.backends.mha.get_fastpath_enabled()
-    if active:
-        torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(previous)
+class BiasedTransformer(nn.Module):
+    """A pre-norm Transformer encoder whose attention takes an additive mask per sequence
+    and head, through PyTorch's fused ``scaled_dot_product_attention``.  Its parameters are
+    named as in ``nn.TransformerEncoder`` of ``nn.TransformerEncoderLayer(norm_first=True)``,
+    whose mask path copies the (B * heads, N, N) mask several times."""
+
+    def __init__(self, width: int, heads: int, feedforward: int, dropout: float, layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(_BiasedLayer(width, heads, feedforward, dropout) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, N, width); mask (B, heads, N, N) float, added to the attention logits."""
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+class _BiasedLayer(nn.Module):
+    def __init__(self, width: int, heads: int, feedforward: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.self_attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)  # holds the projections
+        self.linear1, self.linear2 = nn.Linear(width, feedforward), nn.Linear(feedforward, width)
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.dropout, self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, width = x.shape
+        attention = self.self_attn
+        qkv = nn.functional.linear(self.norm1(x), attention.in_proj_weight, attention.in_proj_bias)
+        q, k, v = qkv.view(b, n, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        mixed = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attention.dropout if self.training else 0.0)
+        x = x + self.dropout1(attention.out_proj(mixed.transpose(1, 2).reshape(b, n, width)))
+        return x + self.dropout2(self.linear2(self.dropout(nn.functional.relu(self.linear1(self.norm2(x))))))
 
 
 def average_over_frames(values: torch.Tensor, owner: torch.Tensor, n: int, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
             writer = csv.writer(handle)
             writer.writerow(["material_id", "prediction", "group", "looser_group", "n_frames"])
             for item, value in zip(items, values):
-                writer.writerow([item.label, f"{value:.6g}", item.group, item.looser_group or "", item.frames.shape[0]])
+                writer.writerow([item.label, f"{value:.6g}", item.group, item.looser_group or "", item.n_frames])
         print(f"{len(items)} predictions written to {args.out}; {len(rejected)} structure(s) skipped")
         return 0
     except (BasisDBError, FileNotFoundError, ValueError) as exc:

@@ -21,18 +21,27 @@ from .models import average_over_frames
 
 Collate = Callable[[Sequence, bool, "np.random.Generator | None"], Any]
 
-__all__ = ["TrainConfig", "DistributedContext", "fit", "evaluate_mae", "cosine_schedule", "cft_collate", "predict_normalized"]
+__all__ = ["TrainConfig", "DistributedContext", "fit", "evaluate_mae", "cosine_schedule", "PlateauSchedule", "cft_collate", "predict_normalized", "size_batches"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 16
+    """How :func:`fit` trains; the defaults are the benchmark recipe (BENCHMARKS.md).
+
+    Two protocols: without ``max_minutes`` (None or 0) training runs to convergence: the
+    learning rate halves after every ``patience // 3`` epochs without a better validation MAE,
+    and training stops after ``patience`` such epochs or at ``epochs`` (a generous cap).  With
+    ``max_minutes``, the fit is compute-matched: its wall time, the inside of an epoch
+    included, is bounded, and the learning rate anneals (cosine) to zero at the budget's end.
+    """
+
+    epochs: int = 1000
+    batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    patience: int = 20
+    patience: int = 30
     seed: int = 0
-    max_minutes: float | None = None  # wall-time budget of the whole fit, epochs included; None or 0: none
+    max_minutes: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,23 +109,53 @@ def cosine_schedule(optimizer, total_steps: int, warmup: int, budget_seconds: fl
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class PlateauSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """Linear warm-up over ``warmup`` steps, then the learning rate halves after every
+    ``wait`` epochs in a row without a better validation score (report each epoch with
+    :meth:`epoch_end`)."""
+
+    def __init__(self, optimizer, warmup: int, wait: int, factor: float = 0.5):
+        self.scale, self.wait, self.factor, self.stale = 1.0, max(1, wait), factor, 0
+        super().__init__(optimizer, lambda step: min(1.0, (step + 1) / warmup) * self.scale)
+
+    def epoch_end(self, improved: bool) -> None:
+        self.stale = 0 if improved else self.stale + 1
+        if self.stale and self.stale % self.wait == 0:
+            self.scale *= self.factor
+
+
 def cft_collate(items: Sequence[EncodedStructure], training: bool, rng: np.random.Generator | None) -> Batch:
     """The CFT's batches: one random origin frame per structure in training, all frames
     (to be averaged) otherwise."""
     return collate(items, frames="random" if training else "all", rng=rng)
 
 
+def size_batches(sizes: Sequence[int], batch_size: int, spread: float = 1.5, slack: int = 8) -> list[np.ndarray]:
+    """Indices of ``sizes`` in batches of at most ``batch_size`` items of alike sizes: in
+    increasing size, a batch ends before an item larger than both ``spread`` times its
+    smallest and its smallest plus ``slack``.  A batch is padded to its largest structure,
+    so alike sizes pad little."""
+    order = np.argsort(np.asarray(sizes), kind="stable")
+    batches, first = [], 0
+    for position in range(1, len(order) + 1):
+        smallest = sizes[order[first]]
+        if position == len(order) or position - first == batch_size or sizes[order[position]] > max(spread * smallest, smallest + slack):
+            batches.append(order[first:position])
+            first = position
+    return batches
+
+
 @torch.no_grad()
 def predict_normalized(model: nn.Module, items: Sequence, device, batch_size: int = 32, collate_fn: Collate = cft_collate) -> np.ndarray:
     """(n,) model outputs, averaged over the sequences (frames) of each item, weighted by
-    the batch's ``weight`` when it has one."""
+    the batch's ``weight`` when it has one.  Items are batched by size (``n_atoms``, where
+    they have it: :func:`size_batches`)."""
     model.eval()
-    out = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        batch = collate_fn(chunk, False, None).to(device)
-        out.append(average_over_frames(model(batch), batch.owner, len(chunk), getattr(batch, "weight", None)).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    out = np.zeros(len(items))
+    for chunk in size_batches([getattr(item, "n_atoms", 0) for item in items], batch_size):
+        batch = collate_fn([items[i] for i in chunk], False, None).to(device)
+        out[chunk] = average_over_frames(model(batch), batch.owner, len(chunk), getattr(batch, "weight", None)).cpu().numpy()
+    return out
 
 
 def evaluate_mae(model, items, targets: np.ndarray, mean: float, std: float, device, collate_fn: Collate = cft_collate) -> float:
@@ -153,7 +192,11 @@ def fit(
     usable = len(train) - len(train) % context.world  # equal shards, or DDP ranks would wait on each other
     steps_per_epoch = max(1, math.ceil(usable // context.world / config.batch_size))
     budget = 60 * config.max_minutes if config.max_minutes else None
-    scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup=min(100, steps_per_epoch), budget_seconds=budget)
+    warmup = min(100, steps_per_epoch)
+    if budget is None:  # to convergence
+        scheduler = PlateauSchedule(optimizer, warmup, wait=config.patience // 3)
+    else:  # compute-matched: annealed by the end of the budget
+        scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup, budget_seconds=budget)
     rng = np.random.default_rng(config.seed)
     best, best_epoch, history, start = math.inf, -1, [], time.monotonic()
     best_state = copy.deepcopy(model.state_dict())
@@ -186,8 +229,10 @@ def fit(
         validating = time.monotonic()
         val_mae = evaluate_mae(model, val, val_targets, mean, std, context.device, collate_fn)
         validation_seconds = time.monotonic() - validating
-        history.append({"epoch": epoch, "steps": len(losses), "train_loss": float(np.mean(losses)), "val_mae": val_mae})
+        history.append({"epoch": epoch, "steps": len(losses), "train_loss": float(np.mean(losses)), "val_mae": val_mae, "learning_rate": optimizer.param_groups[0]["lr"]})
         improved = val_mae < best
+        if isinstance(scheduler, PlateauSchedule):
+            scheduler.epoch_end(improved)
         if improved:
             best, best_epoch = val_mae, epoch
             best_state = copy.deepcopy(model.state_dict())

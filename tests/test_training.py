@@ -1,4 +1,4 @@
-"""The fit loop's budget, on a real CFT and real crystals."""
+"""The fit loop's two protocols (time budget, convergence), on a real CFT and real crystals."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from basisdb import BasisStore
 from model.data import StructureEncoder
 from model.models import CFTConfig, CrystalFourierTransformer
-from model.training import DistributedContext, TrainConfig, fit
+from model.training import DistributedContext, PlateauSchedule, TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +42,33 @@ def test_the_budget_ends_inside_an_epoch(encoded):
     (only,) = result["history"]  # validated once, then stopped
     assert only["steps"] == 1 < math.ceil(16 / 2)
     assert np.isfinite(result["best_val_mae"])
+
+
+def test_plateau_schedule_warms_up_then_halves_after_each_stale_stretch():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=1.0)
+    schedule = PlateauSchedule(optimizer, warmup=4, wait=2)
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == [0.25, 0.5, 0.75, 1.0]
+    for improved, expected in ((True, 1.0), (False, 1.0), (False, 0.5), (True, 0.5), (False, 0.5), (False, 0.25), (False, 0.25), (False, 0.125)):
+        schedule.epoch_end(improved)
+        optimizer.step()
+        schedule.step()
+        assert optimizer.param_groups[0]["lr"] == expected
+
+
+def test_without_a_budget_training_stops_on_its_patience_with_a_falling_rate(encoded):
+    """The converged protocol: a target the model cannot learn (noise) stops improving early;
+    the rate halves every patience // 3 stale epochs and training stops at the patience."""
+    encoder, items, _ = encoded
+    noise = np.random.default_rng(0).normal(size=len(items))
+    config = TrainConfig(epochs=200, batch_size=8, patience=6, max_minutes=None)
+    result = fit(model_for(encoder), items[:16], noise[:16], items[16:], noise[16:], config, DistributedContext("cpu"))
+    history = result["history"]
+    assert len(history) == result["best_epoch"] + 6 < 200
+    rates = [entry["learning_rate"] for entry in history]
+    assert rates[-1] < rates[result["best_epoch"] - 1] and min(rates) < config.learning_rate / 2 - 1e-12

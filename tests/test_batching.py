@@ -1,0 +1,97 @@
+"""The CFT's input path: distinct feature rows, batches and the attention, against direct
+computation and PyTorch's own Transformer as oracles, on real crystals of many groups."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from basisdb import BasisStore, crystal_frames
+from model.data import StructureEncoder, collate
+from model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
+from model.training import predict_normalized, size_batches
+
+
+@pytest.fixture(scope="module")
+def encoded(small_store, real_crystals):
+    """Every 8th real crystal (about 22 groups, 1-100+ atoms), encoded at radius 3."""
+    encoder = StructureEncoder(BasisStore.open(small_store), radius=3)
+    cells = real_crystals[::8]
+    return encoder, cells, [encoder.encode(cell) for cell in cells]
+
+
+def test_distinct_rows_rebuild_every_frame_exactly(encoded):
+    encoder, cells, items = encoded
+    shared = 0
+    for cell, item in zip(cells, items):
+        framed = crystal_frames(cell, symprec=encoder.symprec, invariance=encoder.invariance)
+        hall = item.hall_number
+        direct = np.stack([encoder.features(hall, positions) for positions in framed.positions])
+        assert np.array_equal(item.frames, direct), cell.label
+        assert len(np.unique(item.rows, axis=0)) == len(item.rows)  # distinct
+        assert item.row_index.shape == (item.n_frames, item.n_atoms) and item.row_index.max() < len(item.rows)
+        shared += item.n_frames * item.n_atoms - len(item.rows)
+    assert shared > 0  # orbits and frames share rows, which is what the encoder saves
+
+
+def test_collate_gives_each_atom_its_own_features_in_every_frame(encoded):
+    _, _, items = encoded
+    batch = collate(items, frames="all")
+    features = batch.rows[batch.row_of].numpy()  # (B, N, n_slots)
+    sequence = 0
+    for k, item in enumerate(items):
+        for f in range(item.n_frames):
+            assert np.array_equal(features[sequence, : item.n_atoms], item.frames[f])
+            assert not batch.mask[sequence, item.n_atoms :].any() and int(batch.owner[sequence]) == k
+            sequence += 1
+    assert np.array_equal(batch.row_structure.numpy(), np.repeat(np.arange(len(items)), [len(item.rows) for item in items]))
+    assert np.allclose(torch.zeros(len(items)).index_add_(0, batch.owner, batch.weight).numpy(), 1.0)
+
+    rng = np.random.default_rng(3)
+    random = collate(items, frames="random", rng=rng)
+    assert random.owner.tolist() == list(range(len(items)))
+    features = random.rows[random.row_of].numpy()
+    for k, item in enumerate(items):
+        matches = [f for f in range(item.n_frames) if np.array_equal(features[k, : item.n_atoms], item.frames[f])]
+        assert matches, item.label  # the atoms of one drawn frame
+        assert len(random.rows[random.row_structure == k]) <= item.n_atoms  # only that frame's rows
+
+
+def test_biased_transformer_equals_pytorch_transformer_with_the_same_weights():
+    torch.manual_seed(0)
+    b, n, width, heads = 6, 9, 32, 4
+    ours = BiasedTransformer(width, heads, 64, 0.0, 2).eval()
+    reference = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(width, heads, 64, 0.0, batch_first=True, norm_first=True), 2, enable_nested_tensor=False
+    )  # in training mode (dropout 0): its eval fast path returns NaN with a float mask (torch 2.13)
+    reference.load_state_dict(ours.state_dict())  # same parameter names: older checkpoints load
+    x, bias = torch.randn(b, n, width), torch.randn(b, heads, n, n)
+    mask = torch.ones(b, n, dtype=torch.bool)
+    mask[0, 5:], mask[3, 2:] = False, False
+    padding = torch.zeros(b, n).masked_fill(~mask, float("-inf"))
+    with torch.no_grad():
+        expected = reference(x, mask=bias.reshape(b * heads, n, n), src_key_padding_mask=padding)
+        got = ours(x, bias + padding[:, None, None, :])
+    assert torch.allclose(got[mask], expected[mask], atol=1e-6)
+
+
+def test_size_batches_cover_every_item_once_in_batches_of_alike_sizes():
+    sizes = np.random.default_rng(0).integers(1, 200, size=500)
+    batches = size_batches(sizes, batch_size=32)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(sizes)))
+    for batch in batches:
+        assert 1 <= len(batch) <= 32
+        assert sizes[batch].max() <= max(1.5 * sizes[batch].min(), sizes[batch].min() + 8)
+    assert size_batches([], 32) == []
+
+
+def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encoded):
+    encoder, _, items = encoded
+    torch.manual_seed(0)
+    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=encoder.n_slots, d_model=32, hidden=64))
+    nn.init.normal_(model.radial_bias.weight)
+    reference = np.array([predict_normalized(model, [item], "cpu")[0] for item in items])  # one at a time
+    permutation = np.random.default_rng(1).permutation(len(items))
+    for batch_size in (4, 32):
+        shuffled = predict_normalized(model, [items[i] for i in permutation], "cpu", batch_size=batch_size)
+        assert np.allclose(shuffled, reference[permutation], rtol=1e-5, atol=1e-6)
