@@ -2,9 +2,9 @@
 and never again, across folds, seeds, methods and runs.
 
 A configuration is everything an encoding depends on: the store's fingerprint, the radius,
-``symprec``, the invariance, ``max_anchors``, the slot width and the source code of the
-encoding path (so that a change of the code never serves a stale encoding).  Each has one
-HDF5 file under ``$BASISDB_ENCODINGS`` or the user cache directory
+``symprec``, the invariance, ``max_anchors``, the routing, the slot width and the source code
+of the encoding path (so that a change of the code never serves a stale encoding).  Each has
+one HDF5 file under ``$BASISDB_ENCODINGS`` or the user cache directory
 (``~/.cache/basisdb/encodings/`` on Linux), holding every structure encoded so far, keyed by a
 sha256 of its cell as given (lattice, fractional positions, atomic numbers).
 
@@ -97,6 +97,7 @@ class EncodingCache:
             "symprec": encoder.symprec,
             "invariance": encoder.invariance,
             "max_anchors": encoder.max_anchors,
+            "routing": encoder.routing,
             "n_slots": encoder.n_slots,
             "code": _code_version(),
         }

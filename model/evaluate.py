@@ -40,7 +40,7 @@ from basisdb.build import parse_number_ranges
 
 from .baselines import CGCNN, CGCNNConfig, CompositionForest, MeanBaseline, crystal_graph, graph_collate, magpie_features, structure_features
 from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder
-from .data import StructureEncoder
+from .data import ROUTINGS, StructureEncoder
 from .datasets import DATASETS, DatasetError, load_dataset
 from .encoding_cache import EncodingCache, add_cache_arguments, cache_from_arguments
 from .models import CFTConfig, CrystalFourierTransformer
@@ -342,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=int, default=architecture.hidden, help="CFT positional-encoder width (default %(default)s)")
     parser.add_argument("--blocks", type=int, default=architecture.encoder_blocks, help="CFT positional-encoder residual blocks (default %(default)s)")
     parser.add_argument("--dropout", type=float, default=architecture.dropout, help="CFT dropout (default %(default)s)")
+    ablation = parser.add_argument_group("ablations of the CFT (what carries its result)")
+    ablation.add_argument("--routing", choices=ROUTINGS, default="group", help="identity: plain Fourier features of the P1 basis instead of the group's invariant functions (default %(default)s)")
+    ablation.add_argument("--no-lattice-branch", action="store_true", help="drop the lattice branch of the positional encoder")
+    ablation.add_argument("--no-radial-bias", action="store_true", help="drop the radial pair bias of the attention")
     parser.add_argument("--threads", type=int, help="torch and random forest threads, and processes encoding structures; default: torch's choice, one process")
     parser.add_argument("--limit", type=int, help="use a random subset of this many structures (quick checks)")
     add_cache_arguments(parser)
@@ -365,8 +369,11 @@ def main(argv=None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         store = BasisStore.open(args.store)
-        encoder = StructureEncoder(store, args.radius, args.symprec, args.invariance)
-        cft_config = CFTConfig(radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, dropout=args.dropout)
+        encoder = StructureEncoder(store, args.radius, args.symprec, args.invariance, routing=args.routing)
+        cft_config = CFTConfig(
+            radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, dropout=args.dropout,
+            lattice_branch=not args.no_lattice_branch, radial_bias=not args.no_radial_bias,
+        )
         pretrained = None
         if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization
             pretrained, cft_config = read_pretrained_encoder(args.pretrained, store, cft_config)
@@ -405,7 +412,7 @@ def main(argv=None) -> int:
             "hardware": {"machine": platform.machine(), "processor": platform.processor(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
             "preparation_seconds": data.timings,
             "evaluation_seconds": wall,
-            "settings": {"symprec": args.symprec, "invariance": args.invariance, "train": settings.train.to_dict(), "cft": settings.cft.to_dict(), "cgcnn": vars(settings.cgcnn), "pretrained": str(args.pretrained) if args.pretrained else None},
+            "settings": {"symprec": args.symprec, "invariance": args.invariance, "routing": args.routing, "train": settings.train.to_dict(), "cft": settings.cft.to_dict(), "cgcnn": vars(settings.cgcnn), "pretrained": str(args.pretrained) if args.pretrained else None},
             "results": {name: {"summary": r["summary"], "folds": r["folds"]} for name, r in evaluation["methods"].items()},
             "predictions": {  # per structure, so that plots and other statistics can be redone
                 "ids": data.ids,

@@ -29,6 +29,8 @@ class CFTConfig:
             encoding (see :class:`model.modules.PositionalEncoder`).
         radial_bias: bias attention by a learned linear function (per head) of each atom
             pair's radial profile (:func:`model.data.pair_radial`).
+        lattice_branch: scale the positional encoding by a function of the lattice
+            (:class:`model.modules.PositionalEncoder`); False is an ablation.
     """
 
     radius: float = 4.0
@@ -42,6 +44,7 @@ class CFTConfig:
     dropout: float = 0.1
     group_embedding: bool = False
     radial_bias: bool = True
+    lattice_branch: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +63,7 @@ class CrystalFourierTransformer(nn.Module):
     def __init__(self, config: CFTConfig):
         super().__init__()
         self.config = config
-        self.encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks, config.dropout, config.group_embedding)
+        self.encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks, config.dropout, config.group_embedding, config.lattice_branch)
         self.element = ElementEmbedding(config.d_model)
         self.transformer = BiasedTransformer(config.d_model, config.heads, config.feedforward, config.dropout, config.layers)
         self.head = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, config.hidden), nn.GELU(), nn.Linear(config.hidden, 1))

@@ -80,14 +80,14 @@ class PositionalEncoder(nn.Module):
     features through an MLP.  The two combine multiplicatively, per atom.
     """
 
-    def __init__(self, n_slots: int, hidden: int, out: int, blocks: int, dropout: float = 0.0, group_embedding: bool = True):
+    def __init__(self, n_slots: int, hidden: int, out: int, blocks: int, dropout: float = 0.0, group_embedding: bool = True, lattice_branch: bool = True):
         super().__init__()
         self.position_in = nn.Linear(n_slots, hidden)
         self.group_embedding = nn.Embedding(N_GROUP_EMBEDDINGS, hidden) if group_embedding else None
         self.position_blocks = nn.Sequential(*[ResidualBlock(hidden, dropout) for _ in range(blocks)])
         self.lattice_branch = nn.Sequential(
             nn.Linear(LATTICE_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden)
-        )
+        ) if lattice_branch else None  # None: an ablation, the positions alone
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, out))
 
     def forward(self, features: torch.Tensor, group: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
@@ -98,4 +98,6 @@ class PositionalEncoder(nn.Module):
         if self.group_embedding is not None:
             h = h + view(self.group_embedding(group))
         h = self.position_blocks(h)
-        return self.out(h * view(self.lattice_branch(lattice)))
+        if self.lattice_branch is not None:
+            h = h * view(self.lattice_branch(lattice))
+        return self.out(h)

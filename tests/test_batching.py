@@ -95,3 +95,30 @@ def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encod
     for batch_size in (4, 32):
         shuffled = predict_normalized(model, [items[i] for i in permutation], "cpu", batch_size=batch_size)
         assert np.allclose(shuffled, reference[permutation], rtol=1e-5, atol=1e-6)
+
+
+def test_identity_routing_encodes_plain_p1_fourier_features(small_store, encoded):
+    """The ablation keeps the group's frames but not its invariant functions: the atoms of an
+    orbit no longer share a row."""
+    encoder, cells, items = encoded
+    plain = StructureEncoder(BasisStore.open(small_store), radius=3, routing="identity")
+    for cell, item in list(zip(cells, items))[:6]:
+        ablated = plain.encode(cell)
+        assert (ablated.hall_number, ablated.n_frames) == (item.hall_number, item.n_frames)
+        framed = crystal_frames(cell, symprec=plain.symprec, invariance=plain.invariance)
+        assert np.array_equal(ablated.frames, np.stack([plain.features(1, positions) for positions in framed.positions]))
+        assert len(ablated.rows) >= len(item.rows)
+    with pytest.raises(ValueError, match="routing must be one of"):
+        StructureEncoder(BasisStore.open(small_store), radius=3, routing="none")
+
+
+def test_cft_without_lattice_branch_or_radial_bias_has_neither(encoded):
+    encoder, _, items = encoded
+    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=encoder.n_slots, d_model=16, hidden=32, lattice_branch=False, radial_bias=False))
+    names = [name for name, _ in model.named_parameters()]
+    assert not any("lattice_branch" in name or name.startswith("radial_bias") for name in names)
+    batch = collate(items[:4], frames="all")
+    moved = collate(items[:4], frames="all")
+    moved.lattice, moved.radial = moved.lattice + 1.0, moved.radial + 1.0  # neither reaches the output any more
+    with torch.no_grad():
+        assert torch.equal(model.eval()(batch), model(moved))

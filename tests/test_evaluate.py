@@ -158,6 +158,22 @@ def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained,
     assert "fold 2/2  cft" in result.stderr
 
 
+def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_path):
+    """The converged protocol (no --minutes) with every ablation switched on, reseeded on the
+    same folds: the switches reach the model and the encoder, and are recorded."""
+    out = tmp_path / "ablated"
+    result = run_model("model.evaluate", "--dataset", "elastic_tensor", "--target", "log10_K_VRH", "--folds", "2", "--seed", "3",
+                       "--training-seed", "7", "--limit", "30", "--methods", "cft", "--store", str(small_store), "--radius", "3",
+                       "--epochs", "2", "--d-model", "16", "--hidden", "32", "--routing", "identity", "--no-lattice-branch",
+                       "--no-radial-bias", "--out", str(out), env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert (report["protocol"], report["seed"], report["training_seed"]) == ("converged", 3, 7)
+    assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] == 0
+    assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
+    assert [fold["epochs"] for fold in report["results"]["cft"]["folds"]] == [2, 2]
+
+
 def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
     result = run_model("model.evaluate", "--dataset", "elastic_tensor", "--target", "log10_K_VRH", "--methods", "cft-pretrained",
                        env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
