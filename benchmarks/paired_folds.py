@@ -1,46 +1,96 @@
 """Paired per-fold comparison of methods evaluated on the same folds, from results.json files.
 
-Methods of one (dataset, target, seed, folds, structures) may come from several runs of
-``python -m model.evaluate`` (for example the neural models from one run and new baselines
-from another): the folds are the same because they are drawn from the seed. A method found in
-several directories is taken from the last one given. For each target it
-prints every method's fold MAEs, their mean and sample standard deviation, and the CFT's
-paired differences to every other method (negative: the CFT is better) with the folds it wins.
+Methods of one (dataset, target, fold seed, folds, structures) may come from several runs of
+``python -m model.evaluate`` (the neural models from one run, new baselines from another,
+ablations from others): the folds are the same because they are drawn from the seed. Neural
+methods are taken from runs of one protocol (``--protocol``: converged or compute-matched); the
+forests and the mean do not train by epochs and are taken from any run. A CFT run with an
+ablation switch is its own method (``cft [no radial bias]``). Runs of one method with several
+``--training-seed`` values are averaged per fold, and the spread of their means is shown.
 
-    python benchmarks/paired_folds.py benchmarks/results/frames benchmarks/results/magpie-structure-rf ...
+For each target it prints every method's fold MAEs, their mean and sample standard deviation
+over folds, the neural fits' wall time and epochs, and the CFT's paired differences to every
+other method (negative: the CFT is better) with the folds it wins. A method found twice for
+the same training seed is taken from the last file read.
+
+    python benchmarks/paired_folds.py --protocol converged benchmarks/results
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+NEURAL = ("cgcnn", "cft", "cft-pretrained")
+
+
+def protocol_of(run: dict) -> str:
+    if "protocol" in run:
+        return run["protocol"]
+    return "compute-matched" if run["settings"]["train"].get("max_minutes") else "converged"  # older files
+
+
+def method_label(method: str, run: dict) -> str:
+    """``cft`` with its ablations named, e.g. ``cft [identity routing, radius 3]``."""
+    if not method.startswith("cft"):
+        return method
+    settings, cft = run["settings"], run["settings"]["cft"]
+    variant = []
+    if settings.get("routing", "group") != "group":
+        variant.append(f"{settings['routing']} routing")
+    if not cft.get("lattice_branch", True):
+        variant.append("no lattice branch")
+    if not cft.get("radial_bias", True):
+        variant.append("no radial bias")
+    if cft["radius"] != 4.0:
+        variant.append(f"radius {cft['radius']:g}")
+    return method + (f" [{', '.join(variant)}]" if variant else "")
+
 
 def main() -> None:
-    roots = [Path(p) for p in sys.argv[1:]] or [Path("benchmarks/results")]
-    runs: dict[tuple, dict[str, np.ndarray]] = {}
-    for root in roots:
-        for path in sorted(root.glob("*/results.json")):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("roots", nargs="*", type=Path, default=[Path("benchmarks/results")], help="folders searched for results.json")
+    parser.add_argument("--protocol", choices=("converged", "compute-matched"), default="converged")
+    args = parser.parse_args()
+    maes: dict[tuple, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: defaultdict(dict))
+    fits: dict[tuple, dict[str, dict[int, list[dict]]]] = defaultdict(lambda: defaultdict(dict))
+    for root in args.roots:
+        for path in sorted(root.rglob("results.json")):
             run = json.loads(path.read_text())
             if run["n_unseen"]:
                 continue  # held-out groups: another comparison
             key = (run["dataset"], run["target"], run["seed"], run["folds"], run["n_structures"])
             for method, result in run["results"].items():
-                runs.setdefault(key, {})[method] = np.array([fold["test"]["mae"] for fold in result["folds"]])
-    for (dataset, target, seed, folds, n), maes in sorted(runs.items()):
-        print(f"\n{dataset} {target}: {n} structures, {folds} folds, seed {seed}")
-        for method, values in maes.items():
-            print(f"  {method:22s} {values.mean():.4f} ± {values.std(ddof=1):.4f}   folds {np.round(values, 4).tolist()}")
-        if "cft" not in maes:
+                if method in NEURAL and protocol_of(run) != args.protocol:
+                    continue
+                label, training_seed = method_label(method, run), run.get("training_seed", run["seed"])
+                maes[key][label][training_seed] = np.array([fold["test"]["mae"] for fold in result["folds"]])
+                fits[key][label][training_seed] = [fold for fold in result["folds"] if "epochs" in fold]
+    for (dataset, target, seed, folds, n), methods in sorted(maes.items()):
+        print(f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}")
+        per_fold = {label: np.mean(list(seeds.values()), axis=0) for label, seeds in methods.items()}
+        for label, values in per_fold.items():
+            seeds = methods[label]
+            line = f"  {label:34s} {values.mean():.4f} ± {values.std(ddof=1):.4f}   folds {np.round(values, 4).tolist()}"
+            if len(seeds) > 1:
+                means = [v.mean() for v in seeds.values()]
+                line += f"   {len(seeds)} seeds {sorted(seeds)}, seed means {min(means):.4f}-{max(means):.4f}"
+            done = [fold for folds_of_seed in fits[(dataset, target, seed, folds, n)][label].values() for fold in folds_of_seed]
+            if done:
+                seconds = [f["train_seconds"] for f in done]
+                line += f"   fit {np.mean(seconds):.0f} s ({min(seconds):.0f}-{max(seconds):.0f}), epochs {min(f['epochs'] for f in done)}-{max(f['epochs'] for f in done)}, best {min(f['best_epoch'] for f in done)}-{max(f['best_epoch'] for f in done)}"
+            print(line)
+        if "cft" not in per_fold:
             continue
-        for method, values in maes.items():
-            if method == "cft":
+        for label, values in per_fold.items():
+            if label == "cft":
                 continue
-            difference = maes["cft"] - values
-            print(f"  cft - {method:20s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   cft better on {int((difference < 0).sum())} of {folds} folds")
+            difference = per_fold["cft"] - values
+            print(f"  cft - {label:28s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   cft better on {int((difference < 0).sum())} of {folds} folds")
 
 
 if __name__ == "__main__":

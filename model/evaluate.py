@@ -46,7 +46,7 @@ from .encoding_cache import EncodingCache, add_cache_arguments, cache_from_argum
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import DistributedContext, TrainConfig, cft_collate, fit, predict_normalized
 
-__all__ = ["METHODS", "parse_groups", "scores", "evaluate", "main"]
+__all__ = ["METHODS", "parse_groups", "scores", "evaluate", "plots", "main"]
 
 METHODS = ("mean", "composition-rf", "magpie-structure-rf", "cgcnn", "cft", "cft-pretrained")
 CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
@@ -264,51 +264,55 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plots(report: dict, data: Prepared, evaluation: dict, out: Path, target: str, unit: str) -> list[Path]:
+def plots(report: dict, out: Path) -> list[Path]:
+    """The figures of one evaluation, from its report (``results.json``) alone, so that any
+    results file can be re-plotted by the current code: the parity plot of every method's
+    out-of-fold predictions and, with held-out groups, seen- against unseen-group MAE."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
-    methods = list(evaluation["methods"])
-    seen = evaluation["seen"]
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
-    truth = data.values[seen]
-    predicted_all = np.concatenate([evaluation["methods"][name]["out_of_fold"][seen] for name in methods])
-    low, high = float(min(truth.min(), predicted_all.min())), float(max(truth.max(), predicted_all.max()))
+    target, unit = report["target"], report["unit"]
+    predictions = report["predictions"]
+    methods = list(report["results"])
+    held_out = np.asarray(predictions["held_out"], dtype=bool)
+    truth = np.asarray(predictions["truth"], dtype=float)[~held_out]
+    predicted = {name: np.asarray([np.nan if v is None else v for v in predictions["out_of_fold"][name]], dtype=float)[~held_out] for name in methods}
+    everything = np.concatenate([truth, *predicted.values()])
+    low, high = float(np.nanmin(everything)), float(np.nanmax(everything))
     pad = 0.03 * (high - low)
+    protocol = report.get("protocol", "compute-matched" if report["settings"]["train"].get("max_minutes") else "converged")
+    scope = f", groups {report['holdout_spec']} held out" if report["n_unseen"] else ""
+    written = []
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.6), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], methods):
-        predicted = evaluation["methods"][name]["out_of_fold"][seen]
-        ax.scatter(truth, predicted, s=4, alpha=0.4, linewidths=0)
+        ax.scatter(truth, predicted[name], s=4, alpha=0.4, linewidths=0)
         ax.plot([low - pad, high + pad], [low - pad, high + pad], color="k", lw=0.8)
-        ax.set_xlim(low - pad, high + pad)
-        ax.set_ylim(low - pad, high + pad)
-        ax.set_aspect("equal")
+        ax.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal")
         summary = report["results"][name]["summary"]
         ax.set_title(f"{name}\nMAE {summary['test_mae']['mean']:.3f}, R² {summary['test_r2']['mean']:.2f}", fontsize=9)
-        ax.set_xlabel(f"DFT {target} ({unit})", fontsize=8)
-    axes[0][0].set_ylabel("predicted (out of fold)", fontsize=8)
-    fig.suptitle(f"{report['dataset']}: {report['folds']}-fold cross-validation", fontsize=10)
-    fig.tight_layout()
+        ax.set_xlabel(f"DFT value ({unit})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel(f"predicted, out of fold ({unit})", fontsize=8)
+    fig.suptitle(f"{report['dataset']} / {target}: {report['folds']}-fold cross-validation, {protocol}{scope}", fontsize=10)
     path = out / f"parity_{target}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     written.append(path)
     if report["n_unseen"]:
-        fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 2, 3.4))
+        fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 2.5, 3.8), layout="constrained")
         x = np.arange(len(methods))
         for offset, part, label in ((-0.2, "test_mae", "seen groups (CV test folds)"), (0.2, "unseen_mae", f"unseen groups {report['holdout_spec']}")):
             means = [report["results"][m]["summary"][part]["mean"] for m in methods]
             stds = [report["results"][m]["summary"][part]["std"] for m in methods]
             ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=label)
-        ax.set_xticks(x, methods, fontsize=8)
+        ax.set_xticks(x, methods, fontsize=8, rotation=20, ha="right")
         ax.set_ylabel(f"MAE ({unit})")
-        ax.set_title(f"{report['dataset']} / {target}: seen vs unseen space groups", fontsize=10)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        ax.set_title(f"{report['dataset']} / {target}: seen vs unseen space groups ({protocol})", fontsize=10)
+        ax.legend(fontsize=8, title=f"bars: mean ± sd over the {report['folds']} folds", title_fontsize=8)
         path = out / f"seen_vs_unseen_{target}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     return written
@@ -425,7 +429,7 @@ def main(argv=None) -> int:
         (out / "results.json").write_text(json.dumps(report, indent=2))
         table = _markdown(report)
         (out / "results.md").write_text(table)
-        pictures = _plots(report, data, evaluation, out, args.target, dataset.unit)
+        pictures = plots(report, out)
         print(table)
         print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in pictures))
         return 0

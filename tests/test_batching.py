@@ -9,7 +9,7 @@ from torch import nn
 from basisdb import BasisStore, crystal_frames
 from model.data import StructureEncoder, collate
 from model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
-from model.training import predict_normalized, size_batches
+from model.training import predict_normalized, shuffled_batches, size_batches
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,23 @@ def test_size_batches_cover_every_item_once_in_batches_of_alike_sizes():
         assert 1 <= len(batch) <= 32
         assert sizes[batch].max() <= max(1.5 * sizes[batch].min(), sizes[batch].min() + 8)
     assert size_batches([], 32) == []
+
+
+def test_shuffled_batches_use_every_item_once_and_pool_alike_sizes():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 200, size=1000)
+    order = rng.permutation(len(sizes))
+    plain = shuffled_batches(order, None, 32, rng)
+    assert np.array_equal(np.concatenate(plain), order)  # no sizes: the order as it is, cut
+    pooled = shuffled_batches(order, sizes, 32, np.random.default_rng(1), pool=4)
+    assert np.array_equal(np.sort(np.concatenate(pooled)), np.arange(len(sizes)))
+    assert sorted(len(batch) for batch in pooled) == sorted(len(batch) for batch in plain)
+    padding = lambda batches: sum(len(b) * sizes[b].max() - sizes[b].sum() for b in batches)  # noqa: E731
+    assert padding(pooled) < padding(plain) / 2
+    for start in range(0, len(order), 4 * 32):  # each pool of 4 batches holds the same items as before
+        pool = order[start : start + 4 * 32]
+        members = [b for b in pooled if np.isin(b, pool).all()]
+        assert sum(len(b) for b in members) == len(pool)
 
 
 def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encoded):

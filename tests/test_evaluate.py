@@ -15,7 +15,7 @@ from basisdb.redescriptions import rotated
 from model.baselines import CGCNN, crystal_graph, graph_collate
 from model.data import RADIAL_CENTRES, StructureEncoder, collate, pair_radial
 from model.datasets import load_dataset
-from model.evaluate import parse_groups, prepare, scores
+from model.evaluate import parse_groups, plots, prepare, scores
 from model.models import CFTConfig, CrystalFourierTransformer
 
 from .test_model import REAL, real, run_model
@@ -151,8 +151,12 @@ def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained,
         summary = result_of["summary"]
         assert summary["test_mae"]["mean"] == pytest.approx(np.mean([f["test"]["mae"] for f in folds]))
     assert report["results"]["cft"]["summary"]["train_structures_per_second"] > 0
+    redrawn = tmp_path / "redrawn"  # from results.json alone, as benchmarks/replot.py does
+    redrawn.mkdir()
+    assert [p.name for p in plots(report, redrawn)] == ["parity_log10_K_VRH.png", "seen_vs_unseen_log10_K_VRH.png"]
     for picture in ("parity_log10_K_VRH.png", "seen_vs_unseen_log10_K_VRH.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (redrawn / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "results.md").read_text()
     assert "| cft-pretrained |" in table and "unseen-group MAE" in table
     assert "fold 2/2  cft" in result.stderr
