@@ -2,8 +2,10 @@
 
 Random lattices per crystal family and pairs of random points; the target is the exact orbit
 distance (see :mod:`model.geometry`).  The encoder learns embeddings whose Euclidean
-distance equals it.  Held-out MAE, and MAE divided by the mean distance, overall and per
-crystal system, go to ``CKPT/metrics.json``.
+distance equals it.  Training pairs are drawn afresh every epoch (``--pairs fresh``, the
+default: a fixed set is learnt by heart), held-out pairs once, on lattices of their own.
+``--minutes`` bounds the whole run, drawing included.  Held-out MAE, and MAE divided by the
+mean distance, overall and per crystal system, go to ``CKPT/metrics.json``.
 """
 
 from __future__ import annotations
@@ -79,7 +81,11 @@ def main(argv=None) -> int:
     parser.add_argument("--samples-per-group", type=int, default=512)
     parser.add_argument("--lattices-per-group", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--minutes", type=float, default=30.0, help="time budget for training")
+    parser.add_argument("--minutes", type=float, default=30.0, help="time budget, drawing pairs and the inside of an epoch included (default %(default)s)")
+    parser.add_argument(
+        "--pairs", choices=("fresh", "fixed"), default="fresh",
+        help="fresh: new training pairs (lattices and points) every epoch; fixed: one set drawn once (default %(default)s); the held-out pairs are drawn once either way",
+    )
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--d-model", type=int, default=128)
@@ -98,45 +104,63 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(args.seed)
         store = BasisStore.open(args.store)
         features = StructureEncoder(store, args.radius)
-        start = time.monotonic()
-        raw = make_pairs(features, groups, args.samples_per_group, args.lattices_per_group, rng)
-        systems = raw.pop("system")
-        data = {k: torch.as_tensor(v, dtype=torch.long if k == "group" else torch.float32, device=device) for k, v in raw.items()}
-        n = len(systems)
-        order = torch.as_tensor(rng.permutation(n), device=device)
-        n_held = max(1, int(args.held_out * n))
-        held, train = order[:n_held], order[n_held:]
-        print(f"{n} pairs from {len(groups)} groups in {time.monotonic() - start:.1f} s; mean orbit distance {raw['distance'].mean():.3f} A", file=sys.stderr)
+        began = start = time.monotonic()
+        deadline = began + 60 * args.minutes
+
+        def draw(samples_per_group: int, lattices_per_group: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+            raw = make_pairs(features, groups, samples_per_group, lattices_per_group, rng)
+            systems = raw.pop("system")
+            return {k: torch.as_tensor(v, dtype=torch.long if k == "group" else torch.float32, device=device) for k, v in raw.items()}, systems
+
+        held_per_group = max(1, int(round(args.held_out * args.samples_per_group)))
+        train_per_group = args.samples_per_group - held_per_group
+        held_lattices = max(1, int(round(args.held_out * args.lattices_per_group)))
+        held_data, held_systems = draw(held_per_group, held_lattices)  # new lattices too: never trained on
+        data, _ = draw(train_per_group, max(1, args.lattices_per_group - held_lattices))
+        n_held, n_train = len(held_systems), len(data["distance"])
+        print(f"{n_train} training pairs ({args.pairs}) and {n_held} held-out pairs from {len(groups)} groups in "
+              f"{time.monotonic() - start:.1f} s; mean orbit distance {data['distance'].mean():.3f} A", file=sys.stderr)
 
         config = CFTConfig(radius=args.radius, n_slots=features.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, group_embedding=True)
         encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks, group_embedding=config.group_embedding).to(device)
         optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=1e-4)
-        steps_per_epoch = math.ceil(len(train) / args.batch_size)
+        steps_per_epoch = math.ceil(n_train / args.batch_size)
         scheduler = cosine_schedule(optimizer, args.epochs * steps_per_epoch, warmup=min(200, steps_per_epoch), budget_seconds=60 * args.minutes)
-        began, epoch = time.monotonic(), 0
+        epoch, steps, pairs_seen, drawing = 0, 0, 0, 0.0
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=args.epochs, desc="pretraining", unit="epoch", file=sys.stderr)
+        bar = tqdm(total=round(60 * args.minutes), desc="pretraining", unit="s", file=sys.stderr)  # the budget is the bound
         for epoch in range(1, args.epochs + 1):
+            if epoch > 1 and args.pairs == "fresh":
+                drawn = time.monotonic()
+                data, _ = draw(train_per_group, max(1, args.lattices_per_group - held_lattices))
+                drawing += time.monotonic() - drawn
             encoder.train()
-            shuffled = train[torch.randperm(len(train), device=device)]
+            shuffled = torch.randperm(n_train, device=device)
             losses = []
-            for i in range(0, len(shuffled), args.batch_size):
+            for i in range(0, n_train, args.batch_size):
+                if losses and time.monotonic() > deadline:
+                    break
                 index = shuffled[i : i + args.batch_size]
                 loss = nn.functional.smooth_l1_loss(embedding_distance(encoder, data, index), data["distance"][index], beta=0.1)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                nn.utils.clip_grad_norm_(encoder.parameters(), 5.0)
                 optimizer.step()
                 scheduler.step()
                 losses.append(loss.item())
-            bar.set_postfix_str(f"loss {np.mean(losses):.4f}")
-            bar.update()
-            if time.monotonic() - began > 60 * args.minutes:
+                pairs_seen += len(index)
+                bar.n = min(bar.total, round(time.monotonic() - began))
+                bar.set_postfix_str(f"epoch {epoch}, loss {losses[-1]:.4f}", refresh=False)
+                bar.update(0)
+            steps += len(losses)
+            if time.monotonic() > deadline:
                 break
         bar.close()
         seconds = time.monotonic() - began
-        metrics = held_out_metrics(encoder, data, held, systems)
-        metrics.update({"epochs": epoch, "train_seconds": seconds, "n_pairs": n, "n_held_out": n_held, "groups": args.groups,
+        metrics = held_out_metrics(encoder, held_data, torch.arange(n_held, device=device), held_systems)
+        metrics.update({"epochs": epoch, "steps": steps, "pairs_seen": pairs_seen, "pairs": args.pairs, "train_seconds": seconds,
+                        "drawing_seconds": drawing, "n_pairs_per_epoch": n_train, "n_held_out": n_held, "groups": args.groups,
                         "device": str(device), "config": config.to_dict()})
         save_checkpoint(args.out, kind="encoder", module=encoder, config=config, store=store, metrics=metrics["overall"])
         (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -145,7 +169,7 @@ def main(argv=None) -> int:
         for system, row in metrics["per_crystal_system"].items():
             print(f"  {system:<13} MAE {row['mae']:.4f} A  mean {row['mean_distance']:.3f} A  ratio {row['mae_over_mean_distance']:.4f}  (n={row['n']})")
         return 0
-    except BasisDBError as exc:
+    except (BasisDBError, ValueError) as exc:  # ValueError: --groups that are not numbers
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -178,9 +178,17 @@ def test_pretrain_cli(small_store, tmp_path):
                        "--samples-per-group", "64", "--epochs", "2", "--minutes", "1")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["overall"]["mae"] >= 0 and 0 < metrics["overall"]["mean_distance"]
+    assert np.isfinite(metrics["overall"]["mae"]) and 0 < metrics["overall"]["mean_distance"]
     assert set(metrics["per_crystal_system"]) == {"triclinic", "monoclinic", "hexagonal", "cubic"}
     assert "held-out MAE" in result.stdout
+    # fresh training pairs every epoch, the held-out ones (on lattices of their own) drawn once
+    assert metrics["pairs"] == "fresh" and metrics["epochs"] == 2 and metrics["drawing_seconds"] > 0
+    assert metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
+
+
+def test_pretrain_refuses_groups_that_are_not_numbers(tmp_path):
+    result = run_model("model.pretrain", "--out", str(tmp_path / "pre"), "--groups", "abc")
+    assert result.returncode == 2 and result.stderr.startswith("error: cannot read 'abc'") and "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
