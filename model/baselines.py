@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import TensorBatch
+from .data import SUBNORMAL_CUT, TensorBatch
 from .models import average_over_frames
 from .modules import ElementEmbedding
 
@@ -43,6 +43,7 @@ __all__ = [
     "CGCNN",
     "CGCNNConfig",
     "graph_collate",
+    "gaussian_expansion",
 ]
 
 
@@ -178,6 +179,13 @@ class CGCNNConfig:
     gaussian_step: float = 0.2
 
 
+def gaussian_expansion(distances: torch.Tensor, centres: torch.Tensor, width: float) -> torch.Tensor:
+    """(E, K) exp(-((d - c_k) / width)^2), with tails below ``SUBNORMAL_CUT`` set to zero:
+    float32 subnormals made every matrix product of the CGCNN 6x slower on the CPU."""
+    gaussians = torch.exp(-(((distances[:, None] - centres) / width) ** 2))
+    return gaussians.masked_fill(gaussians < SUBNORMAL_CUT, 0.0)
+
+
 class CGCNN(nn.Module):
     """Element features, CGConv x3 (each followed by softplus), mean pooling, MLP head."""
 
@@ -193,7 +201,7 @@ class CGCNN(nn.Module):
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """(B,) normalized predictions, one per graph."""
-        gaussians = torch.exp(-(((batch.distances[:, None] - self.centres) / self.config.gaussian_step) ** 2))
+        gaussians = gaussian_expansion(batch.distances, self.centres, self.config.gaussian_step)
         x = self.element(batch.numbers)
         for convolution in self.convolutions:
             x = nn.functional.softplus(convolution(x, batch.edges, gaussians))

@@ -1,6 +1,9 @@
 """The CFT's input path: distinct feature rows, batches and the attention, against direct
 computation and PyTorch's own Transformer as oracles, on real crystals of many groups."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +142,36 @@ def test_cft_without_lattice_branch_or_radial_bias_has_neither(encoded):
     moved.lattice, moved.radial = moved.lattice + 1.0, moved.radial + 1.0  # neither reaches the output any more
     with torch.no_grad():
         assert torch.equal(model.eval()(batch), model(moved))
+
+
+def test_encoding_structures_does_not_load_torch(small_store):
+    """Encoding worker processes start in a third of the time without it."""
+    script = (
+        "import sys\n"
+        "from pymatgen.core import Lattice, Structure\n"
+        "from basisdb import BasisStore\n"
+        "from model.data import StructureEncoder\n"
+        f"encoder = StructureEncoder(BasisStore.open({str(small_store)!r}), radius=3)\n"
+        "item = encoder.encode(Structure(Lattice.cubic(4.2), ['Cs', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]]))\n"
+        "assert item.group == 221, item.group\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_subnormal_floats_reach_the_models(encoded):
+    """Gaussian tails between 1e-45 and 1.2e-38 are float32 subnormals, which slowed every
+    matrix product of the CGCNN 6x on the CPU; both models' radial inputs cut them to zero."""
+    from model.baselines import gaussian_expansion
+
+    tiny = np.finfo(np.float32).tiny
+    _, _, items = encoded
+    radial = np.concatenate([item.radial.ravel() for item in items])
+    assert not ((radial != 0) & (np.abs(radial) < tiny)).any() and (radial > 0).any()
+    distances = torch.linspace(0.0, 8.0, 4001)  # every tail, through the subnormal band
+    gaussians = gaussian_expansion(distances, torch.arange(0.0, 8.1, 0.2), 0.2)
+    assert not ((gaussians != 0) & (gaussians.abs() < tiny)).any()
+    reference = torch.exp(-(((distances[:, None] - torch.arange(0.0, 8.1, 0.2)) / 0.2) ** 2))
+    assert ((reference != 0) & (reference.abs() < tiny)).any()  # the band is really crossed
+    assert torch.allclose(gaussians, reference, rtol=0, atol=1e-30)
