@@ -6,7 +6,8 @@ ablations from others): the folds are the same because they are drawn from the s
 methods are taken from runs of one protocol (``--protocol``: converged or compute-matched); the
 forests and the mean do not train by epochs and are taken from any run. A CFT run with an
 ablation switch is its own method (``cft [no radial bias]``). Runs of one method with several
-``--training-seed`` values are averaged per fold, and the spread of their means is shown.
+``--training-seed`` values are averaged per fold, and the spread of their means is shown;
+a paired difference uses the training seeds both methods have (all, if they share none).
 
 For each target it prints every method's fold MAEs, their mean and sample standard deviation
 over folds, the neural fits' wall time and epochs, and the CFT's paired differences to every
@@ -86,11 +87,16 @@ def main() -> None:
             print(line)
         if "cft" not in per_fold:
             continue
-        for label, values in per_fold.items():
+        for label in per_fold:
             if label == "cft":
                 continue
-            difference = per_fold["cft"] - values
-            print(f"  cft - {label:28s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   cft better on {int((difference < 0).sum())} of {folds} folds")
+            common = sorted(set(methods["cft"]) & set(methods[label]))  # pair seeds with seeds where both have them
+            if common:
+                difference = np.mean([methods["cft"][s] - methods[label][s] for s in common], axis=0)
+            else:
+                difference = per_fold["cft"] - per_fold[label]
+            seeds = f"seeds {common}" if common else "all seeds"
+            print(f"  cft - {label:28s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   cft better on {int((difference < 0).sum())} of {folds} folds ({seeds})")
 
 
 if __name__ == "__main__":
