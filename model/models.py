@@ -10,7 +10,7 @@ from torch import nn
 from .data import RADIAL_CENTRES, Batch
 from .modules import ElementEmbedding, PositionalEncoder
 
-__all__ = ["CFTConfig", "CrystalFourierTransformer"]
+__all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer", "average_over_frames"]
 
 
 @dataclass(frozen=True)
