@@ -115,8 +115,9 @@ def main(argv=None) -> int:
         held_per_group = max(1, int(round(args.held_out * args.samples_per_group)))
         train_per_group = args.samples_per_group - held_per_group
         held_lattices = max(1, int(round(args.held_out * args.lattices_per_group)))
+        train_lattices = max(1, args.lattices_per_group - held_lattices)
         held_data, held_systems = draw(held_per_group, held_lattices)  # new lattices too: never trained on
-        data, _ = draw(train_per_group, max(1, args.lattices_per_group - held_lattices))
+        data, _ = draw(train_per_group, train_lattices)
         n_held, n_train = len(held_systems), len(data["distance"])
         print(f"{n_train} training pairs ({args.pairs}) and {n_held} held-out pairs from {len(groups)} groups in "
               f"{time.monotonic() - start:.1f} s; mean orbit distance {data['distance'].mean():.3f} A", file=sys.stderr)
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
         for epoch in range(1, args.epochs + 1):
             if epoch > 1 and args.pairs == "fresh":
                 drawn = time.monotonic()
-                data, _ = draw(train_per_group, max(1, args.lattices_per_group - held_lattices))
+                data, _ = draw(train_per_group, train_lattices)
                 drawing += time.monotonic() - drawn
             encoder.train()
             shuffled = torch.randperm(n_train, device=device)
