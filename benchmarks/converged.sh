@@ -31,3 +31,13 @@ $K --routing identity --out benchmarks/results/ablations/identity-routing
 $K --no-lattice-branch --out benchmarks/results/ablations/no-lattice-branch
 $K --radius 3 --out benchmarks/results/ablations/radius-3
 $K --radius 6 --out benchmarks/results/ablations/radius-6
+# Pretraining (30 CPU-minutes, fresh pairs), then fine-tuning against scratch on the same folds,
+# with and without the cubic system held out
+PRE=benchmarks/results/pretraining/orbit-distance-fresh
+python -m model.pretrain --out $PRE --minutes 30 --threads 1
+E="python -m model.evaluate --folds 5 --seed 0 --threads 1"
+$E --dataset elastic_tensor --target log10_K_VRH --pretrained $PRE --methods cft-pretrained \
+  --out benchmarks/results/converged/elastic_tensor-log10_K_VRH-cft-pretrained
+$E --dataset elastic_tensor --target log10_K_VRH --holdout-groups cubic --pretrained $PRE \
+  --methods mean,composition-rf,magpie-structure-rf,cgcnn,cft,cft-pretrained \
+  --out benchmarks/results/converged/elastic_tensor-log10_K_VRH-holdout-cubic

@@ -11,8 +11,9 @@ a paired difference uses the training seeds both methods have (all, if they shar
 
 For each target it prints every method's fold MAEs, their mean and sample standard deviation
 over folds, the neural fits' wall time and epochs, and the CFT's paired differences to every
-other method (negative: the CFT is better) with the folds it wins. A method found twice for
-the same training seed is taken from the last file read.
+other method (negative: the CFT is better) with the folds it wins. A neural method found twice
+for the same training seed is taken from the last file read, and a note on stderr names both
+files: name the roots to choose (older budgeted runs predate the speed fixes).
 
     python benchmarks/paired_folds.py --protocol converged benchmarks/results
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -52,6 +54,10 @@ def method_label(method: str, run: dict) -> str:
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 
+def dataset_target(key: tuple) -> str:
+    return f"{key[0]} {key[1]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roots", nargs="*", type=Path, default=[Path("benchmarks/results")], help="folders searched for results.json")
@@ -59,6 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     maes: dict[tuple, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: defaultdict(dict))
     fits: dict[tuple, dict[str, dict[int, list[dict]]]] = defaultdict(lambda: defaultdict(dict))
+    sources: dict[tuple, dict[str, dict[int, Path]]] = defaultdict(lambda: defaultdict(dict))
     for root in args.roots:
         for path in sorted(root.rglob("results.json")):
             run = json.loads(path.read_text())
@@ -69,7 +76,11 @@ def main() -> None:
                 if method in NEURAL and protocol_of(run) != args.protocol:
                     continue
                 label, training_seed = method_label(method, run), run.get("training_seed", run["seed"])
+                if method in NEURAL and training_seed in maes[key][label]:  # two runs of one method and seed: say which one counts
+                    print(f"note: {label} (training seed {training_seed}) of {dataset_target(key)} found again in {path}; "
+                          f"that run replaces {sources[key][label][training_seed]} (name the roots to choose)", file=sys.stderr)
                 maes[key][label][training_seed] = np.array([fold["test"]["mae"] for fold in result["folds"]])
+                sources[key][label][training_seed] = path
                 fits[key][label][training_seed] = [fold for fold in result["folds"] if "epochs" in fold]
     for (dataset, target, seed, folds, n), methods in sorted(maes.items()):
         print(f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}")

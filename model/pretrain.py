@@ -94,8 +94,11 @@ def main(argv=None) -> int:
     parser.add_argument("--held-out", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); the budget is wall time, so one thread makes it CPU time")
     args = parser.parse_args(argv)
     try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
         groups = parse_number_ranges(args.groups, upper=230)
         if not groups or groups[0] < 1 or groups[-1] > 230:
             raise BasisDBError(f"--groups must lie in 1-230, got {args.groups!r}")
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
         metrics = held_out_metrics(encoder, held_data, torch.arange(n_held, device=device), held_systems)
         metrics.update({"epochs": epoch, "steps": steps, "pairs_seen": pairs_seen, "pairs": args.pairs, "train_seconds": seconds,
                         "drawing_seconds": drawing, "n_pairs_per_epoch": n_train, "n_held_out": n_held, "groups": args.groups,
-                        "device": str(device), "config": config.to_dict()})
+                        "device": str(device), "torch_threads": torch.get_num_threads(), "config": config.to_dict()})
         save_checkpoint(args.out, kind="encoder", module=encoder, config=config, store=store, metrics=metrics["overall"])
         (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         overall = metrics["overall"]

@@ -175,7 +175,7 @@ def run_model(*args, **kwargs):
 def test_pretrain_cli(small_store, tmp_path):
     out = tmp_path / "pre"
     result = run_model("model.pretrain", "--out", str(out), "--store", str(small_store), "--groups", "1,2,14,194,225",
-                       "--samples-per-group", "64", "--epochs", "2", "--minutes", "1")
+                       "--samples-per-group", "64", "--epochs", "2", "--minutes", "1", "--threads", "1")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["overall"]["mae"]) and 0 < metrics["overall"]["mean_distance"]
@@ -184,6 +184,7 @@ def test_pretrain_cli(small_store, tmp_path):
     # fresh training pairs every epoch, the held-out ones (on lattices of their own) drawn once
     assert metrics["pairs"] == "fresh" and metrics["epochs"] == 2 and metrics["drawing_seconds"] > 0
     assert metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
+    assert metrics["torch_threads"] == 1  # --threads makes the wall-time budget a CPU-time budget
 
 
 def test_pretrain_refuses_groups_that_are_not_numbers(tmp_path):
