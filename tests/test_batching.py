@@ -174,4 +174,6 @@ def test_no_subnormal_floats_reach_the_models(encoded):
     assert not ((gaussians != 0) & (gaussians.abs() < tiny)).any()
     reference = torch.exp(-(((distances[:, None] - torch.arange(0.0, 8.1, 0.2)) / 0.2) ** 2))
     assert ((reference != 0) & (reference.abs() < tiny)).any()  # the band is really crossed
-    assert torch.allclose(gaussians, reference, rtol=0, atol=1e-30)
+    # only the tails change: above the cut the two agree to float32 rounding (exp's vectorized
+    # and scalar paths may differ by an ulp), below it the cut values were under 1e-30
+    assert torch.allclose(gaussians, reference, rtol=1e-6, atol=1e-30)
