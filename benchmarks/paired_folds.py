@@ -54,10 +54,6 @@ def method_label(method: str, run: dict) -> str:
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 
-def dataset_target(key: tuple) -> str:
-    return f"{key[0]} {key[1]}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roots", nargs="*", type=Path, default=[Path("benchmarks/results")], help="folders searched for results.json")
@@ -77,7 +73,7 @@ def main() -> None:
                     continue
                 label, training_seed = method_label(method, run), run.get("training_seed", run["seed"])
                 if method in NEURAL and training_seed in maes[key][label]:  # two runs of one method and seed: say which one counts
-                    print(f"note: {label} (training seed {training_seed}) of {dataset_target(key)} found again in {path}; "
+                    print(f"note: {label} (training seed {training_seed}) of {key[0]} {key[1]} found again in {path}; "
                           f"that run replaces {sources[key][label][training_seed]} (name the roots to choose)", file=sys.stderr)
                 maes[key][label][training_seed] = np.array([fold["test"]["mae"] for fold in result["folds"]])
                 sources[key][label][training_seed] = path
