@@ -59,9 +59,8 @@ def main() -> None:
     parser.add_argument("roots", nargs="*", type=Path, default=[Path("benchmarks/results")], help="folders searched for results.json")
     parser.add_argument("--protocol", choices=("converged", "compute-matched"), default="converged")
     args = parser.parse_args()
-    maes: dict[tuple, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: defaultdict(dict))
-    fits: dict[tuple, dict[str, dict[int, list[dict]]]] = defaultdict(lambda: defaultdict(dict))
-    sources: dict[tuple, dict[str, dict[int, Path]]] = defaultdict(lambda: defaultdict(dict))
+    # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> (file, its folds)
+    found: dict[tuple, dict[str, dict[int, tuple[Path, list[dict]]]]] = defaultdict(lambda: defaultdict(dict))
     for root in args.roots:
         for path in sorted(root.rglob("results.json")):
             run = json.loads(path.read_text())
@@ -72,14 +71,13 @@ def main() -> None:
                 if method in NEURAL and protocol_of(run) != args.protocol:
                     continue
                 label, training_seed = method_label(method, run), run.get("training_seed", run["seed"])
-                if method in NEURAL and training_seed in maes[key][label]:  # two runs of one method and seed: say which one counts
+                if method in NEURAL and training_seed in found[key][label]:  # two runs of one method and seed: say which one counts
                     print(f"note: {label} (training seed {training_seed}) of {key[0]} {key[1]} found again in {path}; "
-                          f"that run replaces {sources[key][label][training_seed]} (name the roots to choose)", file=sys.stderr)
-                maes[key][label][training_seed] = np.array([fold["test"]["mae"] for fold in result["folds"]])
-                sources[key][label][training_seed] = path
-                fits[key][label][training_seed] = [fold for fold in result["folds"] if "epochs" in fold]
-    for (dataset, target, seed, folds, n), methods in sorted(maes.items()):
+                          f"that run replaces {found[key][label][training_seed][0]} (name the roots to choose)", file=sys.stderr)
+                found[key][label][training_seed] = (path, result["folds"])
+    for (dataset, target, seed, folds, n), runs in sorted(found.items()):
         print(f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}")
+        methods = {label: {s: np.array([fold["test"]["mae"] for fold in fs]) for s, (_, fs) in seeds.items()} for label, seeds in runs.items()}
         per_fold = {label: np.mean(list(seeds.values()), axis=0) for label, seeds in methods.items()}
         for label, values in per_fold.items():
             seeds = methods[label]
@@ -87,7 +85,7 @@ def main() -> None:
             if len(seeds) > 1:
                 means = [v.mean() for v in seeds.values()]
                 line += f"   {len(seeds)} seeds {sorted(seeds)}, seed means {min(means):.4f}-{max(means):.4f}"
-            done = [fold for folds_of_seed in fits[(dataset, target, seed, folds, n)][label].values() for fold in folds_of_seed]
+            done = [fold for _, folds_of_seed in runs[label].values() for fold in folds_of_seed if "epochs" in fold]
             if done:
                 seconds = [f["train_seconds"] for f in done]
                 line += f"   fit {np.mean(seconds):.0f} s ({min(seconds):.0f}-{max(seconds):.0f}), epochs {min(f['epochs'] for f in done)}-{max(f['epochs'] for f in done)}, best {min(f['best_epoch'] for f in done)}-{max(f['best_epoch'] for f in done)}"
