@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import DEFAULT_POINTS, TOLERANCE, figures_by_radius, random_points
 from .construction import build_basis_for_setting
 from .errors import BasisDBError
 from .store import BasisStore
-from .verification import DEFAULT_POINTS, TOLERANCE, figures_by_radius, random_points
 
 __all__ = ["AuditReport", "audit_store"]
 
 # Different points from the build's, so the audit is not a replay of it.
-AUDIT_SEED = 7
+_AUDIT_SEED = 7
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def audit_store(
     path: str | os.PathLike,
     *,
     n_points: int = DEFAULT_POINTS,
-    seed: int = AUDIT_SEED,
+    seed: int = _AUDIT_SEED,
     progress: bool = True,
 ) -> AuditReport:
     """Recompute checksums, invariance and orthogonality of every setting in a store."""
@@ -76,7 +76,9 @@ def audit_store(
             for stored, fresh in zip(table, figures):
                 for key in ("n_frequencies", "n_basis", "n_absent"):
                     if int(stored[key]) != fresh[key]:
-                        failures.append(f"{name} r={fresh['radius']:g}: stored {key} {int(stored[key])}, recomputed {fresh[key]}")
+                        failures.append(
+                            f"{name} r={fresh['radius']:g}: stored {key} {int(stored[key])}, recomputed {fresh[key]}"
+                        )
                 for key, value in fresh.items():
                     if key.endswith("_error"):
                         worst[key] = max(worst.get(key, 0.0), value)

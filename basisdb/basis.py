@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InvalidRadiusError
+from .checks import verification_figures
 from .encoding import PlaneWaveRouter, Precision, check_fractional_coordinates, realify
+from .errors import InvalidRadiusError
 from .frequencies import FrequencyIndex, count_within
 from .settings import Metric, Setting
 
@@ -148,9 +149,7 @@ class Basis:
 
     @cached_property
     def _router(self) -> PlaneWaveRouter:
-        return PlaneWaveRouter.from_columns(
-            self.frequencies, self.column_row, self.column_value, self.n_basis
-        )
+        return PlaneWaveRouter.from_columns(self.frequencies, self.column_row, self.column_value, self.n_basis)
 
     # -- evaluation -----------------------------------------------------------------------
     def encode(self, frac: Any, *, real: bool = False, precision: Precision = "double") -> np.ndarray:
@@ -173,16 +172,14 @@ class Basis:
         return features
 
     # -- derived bases --------------------------------------------------------------------
-    def truncate(self, radius: float) -> "Basis":
+    def truncate(self, radius: float) -> Basis:
         """The same setting's basis at a radius no larger than this one.
 
         Frequencies are ordered by q and rows by their first frequency, so the smaller
         basis is a prefix of rows and columns.
         """
         if float(radius) > self.radius:
-            raise InvalidRadiusError(
-                f"cannot truncate a basis of radius {self.radius} to the larger radius {radius}"
-            )
+            raise InvalidRadiusError(f"cannot truncate a basis of radius {self.radius} to the larger radius {radius}")
         n_freq = count_within(self.frequencies, self.metric, radius)
         n_rows = int(self.column_row[:n_freq].max(initial=-1)) + 1
         return Basis(
@@ -202,6 +199,4 @@ class Basis:
         """Verification figures: stored at build time, or computed now for in-memory bases."""
         if self.stored_verification is not None:
             return dict(self.stored_verification)
-        from .verification import verify_basis
-
-        return verify_basis(self)
+        return verification_figures(self)

@@ -2,76 +2,63 @@
 
 Each setting is built once, at the largest radius; the smaller radii are prefixes of it, so
 their verification figures come from the same evaluation.  Work is spread over a local
-process pool (the default) or a Dask distributed cluster (``scheduler=ADDRESS``).
+process pool (the default) or a Dask distributed cluster (``scheduler=ADDRESS``).  This is
+the library; the ``basisdb build`` command around it is :mod:`basisdb.commands`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .checks import DEFAULT_POINTS, DEFAULT_SEED, TOLERANCE, figures_by_radius, random_points
 from .construction import build_basis_for_setting
 from .errors import BasisDBError, BuildInterrupted, ConstructionError, InvalidHallNumberError
 from .frequencies import max_norm
+from .ranges import parse_number_ranges
 from .settings import N_GROUPS, N_HALL_NUMBERS, default_hall_number, get_setting
-from .store import VERIFICATION_DTYPE, VERIFICATION_FIELDS, FamilyRecord, StoreWriter, default_store_path
-from .verification import DEFAULT_POINTS, DEFAULT_SEED, TOLERANCE, figures_by_radius, random_points
+from .store_format import VERIFICATION_DTYPE, VERIFICATION_FIELDS, FamilyRecord, default_store_path
+from .writer import StoreWriter
 
-__all__ = ["DEFAULT_RADII", "BuildReport", "build_family", "build_store", "parse_settings", "parse_number_ranges", "main"]
+__all__ = [
+    "DEFAULT_RADII",
+    "BuildReport",
+    "StopRequest",
+    "build_family",
+    "build_store",
+    "parse_settings",
+    "summary_rows",
+    "format_table",
+]
 
 DEFAULT_RADII: tuple[float, ...] = (2, 3, 4, 6, 8, 12, 16)
-ERROR_FIGURES = tuple(name for name, _ in VERIFICATION_FIELDS if name.endswith("_error"))
+_ERROR_FIGURES = tuple(name for name, _ in VERIFICATION_FIELDS if name.endswith("_error"))
 
 
-def build_family(hall: int, radii: Sequence[float], n_points: int = DEFAULT_POINTS, seed: int = DEFAULT_SEED) -> FamilyRecord:
+def build_family(
+    hall: int, radii: Sequence[float], n_points: int = DEFAULT_POINTS, seed: int = DEFAULT_SEED
+) -> FamilyRecord:
     """Build and verify one setting at ``max(radii)``, with figures for every radius."""
     radii = sorted(float(r) for r in radii)
     basis = build_basis_for_setting(get_setting(hall=hall), radii[-1])
     figures = figures_by_radius(basis, radii, random_points(n_points, seed))
     table = np.array([tuple(f[name] for name, _ in VERIFICATION_FIELDS) for f in figures], dtype=VERIFICATION_DTYPE)
-    worst = {name: float(table[name].max()) for name in ERROR_FIGURES}
+    worst = {name: float(table[name].max()) for name in _ERROR_FIGURES}
     if max(worst.values()) > TOLERANCE:
         raise ConstructionError(
-            f"Hall setting {hall} ({basis.hall_symbol}) failed verification: {worst} "
-            f"(tolerance {TOLERANCE})"
+            f"Hall setting {hall} ({basis.hall_symbol}) failed verification: {worst} (tolerance {TOLERANCE})"
         )
     # A fresh instance drops the cached matrices, so only the exact arrays travel back.
     return FamilyRecord(basis=dataclasses.replace(basis), verification=table)
-
-
-def parse_number_ranges(spec: str, *, lower: int = 1, upper: int | None = None, out_of_range: type[ValueError] = ValueError) -> list[int]:
-    """Sorted distinct integers from text such as ``"1-30,525"`` (inclusive ranges), each
-    in ``lower``-``upper``.
-
-    Every end is checked before any range is expanded, so that ``"1-9999999999"`` costs
-    nothing; a reversed range such as ``"5-1"`` is an error, not an empty selection.
-    Raises ``out_of_range`` for an end outside the bounds, ValueError on anything else.
-    """
-    bounds = f"{lower}-{upper}" if upper is not None else f"{lower} or more"
-    ranges = []
-    for part in spec.split(","):
-        low, dash, high = part.strip().partition("-")
-        if not low.strip().isdigit() or (dash and not high.strip().isdigit()) or len(part) > 40:
-            raise ValueError(f"cannot read {part.strip()[:40]!r} in {spec[:80]!r}: use numbers and ranges such as '1-30,525'")
-        first, last = int(low), int(high or low)
-        for end in (first, last):
-            if end < lower or (upper is not None and end > upper):
-                raise out_of_range(f"{end} in {part.strip()!r} is outside {bounds}")
-        if last < first:
-            raise ValueError(f"the range {part.strip()!r} is empty; write it low-high, e.g. '{last}-{first}'")
-        ranges.append((first, last))
-    return sorted(set().union(*(range(first, last + 1) for first, last in ranges)))
 
 
 def parse_settings(spec: str | Iterable[int]) -> list[int]:
@@ -118,6 +105,44 @@ class BuildReport:
     summary: tuple[dict, ...]
     fingerprint: str
 
+    def format_summary(self) -> str:
+        """The table of :attr:`summary` plus a footer naming the file, its size, fingerprint
+        and build time."""
+        size_mb = self.path.stat().st_size / 1e6
+        return "\n".join(
+            [
+                format_table(self.summary),
+                "",
+                f"{self.n_settings} settings x {len(self.radii)} radii verified (tolerance "
+                f"{TOLERANCE:g}) in {self.seconds:.1f} s",
+                f"store: {self.path} ({size_mb:.1f} MB), fingerprint {self.fingerprint[:16]}",
+            ]
+        )
+
+
+@dataclass
+class StopRequest:
+    """A request to stop a build between two settings, made from outside it (a signal
+    handler: :func:`basisdb.commands.stop_on_signals`, or another thread).
+
+    Attributes:
+        signal_number: the signal that asked for the stop; 0 while none has.
+    """
+
+    signal_number: int = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number != 0
+
+    def check(self, out: Path) -> None:
+        """Raise :class:`BuildInterrupted` if a stop was requested."""
+        if self.requested:
+            raise BuildInterrupted(
+                f"build stopped by signal {signal.Signals(self.signal_number).name}; {out} was left as it was",
+                signal_number=self.signal_number,
+            )
+
 
 def _local_results(halls, radii, n_points, seed, workers) -> Iterator[FamilyRecord]:
     if workers == 1:
@@ -136,11 +161,10 @@ def _local_results(halls, radii, n_points, seed, workers) -> Iterator[FamilyReco
 
 def _dask_results(halls, radii, n_points, seed, scheduler) -> Iterator[FamilyRecord]:
     try:
-        from distributed import Client, as_completed as dask_completed
+        from distributed import Client
+        from distributed import as_completed as dask_completed
     except ImportError:
-        raise BasisDBError(
-            "--scheduler needs Dask distributed: pip install 'basisdb[distributed]'"
-        ) from None
+        raise BasisDBError("--scheduler needs Dask distributed: pip install 'basisdb[distributed]'") from None
     with Client(scheduler) as client:
         futures = client.map(build_family, halls, radii=radii, n_points=n_points, seed=seed, pure=False)
         try:
@@ -160,12 +184,12 @@ def build_store(
     n_points: int = DEFAULT_POINTS,
     seed: int = DEFAULT_SEED,
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> BuildReport:
     """Build, verify and atomically write a store; return what was built.
 
     Args:
-        out: output path (default: :func:`basisdb.store.default_store_path`).
+        out: output path (default: :func:`basisdb.default_store_path`).
         radii: truncation radii.
         settings: ``"default"`` (the 230 default settings), ``"all"`` (530), a spec such as
             ``"1-30,525"`` or an iterable of Hall numbers.
@@ -173,7 +197,10 @@ def build_store(
         scheduler: address of a Dask distributed scheduler; overrides ``workers``.
         n_points, seed: random points of the invariance check.
         progress: show a progress bar on stderr.
+        stop: checked between two settings; once requested, the build raises
+            :class:`BuildInterrupted` and the file at ``out`` stays as it was.
     """
+    stop = stop if stop is not None else StopRequest()
     start = time.perf_counter()
     out = Path(out) if out is not None else default_store_path()
     radii = sorted({float(r) for r in radii})
@@ -182,7 +209,7 @@ def build_store(
     for r in radii:
         max_norm(r)
     halls = parse_settings(settings)
-    # Largest groups first, so that no worker is left with a big one at the end.
+    # Largest settings first, so that no worker is left with a big one at the end.
     halls.sort(key=lambda h: -get_setting(hall=h).n_operations)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
@@ -203,20 +230,16 @@ def build_store(
                 tables[record.basis.hall_number] = record.verification
                 bar.set_postfix_str(f"{record.basis.international} (Hall {record.basis.hall_number})", refresh=False)
                 bar.update()
-                _check_stop(out)
-        _check_stop(out)
+                stop.check(out)
+        stop.check(out)
         writer.commit()
-    from .store import BasisStore
-
-    with BasisStore(out) as store:
-        fingerprint = store.fingerprint
     return BuildReport(
         path=out,
         seconds=time.perf_counter() - start,
         n_settings=len(halls),
         radii=tuple(radii),
         summary=tuple(summary_rows(tables, radii)),
-        fingerprint=fingerprint,
+        fingerprint=writer.fingerprint,
     )
 
 
@@ -235,7 +258,7 @@ def summary_rows(tables: dict[int, np.ndarray], radii: Sequence[float]) -> list[
                 "basis_median": float(np.median(column["n_basis"])),
                 "basis_max": int(column["n_basis"].max()),
                 "basis_total": int(column["n_basis"].sum()),
-                **{name: float(column[name].max()) for name in ERROR_FIGURES},
+                **{name: float(column[name].max()) for name in _ERROR_FIGURES},
             }
         )
     return rows
@@ -263,100 +286,3 @@ def format_table(summary: Sequence[dict]) -> str:
     text = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(text)
-
-
-def format_summary(report: BuildReport) -> str:
-    """The table plus a footer naming the file, its size, fingerprint and build time."""
-    text = [format_table(report.summary)]
-    size_mb = report.path.stat().st_size / 1e6
-    text.append("")
-    text.append(
-        f"{report.n_settings} settings x {len(report.radii)} radii verified (tolerance "
-        f"{TOLERANCE:g}) in {report.seconds:.1f} s"
-    )
-    text.append(f"store: {report.path} ({size_mb:.1f} MB), fingerprint {report.fingerprint[:16]}")
-    return "\n".join(text)
-
-
-def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--radii", type=float, nargs="+", default=list(DEFAULT_RADII), metavar="R",
-                        help="truncation radii (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output file (default: {default_store_path()})")
-    parser.add_argument("--settings", default="default",
-                        help="'default' (230 settings), 'all' (530 Hall settings), or Hall numbers "
-                             "and ranges such as '1-30,525' (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="local worker processes (default: all cores)")
-    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="Dask distributed scheduler address, e.g. tcp://10.0.0.5:8786")
-    parser.add_argument("--points", type=int, default=DEFAULT_POINTS,
-                        help="random points of the invariance check (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="their seed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_build(args: argparse.Namespace) -> int:
-    """The build command of both CLIs; returns the exit status."""
-    stop_on_signals()
-    try:
-        report = build_store(
-            args.out,
-            radii=args.radii,
-            settings=args.settings,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            n_points=args.points,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
-    except BuildInterrupted as exc:
-        print(f"interrupted: {exc}", file=sys.stderr)
-        return 128 + exc.signal_number
-    print(format_summary(report))
-    return 0
-
-
-_STOP_REQUESTED = threading.Event()
-_STOP_SIGNAL = [0]
-
-
-def stop_on_signals() -> None:
-    """Make SIGINT (Ctrl-C) and SIGTERM (``kill``, ``docker stop``) stop a build between two
-    settings, so that the writer removes its temporary file and the previous store stays.
-
-    The handler only sets a flag: an exception raised from a signal handler can land in a
-    weakref callback or ``__del__``, where Python ignores it.  A second Ctrl-C interrupts at
-    once.
-    """
-
-    def _request_stop(signum, frame):
-        if _STOP_REQUESTED.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        _STOP_SIGNAL[0] = signum
-        _STOP_REQUESTED.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _request_stop)
-
-
-def _check_stop(out: Path) -> None:
-    if _STOP_REQUESTED.is_set():
-        raise BuildInterrupted(
-            f"build stopped by signal {signal.Signals(_STOP_SIGNAL[0]).name}; {out} was left as it was",
-            signal_number=_STOP_SIGNAL[0],
-        )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="build_db.py",
-        description="Build the verified HDF5 store of symmetry-adapted Fourier bases.",
-    )
-    add_build_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_build(args)
-    except BasisDBError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

@@ -70,9 +70,9 @@ def build_basis_for_setting(setting: Setting, radius: float) -> Basis:
     orbit_sizes = np.bincount(column_row[~absent], minlength=reps.shape[0]).astype(np.int32)
     present = ~absent
     column_value = np.zeros(n_freq, dtype=np.complex128)
-    column_value[present] = np.exp(
-        (2j * np.pi / TRANSLATION_DENOMINATOR) * column_phase[present]
-    ) / np.sqrt(orbit_sizes[column_row[present]])
+    column_value[present] = np.exp((2j * np.pi / TRANSLATION_DENOMINATOR) * column_phase[present]) / np.sqrt(
+        orbit_sizes[column_row[present]]
+    )
 
     real_partner, real_factor = _real_pairing(frequencies, index_of, column_row, column_phase, reps)
     return Basis(

@@ -36,9 +36,7 @@ def check_fractional_coordinates(frac: object) -> np.ndarray:
         ) from None
     if x.ndim != 2 or x.shape[1] != 3:
         hint = " (a single point needs shape (1, 3): use frac[None, :])" if x.shape == (3,) else ""
-        raise InvalidCoordinatesError(
-            f"fractional coordinates must have shape (N, 3), got {x.shape}{hint}"
-        )
+        raise InvalidCoordinatesError(f"fractional coordinates must have shape (N, 3), got {x.shape}{hint}")
     finite = np.isfinite(x)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
@@ -51,9 +49,7 @@ def check_fractional_coordinates(frac: object) -> np.ndarray:
 
 def _check_precision(precision: str) -> str:
     if precision not in _COMPLEX:
-        raise InvalidCoordinatesError(
-            f"precision must be one of {tuple(_COMPLEX)}, got {precision!r}"
-        )
+        raise InvalidCoordinatesError(f"precision must be one of {tuple(_COMPLEX)}, got {precision!r}")
     return precision
 
 
@@ -83,7 +79,7 @@ class PlaneWaveRouter:
     @classmethod
     def from_columns(
         cls, frequencies: np.ndarray, column_row: np.ndarray, column_value: np.ndarray, n_rows: int
-    ) -> "PlaneWaveRouter":
+    ) -> PlaneWaveRouter:
         present = np.flatnonzero(column_row >= 0)
         bound = int(np.abs(frequencies[present]).max(initial=0))
         index = frequencies[present] + bound

@@ -65,7 +65,15 @@ from .normalizer import NormalizerCosets, enantiomorphic_partner, euclidean_norm
 from .settings import TRANSLATION_DENOMINATOR, Setting
 from .structures import DEFAULT_SYMPREC, Standardization, standardize
 
-__all__ = ["Invariance", "INVARIANCES", "MAX_ANCHORS", "MIN_PHASE_STRENGTH", "CrystalFrames", "crystal_frames", "frames_of"]
+__all__ = [
+    "Invariance",
+    "INVARIANCES",
+    "MAX_ANCHORS",
+    "MIN_PHASE_STRENGTH",
+    "CrystalFrames",
+    "crystal_frames",
+    "frames_of",
+]
 
 Invariance = Literal["e3", "proper"]
 INVARIANCES: tuple[str, ...] = get_args(Invariance)
@@ -111,7 +119,9 @@ class CrystalFrames:
     def setting(self) -> Setting:
         return self.standardization.setting
 
-    def encode(self, basis: Basis, *, real: bool = False, average: bool = True, precision: Precision = "double") -> np.ndarray:
+    def encode(
+        self, basis: Basis, *, real: bool = False, average: bool = True, precision: Precision = "double"
+    ) -> np.ndarray:
         """Features of the standardized atoms in ``basis`` (which must be of this crystal's
         setting): (M, n_basis), averaged over the frames, with ``average``; else
         (F, M, n_basis), one block per frame.
@@ -127,13 +137,17 @@ class CrystalFrames:
             )
         n_frames, n_atoms, _ = self.positions.shape
         if not average:
-            return basis.encode(self.positions.reshape(-1, 3), real=real, precision=precision).reshape(n_frames, n_atoms, -1)
+            return basis.encode(self.positions.reshape(-1, 3), real=real, precision=precision).reshape(
+                n_frames, n_atoms, -1
+            )
         # A few frames at a time: memory stays at one block, however many frames there are.
         step = max(1, _POINTS_PER_BLOCK // max(1, n_atoms))
         total = None
         for start in range(0, n_frames, step):
             block = self.positions[start : start + step]
-            features = basis.encode(block.reshape(-1, 3), real=real, precision=precision).reshape(len(block), n_atoms, -1)
+            features = basis.encode(block.reshape(-1, 3), real=real, precision=precision).reshape(
+                len(block), n_atoms, -1
+            )
             part = np.tensordot(self.weights[start : start + step].astype(features.real.dtype), features, axes=1)
             total = part if total is None else total + part
         return total
@@ -170,7 +184,9 @@ def crystal_frames(
     return frames_of(standard, invariance=invariance, max_anchors=max_anchors)
 
 
-def frames_of(standardization: Standardization, *, invariance: Invariance = "e3", max_anchors: int = MAX_ANCHORS) -> CrystalFrames:
+def frames_of(
+    standardization: Standardization, *, invariance: Invariance = "e3", max_anchors: int = MAX_ANCHORS
+) -> CrystalFrames:
     """The frames of a standardization already in hand.  For ``"e3"`` it must have been
     made with ``standardize(..., canonical_handedness=True)``."""
     invariance = _check_invariance(invariance)
@@ -181,7 +197,9 @@ def frames_of(standardization: Standardization, *, invariance: Invariance = "e3"
             "need standardize(..., canonical_handedness=True), or use crystal_frames()"
         )
     cell = standardization.cell
-    normalizer = euclidean_normalizer(setting, cell.lattice, symprec=standardization.symprec, proper=invariance == "proper")
+    normalizer = euclidean_normalizer(
+        setting, cell.lattice, symprec=standardization.symprec, proper=invariance == "proper"
+    )
     moved = normalizer.apply(cell.positions)  # (K, M, 3)
     weights = np.full(len(moved), 1.0 / len(moved))
     polar = normalizer.polar
@@ -215,13 +233,17 @@ def frames_of(standardization: Standardization, *, invariance: Invariance = "e3"
 _NEGLIGIBLE_WEIGHT = 1e-9
 
 
-def _phased_origins(moved: np.ndarray, numbers: np.ndarray, polar: np.ndarray, orders: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
+def _phased_origins(
+    moved: np.ndarray, numbers: np.ndarray, polar: np.ndarray, orders: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
     """For the K frames ``moved`` (K, M, 3): the origins fixed by each species' structure-
     factor phases of order ``orders`` along the polar axes with their weights, and the
     strength of the best-defined phase; no frames when it is below MIN_PHASE_STRENGTH."""
     axes = np.flatnonzero(polar)
     # every combination of the k_j solutions per axis: (C, n_axes) in units of 1/k_j
-    solutions = np.stack(np.meshgrid(*[np.arange(k) for k in orders], indexing="ij"), axis=-1).reshape(-1, len(axes)) / orders
+    solutions = (
+        np.stack(np.meshgrid(*[np.arange(k) for k in orders], indexing="ij"), axis=-1).reshape(-1, len(axes)) / orders
+    )
     frames, weights, strength = [], [], 0.0
     for s in np.unique(numbers):
         polar_coordinates = moved[:, numbers == s][:, :, axes]  # (K, n_s, n_axes)

@@ -42,15 +42,11 @@ def max_norm(radius: float) -> int:
     try:
         r = float(radius)
     except (TypeError, ValueError):
-        raise InvalidRadiusError(
-            f"radius must be a positive finite number, got {radius!r}"
-        ) from None
+        raise InvalidRadiusError(f"radius must be a positive finite number, got {radius!r}") from None
     if not math.isfinite(r) or r <= 0:
         raise InvalidRadiusError(f"radius must be a positive finite number, got {radius!r}")
     if r > 64:
-        raise InvalidRadiusError(
-            f"radius {r} is above the supported maximum of 64 (about 1.1 million frequencies)"
-        )
+        raise InvalidRadiusError(f"radius {r} is above the supported maximum of 64 (about 1.1 million frequencies)")
     return math.floor(r * r + _RADIUS_SQUARED_SLACK)
 
 
@@ -64,13 +60,13 @@ def frequency_set(metric: Metric, radius: float) -> np.ndarray:
     # On hexagonal axes h^2+hk+k^2 >= 3/4 max(h,k)^2, so |h|,|k| <= sqrt(4 q_max / 3).
     in_plane = math.isqrt(4 * q_max // 3) + 1 if metric == "hexagonal" else math.isqrt(q_max)
     axial = math.isqrt(q_max)
-    h, k, l = np.meshgrid(
+    h, k, ell = np.meshgrid(
         np.arange(-in_plane, in_plane + 1),
         np.arange(-in_plane, in_plane + 1),
         np.arange(-axial, axial + 1),
         indexing="ij",
     )
-    grid = np.stack([h.ravel(), k.ravel(), l.ravel()], axis=1)
+    grid = np.stack([h.ravel(), k.ravel(), ell.ravel()], axis=1)
     q = quadratic_form(grid, metric)
     keep = (q <= q_max) & (q > 0)
     grid, q = grid[keep], q[keep]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import spglib
@@ -94,7 +94,7 @@ def polar_axes(setting: Setting) -> np.ndarray:
     return polar
 
 
-@lru_cache(maxsize=None)
+@cache
 def _centring(hall: int) -> np.ndarray:
     """(C, 3) int64: the centring translations of a setting (in 24ths), zero included."""
     setting = get_setting(hall=hall)
@@ -102,7 +102,7 @@ def _centring(hall: int) -> np.ndarray:
     return setting.translations[pure]
 
 
-@lru_cache(maxsize=None)
+@cache
 def primitive_basis(hall: int) -> np.ndarray:
     """(3, 3) int64: rows are a basis of the setting's lattice (conventional cell plus
     centring translations), as numerators over 24 of conventional fractional coordinates.
@@ -123,7 +123,14 @@ def _adjugate(matrix: np.ndarray) -> np.ndarray:
     """Adjugate of an integer 3x3 matrix, exactly: adj(A) A = det(A) I."""
     a = matrix
     cofactors = np.array(
-        [[a[(i + 1) % 3, (j + 1) % 3] * a[(i + 2) % 3, (j + 2) % 3] - a[(i + 1) % 3, (j + 2) % 3] * a[(i + 2) % 3, (j + 1) % 3] for j in range(3)] for i in range(3)],
+        [
+            [
+                a[(i + 1) % 3, (j + 1) % 3] * a[(i + 2) % 3, (j + 2) % 3]
+                - a[(i + 1) % 3, (j + 2) % 3] * a[(i + 2) % 3, (j + 1) % 3]
+                for j in range(3)
+            ]
+            for i in range(3)
+        ],
         dtype=np.int64,
     )
     return cofactors.T
@@ -147,7 +154,7 @@ def _lattice_isometries(setting: Setting, lattice: np.ndarray, symprec: float) -
     return numerators // common, denominator // common
 
 
-@lru_cache(maxsize=None)
+@cache
 def _operation_table(hall: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[bytes, int]]:
     """Integer forms of a setting's operations: rotations (n, 3, 3) int64, the class of each
     rotation, a membership table over (class, translation) keys, and class by rotation bytes."""
@@ -160,7 +167,7 @@ def _operation_table(hall: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dic
     return rotations, rotation_class, table, classes
 
 
-@lru_cache(maxsize=None)
+@cache
 def _generators(hall: int) -> tuple[int, ...]:
     """Indices of operations that, with the lattice translations, generate the group."""
     setting = get_setting(hall=hall)
@@ -189,7 +196,9 @@ def _generators(hall: int) -> tuple[int, ...]:
     return tuple(i for i in generators if not (ops[i][0] == np.eye(3, dtype=np.int64)).all())
 
 
-def _translation_solutions(hall: int, w_linear: np.ndarray, w_inverse: np.ndarray, denominator: int, polar: np.ndarray) -> np.ndarray | None:
+def _translation_solutions(
+    hall: int, w_linear: np.ndarray, w_inverse: np.ndarray, denominator: int, polar: np.ndarray
+) -> np.ndarray | None:
     """(S, 3) int64 translations w (24ths, zero along polar axes) with (W, w) G (W, w)^-1 = G,
     or None when W does not normalize the point group or no w exists."""
     rotations, rotation_class, table, classes = _operation_table(hall)
@@ -229,7 +238,10 @@ def _cosets(hall: int, isometries: bytes, denominator: int, proper: bool) -> Nor
     # representative when it has one (the proper and E(3) frames then agree wherever G
     # itself holds an improper operation).
     identity = denominator * np.eye(3, dtype=np.int64)
-    order = sorted(range(len(linear)), key=lambda i: (-determinants[i], not np.array_equal(linear[i], identity), linear[i].tobytes()))
+    order = sorted(
+        range(len(linear)),
+        key=lambda i: (-determinants[i], not np.array_equal(linear[i], identity), linear[i].tobytes()),
+    )
     centring = _centring(hall)
     covered: set[bytes] = set()
     chosen_linear, chosen_translations = [], []
@@ -242,7 +254,9 @@ def _cosets(hall: int, isometries: bytes, denominator: int, proper: bool) -> Nor
         # The coset P W: (R, t)(W, w) has linear part R W, and (W, w) normalizes G exactly
         # when some (R W, w') does, so one member of the coset answers for all.
         covered.update((r @ w_linear).tobytes() for r in rotations)
-        solutions = _translation_solutions(hall, w_linear, _inverse_numerators(w_linear, denominator), denominator, polar)
+        solutions = _translation_solutions(
+            hall, w_linear, _inverse_numerators(w_linear, denominator), denominator, polar
+        )
         if solutions is None:
             continue
         # w modulo the lattice (centring included): one per class
@@ -268,7 +282,9 @@ def _inverse_numerators(w_linear: np.ndarray, denominator: int) -> np.ndarray:
     return scaled // determinant
 
 
-def euclidean_normalizer(setting: Setting, lattice: np.ndarray, *, symprec: float, proper: bool = False) -> NormalizerCosets:
+def euclidean_normalizer(
+    setting: Setting, lattice: np.ndarray, *, symprec: float, proper: bool = False
+) -> NormalizerCosets:
     """Coset representatives of ``setting``'s group in its Euclidean normalizer for the
     metric of ``lattice`` ((3, 3), rows a, b, c of the conventional cell in Angstrom); with
     ``proper``, rotations only.  Cached per (setting, lattice point group)."""
@@ -277,7 +293,7 @@ def euclidean_normalizer(setting: Setting, lattice: np.ndarray, *, symprec: floa
     return _cosets(setting.hall_number, np.ascontiguousarray(linear[order]).tobytes(), denominator, bool(proper))
 
 
-@lru_cache(maxsize=None)
+@cache
 def enantiomorphic_partner(group: int) -> int:
     """The ITA number of the mirror image's type: the other member of an enantiomorphic
     pair (P4_1 <-> P4_3, P3_121 <-> P3_221, ...), else ``group`` itself.
@@ -286,6 +302,10 @@ def enantiomorphic_partner(group: int) -> int:
     spglib names the type of that set of operations."""
     setting = get_setting(group)  # validates group
     mirrored = quiet_spglib(
-        spglib.get_spacegroup_type_from_symmetry, setting.rotations.astype(np.intc), (-setting.translations % _D) / _D, None, 1e-5
+        spglib.get_spacegroup_type_from_symmetry,
+        setting.rotations.astype(np.intc),
+        (-setting.translations % _D) / _D,
+        None,
+        1e-5,
     )
     return int(mirrored.number)

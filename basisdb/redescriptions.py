@@ -49,7 +49,9 @@ def cell_change(cell: Cell, matrix, shift=(0.0, 0.0, 0.0)) -> tuple[Cell, np.nda
     coordinates of the old cell)."""
     matrix = np.asarray(matrix)
     if matrix.shape != (3, 3) or not np.array_equal(matrix, np.rint(matrix)) or round(abs(np.linalg.det(matrix))) < 1:
-        raise StructureError(f"a cell change needs an integer (3, 3) matrix with nonzero determinant, got {matrix.tolist()}")
+        raise StructureError(
+            f"a cell change needs an integer (3, 3) matrix with nonzero determinant, got {matrix.tolist()}"
+        )
     matrix = matrix.astype(np.int64)
     n = int(round(abs(np.linalg.det(matrix))))
     lattice = matrix @ cell.lattice
@@ -111,9 +113,15 @@ SUPERCELLS = {
     "[[1,1,0],[-1,1,0],[0,0,1]]": [[1, 1, 0], [-1, 1, 0], [0, 0, 1]],
 }
 
+
+def _changed_by(matrix) -> Redescribe:
+    """The re-description by one fixed change of cell (each entry keeps its own matrix)."""
+    return lambda c, r: cell_change(c, matrix)
+
+
 REDESCRIPTIONS: dict[str, Redescribe] = {
-    **{f"supercell {name}": (lambda m: lambda c, r: cell_change(c, m))(m) for name, m in SUPERCELLS.items()},
-    **{f"relabelled {name}": (lambda m: lambda c, r: cell_change(c, m))(m) for name, m in RELABELLINGS.items()},
+    **{f"supercell {name}": _changed_by(m) for name, m in SUPERCELLS.items()},
+    **{f"relabelled {name}": _changed_by(m) for name, m in RELABELLINGS.items()},
     "origin shifted": lambda c, r: cell_change(c, np.eye(3), r.random(3)),
     "atoms reordered": lambda c, r: permuted(c, r.permutation(c.n_atoms)),
     "rotated": rotated,
@@ -134,7 +142,14 @@ def reverse_rhombohedral(cell: Cell) -> tuple[Cell, np.ndarray]:
     return cell_change(cell, [[-1, 0, 0], [0, -1, 0], [0, 0, 1]])
 
 
-def random_crystal(n_atoms: int, rng: np.random.Generator, numbers=(14,), volume_per_atom: float = 12.0, label: str = "", closest: float = 1.0) -> Cell:
+def random_crystal(
+    n_atoms: int,
+    rng: np.random.Generator,
+    numbers=(14,),
+    volume_per_atom: float = 12.0,
+    label: str = "",
+    closest: float = 1.0,
+) -> Cell:
     """A P1 crystal of ``n_atoms`` uniformly random atoms, no two closer than ``closest``
     Angstrom, in a slightly skewed cell: a stand-in for a large, symmetry-free structure in
     cost and invariance tests.  (Atoms near a grid would not do: a grid is a

@@ -119,14 +119,20 @@ def _integer_in_range(value: object, what: str, upper: int, error: type, hint: s
 
 def _check_group(group: object) -> int:
     return _integer_in_range(
-        group, "space-group number", N_GROUPS, InvalidGroupError,
+        group,
+        "space-group number",
+        N_GROUPS,
+        InvalidGroupError,
         "pass the ITA number of the type (e.g. 227 for Fd-3m), or hall=... for a specific setting",
     )
 
 
 def _check_hall(hall: object) -> int:
     return _integer_in_range(
-        hall, "Hall number", N_HALL_NUMBERS, InvalidHallNumberError,
+        hall,
+        "Hall number",
+        N_HALL_NUMBERS,
+        InvalidHallNumberError,
         "Hall numbers are spglib's numbering of the 530 Hall settings",
     )
 

@@ -1,355 +1,62 @@
-"""The HDF5 basis store: atomic writer and verifying, read-only reader.
+"""The HDF5 basis store: a verifying, read-only reader, and export of a subset.
 
-Layout and rules: ``docs/store-format.md``.  In short, one group per Hall setting holds the
-routing of its largest radius in column form (one row index and one complex128 value per
-frequency, the at-most-one-nonzero-per-column structure), every smaller radius being a
-prefix; every element carries ``encoding-type``/``encoding-version`` and every dataset a
-``sha256`` of its bytes.
+Layout and rules: ``docs/store-format.md``; every element is read through
+:mod:`basisdb.store_format`.  In short, one HDF5 group per Hall setting holds the routing of
+its largest radius in column form (one row index and one complex128 value per frequency, the
+at-most-one-nonzero-per-column structure), every smaller radius being a prefix; every
+element carries ``encoding-type``/``encoding-version`` and every dataset a ``sha256`` of its
+bytes.  Files are written by :mod:`basisdb.writer` (for :func:`basisdb.build_store`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from . import __version__
 from .basis import Basis
+from .build import build_store
 from .errors import (
-    ChecksumMismatchError,
     InvalidRadiusError,
     MissingEntryError,
     RadiusNotInStoreError,
     SettingNotInStoreError,
     StoreError,
     StoreNotFoundError,
-    UnsupportedSchemaError,
 )
-from .frequencies import METRICS, count_within, max_norm
-from .settings import TRANSLATION_DENOMINATOR, Setting, _resolve_hall, get_setting
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "BasisStore",
-    "StoreWriter",
-    "FamilyRecord",
-    "default_store_path",
-    "dataset_checksum",
-    "export_store",
-]
-
-SCHEMA_VERSION = 1
-ENCODING_VERSION = "1.0"
-STORE_TYPE = "basisdb.store"
-FREQUENCY_SET_TYPE = "basisdb.frequency-set"
-FAMILY_TYPE = "basisdb.basis-family"
-ARRAY_TYPE = "basisdb.array"
-TABLE_TYPE = "basisdb.verification-table"
-SUPPORTED_ENCODINGS = {
-    STORE_TYPE: {ENCODING_VERSION},
-    FREQUENCY_SET_TYPE: {ENCODING_VERSION},
-    FAMILY_TYPE: {ENCODING_VERSION},
-    ARRAY_TYPE: {ENCODING_VERSION},
-    TABLE_TYPE: {ENCODING_VERSION},
-}
-
-# Datasets of a family group: name -> on-disk dtype.
-FAMILY_DATASETS = {
-    "rotations": np.int8,
-    "translations": np.int8,
-    "column_row": np.int32,
-    "column_phase": np.int8,
-    "column_value": np.complex128,
-    "orbit_sizes": np.int32,
-    "real_partner": np.int32,
-    "real_factor": np.complex128,
-}
-COMPRESSION_THRESHOLD = 4096  # elements; smaller datasets stay contiguous
-COMPRESSION_LEVEL = 4
-VERIFICATION_FIELDS = (
-    ("radius", np.float64),
-    ("n_frequencies", np.int64),
-    ("n_basis", np.int64),
-    ("n_absent", np.int64),
-    ("invariance_error", np.float64),
-    ("orthogonality_error", np.float64),
-    ("real_orthogonality_error", np.float64),
-    ("real_imaginary_error", np.float64),
+from .frequencies import METRICS, count_within
+from .settings import Setting, _resolve_hall, get_setting
+from .store_format import (
+    ARRAY,
+    BASIS_FAMILY,
+    FAMILY_ARRAYS,
+    FREQUENCY_INDEX,
+    FREQUENCY_SET,
+    SCHEMA_VERSION,
+    SETTINGS_INDEX,
+    STORE,
+    VERIFICATION_FIELDS,
+    VERIFICATION_TABLE,
+    FamilyRecord,
+    check_schema,
+    checked_data,
+    datasets,
+    default_store_path,
+    manifest,
+    manifest_fingerprint,
+    read_element,
+    require,
 )
-VERIFICATION_DTYPE = np.dtype(list(VERIFICATION_FIELDS))
-ROOT_ATTRIBUTES = (
-    "encoding-type",
-    "encoding-version",
-    "schema_version",
-    "basisdb_version",
-    "spglib_version",
-    "numpy_version",
-    "h5py_version",
-    "hdf5_version",
-    "created_utc",
-    "radii",
-    "hall_numbers",
-    "verification_points",
-    "verification_seed",
-    "fingerprint",
-)
+from .writer import StoreWriter
 
-
-def default_store_path() -> Path:
-    """Where :meth:`BasisStore.open` looks without a path: ``$BASISDB_STORE``, else the
-    user cache directory (``~/.cache/basisdb/store-v1.h5`` on Linux)."""
-    override = os.environ.get("BASISDB_STORE")
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("basisdb")) / f"store-v{SCHEMA_VERSION}.h5"
-
-
-def dataset_checksum(array: np.ndarray) -> str:
-    """sha256 of an array's bytes in C order, little-endian (what the store records)."""
-    array = np.ascontiguousarray(array)
-    if array.dtype.byteorder == ">":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return hashlib.sha256(array.tobytes()).hexdigest()
-
-
-@dataclass(frozen=True, eq=False)
-class FamilyRecord:
-    """What the builder writes for one setting: its basis at the largest radius and the
-    verification figures of every radius (a structured (n_radii,) array)."""
-
-    basis: Basis
-    verification: np.ndarray = field(repr=False)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        b = self.basis
-        return {
-            "rotations": b.setting.rotations,
-            "translations": b.setting.translations,
-            "column_row": b.column_row,
-            "column_phase": b.column_phase,
-            "column_value": b.column_value,
-            "orbit_sizes": b.orbit_sizes,
-            "real_partner": b.real_partner,
-            "real_factor": b.real_factor,
-        }
-
-
-def _set_encoding(obj: h5py.HLObject, encoding_type: str) -> None:
-    obj.attrs["encoding-type"] = encoding_type
-    obj.attrs["encoding-version"] = ENCODING_VERSION
-
-
-def manifest_fingerprint(checksums: Mapping[str, str]) -> str:
-    text = "".join(f"{name} {checksums[name]}\n" for name in sorted(checksums))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-class StoreWriter:
-    """Writes a store to a temporary file beside ``path`` and renames it into place on
-    :meth:`commit`; on an error (or a kill) the previous file at ``path`` is untouched.
-    Leaving the ``with`` block without :meth:`commit` discards the temporary file.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, radii, verification_points: int, verification_seed: int):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.radii = sorted(float(r) for r in radii)
-        _remove_stale_partials(self.path)
-        self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        self._file = h5py.File(self.temporary, "w", libver=("v110", "latest"))
-        self._checksums: dict[str, str] = {}
-        self._halls: list[int] = []
-        self._metrics: set[str] = set()
-        self._verification = (int(verification_points), int(verification_seed))
-        _set_encoding(self._file.require_group("settings"), "basisdb.settings-index")
-        _set_encoding(self._file.require_group("frequencies"), "basisdb.frequency-index")
-
-    def __enter__(self) -> "StoreWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.abort()  # a no-op after commit()
-
-    def _write(self, group: h5py.Group, name: str, data: np.ndarray, dtype, encoding_type: str = ARRAY_TYPE):
-        data = np.ascontiguousarray(data, dtype=dtype)
-        # Per-frequency columns are long and repetitive (few distinct phases and orbit
-        # sizes): deflate with byte shuffle makes the file about 8x smaller.
-        compress = data.size >= COMPRESSION_THRESHOLD
-        dataset = group.create_dataset(
-            name,
-            data=data,
-            compression="gzip" if compress else None,
-            compression_opts=COMPRESSION_LEVEL if compress else None,
-            shuffle=compress,
-        )
-        _set_encoding(dataset, encoding_type)
-        checksum = dataset_checksum(data)
-        dataset.attrs["sha256"] = checksum
-        self._checksums[dataset.name] = checksum
-        return dataset
-
-    def add_frequency_set(self, metric: str, frequencies: np.ndarray) -> None:
-        dataset = self._write(self._file["frequencies"], metric, frequencies, np.int16, FREQUENCY_SET_TYPE)
-        dataset.attrs["metric"] = metric
-        dataset.attrs["max_norm"] = max_norm(self.radii[-1])
-        self._metrics.add(metric)
-
-    def add_family(self, record: FamilyRecord) -> None:
-        setting = record.basis.setting
-        if setting.metric not in self._metrics:
-            self.add_frequency_set(setting.metric, record.basis.frequencies)
-        group = self._file["settings"].create_group(f"{setting.hall_number:03d}")
-        _set_encoding(group, FAMILY_TYPE)
-        group.attrs.update(
-            hall_number=setting.hall_number,
-            group=setting.group,
-            hall_symbol=setting.hall_symbol,
-            international=setting.international,
-            choice=setting.choice,
-            metric=setting.metric,
-            n_operations=setting.n_operations,
-            translation_denominator=TRANSLATION_DENOMINATOR,
-            phase_denominator=TRANSLATION_DENOMINATOR,
-        )
-        for name, data in record.arrays().items():
-            self._write(group, name, data, FAMILY_DATASETS[name])
-        self._write(group, "verification", record.verification, VERIFICATION_DTYPE, TABLE_TYPE)
-        self._halls.append(setting.hall_number)
-
-    def commit(self) -> Path:
-        """Write the root metadata, flush to disk and atomically replace ``path``."""
-        import spglib
-
-        attrs = self._file.attrs
-        _set_encoding(self._file, STORE_TYPE)
-        attrs.update(
-            schema_version=SCHEMA_VERSION,
-            basisdb_version=__version__,
-            spglib_version=spglib.__version__,
-            numpy_version=np.__version__,
-            h5py_version=h5py.__version__,
-            hdf5_version=h5py.version.hdf5_version,
-            created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            radii=np.asarray(self.radii, dtype=np.float64),
-            hall_numbers=np.asarray(sorted(self._halls), dtype=np.int32),
-            verification_points=self._verification[0],
-            verification_seed=self._verification[1],
-            fingerprint=manifest_fingerprint(self._checksums),
-        )
-        self._file.close()
-        self._file = None
-        with open(self.temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.temporary, self.path)
-        _fsync_directory(self.path.parent)
-        return self.path
-
-    def abort(self) -> None:
-        """Discard the temporary file; ``path`` keeps its previous content."""
-        if self._file:
-            self._file.close()
-            self._file = None
-        self.temporary.unlink(missing_ok=True)
-
-
-def _remove_stale_partials(path: Path) -> None:
-    """Delete temporary files left beside ``path`` by builders that were killed (their
-    process no longer exists); a running build's file is left alone."""
-    for partial in path.parent.glob(f".{path.name}.*.partial"):
-        pid = partial.name.removeprefix(f".{path.name}.").removesuffix(".partial")
-        if pid.isdigit() and not _process_exists(int(pid)):
-            partial.unlink(missing_ok=True)
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _require(node: h5py.Group, name: str, where: str):
-    if name not in node:
-        raise MissingEntryError(f"{where}: required entry {name!r} is missing from the store")
-    return node[name]
-
-
-def _check_encoding(obj: h5py.HLObject, expected_type: str, path: Path) -> None:
-    found_type = obj.attrs.get("encoding-type")
-    found_version = obj.attrs.get("encoding-version")
-    where = f"{path}:{obj.name}"
-    if found_type is None or found_version is None:
-        raise MissingEntryError(f"{where}: missing encoding-type/encoding-version attributes")
-    if found_type != expected_type:
-        raise UnsupportedSchemaError(
-            f"{where}: encoding-type {found_type!r}, expected {expected_type!r}"
-        )
-    if found_version not in SUPPORTED_ENCODINGS[expected_type]:
-        raise UnsupportedSchemaError(
-            f"{where}: {found_type} encoding-version {found_version!r} is not supported by "
-            f"basisdb {__version__} (supported: {sorted(SUPPORTED_ENCODINGS[expected_type])}); "
-            "upgrade basisdb or rebuild the store"
-        )
-
-
-def read_verified(dataset: h5py.Dataset, path: Path, expected_type: str | None = None) -> np.ndarray:
-    """A dataset's data, after checking its encoding (unless ``expected_type`` is None) and
-    its sha256; raises a :class:`StoreError` naming the dataset otherwise."""
-    if expected_type is not None:
-        _check_encoding(dataset, expected_type, path)
-    recorded = dataset.attrs.get("sha256")
-    if recorded is None:
-        raise MissingEntryError(f"{path}:{dataset.name}: no sha256 attribute")
-    try:
-        data = dataset[()]
-    except OSError as exc:  # e.g. a damaged deflate stream
-        raise StoreError(
-            f"{path}:{dataset.name}: HDF5 cannot read this dataset ({exc}); the file is "
-            "corrupt, rebuild it with build_db.py"
-        ) from None
-    actual = dataset_checksum(data)
-    if actual != recorded:
-        raise ChecksumMismatchError(
-            f"{path}:{dataset.name}: sha256 mismatch (recorded {recorded[:16]}..., data "
-            f"{actual[:16]}...): the file is corrupt; rebuild it with build_db.py"
-        )
-    return data
-
-
-def _plain(value: Any) -> Any:
-    """An HDF5 attribute as a plain Python value."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value.item() if isinstance(value, np.generic) else value
+__all__ = ["BasisStore", "export_store"]
 
 
 def _figures(row: np.void, orbit_sizes: np.ndarray) -> dict[str, Any]:
@@ -377,7 +84,7 @@ class BasisStore:
         if not self.path.is_file():
             raise StoreNotFoundError(
                 f"no basis store at {self.path}; build one with "
-                f"`python build_db.py --out {self.path}` or call BasisStore.open() without a "
+                f"`basisdb build --out {self.path}` or call BasisStore.open() without a "
                 "path for the default store"
             )
         try:
@@ -397,43 +104,26 @@ class BasisStore:
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, *, progress: bool = True) -> "BasisStore":
+    def open(cls, path: str | os.PathLike | None = None, *, progress: bool = True) -> BasisStore:
         """Open the store at ``path``; without a path, the default store, built on first use
         (230 default settings, radii 2 3 4 6 8 12 16)."""
         if path is None:
             path = default_store_path()
             if not path.is_file():
-                from .build import build_store
-
                 build_store(path, progress=progress)
         return cls(path)
 
     def _read_root(self) -> None:
-        attrs = self._file.attrs
-        # The schema decides which attributes must exist, so it is checked first.
-        if "schema_version" not in attrs:
-            raise MissingEntryError(
-                f"{self.path}: root attribute 'schema_version' is missing; this is not a basis store"
-            )
-        if attrs["schema_version"] != SCHEMA_VERSION:
-            raise UnsupportedSchemaError(
-                f"{self.path}: schema version {attrs['schema_version']} is not supported by "
-                f"basisdb {__version__}, which reads schema version {SCHEMA_VERSION}; rebuild "
-                "the store with this version's build_db.py"
-            )
-        for name in ROOT_ATTRIBUTES:
-            if name not in attrs:
-                raise MissingEntryError(f"{self.path}: root attribute {name!r} is missing")
-        _check_encoding(self._file, STORE_TYPE, self.path)
-        self._root = {name: _plain(attrs[name]) for name in ROOT_ATTRIBUTES}
-        self.radii: tuple[float, ...] = tuple(float(r) for r in attrs["radii"])
-        self.hall_numbers: tuple[int, ...] = tuple(int(h) for h in attrs["hall_numbers"])
-        settings = _require(self._file, "settings", str(self.path))
-        missing = [h for h in self.hall_numbers if f"{h:03d}" not in settings]
+        check_schema(self._file)
+        self._root = read_element(self._file, STORE)
+        self.radii: tuple[float, ...] = tuple(float(r) for r in self._root["radii"])
+        self.hall_numbers: tuple[int, ...] = tuple(int(h) for h in self._root["hall_numbers"])
+        self._settings = read_element(require(self._file, "settings"), SETTINGS_INDEX)
+        missing = [h for h in self.hall_numbers if f"{h:03d}" not in self._settings]
         if missing:
             raise MissingEntryError(
                 f"{self.path}: settings {missing[:10]} are listed in hall_numbers but have no "
-                "group under /settings"
+                "HDF5 group under /settings"
             )
 
     def close(self) -> None:
@@ -444,7 +134,7 @@ class BasisStore:
             self._tables.clear()
             self._bases.clear()
 
-    def __enter__(self) -> "BasisStore":
+    def __enter__(self) -> BasisStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -457,10 +147,7 @@ class BasisStore:
         self.__init__(state["path"])
 
     def __repr__(self) -> str:
-        return (
-            f"BasisStore({str(self.path)!r}, settings={len(self.hall_numbers)}, "
-            f"radii={self.radii})"
-        )
+        return f"BasisStore({str(self.path)!r}, settings={len(self.hall_numbers)}, radii={self.radii})"
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -477,7 +164,7 @@ class BasisStore:
     def checksums(self) -> dict[str, str]:
         """The recorded sha256 of every dataset, by path in the file (the manifest)."""
         with self._lock:
-            return {dataset.name: str(dataset.attrs.get("sha256", "")) for dataset in _all_datasets(self._file)}
+            return manifest(self._file)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -507,25 +194,28 @@ class BasisStore:
         if value not in self.radii:
             raise RadiusNotInStoreError(
                 f"radius {radius!r} is not in {self.path.name}; radii present: "
-                f"{list(self.radii)} (build another with build_db.py --radii ...)"
+                f"{list(self.radii)} (build another with `basisdb build --radii ...`)"
             )
         return value
 
-    def _check_hall(self, group: int | None, hall: int | None) -> int:
+    def check_hall(self, group: int | None = None, *, hall: int | None = None) -> int:
+        """The Hall number of ITA type ``group``'s default setting, or ``hall`` itself;
+        raises if either is invalid or the setting is not in the store (the message says
+        which settings are)."""
         hall_number = _resolve_hall(group, hall)
         if hall_number not in self.hall_numbers:
             what = f"Hall number {hall_number}" + (f" (default setting of group {group})" if hall is None else "")
             raise SettingNotInStoreError(
                 f"{what} is not in {self.path.name}, which holds {len(self.hall_numbers)} "
                 f"settings (Hall numbers {self.hall_numbers[0]}-{self.hall_numbers[-1]}); "
-                "build with `build_db.py --settings all` for all 530"
+                "build with `basisdb build --settings all` for all 530"
             )
         return hall_number
 
     def basis(self, group: int | None = None, *, hall: int | None = None, radius: float) -> Basis:
         """The basis of ITA type ``group`` (default setting) or of Hall setting ``hall`` at a
         radius present in the store, with its stored verification figures."""
-        key = (self._check_hall(group, hall), self.check_radius(radius))
+        key = (self.check_hall(group, hall=hall), self.check_radius(radius))
         with self._lock:
             if key in self._bases:  # the same immutable object, with its matrices built
                 self._bases.move_to_end(key)
@@ -541,12 +231,18 @@ class BasisStore:
 
     def verification(self, group: int | None = None, *, hall: int | None = None) -> list[dict[str, Any]]:
         """Stored verification figures of a setting, one dict per radius."""
-        family, table = self._family(self._check_hall(group, hall))
+        family, table = self._family(self.check_hall(group, hall=hall))
         return [_figures(row, family.orbit_sizes) for row in table]
 
     def verification_table(self, group: int | None = None, *, hall: int | None = None) -> np.ndarray:
         """The same figures as a structured (n_radii,) array (fields: VERIFICATION_FIELDS)."""
-        return self._table(self._check_hall(group, hall)).copy()
+        return self._table(self.check_hall(group, hall=hall)).copy()
+
+    def family_record(self, group: int | None = None, *, hall: int | None = None) -> FamilyRecord:
+        """A setting as the builder wrote it: its basis at the store's largest radius and
+        its verification table (every radius)."""
+        family, table = self._family(self.check_hall(group, hall=hall))
+        return FamilyRecord(basis=family, verification=table.copy())
 
     def settings(self) -> Iterator[Setting]:
         """The settings in the store, by Hall number."""
@@ -556,26 +252,21 @@ class BasisStore:
     # -- loading ------------------------------------------------------------------------
     def _frequency_set(self, metric: str) -> np.ndarray:
         if metric not in self._frequency_sets:
-            frequencies = _require(self._file, "frequencies", str(self.path))
-            dataset = _require(frequencies, metric, f"{self.path}:/frequencies")
-            data = read_verified(dataset, self.path, FREQUENCY_SET_TYPE).astype(np.int64)
-            data.flags.writeable = False
-            self._frequency_sets[metric] = data
+            index = read_element(require(self._file, "frequencies"), FREQUENCY_INDEX)
+            self._frequency_sets[metric] = read_element(require(index, metric), FREQUENCY_SET)
         return self._frequency_sets[metric]
 
-    def _family_group(self, hall: int) -> tuple[h5py.Group, str]:
+    def _family_node(self, hall: int) -> h5py.Group:
         if not self._file:
             raise StoreError(f"{self.path}: the store is closed")
-        group = self._file["settings"][f"{hall:03d}"]
-        _check_encoding(group, FAMILY_TYPE, self.path)
-        return group, f"{self.path}:{group.name}"
+        return read_element(self._settings[f"{hall:03d}"], BASIS_FAMILY)
 
     def _table(self, hall: int) -> np.ndarray:
         """A setting's verification table alone (small; kept for every setting read)."""
         with self._lock:
             if hall not in self._tables:
-                group, where = self._family_group(hall)
-                self._tables[hall] = read_verified(_require(group, "verification", where), self.path, TABLE_TYPE)
+                node = self._family_node(hall)
+                self._tables[hall] = read_element(require(node, "verification"), VERIFICATION_TABLE)
             return self._tables[hall]
 
     def _family(self, hall: int) -> tuple[Basis, np.ndarray]:
@@ -583,13 +274,12 @@ class BasisStore:
             if hall in self._families:
                 self._families.move_to_end(hall)
                 return self._families[hall]
-            group, where = self._family_group(hall)
-            arrays = {
-                name: read_verified(_require(group, name, where), self.path, ARRAY_TYPE) for name in FAMILY_DATASETS
-            }
+            node = self._family_node(hall)
+            where = f"{self.path}:{node.name}"
+            arrays = {name: read_element(require(node, name), ARRAY) for name in FAMILY_ARRAYS}
             table = self._table(hall)
             setting = get_setting(hall=hall)
-            metric = group.attrs.get("metric")
+            metric = node.attrs.get("metric")
             if metric not in METRICS or metric != setting.metric:
                 raise StoreError(f"{where}: metric {metric!r} does not match the setting ({setting.metric})")
             if not (
@@ -629,20 +319,14 @@ class BasisStore:
         problem found (empty when every byte is as recorded)."""
         failures = []
         with self._lock:
-            for dataset in _all_datasets(self._file):
+            for dataset in datasets(self._file):
                 try:
-                    read_verified(dataset, self.path)
+                    checked_data(dataset)
                 except StoreError as exc:
                     failures.append(str(exc).removeprefix(f"{self.path}:"))
             if manifest_fingerprint(self.checksums) != self.fingerprint:
                 failures.append("root fingerprint does not match the datasets' recorded checksums")
         return failures
-
-
-def _all_datasets(node: h5py.Group) -> list[h5py.Dataset]:
-    found: list[h5py.Dataset] = []
-    node.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
-    return found
 
 
 def export_store(
@@ -657,7 +341,7 @@ def export_store(
     Families are copied one at a time, so memory stays at one setting's arrays whatever
     the size of the export; the file is written atomically like a build.
     """
-    halls = sorted({store._check_hall(None, int(h)) for h in (hall_numbers or store.hall_numbers)})
+    halls = sorted({store.check_hall(hall=int(h)) for h in (hall_numbers or store.hall_numbers)})
     radii = sorted({store.check_radius(r) for r in (radii or store.radii)})
     provenance = store.provenance
     with StoreWriter(
@@ -667,8 +351,5 @@ def export_store(
         verification_seed=provenance["verification_seed"],
     ) as writer:
         for hall in halls:
-            family, table = store._family(hall)
-            writer.add_family(
-                FamilyRecord(basis=family.truncate(radii[-1]), verification=table[np.isin(table["radius"], radii)])
-            )
+            writer.add_family(store.family_record(hall=hall).restricted(radii))
         return writer.commit()

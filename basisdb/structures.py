@@ -26,7 +26,16 @@ from .errors import StructureError, StructureTooLargeError
 from .normalizer import enantiomorphic_partner
 from .settings import Setting, get_setting, quiet_spglib
 
-__all__ = ["Cell", "Standardization", "standardize", "atomic_number", "ELEMENTS", "DEFAULT_SYMPREC", "MAX_FRACTIONAL", "MIN_ATOM_DISTANCE"]
+__all__ = [
+    "Cell",
+    "Standardization",
+    "standardize",
+    "atomic_number",
+    "ELEMENTS",
+    "DEFAULT_SYMPREC",
+    "MAX_FRACTIONAL",
+    "MIN_ATOM_DISTANCE",
+]
 
 # Fractional coordinates beyond this many cells from the origin are refused: at 1e16, float64
 # has no digits left for the position inside the cell.
@@ -72,7 +81,8 @@ class Cell:
         if positions.size and np.abs(positions).max() > MAX_FRACTIONAL:
             row = int(np.abs(positions).max(axis=1).argmax())
             raise StructureError(
-                f"{where}atom {row} is at fractional {positions[row].tolist()}, more than {MAX_FRACTIONAL:g} cells from "
+                f"{where}atom {row} is at fractional {positions[row].tolist()}, "
+                f"more than {MAX_FRACTIONAL:g} cells from "
                 "the origin; reduce positions into the cell (far out, float64 cannot tell where in the cell an atom is)"
             )
         if numbers.shape != (positions.shape[0],) or not np.issubdtype(numbers.dtype, np.integer):
@@ -93,7 +103,9 @@ class Cell:
         return int(self.positions.shape[0])
 
     @classmethod
-    def from_species(cls, lattice: Any, species: Any, positions: Any, *, cartesian: bool = False, label: str = "") -> "Cell":
+    def from_species(
+        cls, lattice: Any, species: Any, positions: Any, *, cartesian: bool = False, label: str = ""
+    ) -> Cell:
         """From element symbols (``"Na"``) or atomic numbers and positions, fractional or
         Cartesian (Angstrom, in the frame of ``lattice``'s rows).
 
@@ -115,7 +127,7 @@ class Cell:
 
     # -- readers --------------------------------------------------------------------------
     @classmethod
-    def from_pymatgen(cls, structure: Any, label: str = "") -> "Cell":
+    def from_pymatgen(cls, structure: Any, label: str = "") -> Cell:
         """From a pymatgen ``Structure``; disordered structures are refused."""
         label = label or getattr(structure, "formula", "")
         if not structure.is_ordered:
@@ -133,10 +145,12 @@ class Cell:
         )
 
     @classmethod
-    def from_ase(cls, atoms: Any, label: str = "") -> "Cell":
+    def from_ase(cls, atoms: Any, label: str = "") -> Cell:
         """From an ASE ``Atoms`` object (fully periodic)."""
         if not all(atoms.pbc):
-            raise StructureError(f"structure {label or atoms.get_chemical_formula()!r} is not periodic in all three directions")
+            raise StructureError(
+                f"structure {label or atoms.get_chemical_formula()!r} is not periodic in all three directions"
+            )
         return cls(
             lattice=atoms.cell.array,
             positions=atoms.get_scaled_positions(wrap=False),
@@ -145,7 +159,7 @@ class Cell:
         )
 
     @classmethod
-    def from_cif(cls, text: str, label: str = "", max_atoms: int | None = None) -> "Cell":
+    def from_cif(cls, text: str, label: str = "", max_atoms: int | None = None) -> Cell:
         """From CIF text (the first data block with atom sites); parser messages are passed
         on.  With ``max_atoms``, a CIF that could expand to more atoms (sites times symmetry
         operations, counted by gemmi's parser before anything is expanded) or that does
@@ -168,11 +182,13 @@ class Cell:
             raise StructureError(f"CIF {label!r} holds no structure")
         cell = cls.from_pymatgen(structures[0], label=label)
         if max_atoms is not None and cell.n_atoms > max_atoms:  # pragma: no cover - the bound is an upper bound
-            raise StructureTooLargeError(f"CIF {label!r} expands to {cell.n_atoms} atoms, more than the {max_atoms} allowed")
+            raise StructureTooLargeError(
+                f"CIF {label!r} expands to {cell.n_atoms} atoms, more than the {max_atoms} allowed"
+            )
         return cell
 
     @classmethod
-    def from_any(cls, structure: Any, label: str = "") -> "Cell":
+    def from_any(cls, structure: Any, label: str = "") -> Cell:
         """From a :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms`` (subclasses such
         as pymatgen's ``MSONAtoms`` included) or a CIF file path."""
         if isinstance(structure, Cell):
@@ -212,7 +228,9 @@ def atomic_number(species: object, label: str = "") -> int:
     if isinstance(species, (int, np.integer)) and not isinstance(species, bool) and 1 <= species <= len(ELEMENTS):
         return int(species)
     where = f"structure {label!r}: " if label else ""
-    raise StructureError(f"{where}{str(species)[:20]!r} is not an element: use a symbol such as 'Na' or an atomic number 1-118")
+    raise StructureError(
+        f"{where}{str(species)[:20]!r} is not an element: use a symbol such as 'Na' or an atomic number 1-118"
+    )
 
 
 def _loaded_type(module: str, name: str) -> type | None:
@@ -223,12 +241,18 @@ def _loaded_type(module: str, name: str) -> type | None:
 
 # Tags that list a CIF's symmetry operations, and that name its space group.
 _CIF_OPERATION_TAGS = (
-    "_space_group_symop_operation_xyz", "_space_group_symop.operation_xyz", "_symmetry_equiv_pos_as_xyz",
+    "_space_group_symop_operation_xyz",
+    "_space_group_symop.operation_xyz",
+    "_symmetry_equiv_pos_as_xyz",
     "_symmetry_equiv.pos_as_xyz",
 )
 _CIF_GROUP_TAGS = (
-    "_space_group_name_Hall", "_symmetry_space_group_name_Hall", "_space_group_name_H-M_alt",
-    "_symmetry_space_group_name_H-M", "_space_group_IT_number", "_symmetry_Int_Tables_number",
+    "_space_group_name_Hall",
+    "_symmetry_space_group_name_Hall",
+    "_space_group_name_H-M_alt",
+    "_symmetry_space_group_name_H-M",
+    "_space_group_IT_number",
+    "_symmetry_Int_Tables_number",
 )
 _MOST_OPERATIONS = 192  # Fm-3m and its kin, centring included
 
@@ -330,12 +354,20 @@ def standardize(
     inverted = False
     if canonical_handedness and enantiomorphic_partner(int(dataset.number)) < int(dataset.number):
         inverted = True
-        dataset = _symmetry_dataset(Cell(cell.lattice, -cell.positions, cell.numbers, cell.label), symprec, angle_tolerance)
+        dataset = _symmetry_dataset(
+            Cell(cell.lattice, -cell.positions, cell.numbers, cell.label), symprec, angle_tolerance
+        )
     setting = get_setting(hall=int(dataset.hall_number))
     transformation = np.asarray(dataset.transformation_matrix, dtype=np.float64) * (-1.0 if inverted else 1.0)
     sources = cell.positions @ transformation.T + dataset.origin_shift
     positions, input_to_standardized = _symmetrize(
-        sources, cell.numbers, dataset.std_positions, np.asarray(dataset.std_types), np.asarray(dataset.std_lattice), setting, cell.label
+        sources,
+        cell.numbers,
+        dataset.std_positions,
+        np.asarray(dataset.std_types),
+        np.asarray(dataset.std_lattice),
+        setting,
+        cell.label,
     )
     std = Cell(lattice=dataset.std_lattice, positions=positions, numbers=dataset.std_types, label=cell.label)
     equivalent_atoms, wyckoffs = _standardized_orbits(dataset)
@@ -367,14 +399,14 @@ def _standardized_orbits(dataset) -> tuple[np.ndarray, tuple[str, ...]]:
     return first[inverse].astype(np.int64), tuple(dataset.wyckoffs[i] for i in source)
 
 
-LOOSER_FACTOR = 10.0
+_LOOSER_FACTOR = 10.0
 
 
 def _looser_group(cell: Cell, symprec: float, group: int) -> int | None:
-    """The ITA number spglib finds at ``LOOSER_FACTOR * symprec`` when that type has a
+    """The ITA number spglib finds at ``_LOOSER_FACTOR * symprec`` when that type has a
     larger point group than ``group`` (found at ``symprec``), else None."""
     try:
-        loose = int(_symmetry_dataset(cell, symprec * LOOSER_FACTOR, -1.0).number)
+        loose = int(_symmetry_dataset(cell, symprec * _LOOSER_FACTOR, -1.0).number)
     except StructureError:
         return None
     return loose if get_setting(loose).point_group_order > get_setting(group).point_group_order else None
@@ -409,7 +441,11 @@ def _check_overlaps(cell: Cell) -> None:
 
 
 def _check_symprec(symprec: object) -> None:
-    if isinstance(symprec, bool) or not isinstance(symprec, (int, float, np.integer, np.floating)) or not (np.isfinite(symprec) and symprec > 0):
+    if (
+        isinstance(symprec, bool)
+        or not isinstance(symprec, (int, float, np.integer, np.floating))
+        or not (np.isfinite(symprec) and symprec > 0)
+    ):
         raise StructureError(f"symprec must be a positive number (Angstrom), got {symprec!r}")
 
 
@@ -431,7 +467,9 @@ def _symmetry_dataset(cell: Cell, symprec: float, angle_tolerance: float):
     return dataset
 
 
-def _nearest_of_species(points: np.ndarray, point_species: np.ndarray, atoms: np.ndarray, species: np.ndarray, lattice: np.ndarray) -> np.ndarray:
+def _nearest_of_species(
+    points: np.ndarray, point_species: np.ndarray, atoms: np.ndarray, species: np.ndarray, lattice: np.ndarray
+) -> np.ndarray:
     """(P,) int64: for each point, the atom of its species nearest to it in Cartesian
     distance, periodically (-1 where the species has no atom).
 
@@ -458,8 +496,13 @@ def _nearest_of_species(points: np.ndarray, point_species: np.ndarray, atoms: np
 
 
 def _symmetrize(
-    sources: np.ndarray, source_numbers: np.ndarray, reference: np.ndarray, numbers: np.ndarray,
-    lattice: np.ndarray, setting: Setting, label: str,
+    sources: np.ndarray,
+    source_numbers: np.ndarray,
+    reference: np.ndarray,
+    numbers: np.ndarray,
+    lattice: np.ndarray,
+    setting: Setting,
+    label: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exactly symmetric positions for the standardized atoms ``reference``: each becomes
     the mean of all images g(s) of the input atoms ``sources`` (already in the
@@ -472,7 +515,10 @@ def _symmetrize(
     Returns the positions and, for each source atom, the standardized atom it lands on.
     """
     x = np.asarray(reference, dtype=np.float64)
-    images = (np.einsum("oij,mj->omi", setting.rotations.astype(np.float64), sources) + setting.fractional_translations[:, None, :]).reshape(-1, 3)
+    images = (
+        np.einsum("oij,mj->omi", setting.rotations.astype(np.float64), sources)
+        + setting.fractional_translations[:, None, :]
+    ).reshape(-1, 3)
     image_species = np.tile(source_numbers, setting.n_operations)
     targets = _nearest_of_species(images, image_species, x, numbers, lattice)
     delta = images - x[targets]
@@ -488,5 +534,7 @@ def _symmetrize(
     np.add.at(total, targets, delta)
     symmetric = np.mod(x + total / counts[:, None], 1.0)
     symmetric[symmetric == 1.0] = 0.0  # -1e-17 mod 1 rounds to 1.0
-    identity = np.flatnonzero((setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)) & (setting.translations == 0).all(axis=1))[0]
+    identity = np.flatnonzero(
+        (setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)) & (setting.translations == 0).all(axis=1)
+    )[0]
     return symmetric, targets.reshape(setting.n_operations, -1)[identity]

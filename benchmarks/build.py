@@ -10,17 +10,16 @@ and nothing written.  Ours: ``build_store`` as the builder runs it.
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from basisdb import DEFAULT_RADII, build_store, get_setting
-from basisdb.build import format_summary
-from basisdb.frequencies import frequency_set
+from basisdb import DEFAULT_RADII, build_store, command_parser, frequency_set, get_setting, run_command
 
 
 def naive_orbit_algebra(group: int, radius: float) -> int:
@@ -37,17 +36,17 @@ def naive_orbit_algebra(group: int, radius: float) -> int:
     return int(np.unique(representative[~absent]).size)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = command_parser("benchmarks/build.py", __doc__)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="builder processes")
     parser.add_argument("--baseline-groups", type=int, default=230, help="groups 1..N in the baseline")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         report = build_store(Path(tmp) / "store.h5", radii=DEFAULT_RADII, workers=args.workers, progress=False)
         ours = time.perf_counter() - start
-        print(format_summary(report))
+        print(report.format_summary())
 
     start = time.perf_counter()
     for group in range(1, args.baseline_groups + 1):
@@ -62,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

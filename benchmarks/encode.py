@@ -8,13 +8,14 @@ routing matrix.  Ours: per-axis powers, three-table products, sparse routing.
 
 from __future__ import annotations
 
-import argparse
 import math
+import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
-from basisdb import build_basis
+from basisdb import build_basis, command_parser, run_command
 
 GROUPS = {1: "P1", 62: "Pnma", 194: "P6_3/mmc", 225: "Fm-3m"}
 
@@ -33,16 +34,19 @@ def naive_encode(dense_routing: np.ndarray, frequencies: np.ndarray, x: np.ndarr
     return np.exp(2j * np.pi * (x @ frequencies.T)) @ dense_routing.T
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--points", type=int, default=4000)
-    parser.add_argument("--radius", type=float, default=6)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = command_parser("benchmarks/encode.py", __doc__)
+    parser.add_argument("--points", type=int, default=4000, help="random points encoded")
+    parser.add_argument("--radius", type=float, default=6, help="truncation radius")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; the best counts")
+    args = parser.parse_args(argv)
     x = np.random.default_rng(0).random((args.points, 3))
 
     print(f"encode of {args.points} points at radius {args.radius:g} (best of {args.repeats})")
-    header = f"{'group':>14} {'K':>5} {'n_basis':>7} {'naive ms':>9} {'ours ms':>8} {'ratio':>6} {'single ms':>9} {'ratio':>6}"
+    header = (
+        f"{'group':>14} {'K':>5} {'n_basis':>7} {'naive ms':>9} {'ours ms':>8} "
+        f"{'ratio':>6} {'single ms':>9} {'ratio':>6}"
+    )
     print(header)
     print("-" * len(header))
     ratios, single_ratios = [], []
@@ -51,9 +55,9 @@ def main() -> None:
         dense = basis.routing.toarray()
         expected = naive_encode(dense, basis.frequencies, x)
         assert np.abs(basis.encode(x) - expected).max() < 1e-10  # same answer, or no comparison
-        naive = best_time(lambda: naive_encode(dense, basis.frequencies, x), args.repeats)
-        ours = best_time(lambda: basis.encode(x), args.repeats)
-        single = best_time(lambda: basis.encode(x, precision="single"), args.repeats)
+        naive = best_time(lambda dense=dense, basis=basis: naive_encode(dense, basis.frequencies, x), args.repeats)
+        ours = best_time(lambda basis=basis: basis.encode(x), args.repeats)
+        single = best_time(lambda basis=basis: basis.encode(x, precision="single"), args.repeats)
         ratios.append(naive / ours)
         single_ratios.append(naive / single)
         print(
@@ -66,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

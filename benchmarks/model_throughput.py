@@ -24,11 +24,11 @@ import torch
 
 from basisdb import BasisStore
 from model.baselines import CGCNN, crystal_graph, graph_collate
-from model.data import StructureEncoder
+from model.data import StructureFeaturizer
 from model.datasets import load_dataset
 from model.encoding_cache import EncodingCache
 from model.models import CFTConfig, CrystalFourierTransformer
-from model.training import DistributedContext, TrainConfig, cft_collate, fit, predict_normalized
+from model.training import DistributedContext, Regression, TrainConfig, cft_collate, fit, predict_normalized
 
 
 def timed(function):
@@ -57,13 +57,15 @@ def main() -> None:
     data = data.subset(np.random.default_rng(0).choice(len(data), args.structures, replace=False))
     pairs = list(zip(data.ids, data.structures))
     n = len(pairs)
-    encoder = StructureEncoder(BasisStore.open(None), args.radius)
-    encoder.encode(data.structures[0])  # opens the store
-    (items, _), encode_seconds = timed(lambda: encoder.encode_many(pairs, progress=False))
+    featurizer = StructureFeaturizer(BasisStore.open(None), args.radius)
+    featurizer.encode(data.structures[0])  # opens the store
+    (items, _), encode_seconds = timed(lambda: featurizer.encode_many(pairs, progress=False))
     with tempfile.TemporaryDirectory() as directory:
-        cache = EncodingCache.of(encoder, directory)
-        _, parallel_seconds = timed(lambda: encoder.encode_many(pairs, cache=cache, workers=args.threads, progress=False))
-        _, cached_seconds = timed(lambda: encoder.encode_many(pairs, cache=cache, progress=False))
+        cache = EncodingCache.of(featurizer, directory)
+        _, parallel_seconds = timed(
+            lambda: featurizer.encode_many(pairs, cache=cache, workers=args.threads, progress=False)
+        )
+        _, cached_seconds = timed(lambda: featurizer.encode_many(pairs, cache=cache, progress=False))
     print(
         f"CFT preparation, structures/s: one process {n / encode_seconds:.1f} (naive baseline); "
         f"{args.threads} processes {n / parallel_seconds:.1f} ({encode_seconds / parallel_seconds:.1f}x); "
@@ -72,22 +74,52 @@ def main() -> None:
     graphs, graph_seconds = timed(lambda: [crystal_graph(s) for s in data.structures])
     frames = np.mean([item.n_frames for item in items])
     atoms = np.mean([item.n_atoms for item in items])
-    print(f"{n} elastic_tensor structures: {atoms:.1f} atoms per standardized cell, {frames:.2f} origin frames on average; {args.threads} torch threads")
-    print(f"{'':10s} {'prepare/s':>10s} {'train/s':>10s} {'infer/s':>10s} {'infer 1-by-1/s':>15s} {'batched/naive':>14s}")
+    print(
+        f"{n} elastic_tensor structures: {atoms:.1f} atoms per standardized cell, "
+        f"{frames:.2f} origin frames on average; {args.threads} torch threads"
+    )
+    print(
+        f"{'':10s} {'prepare/s':>10s} {'train/s':>10s} {'infer/s':>10s} {'infer 1-by-1/s':>15s} {'batched/naive':>14s}"
+    )
     models = {
-        "CFT": (CrystalFourierTransformer(CFTConfig(radius=args.radius, n_slots=encoder.n_slots)), items, cft_collate, encode_seconds),  # the benchmark recipe
+        "CFT": (
+            CrystalFourierTransformer(CFTConfig(radius=args.radius, n_slots=featurizer.n_slots)),
+            items,
+            cft_collate,
+            encode_seconds,
+        ),  # the benchmark recipe
         "CGCNN": (CGCNN(), graphs, graph_collate, graph_seconds),
     }
     context = DistributedContext("cpu")
     for name, (model, inputs, collate_fn, prepare_seconds) in models.items():
         config = TrainConfig(epochs=args.epochs, batch_size=32, patience=args.epochs + 1)
         split = int(0.9 * n)
-        _, train_seconds = timed(lambda: fit(model, inputs[:split], data.values[:split], inputs[split:], data.values[split:], config, context, collate_fn=collate_fn))
-        _, validate_seconds = timed(lambda: predict_normalized(model, inputs[split:], "cpu", collate_fn=collate_fn))
-        train_rate = args.epochs * split / (train_seconds - args.epochs * validate_seconds)  # fit validates once per epoch
-        batched = best_of(args.repeats, lambda: predict_normalized(model, inputs, "cpu", batch_size=32, collate_fn=collate_fn))
-        one_by_one = best_of(1, lambda: predict_normalized(model, inputs, "cpu", batch_size=1, collate_fn=collate_fn))
-        print(f"{name:10s} {n / prepare_seconds:10.1f} {train_rate:10.1f} {n / batched:10.1f} {n / one_by_one:15.1f} {one_by_one / batched:13.1f}x")
+        task = Regression(inputs[:split], data.values[:split], inputs[split:], data.values[split:], collate_fn)
+        _, train_seconds = timed(lambda model=model, task=task, config=config: fit(model, task, config, context))
+        _, validate_seconds = timed(
+            lambda model=model, inputs=inputs, split=split, collate_fn=collate_fn: predict_normalized(
+                model, inputs[split:], "cpu", collate_fn=collate_fn
+            )
+        )
+        train_rate = (
+            args.epochs * split / (train_seconds - args.epochs * validate_seconds)
+        )  # fit validates once per epoch
+        batched = best_of(
+            args.repeats,
+            lambda model=model, inputs=inputs, collate_fn=collate_fn: predict_normalized(
+                model, inputs, "cpu", batch_size=32, collate_fn=collate_fn
+            ),
+        )
+        one_by_one = best_of(
+            1,
+            lambda model=model, inputs=inputs, collate_fn=collate_fn: predict_normalized(
+                model, inputs, "cpu", batch_size=1, collate_fn=collate_fn
+            ),
+        )
+        print(
+            f"{name:10s} {n / prepare_seconds:10.1f} {train_rate:10.1f} {n / batched:10.1f} "
+            f"{n / one_by_one:15.1f} {one_by_one / batched:13.1f}x"
+        )
 
 
 if __name__ == "__main__":

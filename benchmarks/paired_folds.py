@@ -56,7 +56,9 @@ def method_label(method: str, run: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("roots", nargs="*", type=Path, default=[Path("benchmarks/results")], help="folders searched for results.json")
+    parser.add_argument(
+        "roots", nargs="*", type=Path, default=[Path("benchmarks/results")], help="folders searched for results.json"
+    )
     parser.add_argument("--protocol", choices=("converged", "compute-matched"), default="converged")
     args = parser.parse_args()
     # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> (file, its folds)
@@ -71,24 +73,38 @@ def main() -> None:
                 if method in NEURAL and protocol_of(run) != args.protocol:
                     continue
                 label, training_seed = method_label(method, run), run.get("training_seed", run["seed"])
-                if method in NEURAL and training_seed in found[key][label]:  # two runs of one method and seed: say which one counts
-                    print(f"note: {label} (training seed {training_seed}) of {key[0]} {key[1]} found again in {path}; "
-                          f"that run replaces {found[key][label][training_seed][0]} (name the roots to choose)", file=sys.stderr)
+                if (
+                    method in NEURAL and training_seed in found[key][label]
+                ):  # two runs of one method and seed: say which one counts
+                    print(
+                        f"note: {label} (training seed {training_seed}) of {key[0]} {key[1]} found again in {path}; "
+                        f"that run replaces {found[key][label][training_seed][0]} (name the roots to choose)",
+                        file=sys.stderr,
+                    )
                 found[key][label][training_seed] = (path, result["folds"])
     for (dataset, target, seed, folds, n), runs in sorted(found.items()):
         print(f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}")
-        methods = {label: {s: np.array([fold["test"]["mae"] for fold in fs]) for s, (_, fs) in seeds.items()} for label, seeds in runs.items()}
+        methods = {
+            label: {s: np.array([fold["test"]["mae"] for fold in fs]) for s, (_, fs) in seeds.items()}
+            for label, seeds in runs.items()
+        }
         per_fold = {label: np.mean(list(seeds.values()), axis=0) for label, seeds in methods.items()}
         for label, values in per_fold.items():
             seeds = methods[label]
-            line = f"  {label:34s} {values.mean():.4f} ± {values.std(ddof=1):.4f}   folds {np.round(values, 4).tolist()}"
+            line = (
+                f"  {label:34s} {values.mean():.4f} ± {values.std(ddof=1):.4f}   folds {np.round(values, 4).tolist()}"
+            )
             if len(seeds) > 1:
                 means = [v.mean() for v in seeds.values()]
                 line += f"   {len(seeds)} seeds {sorted(seeds)}, seed means {min(means):.4f}-{max(means):.4f}"
             done = [fold for _, folds_of_seed in runs[label].values() for fold in folds_of_seed if "epochs" in fold]
             if done:
                 seconds = [f["train_seconds"] for f in done]
-                line += f"   fit {np.mean(seconds):.0f} s ({min(seconds):.0f}-{max(seconds):.0f}), epochs {min(f['epochs'] for f in done)}-{max(f['epochs'] for f in done)}, best {min(f['best_epoch'] for f in done)}-{max(f['best_epoch'] for f in done)}"
+                line += (
+                    f"   fit {np.mean(seconds):.0f} s ({min(seconds):.0f}-{max(seconds):.0f}), "
+                    f"epochs {min(f['epochs'] for f in done)}-{max(f['epochs'] for f in done)}, "
+                    f"best {min(f['best_epoch'] for f in done)}-{max(f['best_epoch'] for f in done)}"
+                )
             print(line)
         if "cft" not in per_fold:
             continue
@@ -101,7 +117,10 @@ def main() -> None:
             else:
                 difference = per_fold["cft"] - per_fold[label]
             seeds = f"seeds {common}" if common else "all seeds"
-            print(f"  cft - {label:28s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   cft better on {int((difference < 0).sum())} of {folds} folds ({seeds})")
+            print(
+                f"  cft - {label:28s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   "
+                f"cft better on {int((difference < 0).sum())} of {folds} folds ({seeds})"
+            )
 
 
 if __name__ == "__main__":

@@ -35,17 +35,40 @@ def main() -> None:
         peers = {m: v for m, v in maes.items() if not m.startswith("cft")}
         best_peer = min(peers, key=peers.get)
         cft = min(v for m, v in maes.items() if m.startswith("cft"))
-        cells = [("**" + cell(results[m]["summary"], "test_mae") + "**" if m == best else cell(results[m]["summary"], "test_mae")) if m in results else "-" for m in methods]
-        print(f"| {run['target']} ({run['unit']}) | {run['n_structures']} | " + " | ".join(cells) + f" | {100 * (cft / peers[best_peer] - 1):+.1f}% vs {best_peer} |")
+        cells = [
+            (
+                "**" + cell(results[m]["summary"], "test_mae") + "**"
+                if m == best
+                else cell(results[m]["summary"], "test_mae")
+            )
+            if m in results
+            else "-"
+            for m in methods
+        ]
+        print(
+            f"| {run['target']} ({run['unit']}) | {run['n_structures']} | "
+            + " | ".join(cells)
+            + f" | {100 * (cft / peers[best_peer] - 1):+.1f}% vs {best_peer} |"
+        )
 
     print()
-    print("| target | method | RMSE | R^2 | wall (s, 5 folds) | epochs per fit | train structures/s | predict structures/s |")
+    print(
+        "| target | method | RMSE | R^2 | wall (s, 5 folds) | epochs per fit | "
+        "train structures/s | predict structures/s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for run in cross_validated:
         for method, result in run["results"].items():
             s = result["summary"]
-            extra = f"{s['epochs']:.0f} | {s['train_structures_per_second']:.0f} | {s['predict_structures_per_second']:.0f}" if "epochs" in s else "- | - | -"
-            print(f"| {run['target']} | {method} | {cell(s, 'test_rmse')} | {cell(s, 'test_r2', 3)} | {s['seconds']:.0f} | {extra} |")
+            extra = (
+                f"{s['epochs']:.0f} | {s['train_structures_per_second']:.0f} | {s['predict_structures_per_second']:.0f}"
+                if "epochs" in s
+                else "- | - | -"
+            )
+            print(
+                f"| {run['target']} | {method} | {cell(s, 'test_rmse')} | {cell(s, 'test_r2', 3)} | "
+                f"{s['seconds']:.0f} | {extra} |"
+            )
 
     if held_out:
         print()
@@ -55,17 +78,26 @@ def main() -> None:
             for method, result in run["results"].items():
                 s = result["summary"]
                 ratio = s["unseen_mae"]["mean"] / s["test_mae"]["mean"]
-                print(f"| {run['holdout_spec']} ({run['n_unseen']} structures) | {run['target']} | {method} | {cell(s, 'test_mae')} | {cell(s, 'unseen_mae')} | {ratio:.2f} |")
+                print(
+                    f"| {run['holdout_spec']} ({run['n_unseen']} structures) | {run['target']} | {method} | "
+                    f"{cell(s, 'test_mae')} | {cell(s, 'unseen_mae')} | {ratio:.2f} |"
+                )
 
     transfer = [r for r in cross_validated if "cft-pretrained" in r["results"]]
     if transfer:
         print()
-        print("| target | CFT from scratch | CFT fine-tuned from the orbit-distance encoder | folds where fine-tuning wins |")
+        print(
+            "| target | CFT from scratch | CFT fine-tuned from the orbit-distance encoder | "
+            "folds where fine-tuning wins |"
+        )
         print("|---|---|---|---|")
         for run in transfer:
             scratch, tuned = run["results"]["cft"], run["results"]["cft-pretrained"]
             wins = sum(t["test"]["mae"] < s["test"]["mae"] for s, t in zip(scratch["folds"], tuned["folds"]))
-            print(f"| {run['target']} | {cell(scratch['summary'], 'test_mae')} | {cell(tuned['summary'], 'test_mae')} | {wins} of {len(scratch['folds'])} |")
+            print(
+                f"| {run['target']} | {cell(scratch['summary'], 'test_mae')} | "
+                f"{cell(tuned['summary'], 'test_mae')} | {wins} of {len(scratch['folds'])} |"
+            )
 
 
 if __name__ == "__main__":

@@ -28,17 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from basisdb import BasisStore, Cell, StructureError
-from basisdb.redescriptions import REDESCRIPTIONS, mirrored, noisy
+from basisdb import REDESCRIPTIONS, BasisStore, Cell, StructureError, mirrored, noisy
 from model.checkpoint import Predictor, load_checkpoint
-from model.data import StructureEncoder
+from model.data import StructureFeaturizer
 from model.datasets import DATASETS, load_dataset
 from model.models import CFTConfig, CrystalFourierTransformer
 
 THRESHOLD = 1e-5
 
 
-class SingleFrame(StructureEncoder):
+class SingleFrame(StructureFeaturizer):
     """The naive baseline: one standardization, no frames (the first frame is spglib's own)."""
 
     def encode(self, structure, label=""):
@@ -92,23 +91,43 @@ def main() -> None:
         predictor = load_checkpoint(args.checkpoint)
     else:
         torch.manual_seed(args.seed)
-        encoder = StructureEncoder(BasisStore.open(), 4.0)
-        model = CrystalFourierTransformer(CFTConfig(radius=4.0, n_slots=encoder.n_slots, d_model=128, hidden=256, encoder_blocks=3, layers=2))
-        predictor = Predictor(model, encoder, 0.0, 1.0, device="cpu")
-    naive = Predictor(predictor.model, SingleFrame(predictor.encoder.store, predictor.encoder.radius, predictor.encoder.symprec), predictor.target_mean, predictor.target_std, device="cpu")
+        featurizer = StructureFeaturizer(BasisStore.open(), 4.0)
+        model = CrystalFourierTransformer(
+            CFTConfig(radius=4.0, n_slots=featurizer.n_slots, d_model=128, hidden=256, encoder_blocks=3, layers=2)
+        )
+        predictor = Predictor(model, featurizer, 0.0, 1.0, device="cpu")
+    naive = Predictor(
+        predictor.model,
+        SingleFrame(predictor.featurizer.store, predictor.featurizer.radius, predictor.featurizer.symprec),
+        predictor.target_mean,
+        predictor.target_std,
+        device="cpu",
+    )
     kinds = {**REDESCRIPTIONS, "mirror image": lambda cell, _: mirrored(cell)}
     began = time.perf_counter()
     ours = scan(predictor, cells, kinds, args.seed)
     baseline = scan(naive, cells, kinds, args.seed)
     noise = scan(predictor, cells, {"every atom moved 5e-4 A": lambda cell, rng: noisy(cell, rng, 5e-4)}, args.seed)
-    print(f"{len(cells)} random {args.dataset} structures, invariance {predictor.encoder.invariance}, symprec {predictor.encoder.symprec} A ({time.perf_counter() - began:.0f} s)")
-    print(f"re-description | changed > {THRESHOLD:g} (frames) | worst prediction change | worst atom change | changed (single standardization, naive)")
+    print(
+        f"{len(cells)} random {args.dataset} structures, invariance {predictor.featurizer.invariance}, "
+        f"symprec {predictor.featurizer.symprec} A ({time.perf_counter() - began:.0f} s)"
+    )
+    print(
+        f"re-description | changed > {THRESHOLD:g} (frames) | worst prediction change | worst atom change | "
+        "changed (single standardization, naive)"
+    )
     for name in kinds:
         compared, changed, value, atoms = ours[name]
         _, naive_changed, naive_value, _ = baseline[name]
-        print(f"{name} | {changed} of {compared} | {value:.1e} | {atoms:.1e} | {naive_changed} of {compared} (worst {naive_value:.1e})")
+        print(
+            f"{name} | {changed} of {compared} | {value:.1e} | {atoms:.1e} | "
+            f"{naive_changed} of {compared} (worst {naive_value:.1e})"
+        )
     compared, changed, value, atoms = noise["every atom moved 5e-4 A"]
-    print(f"noise: every atom moved 5e-4 A | {changed} of {compared} | {value:.1e} | {atoms:.1e} | (a different crystal: a sensitivity)")
+    print(
+        f"noise: every atom moved 5e-4 A | {changed} of {compared} | {value:.1e} | {atoms:.1e} | "
+        "(a different crystal: a sensitivity)"
+    )
 
 
 if __name__ == "__main__":

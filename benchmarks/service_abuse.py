@@ -13,9 +13,7 @@ run.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -29,7 +27,7 @@ import httpx
 import numpy as np
 import psutil
 
-from basisdb.redescriptions import random_crystal
+from basisdb import command_parser, random_crystal
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,17 +101,24 @@ def get(url: str, path: str, **kwargs) -> int:
 
 def fcc_cif(sites: int) -> str:
     rng = np.random.default_rng(3)
-    rows = "\n".join(f"Si{i} Si {x:.5f} {y:.5f} {z:.5f}" for i, (x, y, z) in enumerate(rng.random((sites, 3)) * 0.25 + 0.01))
+    rows = "\n".join(
+        f"Si{i} Si {x:.5f} {y:.5f} {z:.5f}" for i, (x, y, z) in enumerate(rng.random((sites, 3)) * 0.25 + 0.01)
+    )
     return (
         "data_big\n_symmetry_space_group_name_H-M 'F m -3 m'\n_cell_length_a 40\n_cell_length_b 40\n_cell_length_c 40\n"
-        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
+        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+        "loop_\n_atom_site_label\n_atom_site_type_symbol\n"
         f"_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n{rows}\n"
     )
 
 
 def attacks(url: str, port: int, idle_connections: int) -> dict[str, Callable[[], list]]:
     rng = np.random.default_rng(0)
-    salt = {"lattice": [[5.64, 0, 0], [0, 5.64, 0], [0, 0, 5.64]], "species": ["Na", "Cl"], "positions": [[0, 0, 0], [0.5, 0.5, 0.5]]}
+    salt = {
+        "lattice": [[5.64, 0, 0], [0, 5.64, 0], [0, 0, 5.64]],
+        "species": ["Na", "Cl"],
+        "positions": [[0, 0, 0], [0.5, 0.5, 0.5]],
+    }
 
     def parallel(calls: list[Callable[[], object]]) -> list:
         results: list = [None] * len(calls)
@@ -150,37 +155,121 @@ def attacks(url: str, port: int, idle_connections: int) -> dict[str, Callable[[]
 
     def p1(n):
         cell = random_crystal(n, rng)
-        return {"structure": {"lattice": cell.lattice.tolist(), "species": cell.numbers.tolist(), "positions": cell.positions.tolist()}, "radius": 2}
+        return {
+            "structure": {
+                "lattice": cell.lattice.tolist(),
+                "species": cell.numbers.tolist(),
+                "positions": cell.positions.tolist(),
+            },
+            "radius": 2,
+        }
 
     return {
-        "GET /v1/export?groups=1-9999999999&radii=2": lambda: [get(url, "/v1/export", params={"groups": "1-9999999999", "radii": "2"})],
+        "GET /v1/export?groups=1-9999999999&radii=2": lambda: [
+            get(url, "/v1/export", params={"groups": "1-9999999999", "radii": "2"})
+        ],
         "GET /v1/export?groups=5-1": lambda: [get(url, "/v1/export", params={"groups": "5-1"})],
         "GET /v1/export (the whole store)": lambda: [get(url, "/v1/export")],
-        "POST /v1/encode, P1, radius 16, 10,000 positions": lambda: [post(url, "/v1/encode", json={"group": 1, "radius": 16, "positions": rng.random((10_000, 3)).tolist()})],
-        "POST /v1/encode, P1, radius 16, 100,000 positions (npz)": lambda: [post(url, "/v1/encode", json={"group": 1, "radius": 16, "positions": rng.random((100_000, 3)).tolist()}, headers={"accept": "application/x-npz"})],
+        "POST /v1/encode, P1, radius 16, 10,000 positions": lambda: [
+            post(url, "/v1/encode", json={"group": 1, "radius": 16, "positions": rng.random((10_000, 3)).tolist()})
+        ],
+        "POST /v1/encode, P1, radius 16, 100,000 positions (npz)": lambda: [
+            post(
+                url,
+                "/v1/encode",
+                json={"group": 1, "radius": 16, "positions": rng.random((100_000, 3)).tolist()},
+                headers={"accept": "application/x-npz"},
+            )
+        ],
         "4 x POST /v1/encode, largest answer allowed (P1, radius 16, 100 positions, JSON)": lambda: parallel(
-            [lambda: post(url, "/v1/encode", json={"group": 1, "radius": 16, "positions": rng.random((100, 3)).tolist()})] * 4
+            [
+                lambda: post(
+                    url, "/v1/encode", json={"group": 1, "radius": 16, "positions": rng.random((100, 3)).tolist()}
+                )
+            ]
+            * 4
         ),
-        "32 MiB body of [0,0,0] triples": lambda: [post(url, "/v1/encode", content=b'{"group":1,"radius":2,"positions":[' + b",".join([b"[0,0,0]"] * 4_194_000) + b"]}", headers={"content-type": "application/json"})],
-        "pymatgen dict naming module 'this'": lambda: [post(url, "/v1/encode/structure", json={"structure": {**salt, "@module": "this", "@class": "x"}, "radius": 2})],
-        "pymatgen dict naming Vasprun with a filename": lambda: [post(url, "/v1/encode/structure", json={"structure": {**salt, "@module": "pymatgen.io.vasp.outputs", "@class": "Vasprun", "filename": "/etc/passwd"}, "radius": 2})],
+        "32 MiB body of [0,0,0] triples": lambda: [
+            post(
+                url,
+                "/v1/encode",
+                content=b'{"group":1,"radius":2,"positions":[' + b",".join([b"[0,0,0]"] * 4_194_000) + b"]}",
+                headers={"content-type": "application/json"},
+            )
+        ],
+        "pymatgen dict naming module 'this'": lambda: [
+            post(
+                url, "/v1/encode/structure", json={"structure": {**salt, "@module": "this", "@class": "x"}, "radius": 2}
+            )
+        ],
+        "pymatgen dict naming Vasprun with a filename": lambda: [
+            post(
+                url,
+                "/v1/encode/structure",
+                json={
+                    "structure": {
+                        **salt,
+                        "@module": "pymatgen.io.vasp.outputs",
+                        "@class": "Vasprun",
+                        "filename": "/etc/passwd",
+                    },
+                    "radius": 2,
+                },
+            )
+        ],
         "P1 structure of 20,000 atoms": lambda: [post(url, "/v1/encode/structure", json=p1(20_000))],
         "P1 structure of 2,000 atoms (the limit)": lambda: [post(url, "/v1/encode/structure", json=p1(2_000))],
-        "5.7 KB Fm-3m CIF expanding to 9,600 atoms": lambda: [post(url, "/v1/encode/structure", json={"cif": fcc_cif(50), "radius": 2})],
-        "120,000-atom CIF": lambda: [post(url, "/v1/encode/structure", json={"cif": "data_x\nloop_\n_atom_site_label\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n" + "A 0.1 0.2 0.3\n" * 120_000, "radius": 2})],
-        "Na at fractional x = 1e16": lambda: [post(url, "/v1/encode/structure", json={"structure": {**salt, "positions": [[1e16, 0, 0], [0.5, 0.5, 0.5]]}, "radius": 2})],
-        "two atoms on one site": lambda: [post(url, "/v1/encode/structure", json={"structure": {**salt, "species": ["Na", "Na", "Cl"], "positions": [[0, 0, 0], [0, 0, 0], [0.5, 0.5, 0.5]]}, "radius": 2})],
+        "5.7 KB Fm-3m CIF expanding to 9,600 atoms": lambda: [
+            post(url, "/v1/encode/structure", json={"cif": fcc_cif(50), "radius": 2})
+        ],
+        "120,000-atom CIF": lambda: [
+            post(
+                url,
+                "/v1/encode/structure",
+                json={
+                    "cif": "data_x\nloop_\n_atom_site_label\n"
+                    "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n" + "A 0.1 0.2 0.3\n" * 120_000,
+                    "radius": 2,
+                },
+            )
+        ],
+        "Na at fractional x = 1e16": lambda: [
+            post(
+                url,
+                "/v1/encode/structure",
+                json={"structure": {**salt, "positions": [[1e16, 0, 0], [0.5, 0.5, 0.5]]}, "radius": 2},
+            )
+        ],
+        "two atoms on one site": lambda: [
+            post(
+                url,
+                "/v1/encode/structure",
+                json={
+                    "structure": {
+                        **salt,
+                        "species": ["Na", "Na", "Cl"],
+                        "positions": [[0, 0, 0], [0, 0, 0], [0.5, 0.5, 0.5]],
+                    },
+                    "radius": 2,
+                },
+            )
+        ],
         f"{idle_connections} idle connections": lambda: raw_connections(idle_connections),
         "200 connections trickling headers": lambda: raw_connections(200, b"GET /v1/health HTTP/1.1\r\nhost: x\r\n"),
-        "200 connections trickling bodies": lambda: raw_connections(200, b"POST /v1/encode HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\ncontent-type: application/json\r\n\r\n{"),
-        "10 MB header": lambda: raw_connections(1, b"GET /v1/health HTTP/1.1\r\nx-big: " + b"a" * 10_000_000 + b"\r\n\r\n"),
+        "200 connections trickling bodies": lambda: raw_connections(
+            200,
+            b"POST /v1/encode HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\ncontent-type: application/json\r\n\r\n{",
+        ),
+        "10 MB header": lambda: raw_connections(
+            1, b"GET /v1/health HTTP/1.1\r\nx-big: " + b"a" * 10_000_000 + b"\r\n\r\n"
+        ),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--idle-connections", type=int, default=19_980)
-    parser.add_argument("--workers", type=int, default=1)
+    parser = command_parser("benchmarks/service_abuse.py", __doc__)
+    parser.add_argument("--idle-connections", type=int, default=19_980, help="connections opened and left idle")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--store", default=None, help="store to serve (default: the default store)")
     args = parser.parse_args()
     port = free_port()
@@ -188,7 +277,13 @@ def main() -> None:
     command = [sys.executable, "-m", "service", "--port", str(port), "--workers", str(args.workers)]
     # The server's log goes to a file: a pipe nobody reads would block the server once full.
     log = tempfile.NamedTemporaryFile("w+", prefix="basisdb-abuse-", suffix=".log")
-    server = subprocess.Popen(command + (["--store", args.store] if args.store else []), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        command + (["--store", args.store] if args.store else []),
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for _ in range(600):
             try:
@@ -198,7 +293,10 @@ def main() -> None:
                 time.sleep(0.1)
         with Watch(url, server.pid) as idle:
             time.sleep(2)
-        print(f"server: python -m service, {args.workers} worker(s); idle RSS {idle.peak / 2**20:.0f} MiB; idle health p50 {np.median(idle.latencies):.1f} ms, p99 {np.percentile(idle.latencies, 99):.1f} ms")
+        print(
+            f"server: python -m service, {args.workers} worker(s); idle RSS {idle.peak / 2**20:.0f} MiB; "
+            f"idle health p50 {np.median(idle.latencies):.1f} ms, p99 {np.percentile(idle.latencies, 99):.1f} ms"
+        )
         print("| attack | answers | seconds | peak RSS (MiB) | health p50 / p99 / max (ms) | health failures |")
         print("|---|---|---|---|---|---|")
         worst_rss, worst_p99, bad = 0, 0.0, []
@@ -212,15 +310,21 @@ def main() -> None:
             p99 = float(np.percentile(latencies, 99))
             worst_rss, worst_p99 = max(worst_rss, watch.peak), max(worst_p99, p99)
             shown = json.dumps(answers[0]) if isinstance(answers[0], dict) else ", ".join(str(a) for a in answers)
-            print(f"| {name} | {shown} | {seconds:.2f} | {watch.peak / 2**20:.0f} | {np.median(latencies):.1f} / {p99:.1f} / {latencies.max():.1f} | {len(watch.failures)} |")
+            print(
+                f"| {name} | {shown} | {seconds:.2f} | {watch.peak / 2**20:.0f} | "
+                f"{np.median(latencies):.1f} / {p99:.1f} / {latencies.max():.1f} | {len(watch.failures)} |"
+            )
             bad += [f"{name}: {a}" for a in answers if isinstance(a, int) and a >= 500 and a != 503]
             if server.poll() is not None:
                 bad.append(f"{name}: the server exited with {server.returncode}")
                 break
         unhandled = Path(log.name).read_text().count("Exception in ASGI application")
-        print(f"\nserver alive: {server.poll() is None}; 5xx other than 503: {bad or 'none'}; unhandled exceptions in its log: {unhandled}; "
-              f"worst peak RSS {worst_rss / 2**20:.0f} MiB (goal < 1024); "
-              f"worst health p99 {worst_p99:.1f} ms (goal < 100), against {np.percentile(idle.latencies, 99):.1f} ms idle")
+        print(
+            f"\nserver alive: {server.poll() is None}; 5xx other than 503: {bad or 'none'}; "
+            f"unhandled exceptions in its log: {unhandled}; "
+            f"worst peak RSS {worst_rss / 2**20:.0f} MiB (goal < 1024); "
+            f"worst health p99 {worst_p99:.1f} ms (goal < 100), against {np.percentile(idle.latencies, 99):.1f} ms idle"
+        )
     finally:
         log.close()
         server.terminate()

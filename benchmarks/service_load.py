@@ -14,7 +14,6 @@ Starts ``python -m service`` on a free port, then measures with ``wrk --latency`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisdb import BasisStore, build_store
+from basisdb import BasisStore, build_store, command_parser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,9 +41,24 @@ def free_port() -> int:
 def start_server(store: Path, workers: int, cache: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--store", str(store), "--port", str(port), "--workers", str(workers),
-         "--basis-cache-size", str(cache), "--max-positions", "100000"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "--store",
+            str(store),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--basis-cache-size",
+            str(cache),
+            "--max-positions",
+            "100000",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     return process, wait_until_up(process, url, "/v1/health")
@@ -84,7 +98,8 @@ def start_bytes_server(directory: Path, body: bytes) -> tuple[subprocess.Popen, 
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", BYTES_SERVER, str(directory / "body.bin"), str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return process, wait_until_up(process, f"http://127.0.0.1:{port}")
 
@@ -115,23 +130,26 @@ def post_script(directory: Path, body: dict, accept: str | None = None) -> Path:
     payload.write_text(json.dumps(body))
     script = directory / "post.lua"
     script.write_text(
-        'local f = io.open("%s", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' % payload
+        f'local f = io.open("{payload}", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
         + (f'wrk.headers["Accept"] = "{accept}"\n' if accept else "")
     )
     return script
 
 
 def line(name: str, r: dict[str, float]) -> str:
-    return f"{name:<46} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  {r['requests_per_s']:8.0f} req/s  non-2xx {r['non_2xx']}"
+    return (
+        f"{name:<46} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+        f"{r['requests_per_s']:8.0f} req/s  non-2xx {r['non_2xx']}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--basis-group", type=int, default=227)
-    parser.add_argument("--basis-radius", type=float, default=4)
+    parser = command_parser("benchmarks/service_load.py", __doc__)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--basis-group", type=int, default=227, help="group of the basis lookup")
+    parser.add_argument("--basis-radius", type=float, default=4, help="radius of the basis lookup")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -189,7 +207,10 @@ def main() -> None:
                         naive.append((time.perf_counter() - start) * 1e3)
                     naive = min(naive)
                     label = f"group {group} (n_basis {basis.n_basis})"
-                    print(f"  {line(label, r)}  naive compute alone {naive:6.1f} ms ({naive / r['p50_ms']:.1f}x our p50 request)")
+                    print(
+                        f"  {line(label, r)}  naive compute alone {naive:6.1f} ms "
+                        f"({naive / r['p50_ms']:.1f}x our p50 request)"
+                    )
                     binary = wrk(url + "/v1/encode", 1, args.duration, post_script(tmp, body, accept=NPZ))
                     print(f"  {line(label + ', Accept: npz', binary)}")
         finally:

@@ -82,8 +82,14 @@ def main() -> None:
     baseline, chosen = CANDIDATES.index(1e-3), CANDIDATES.index(1e-2)
     for j, noise in enumerate(NOISE):
         ratio = f"{lost[baseline, j] / lost[chosen, j]:.0f}x fewer" if lost[chosen, j] else "none"
-        print(f"noise {noise:g} A: groups lost at the default 1e-2 against the old 1e-3: {lost[chosen, j]} against {lost[baseline, j]} ({ratio})")
-    print(f"over-symmetrized at 1e-2 against 1e-3: {over[chosen]} against {over[baseline]} (+{100 * (over[chosen] - over[baseline]) / n:.1f} points)")
+        print(
+            f"noise {noise:g} A: groups lost at the default 1e-2 against the old 1e-3: "
+            f"{lost[chosen, j]} against {lost[baseline, j]} ({ratio})"
+        )
+    print(
+        f"over-symmetrized at 1e-2 against 1e-3: {over[chosen]} against {over[baseline]} "
+        f"(+{100 * (over[chosen] - over[baseline]) / n:.1f} points)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """The Crystal Fourier Transformer (CFT) on the basisdb store.
 
-Layers: :mod:`model.data` (structures, standardization, frames, batching),
-:mod:`model.datasets` (built-in Materials Project datasets), :mod:`model.modules` (positional
-encoder, blocks), :mod:`model.models` (the CFT), :mod:`model.baselines` (the peers it is
-measured against), :mod:`model.training` (loops, schedules), :mod:`model.checkpoint` and the
-command lines ``python -m model.data | model.pretrain | model.train | model.evaluate |
-model.predict``.
+Layers: :mod:`model.data` (structures to model inputs: :class:`~model.data.StructureFeaturizer`,
+standardization, frames, batching), :mod:`model.datasets` (built-in Materials Project
+datasets), :mod:`model.modules` (the positional encoder, the one "encoder" of this package,
+and other blocks), :mod:`model.models` (the CFT), :mod:`model.baselines` (the peers it is
+measured against), :mod:`model.training` (the one training engine, its schedules and DDP),
+:mod:`model.checkpoint`, :mod:`model.cli` (the options the commands share) and the command
+lines ``python -m model.data | model.pretrain | model.train | model.evaluate | model.predict``.
 """
 
 import importlib

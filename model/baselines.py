@@ -29,8 +29,7 @@ import torch
 from torch import nn
 
 from .data import SUBNORMAL_CUT, TensorBatch
-from .models import average_over_frames
-from .modules import ElementEmbedding
+from .modules import ElementEmbedding, segment_mean
 
 __all__ = [
     "MeanBaseline",
@@ -50,7 +49,7 @@ __all__ = [
 class MeanBaseline:
     """Predicts the mean of the training targets."""
 
-    def fit(self, targets: np.ndarray) -> "MeanBaseline":
+    def fit(self, targets: np.ndarray) -> MeanBaseline:
         self.mean_ = float(np.mean(targets))
         return self
 
@@ -83,7 +82,7 @@ class CompositionForest:
 
         self.forest = RandomForestRegressor(n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs)
 
-    def fit(self, features: np.ndarray, targets: np.ndarray) -> "CompositionForest":
+    def fit(self, features: np.ndarray, targets: np.ndarray) -> CompositionForest:
         self.forest.fit(features, targets)
         return self
 
@@ -102,9 +101,17 @@ def structure_features(structures: Sequence, groups: Sequence[int], primitive_si
     the primitive cell (both from the standardization)."""
     rows = []
     for structure in structures:
-        spheres = sum(count * 4.0 / 3.0 * np.pi * _atomic_radius(element) ** 3 for element, count in structure.composition.items())
+        spheres = sum(
+            count * 4.0 / 3.0 * np.pi * _atomic_radius(element) ** 3 for element, count in structure.composition.items()
+        )
         rows.append((float(structure.density), structure.volume / len(structure), spheres / structure.volume))
-    return np.column_stack([np.array(rows, dtype=np.float64).reshape(-1, 3), np.asarray(groups, dtype=np.float64), np.asarray(primitive_sites, dtype=np.float64)])
+    return np.column_stack(
+        [
+            np.array(rows, dtype=np.float64).reshape(-1, 3),
+            np.asarray(groups, dtype=np.float64),
+            np.asarray(primitive_sites, dtype=np.float64),
+        ]
+    )
 
 
 def _atomic_radius(element) -> float:
@@ -194,9 +201,13 @@ class CGCNN(nn.Module):
 
         super().__init__()
         self.config = config
-        self.register_buffer("centres", torch.arange(0.0, config.cutoff + config.gaussian_step / 2, config.gaussian_step))
+        self.register_buffer(
+            "centres", torch.arange(0.0, config.cutoff + config.gaussian_step / 2, config.gaussian_step)
+        )
         self.element = ElementEmbedding(config.width)
-        self.convolutions = nn.ModuleList(CGConv(config.width, dim=len(self.centres), aggr="add", batch_norm=True) for _ in range(config.convolutions))
+        self.convolutions = nn.ModuleList(
+            CGConv(config.width, dim=len(self.centres), aggr="add", batch_norm=True) for _ in range(config.convolutions)
+        )
         self.head = nn.Sequential(nn.Linear(config.width, config.head), nn.Softplus(), nn.Linear(config.head, 1))
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
@@ -205,4 +216,4 @@ class CGCNN(nn.Module):
         x = self.element(batch.numbers)
         for convolution in self.convolutions:
             x = nn.functional.softplus(convolution(x, batch.edges, gaussians))
-        return self.head(average_over_frames(x, batch.graph, len(batch.owner))).squeeze(-1)
+        return self.head(segment_mean(x, batch.graph, len(batch.owner))).squeeze(-1)

@@ -18,9 +18,9 @@ import torch
 
 from basisdb import INVARIANCES, SCHEMA_VERSION, BasisDBError, BasisStore, SymmetryToleranceWarning
 
-from .data import EncodedStructure, StructureEncoder, collate
+from .data import EncodedStructure, StructureFeaturizer, collate
 from .models import CFTConfig, CrystalFourierTransformer
-from .training import predict_normalized
+from .training import predict_normalized, resolve_device
 
 __all__ = [
     "CheckpointError",
@@ -44,7 +44,15 @@ class CheckpointError(BasisDBError, ValueError):
     """A checkpoint that is unreadable, of another kind, or incompatible with the store."""
 
 
-def save_checkpoint(directory: str | os.PathLike, *, kind: str, module: torch.nn.Module, config: CFTConfig, store: BasisStore, **extra: Any) -> Path:
+def save_checkpoint(
+    directory: str | os.PathLike,
+    *,
+    kind: str,
+    module: torch.nn.Module,
+    config: CFTConfig,
+    store: BasisStore,
+    **extra: Any,
+) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -74,7 +82,9 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[st
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{file} is not a CFT checkpoint")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{file}: checkpoint version {payload.get('version')} is not supported (this version reads {VERSION})")
+        raise CheckpointError(
+            f"{file}: checkpoint version {payload.get('version')} is not supported (this version reads {VERSION})"
+        )
     if kind is not None and payload["kind"] != kind:
         raise CheckpointError(f"{file} holds a {payload['kind']!r} checkpoint, expected {kind!r}")
     return payload
@@ -86,7 +96,8 @@ def check_store(payload: dict[str, Any], store: BasisStore, where: str) -> None:
     radius = payload["config"]["radius"]
     if recorded["schema_version"] != SCHEMA_VERSION:
         raise CheckpointError(
-            f"{where} was trained on a schema-{recorded['schema_version']} store; {store.path} is schema {SCHEMA_VERSION}"
+            f"{where} was trained on a schema-{recorded['schema_version']} store; "
+            f"{store.path} is schema {SCHEMA_VERSION}"
         )
     if float(radius) not in store.radii:
         raise CheckpointError(
@@ -101,13 +112,18 @@ def check_store(payload: dict[str, Any], store: BasisStore, where: str) -> None:
         )
 
 
-def read_pretrained_encoder(path: str | os.PathLike, store: BasisStore, config: CFTConfig) -> tuple[dict[str, Any], CFTConfig]:
+def read_pretrained_encoder(
+    path: str | os.PathLike, store: BasisStore, config: CFTConfig
+) -> tuple[dict[str, Any], CFTConfig]:
     """An orbit-distance pretrained encoder checked against the store, and ``config`` with
     the encoder's architecture (widths, blocks) taken from it."""
     payload = read_checkpoint(path, kind="encoder")
     check_store(payload, store, str(path))
     if float(payload["config"]["radius"]) != config.radius:
-        raise CheckpointError(f"{path} was pretrained at radius {payload['config']['radius']}, not {config.radius}: pass --radius {payload['config']['radius']}")
+        raise CheckpointError(
+            f"{path} was pretrained at radius {payload['config']['radius']}, not {config.radius}: "
+            f"pass --radius {payload['config']['radius']}"
+        )
     architecture = {key: payload["config"][key] for key in ENCODER_ARCHITECTURE}
     return payload, CFTConfig(**{**config.to_dict(), **architecture})
 
@@ -131,7 +147,7 @@ def load_checkpoint(
     *,
     symprec: float | None = None,
     invariance: str | None = None,
-) -> "Predictor":
+) -> Predictor:
     """A trained CFT, ready to predict.  ``store`` defaults to the one recorded in the
     checkpoint if it still exists, else to the default store.  ``symprec`` (spglib's
     tolerance, Angstrom) and ``invariance`` (``"e3"`` or ``"proper"``) default to the
@@ -150,8 +166,8 @@ def load_checkpoint(
     symprec = float(payload["symprec"] if symprec is None else symprec)
     if not (np.isfinite(symprec) and symprec > 0):
         raise CheckpointError(f"symprec must be a positive number (Angstrom), got {symprec!r}")
-    encoder = StructureEncoder(store, config.radius, symprec, invariance)
-    return Predictor(model, encoder, payload["target_mean"], payload["target_std"], device)
+    featurizer = StructureFeaturizer(store, config.radius, symprec, invariance)
+    return Predictor(model, featurizer, payload["target_mean"], payload["target_std"], device)
 
 
 @dataclass(frozen=True)
@@ -177,10 +193,17 @@ class Predictor:
     """Predictions and per-atom encodings of structures (pymatgen, ASE, basisdb Cell, or a
     CIF path), averaged over the frames of each crystal."""
 
-    def __init__(self, model: CrystalFourierTransformer, encoder: StructureEncoder, target_mean: float, target_std: float, device: str | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    def __init__(
+        self,
+        model: CrystalFourierTransformer,
+        featurizer: StructureFeaturizer,
+        target_mean: float,
+        target_std: float,
+        device: str | None = None,
+    ):
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.encoder = encoder
+        self.featurizer = featurizer
         self.target_mean = float(target_mean)
         self.target_std = float(target_std)
 
@@ -193,15 +216,17 @@ class Predictor:
         naming it.  Warns (:class:`basisdb.SymmetryToleranceWarning`) for each structure in
         which a ten times looser tolerance finds a larger group."""
         labels = labels or [f"structure {i}" for i in range(len(structures))]
-        items = [self.encoder.encode(s, label=label) for s, label in zip(structures, labels)]
-        warn_looser_groups(items, self.encoder.symprec)
+        items = [self.featurizer.encode(s, label=label) for s, label in zip(structures, labels)]
+        warn_looser_groups(items, self.featurizer.symprec)
         return items
 
     def predict(self, structures: Sequence, batch_size: int = 32) -> np.ndarray:
         """One value per structure (see :meth:`predictions` for the groups used)."""
         return self.predict_encoded(self.encode(structures), batch_size)
 
-    def predictions(self, structures: Sequence, labels: Sequence[str] | None = None, batch_size: int = 32) -> list[Prediction]:
+    def predictions(
+        self, structures: Sequence, labels: Sequence[str] | None = None, batch_size: int = 32
+    ) -> list[Prediction]:
         """One :class:`Prediction` per structure: the value and the symmetry behind it."""
         items = self.encode(structures, labels)
         return [

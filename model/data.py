@@ -9,7 +9,9 @@ default ``"e3"`` invariance) or atom order it came in.
 
 Features of one atom are the real invariant basis functions of its group, placed in fixed
 "slots" (the position of each orbit's first frequency in the frequency set), so that one
-encoder serves all 230 groups with a fixed input width.
+positional encoder (:class:`model.modules.PositionalEncoder`) serves all 230 groups with a
+fixed input width.  :class:`StructureFeaturizer` makes them; "encoder" in this package is
+only ever that torch module.
 """
 
 from __future__ import annotations
@@ -17,16 +19,26 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from basisdb import DEFAULT_SYMPREC, BasisStore, Cell, Invariance, StructureError, crystal_frames
-from basisdb.frames import MAX_ANCHORS
-from basisdb.frequencies import METRICS, frequency_set
+from basisdb import (
+    DEFAULT_SYMPREC,
+    MAX_ANCHORS,
+    METRICS,
+    BasisStore,
+    Cell,
+    Invariance,
+    StructureError,
+    crystal_frames,
+    frequency_set,
+)
 
+from .datasets import DatasetError
+from .encoded import EncodedStructure
 from .encoding_cache import EncodingCache, cell_key
 
 if TYPE_CHECKING:
@@ -34,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EncodedStructure",
-    "StructureEncoder",
+    "StructureFeaturizer",
     "Batch",
     "TensorBatch",
     "collate",
@@ -60,7 +72,9 @@ def lattice_features(lattice: np.ndarray) -> np.ndarray:
     cos_alpha = metric[..., 1, 2] / (lengths[..., 1] * lengths[..., 2])
     cos_beta = metric[..., 0, 2] / (lengths[..., 0] * lengths[..., 2])
     cos_gamma = metric[..., 0, 1] / (lengths[..., 0] * lengths[..., 1])
-    return np.concatenate([np.log(lengths), np.stack([cos_alpha, cos_beta, cos_gamma], axis=-1)], axis=-1).astype(np.float32)
+    return np.concatenate([np.log(lengths), np.stack([cos_alpha, cos_beta, cos_gamma], axis=-1)], axis=-1).astype(
+        np.float32
+    )
 
 
 RADIAL_CENTRES = np.arange(0.0, 8.01, 0.5)  # Angstrom
@@ -79,7 +93,11 @@ def pair_radial(lattice: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
     cartesian = np.ascontiguousarray(positions @ lattice, dtype=np.float64)
     centre, neighbour, _, distance = find_points_in_spheres(
-        cartesian, cartesian, float(RADIAL_CENTRES[-1] + RADIAL_WIDTH), np.ones(3, dtype=np.int64), np.ascontiguousarray(lattice, dtype=np.float64)
+        cartesian,
+        cartesian,
+        float(RADIAL_CENTRES[-1] + RADIAL_WIDTH),
+        np.ones(3, dtype=np.int64),
+        np.ascontiguousarray(lattice, dtype=np.float64),
     )
     keep = distance > 1e-8
     centre, neighbour, distance = centre[keep], neighbour[keep], distance[keep]
@@ -90,56 +108,9 @@ def pair_radial(lattice: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return out.reshape(n, n, -1).astype(np.float32)
 
 
-@dataclass(frozen=True, eq=False)
-class EncodedStructure:
-    """One structure, standardized and encoded.
-
-    Attributes:
-        label: name for messages.
-        group: ITA number; hall_number: the store setting used.
-        numbers: (M,) int64 atomic numbers of the standardized cell.
-        rows: (U, n_slots) float32, the distinct slot-feature rows over every atom in every
-            frame (:func:`basisdb.crystal_frames`).  The atoms of one orbit share a row, and
-            frames map orbits onto each other, so U is about a quarter of F x M: the
-            positional encoder runs once per row, not once per atom and frame.
-        row_index: (F, M) int32, the row of each atom in each frame.
-        weights: (F,) float64, each frame's weight in an average (summing to 1).
-        lattice: (6,) float32 lattice features of the standardized cell.
-        radial: (M, M, K) float32 pair radial profiles (:func:`pair_radial`) of the
-            standardized cell; the same in every frame.
-        input_to_standardized: (N,) int64, standardized atom of each input atom.
-        looser_group: the larger group spglib finds at ten times symprec, or None
-            (:attr:`basisdb.Standardization.looser_group`).
-    """
-
-    label: str
-    group: int
-    hall_number: int
-    numbers: np.ndarray = field(repr=False)
-    rows: np.ndarray = field(repr=False)
-    row_index: np.ndarray = field(repr=False)
-    weights: np.ndarray = field(repr=False)
-    lattice: np.ndarray = field(repr=False)
-    radial: np.ndarray = field(repr=False)
-    input_to_standardized: np.ndarray = field(repr=False)
-    looser_group: int | None = None
-
-    @property
-    def n_atoms(self) -> int:
-        return int(self.numbers.shape[0])
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.row_index.shape[0])
-
-    @property
-    def frames(self) -> np.ndarray:
-        """(F, M, n_slots) float32 slot features of every atom in every frame."""
-        return self.rows[self.row_index]
-
-
-class StructureEncoder:
-    """Standardizes and encodes structures against one store at one radius.
+class StructureFeaturizer:
+    """Standardizes structures and encodes them in the invariant basis of their group (the
+    model's input), against one store at one radius.
 
     ``symprec`` is spglib's tolerance (Angstrom); ``invariance`` chooses the frames:
     ``"e3"`` (a crystal and its mirror image are one) or ``"proper"`` (rotations only);
@@ -151,8 +122,13 @@ class StructureEncoder:
     """
 
     def __init__(
-        self, store: BasisStore, radius: float, symprec: float = DEFAULT_SYMPREC, invariance: Invariance = "e3",
-        max_anchors: int = MAX_ANCHORS, routing: str = "group",
+        self,
+        store: BasisStore,
+        radius: float,
+        symprec: float = DEFAULT_SYMPREC,
+        invariance: Invariance = "e3",
+        max_anchors: int = MAX_ANCHORS,
+        routing: str = "group",
     ):
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
@@ -236,7 +212,9 @@ class StructureEncoder:
             else:
                 missing.append((order, label, key, cell))
         added = {}
-        for (order, label, key, _), result in zip(missing, self._encode_cells([cell for *_, cell in missing], workers, progress)):
+        for (order, label, key, _), result in zip(
+            missing, self._encode_cells([cell for *_, cell in missing], workers, progress)
+        ):
             if isinstance(result, str):
                 rejected.append((order, label, result))
             else:
@@ -255,7 +233,13 @@ class StructureEncoder:
         """The encoding of each cell, or the reason it was rejected, in order."""
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(cells), desc="encoding structures", unit="structure", disable=not progress or not cells, file=sys.stderr)
+        bar = tqdm(
+            total=len(cells),
+            desc="encoding structures",
+            unit="structure",
+            disable=not progress or not cells,
+            file=sys.stderr,
+        )
         try:
             if workers <= 1 or len(cells) < 2 * workers:
                 for cell in cells:
@@ -265,9 +249,18 @@ class StructureEncoder:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            settings = (str(self.store.path), self.radius, self.symprec, self.invariance, self.max_anchors, self.routing)
+            settings = (
+                str(self.store.path),
+                self.radius,
+                self.symprec,
+                self.invariance,
+                self.max_anchors,
+                self.routing,
+            )
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_encoding_worker, initargs=settings) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_start_encoding_worker, initargs=settings
+            ) as pool:
                 for result in pool.map(_encode_in_worker, cells, chunksize=16):
                     yield result
                     bar.update()
@@ -285,23 +278,27 @@ def _distinct_rows(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return array[first], inverse.ravel()
 
 
-def _encode_or_reason(encoder: StructureEncoder, cell: Cell) -> EncodedStructure | str:
+def _encode_or_reason(featurizer: StructureFeaturizer, cell: Cell) -> EncodedStructure | str:
     try:
-        return encoder.encode(cell)
+        return featurizer.encode(cell)
     except StructureError as exc:
         return str(exc)
 
 
-_WORKER_ENCODER: StructureEncoder | None = None
+_WORKER_FEATURIZER: StructureFeaturizer | None = None
 
 
-def _start_encoding_worker(store_path: str, radius: float, symprec: float, invariance: Invariance, max_anchors: int, routing: str) -> None:
-    global _WORKER_ENCODER
-    _WORKER_ENCODER = StructureEncoder(BasisStore.open(store_path, progress=False), radius, symprec, invariance, max_anchors, routing)
+def _start_encoding_worker(
+    store_path: str, radius: float, symprec: float, invariance: Invariance, max_anchors: int, routing: str
+) -> None:
+    global _WORKER_FEATURIZER
+    _WORKER_FEATURIZER = StructureFeaturizer(
+        BasisStore.open(store_path, progress=False), radius, symprec, invariance, max_anchors, routing
+    )
 
 
 def _encode_in_worker(cell: Cell) -> EncodedStructure | str:
-    return _encode_or_reason(_WORKER_ENCODER, cell)
+    return _encode_or_reason(_WORKER_FEATURIZER, cell)
 
 
 class TensorBatch:
@@ -320,8 +317,8 @@ class Batch(TensorBatch):
             (:attr:`EncodedStructure.rows`); row_structure: (R,) int64, the structure of each.
         row_of: (B, N) int64, the row of each atom of each sequence (0 where padded).
         numbers: (B, N) int64; mask: (B, N) bool, True for real atoms.
-        group: (S,) int64; lattice: (S, 6) float32; radial: (S, N, N, K) float32 pair radial
-        profiles (0 where padded).
+        ita_numbers: (S,) int64 space groups; lattice: (S, 6) float32; radial: (S, N, N, K)
+        float32 pair radial profiles (0 where padded).
         owner: (B,) int64, the structure each sequence belongs to (several frames of one
         structure share it); weight: (B,) float32, the sequence's weight in its structure's
         average.
@@ -332,14 +329,16 @@ class Batch(TensorBatch):
     row_of: torch.Tensor
     numbers: torch.Tensor
     mask: torch.Tensor
-    group: torch.Tensor
+    ita_numbers: torch.Tensor
     lattice: torch.Tensor
     radial: torch.Tensor
     owner: torch.Tensor
     weight: torch.Tensor
 
 
-def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np.random.Generator | None = None) -> Batch:
+def collate(
+    structures: Sequence[EncodedStructure], frames: str = "all", rng: np.random.Generator | None = None
+) -> Batch:
     """Pad to the largest structure of the batch; memory grows with the atoms present.
 
     ``frames="all"`` gives one sequence per frame (for weighted averaging), ``"random"``
@@ -380,7 +379,7 @@ def collate(structures: Sequence[EncodedStructure], frames: str = "all", rng: np
         row_of=torch.from_numpy(row_of),
         numbers=torch.from_numpy(numbers),
         mask=torch.from_numpy(mask),
-        group=torch.tensor([item.group for item in structures]),
+        ita_numbers=torch.tensor([item.group for item in structures]),
         lattice=torch.from_numpy(np.stack([item.lattice for item in structures])),
         radial=torch.from_numpy(radial),
         owner=torch.tensor(owner),
@@ -395,11 +394,12 @@ def read_structure_files(paths: Iterable[str | Path]) -> list[tuple[str, Any]]:
 
 
 def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any]], dict[str, float]]:
-    """A CGCNN-style folder: ``id_prop.csv`` rows ``material_id,value`` and ``<id>.cif``."""
+    """A CGCNN-style folder: ``id_prop.csv`` rows ``material_id,value`` and ``<id>.cif``;
+    :class:`~model.datasets.DatasetError` when it has no readable ``id_prop.csv``."""
     directory = Path(directory)
     table = directory / "id_prop.csv"
     if not table.is_file():
-        raise FileNotFoundError(f"{directory} has no id_prop.csv (rows: material_id,value)")
+        raise DatasetError(f"{directory} has no id_prop.csv (rows: material_id,value)")
     targets: dict[str, float] = {}
     with open(table, newline="") as handle:
         for line_number, row in enumerate(csv.reader(handle), start=1):
@@ -410,12 +410,14 @@ def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any
             except (IndexError, ValueError):
                 if line_number == 1:
                     continue  # a header line
-                raise ValueError(f"{table}:{line_number}: expected 'material_id,value', got {row}") from None
+                raise DatasetError(f"{table}:{line_number}: expected 'material_id,value', got {row}") from None
     structures = [(material_id, directory / f"{material_id}.cif") for material_id in targets]
     return structures, targets
 
 
-if __name__ == "__main__":  # python -m model.data fetch | list: the built-in datasets' command line
+if __name__ == "__main__":  # python -m model.data fetch | list: the datasets' command line lives in model.datasets
+    from basisdb import run_command
+
     from .datasets import main
 
-    sys.exit(main())
+    sys.exit(run_command(main))

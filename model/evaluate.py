@@ -35,39 +35,46 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisDBError, BasisStore, crystal_system, get_setting
-from basisdb.build import parse_number_ranges
+from basisdb import (
+    BasisStore,
+    command_parser,
+    get_setting,
+    run_command,
+)
 
-from .baselines import CGCNN, CGCNNConfig, CompositionForest, MeanBaseline, crystal_graph, graph_collate, magpie_features, structure_features
-from .checkpoint import CheckpointError, load_pretrained_encoder, read_pretrained_encoder
-from .data import ROUTINGS, StructureEncoder
+from .baselines import (
+    CGCNN,
+    CGCNNConfig,
+    CompositionForest,
+    MeanBaseline,
+    crystal_graph,
+    graph_collate,
+    magpie_features,
+    structure_features,
+)
+from .checkpoint import load_pretrained_encoder, read_pretrained_encoder
+from .cli import (
+    add_model_arguments,
+    add_seed_argument,
+    add_structure_arguments,
+    add_training_arguments,
+    cft_config_from,
+    option_type,
+    parse_groups,
+    parse_option,
+    positive,
+    set_threads,
+    train_config_from,
+)
+from .data import ROUTINGS, StructureFeaturizer
 from .datasets import DATASETS, DatasetError, load_dataset
 from .encoding_cache import EncodingCache, add_cache_arguments, cache_from_arguments
 from .models import CFTConfig, CrystalFourierTransformer
-from .training import DistributedContext, TrainConfig, cft_collate, fit, predict_normalized
+from .training import DistributedContext, Regression, TrainConfig, cft_collate, fit, predict_normalized
 
-__all__ = ["METHODS", "parse_groups", "scores", "evaluate", "plots", "main"]
+__all__ = ["METHODS", "scores", "evaluate", "plots", "main"]
 
 METHODS = ("mean", "composition-rf", "magpie-structure-rf", "cgcnn", "cft", "cft-pretrained")
-CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
-
-
-def parse_groups(spec: str) -> list[int]:
-    """Space-group numbers from ``"2,14,15"``, ``"143-194"``, crystal-system names
-    (``"cubic"``, ``"monoclinic,triclinic"``) or a mix."""
-    groups: set[int] = set()
-    for part in (p.strip().lower() for p in spec.split(",")):
-        if part in CRYSTAL_SYSTEMS:
-            groups.update(g for g in range(1, 231) if crystal_system(g) == part)
-            continue
-        try:
-            groups.update(parse_number_ranges(part, upper=230))
-        except ValueError as exc:
-            raise ValueError(f"{exc}; use ITA numbers 1-230, ranges such as '143-194', or a crystal system ({', '.join(CRYSTAL_SYSTEMS)})") from None
-    bad = sorted(g for g in groups if not 1 <= g <= 230)
-    if bad or not groups:
-        raise ValueError(f"space groups are 1-230; {spec!r} gives {bad or 'none'}")
-    return sorted(groups)
 
 
 def scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -87,8 +94,9 @@ class Prepared:
 
     Attributes:
         values: (n,) float64 targets; groups: (n,) int64 space groups (spglib, at the
-        encoder's symprec); items: CFT encodings; graphs: CGCNN graphs; composition: (n, 132)
-        Magpie features; structure: (n, 5) :func:`model.baselines.structure_features`; timings: seconds spent preparing each representation.
+        featurizer's symprec); items: CFT encodings; graphs: CGCNN graphs; composition: (n, 132)
+        Magpie features; structure: (n, 5) :func:`model.baselines.structure_features`; timings: seconds
+        spent preparing each representation.
     """
 
     ids: list[str]
@@ -101,12 +109,16 @@ class Prepared:
     timings: dict[str, float]
 
 
-def prepare(dataset, encoder: StructureEncoder, report=sys.stderr, cache: EncodingCache | None = None, workers: int = 1) -> tuple[Prepared, list[tuple[str, str]]]:
+def prepare(
+    dataset, featurizer: StructureFeaturizer, report=sys.stderr, cache: EncodingCache | None = None, workers: int = 1
+) -> tuple[Prepared, list[tuple[str, str]]]:
     """Encode every structure (read back from ``cache`` where it holds them, in ``workers``
-    processes otherwise); those the encoder rejects are returned with the reason (and
+    processes otherwise); those the featurizer rejects are returned with the reason (and
     reported), and no method sees them, so that all methods share the same rows."""
     began = time.perf_counter()
-    items, rejected = encoder.encode_many(zip(dataset.ids, dataset.structures), report=report, cache=cache, workers=workers)
+    items, rejected = featurizer.encode_many(
+        zip(dataset.ids, dataset.structures), report=report, cache=cache, workers=workers
+    )
     encode_seconds = time.perf_counter() - began
     kept = {item.label: i for i, item in enumerate(items)}
     rows = np.array([i for i, material in enumerate(dataset.ids) if material in kept], dtype=np.int64)
@@ -118,7 +130,9 @@ def prepare(dataset, encoder: StructureEncoder, report=sys.stderr, cache: Encodi
     composition = magpie_features(dataset.formulas)
     magpie_seconds = time.perf_counter() - began
     began = time.perf_counter()
-    structure = structure_features(dataset.structures, [item.group for item in items], [_primitive_sites(item) for item in items])
+    structure = structure_features(
+        dataset.structures, [item.group for item in items], [_primitive_sites(item) for item in items]
+    )
     prepared = Prepared(
         ids=dataset.ids,
         values=dataset.values,
@@ -127,7 +141,12 @@ def prepare(dataset, encoder: StructureEncoder, report=sys.stderr, cache: Encodi
         graphs=graphs,
         composition=composition,
         structure=structure,
-        timings={"cft_encoding": encode_seconds, "cgcnn_graphs": graph_seconds, "magpie_features": magpie_seconds, "structure_features": time.perf_counter() - began},
+        timings={
+            "cft_encoding": encode_seconds,
+            "cgcnn_graphs": graph_seconds,
+            "magpie_features": magpie_seconds,
+            "structure_features": time.perf_counter() - began,
+        },
     )
     return prepared, rejected
 
@@ -146,27 +165,38 @@ class NeuralSettings:
     pretrained: dict | None
     cgcnn: CGCNNConfig = CGCNNConfig()
     validation_fraction: float = 0.1
+    device: str | None = None
 
 
-def _fit_neural(model, items: Sequence, values: np.ndarray, train: np.ndarray, predict: Sequence[np.ndarray], settings: NeuralSettings, seed: int, collate_fn) -> tuple[list[np.ndarray], dict]:
-    context = DistributedContext()
+def _fit_neural(
+    model,
+    items: Sequence,
+    values: np.ndarray,
+    train: np.ndarray,
+    predict: Sequence[np.ndarray],
+    settings: NeuralSettings,
+    seed: int,
+    collate_fn,
+) -> tuple[list[np.ndarray], dict]:
+    context = DistributedContext(settings.device)
     order = np.random.default_rng(seed).permutation(train)
     n_val = max(1, int(round(settings.validation_fraction * len(order))))
     val, fit_rows = order[:n_val], order[n_val:]
     config = TrainConfig(**{**settings.train.to_dict(), "seed": seed})
+    task = Regression([items[i] for i in fit_rows], values[fit_rows], [items[i] for i in val], values[val], collate_fn)
     began = time.perf_counter()
-    result = fit(model, [items[i] for i in fit_rows], values[fit_rows], [items[i] for i in val], values[val], config, context, collate_fn=collate_fn)
+    result = fit(model, task, config, context)
     train_seconds = time.perf_counter() - began
     outputs, predict_seconds = [], 0.0
     for rows in predict:
         began = time.perf_counter()
         normalized = predict_normalized(model, [items[i] for i in rows], context.device, collate_fn=collate_fn)
         predict_seconds += time.perf_counter() - began
-        outputs.append(normalized * result["target_std"] + result["target_mean"])
-    epochs = len(result["history"])
+        outputs.append(task.normalization.restore(normalized))
+    epochs = len(result.history)
     info = {
         "epochs": epochs,
-        "best_epoch": result["best_epoch"],
+        "best_epoch": result.best_epoch,
         "train_seconds": train_seconds,
         "train_structures_per_second": epochs * len(fit_rows) / train_seconds,
         "predict_structures_per_second": sum(len(r) for r in predict) / max(predict_seconds, 1e-9),
@@ -174,34 +204,57 @@ def _fit_neural(model, items: Sequence, values: np.ndarray, train: np.ndarray, p
     return outputs, info
 
 
-def _method(name: str, data: Prepared, settings: NeuralSettings) -> Callable[[np.ndarray, Sequence[np.ndarray], int], tuple[list[np.ndarray], dict]]:
+def _method(
+    name: str, data: Prepared, settings: NeuralSettings
+) -> Callable[[np.ndarray, Sequence[np.ndarray], int], tuple[list[np.ndarray], dict]]:
     """fit-and-predict for one method: (train rows, row sets to predict, seed) -> (predictions, info)."""
     if name == "mean":
-        return lambda train, predict, seed: ([MeanBaseline().fit(data.values[train]).predict(len(rows)) for rows in predict], {})
+        return lambda train, predict, seed: (
+            [MeanBaseline().fit(data.values[train]).predict(len(rows)) for rows in predict],
+            {},
+        )
     if name in ("composition-rf", "magpie-structure-rf"):
         features = data.composition if name == "composition-rf" else np.hstack([data.composition, data.structure])
 
         def forest(train, predict, seed):
-            model = CompositionForest(seed=seed, n_jobs=torch.get_num_threads()).fit(features[train], data.values[train])
+            model = CompositionForest(seed=seed, n_jobs=torch.get_num_threads()).fit(
+                features[train], data.values[train]
+            )
             return [model.predict(features[rows]) for rows in predict], {}
+
         return forest
     if name == "cgcnn":
+
         def cgcnn(train, predict, seed):
             torch.manual_seed(seed)
-            return _fit_neural(CGCNN(settings.cgcnn), data.graphs, data.values, train, predict, settings, seed, graph_collate)
+            return _fit_neural(
+                CGCNN(settings.cgcnn), data.graphs, data.values, train, predict, settings, seed, graph_collate
+            )
+
         return cgcnn
     if name in ("cft", "cft-pretrained"):
+
         def cft(train, predict, seed):
             torch.manual_seed(seed)
             model = CrystalFourierTransformer(settings.cft)
             if name == "cft-pretrained":
                 load_pretrained_encoder(model, settings.pretrained)
             return _fit_neural(model, data.items, data.values, train, predict, settings, seed, cft_collate)
+
         return cft
     raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
-def evaluate(data: Prepared, methods: Sequence[str], folds: int, seed: int, holdout: Sequence[int], settings: NeuralSettings, log=sys.stderr, training_seed: int | None = None) -> dict:
+def evaluate(
+    data: Prepared,
+    methods: Sequence[str],
+    folds: int,
+    seed: int,
+    holdout: Sequence[int],
+    settings: NeuralSettings,
+    log=sys.stderr,
+    training_seed: int | None = None,
+) -> dict:
     """K-fold cross-validation of every method on the same folds (from ``seed``); the models
     of fold k are seeded with ``training_seed * 1000 + k`` (default: ``seed``)."""
     training_seed = seed if training_seed is None else training_seed
@@ -210,22 +263,37 @@ def evaluate(data: Prepared, methods: Sequence[str], folds: int, seed: int, hold
     unseen = np.flatnonzero(np.isin(data.groups, holdout))
     seen = np.flatnonzero(~np.isin(data.groups, holdout))
     if len(seen) < 2 * folds:
-        raise ValueError(f"{len(seen)} structures outside the held-out groups cannot make {folds} folds")
+        raise DatasetError(f"{len(seen)} structures outside the held-out groups cannot make {folds} folds")
     splits = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(seen))
     runs = {name: _method(name, data, settings) for name in methods}
-    out = {name: {"folds": [], "out_of_fold": np.full(len(data.values), np.nan), "unseen_predictions": []} for name in methods}
+    out = {
+        name: {"folds": [], "out_of_fold": np.full(len(data.values), np.nan), "unseen_predictions": []}
+        for name in methods
+    }
     for fold, (train_pos, test_pos) in enumerate(splits):
         train, test = seen[train_pos], seen[test_pos]
         for name in methods:
             began = time.perf_counter()
-            predictions, info = runs[name](train, [test, unseen] if len(unseen) else [test], training_seed * 1000 + fold)
-            record = {"fold": fold, "n_train": int(len(train)), "n_test": int(len(test)), "seconds": time.perf_counter() - began, "test": scores(data.values[test], predictions[0]), **info}
+            predictions, info = runs[name](
+                train, [test, unseen] if len(unseen) else [test], training_seed * 1000 + fold
+            )
+            record = {
+                "fold": fold,
+                "n_train": int(len(train)),
+                "n_test": int(len(test)),
+                "seconds": time.perf_counter() - began,
+                "test": scores(data.values[test], predictions[0]),
+                **info,
+            }
             out[name]["out_of_fold"][test] = predictions[0]
             if len(unseen):
                 record["unseen"] = scores(data.values[unseen], predictions[1])
                 out[name]["unseen_predictions"].append(predictions[1])
             out[name]["folds"].append(record)
-            line = f"fold {fold + 1}/{folds}  {name:15s} MAE {record['test']['mae']:.4f}  RMSE {record['test']['rmse']:.4f}  R2 {record['test']['r2']:.3f}"
+            line = (
+                f"fold {fold + 1}/{folds}  {name:15s} MAE {record['test']['mae']:.4f}  "
+                f"RMSE {record['test']['rmse']:.4f}  R2 {record['test']['r2']:.3f}"
+            )
             if len(unseen):
                 line += f"  unseen-group MAE {record['unseen']['mae']:.4f}"
             print(line + f"  ({record['seconds']:.1f} s)", file=log, flush=True)
@@ -247,9 +315,11 @@ def evaluate(data: Prepared, methods: Sequence[str], folds: int, seed: int, hold
 def _markdown(report: dict) -> str:
     unseen = report["n_unseen"] > 0
     lines = [
-        f"# {report['dataset']} / {report['target']} ({report['unit']}): {report['folds']}-fold CV, seed {report['seed']}",
+        f"# {report['dataset']} / {report['target']} ({report['unit']}): "
+        f"{report['folds']}-fold CV, seed {report['seed']}",
         "",
-        f"{report['n_structures']} structures ({report['n_seen']} in folds, {report['n_unseen']} in held-out groups {report['holdout_spec'] or '-'}); "
+        f"{report['n_structures']} structures ({report['n_seen']} in folds, "
+        f"{report['n_unseen']} in held-out groups {report['holdout_spec'] or '-'}); "
         f"{len(report['rejected'])} rejected. Command: `{report['command']}`",
         "",
         "| method | MAE | RMSE | R^2 |" + (" unseen-group MAE | unseen / seen |" if unseen else "") + " wall (s) |",
@@ -257,9 +327,16 @@ def _markdown(report: dict) -> str:
     ]
     for name, result in report["results"].items():
         s = result["summary"]
-        row = f"| {name} | {s['test_mae']['mean']:.4f} ± {s['test_mae']['std']:.4f} | {s['test_rmse']['mean']:.4f} ± {s['test_rmse']['std']:.4f} | {s['test_r2']['mean']:.3f} ± {s['test_r2']['std']:.3f} |"
+        row = (
+            f"| {name} | {s['test_mae']['mean']:.4f} ± {s['test_mae']['std']:.4f} | "
+            f"{s['test_rmse']['mean']:.4f} ± {s['test_rmse']['std']:.4f} | "
+            f"{s['test_r2']['mean']:.3f} ± {s['test_r2']['std']:.3f} |"
+        )
         if unseen:
-            row += f" {s['unseen_mae']['mean']:.4f} ± {s['unseen_mae']['std']:.4f} | {s['unseen_mae']['mean'] / s['test_mae']['mean']:.2f} |"
+            row += (
+                f" {s['unseen_mae']['mean']:.4f} ± {s['unseen_mae']['std']:.4f} | "
+                f"{s['unseen_mae']['mean'] / s['test_mae']['mean']:.2f} |"
+            )
         lines.append(row + f" {s['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -278,11 +355,16 @@ def plots(report: dict, out: Path) -> list[Path]:
     methods = list(report["results"])
     held_out = np.asarray(predictions["held_out"], dtype=bool)
     truth = np.asarray(predictions["truth"], dtype=float)[~held_out]
-    predicted = {name: np.asarray([np.nan if v is None else v for v in predictions["out_of_fold"][name]], dtype=float)[~held_out] for name in methods}
+    predicted = {
+        name: np.asarray([np.nan if v is None else v for v in predictions["out_of_fold"][name]], dtype=float)[~held_out]
+        for name in methods
+    }
     everything = np.concatenate([truth, *predicted.values()])
     low, high = float(np.nanmin(everything)), float(np.nanmax(everything))
     pad = 0.03 * (high - low)
-    protocol = report.get("protocol", "compute-matched" if report["settings"]["train"].get("max_minutes") else "converged")
+    protocol = report.get(
+        "protocol", "compute-matched" if report["settings"]["train"].get("max_minutes") else "converged"
+    )
     scope = f", groups {report['holdout_spec']} held out" if report["n_unseen"] else ""
     written = []
     fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.6), squeeze=False, layout="constrained")
@@ -295,7 +377,9 @@ def plots(report: dict, out: Path) -> list[Path]:
         ax.set_xlabel(f"DFT value ({unit})", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel(f"predicted, out of fold ({unit})", fontsize=8)
-    fig.suptitle(f"{report['dataset']} / {target}: {report['folds']}-fold cross-validation, {protocol}{scope}", fontsize=10)
+    fig.suptitle(
+        f"{report['dataset']} / {target}: {report['folds']}-fold cross-validation, {protocol}{scope}", fontsize=10
+    )
     path = out / f"parity_{target}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -303,7 +387,10 @@ def plots(report: dict, out: Path) -> list[Path]:
     if report["n_unseen"]:
         fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 2.5, 3.8), layout="constrained")
         x = np.arange(len(methods))
-        for offset, part, label in ((-0.2, "test_mae", "seen groups (CV test folds)"), (0.2, "unseen_mae", f"unseen groups {report['holdout_spec']}")):
+        for offset, part, label in (
+            (-0.2, "test_mae", "seen groups (CV test folds)"),
+            (0.2, "unseen_mae", f"unseen groups {report['holdout_spec']}"),
+        ):
             means = [report["results"][m]["summary"][part]["mean"] for m in methods]
             stds = [report["results"][m]["summary"][part]["std"] for m in methods]
             ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=label)
@@ -318,125 +405,150 @@ def plots(report: dict, out: Path) -> list[Path]:
     return written
 
 
+def _methods(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",")]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    return methods
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    parser.add_argument("--target", required=True, help="for example log10_K_VRH (see python -m model.data list)")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--holdout-groups", metavar="SPEC", help="space groups kept out of training: '2,14,15', '143-194', 'cubic'")
-    parser.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)} (default: all; cft-pretrained needs --pretrained)")
-    parser.add_argument("--pretrained", type=Path, help="orbit-distance pretrained encoder (python -m model.pretrain); the CFT then takes its architecture")
-    parser.add_argument("--out", type=Path, help="output folder (default: evaluation/<dataset>-<target>[-holdout])")
-    parser.add_argument("--store", type=Path, help="basis store (default: the default store)")
-    parser.add_argument("--radius", type=float, default=4.0)
-    parser.add_argument("--symprec", type=float, default=DEFAULT_SYMPREC, help="spglib tolerance, Angstrom (default %(default)s)")
-    parser.add_argument("--invariance", choices=INVARIANCES, default="e3", help="frames: e3 (mirror images too) or proper (default %(default)s)")
-    recipe, architecture = TrainConfig(), CFTConfig()
-    parser.add_argument("--training-seed", type=int, help="seed of the neural models' initialization and batches, and of the forests (default: --seed); the folds stay those of --seed")
-    parser.add_argument("--epochs", type=int, default=recipe.epochs, help="epoch cap of the neural models (default %(default)s)")
-    parser.add_argument("--patience", type=int, default=recipe.patience, help="stop after this many epochs without a better validation MAE; the learning rate halves after every third of it (default %(default)s)")
+    parser = command_parser("python -m model.evaluate", __doc__)
     parser.add_argument(
-        "--minutes", type=float, default=0.0,
-        help="0: every neural fit runs to convergence (early stopping); M > 0: compute-matched, each fit gets M minutes of wall time, the inside of an epoch included, with a cosine schedule ending at the budget (default %(default)s)",
+        "--dataset", required=True, choices=sorted(DATASETS), help="a built-in dataset (python -m model.data list)"
     )
-    parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="(default %(default)s)")
-    parser.add_argument("--lr", type=float, default=recipe.learning_rate, help="peak learning rate (default %(default)s)")
-    parser.add_argument("--d-model", type=int, default=architecture.d_model, help="CFT token width; --pretrained overrides the encoder's sizes (default %(default)s)")
-    parser.add_argument("--hidden", type=int, default=architecture.hidden, help="CFT positional-encoder width (default %(default)s)")
-    parser.add_argument("--blocks", type=int, default=architecture.encoder_blocks, help="CFT positional-encoder residual blocks (default %(default)s)")
-    parser.add_argument("--dropout", type=float, default=architecture.dropout, help="CFT dropout (default %(default)s)")
+    parser.add_argument("--target", required=True, help="for example log10_K_VRH (see python -m model.data list)")
+    parser.add_argument("--folds", type=positive(), default=5, help="folds of the cross-validation, at least 2")
+    add_seed_argument(parser, "the folds (and of the models, without --training-seed)")
+    parser.add_argument(
+        "--training-seed",
+        type=int,
+        help="seed of the neural models' initialization and batches, and of the forests (default: --seed); "
+        "the folds stay those of --seed",
+    )
+    parser.add_argument(
+        "--holdout-groups", metavar="SPEC", help="space groups kept out of training: '2,14,15', '143-194', 'cubic'"
+    )
+    parser.add_argument(
+        "--methods",
+        type=option_type(_methods),
+        help=f"comma-separated subset of {','.join(METHODS)} (default: all; cft-pretrained needs --pretrained)",
+    )
+    parser.add_argument(
+        "--pretrained",
+        type=Path,
+        help="orbit-distance pretrained encoder (python -m model.pretrain); the CFT then takes its architecture",
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default: evaluation/<dataset>-<target>[-holdout])")
+    parser.add_argument("--limit", type=positive(), help="use a random subset of this many structures (quick checks)")
+    add_model_arguments(parser)
+    add_structure_arguments(parser)
+    add_training_arguments(parser)
     ablation = parser.add_argument_group("ablations of the CFT (what carries its result)")
-    ablation.add_argument("--routing", choices=ROUTINGS, default="group", help="identity: plain Fourier features of the P1 basis instead of the group's invariant functions (default %(default)s)")
-    ablation.add_argument("--no-lattice-branch", action="store_true", help="drop the lattice branch of the positional encoder")
+    ablation.add_argument(
+        "--routing",
+        choices=ROUTINGS,
+        default="group",
+        help="identity: plain Fourier features of the P1 basis instead of the group's invariant functions",
+    )
+    ablation.add_argument(
+        "--no-lattice-branch", action="store_true", help="drop the lattice branch of the positional encoder"
+    )
     ablation.add_argument("--no-radial-bias", action="store_true", help="drop the radial pair bias of the attention")
-    parser.add_argument("--threads", type=int, help="torch and random forest threads, and processes encoding structures; default: torch's choice, one process")
-    parser.add_argument("--limit", type=int, help="use a random subset of this many structures (quick checks)")
     add_cache_arguments(parser)
     return parser
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    try:
-        methods = [m.strip() for m in args.methods.split(",")] if args.methods else [m for m in METHODS if m != "cft-pretrained" or args.pretrained]
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-        if "cft-pretrained" in methods and not args.pretrained:
-            raise ValueError("cft-pretrained needs --pretrained CKPT (written by python -m model.pretrain)")
-        if args.folds < 2:
-            raise ValueError(f"--folds must be at least 2, got {args.folds}")
-        holdout = parse_groups(args.holdout_groups) if args.holdout_groups else []
-        training_seed = args.seed if args.training_seed is None else args.training_seed
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        store = BasisStore.open(args.store)
-        encoder = StructureEncoder(store, args.radius, args.symprec, args.invariance, routing=args.routing)
-        cft_config = CFTConfig(
-            radius=args.radius, n_slots=encoder.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, dropout=args.dropout,
-            lattice_branch=not args.no_lattice_branch, radial_bias=not args.no_radial_bias,
-        )
-        pretrained = None
-        if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization
-            pretrained, cft_config = read_pretrained_encoder(args.pretrained, store, cft_config)
-        settings = NeuralSettings(
-            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=training_seed, max_minutes=args.minutes),
-            cft=cft_config,
-            pretrained=pretrained,
-        )
-        dataset = load_dataset(args.dataset, args.target)
-        dataset.report_rejected()
-        if args.limit:
-            dataset = dataset.sample(args.limit, args.seed)
-        print(f"{dataset.dataset}: {len(dataset)} structures; encoding, graphs, composition features ...", file=sys.stderr)
-        data, rejected = prepare(dataset, encoder, cache=cache_from_arguments(args, encoder), workers=args.threads or 1)
-        began = time.perf_counter()
-        evaluation = evaluate(data, methods, args.folds, args.seed, holdout, settings, training_seed=training_seed)
-        wall = time.perf_counter() - began
-        out = args.out or Path("evaluation") / f"{args.dataset}-{args.target}{'-holdout' if holdout else ''}"
-        out.mkdir(parents=True, exist_ok=True)
-        report = {
-            "dataset": args.dataset,
-            "target": args.target,
-            "unit": dataset.unit,
-            "reference": dataset.reference,
-            "command": "python -m model.evaluate " + " ".join(argv),
-            "folds": args.folds,
-            "seed": args.seed,
-            "training_seed": training_seed,
-            "protocol": "compute-matched" if args.minutes else "converged",
-            "holdout_spec": args.holdout_groups,
-            "holdout_groups": holdout,
-            "n_structures": int(len(data.values)),
-            "n_seen": int(len(evaluation["seen"])),
-            "n_unseen": int(len(evaluation["unseen"])),
-            "rejected": [{"id": material, "reason": reason} for material, reason in dataset.rejected + rejected],
-            "hardware": {"machine": platform.machine(), "processor": platform.processor(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-            "preparation_seconds": data.timings,
-            "evaluation_seconds": wall,
-            "settings": {"symprec": args.symprec, "invariance": args.invariance, "routing": args.routing, "train": settings.train.to_dict(), "cft": settings.cft.to_dict(), "cgcnn": vars(settings.cgcnn), "pretrained": str(args.pretrained) if args.pretrained else None},
-            "results": {name: {"summary": r["summary"], "folds": r["folds"]} for name, r in evaluation["methods"].items()},
-            "predictions": {  # per structure, so that plots and other statistics can be redone
-                "ids": data.ids,
-                "group": data.groups.tolist(),
-                "truth": data.values.tolist(),
-                "held_out": np.isin(np.arange(len(data.values)), evaluation["unseen"]).tolist(),
-                "out_of_fold": {name: [None if np.isnan(v) else float(v) for v in r["out_of_fold"]] for name, r in evaluation["methods"].items()},
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    methods = args.methods or [m for m in METHODS if m != "cft-pretrained" or args.pretrained]
+    if "cft-pretrained" in methods and not args.pretrained:
+        parser.error("cft-pretrained needs --pretrained CKPT (written by python -m model.pretrain)")
+    if args.folds < 2:
+        parser.error(f"--folds must be at least 2, got {args.folds}")
+    holdout = parse_option(parser, "--holdout-groups", parse_groups, args.holdout_groups) if args.holdout_groups else []
+    training_seed = args.seed if args.training_seed is None else args.training_seed
+    set_threads(args.threads)
+    store = BasisStore.open(args.store)
+    featurizer = StructureFeaturizer(store, args.radius, args.symprec, args.invariance, routing=args.routing)
+    cft_config = cft_config_from(
+        args, featurizer.n_slots, lattice_branch=not args.no_lattice_branch, radial_bias=not args.no_radial_bias
+    )
+    pretrained = None
+    if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization
+        pretrained, cft_config = read_pretrained_encoder(args.pretrained, store, cft_config)
+    settings = NeuralSettings(
+        train=train_config_from(args, seed=training_seed), cft=cft_config, pretrained=pretrained, device=args.device
+    )
+    dataset = load_dataset(args.dataset, args.target)
+    dataset.report_rejected()
+    if args.limit:
+        dataset = dataset.sample(args.limit, args.seed)
+    print(f"{dataset.dataset}: {len(dataset)} structures; encoding, graphs, composition features ...", file=sys.stderr)
+    data, rejected = prepare(
+        dataset, featurizer, cache=cache_from_arguments(args, featurizer), workers=args.threads or 1
+    )
+    began = time.perf_counter()
+    evaluation = evaluate(data, methods, args.folds, args.seed, holdout, settings, training_seed=training_seed)
+    wall = time.perf_counter() - began
+    out = args.out or Path("evaluation") / f"{args.dataset}-{args.target}{'-holdout' if holdout else ''}"
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "dataset": args.dataset,
+        "target": args.target,
+        "unit": dataset.unit,
+        "reference": dataset.reference,
+        "command": "python -m model.evaluate " + " ".join(argv),
+        "folds": args.folds,
+        "seed": args.seed,
+        "training_seed": training_seed,
+        "protocol": "compute-matched" if args.minutes else "converged",
+        "holdout_spec": args.holdout_groups,
+        "holdout_groups": holdout,
+        "n_structures": int(len(data.values)),
+        "n_seen": int(len(evaluation["seen"])),
+        "n_unseen": int(len(evaluation["unseen"])),
+        "rejected": [{"id": material, "reason": reason} for material, reason in dataset.rejected + rejected],
+        "hardware": {
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+        },
+        "preparation_seconds": data.timings,
+        "evaluation_seconds": wall,
+        "settings": {
+            "symprec": args.symprec,
+            "invariance": args.invariance,
+            "routing": args.routing,
+            "train": settings.train.to_dict(),
+            "cft": settings.cft.to_dict(),
+            "cgcnn": vars(settings.cgcnn),
+            "pretrained": str(args.pretrained) if args.pretrained else None,
+        },
+        "results": {name: {"summary": r["summary"], "folds": r["folds"]} for name, r in evaluation["methods"].items()},
+        "predictions": {  # per structure, so that plots and other statistics can be redone
+            "ids": data.ids,
+            "group": data.groups.tolist(),
+            "truth": data.values.tolist(),
+            "held_out": np.isin(np.arange(len(data.values)), evaluation["unseen"]).tolist(),
+            "out_of_fold": {
+                name: [None if np.isnan(v) else float(v) for v in r["out_of_fold"]]
+                for name, r in evaluation["methods"].items()
             },
-        }
-        (out / "results.json").write_text(json.dumps(report, indent=2))
-        table = _markdown(report)
-        (out / "results.md").write_text(table)
-        pictures = plots(report, out)
-        print(table)
-        print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in pictures))
-        return 0
-    except (BasisDBError, CheckpointError, DatasetError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        },
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    table = _markdown(report)
+    (out / "results.md").write_text(table)
+    pictures = plots(report, out)
+    print(table)
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in pictures))
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

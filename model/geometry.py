@@ -15,10 +15,16 @@ from __future__ import annotations
 import numpy as np
 import spglib
 
-from basisdb import Setting
-from basisdb.settings import quiet_spglib
+from basisdb import Setting, quiet_spglib
 
-__all__ = ["CRYSTAL_FAMILIES", "lattice_from_parameters", "random_lattice", "reduced_lattice", "orbit_distance", "minimum_image_distance"]
+__all__ = [
+    "CRYSTAL_FAMILIES",
+    "lattice_from_parameters",
+    "random_lattice",
+    "reduced_lattice",
+    "orbit_distance",
+    "minimum_image_distance",
+]
 
 CRYSTAL_FAMILIES = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "hexagonal", "cubic")
 _NEIGHBOURS = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float64)
@@ -79,7 +85,9 @@ def minimum_image_distance(delta: np.ndarray, lattice: np.ndarray, reduced: np.n
     return np.sqrt((images**2).sum(axis=-1)).min(axis=-1)
 
 
-def orbit_distance(setting: Setting, lattice: np.ndarray, x1: np.ndarray, x2: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def orbit_distance(
+    setting: Setting, lattice: np.ndarray, x1: np.ndarray, x2: np.ndarray, chunk: int = 4096
+) -> np.ndarray:
     """(P,) exact orbit distances d_G(x1[i], x2[i]) for fractional points (P, 3)."""
     reduced = reduced_lattice(lattice)
     rotations = setting.rotations.astype(np.float64)

@@ -10,7 +10,7 @@ from torch import nn
 from .data import RADIAL_CENTRES, Batch
 from .modules import ElementEmbedding, PositionalEncoder
 
-__all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer", "average_over_frames"]
+__all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class CFTConfig:
         d_model: width of atom tokens.
         hidden: width of the positional encoder's residual blocks.
         encoder_blocks: residual blocks of the positional encoder.
-        layers, heads, feedforward: the Transformer encoder.
+        layers, heads, feedforward: the Transformer over the atoms.
         dropout: dropout everywhere.
         group_embedding: add a learned embedding of the space group to the positional
             encoding (see :class:`model.modules.PositionalEncoder`).
@@ -51,7 +51,7 @@ class CFTConfig:
 
 
 class CrystalFourierTransformer(nn.Module):
-    """Element embedding + positional encoding per atom, a Transformer encoder over the
+    """Element embedding + positional encoding per atom, a Transformer over the
     atoms (attention biased by the atom pairs' radial profiles), masked mean
     pooling and an MLP head (predicting normalized targets).
 
@@ -63,10 +63,25 @@ class CrystalFourierTransformer(nn.Module):
     def __init__(self, config: CFTConfig):
         super().__init__()
         self.config = config
-        self.encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks, config.dropout, config.group_embedding, config.lattice_branch)
+        self.encoder = PositionalEncoder(
+            config.n_slots,
+            config.hidden,
+            config.d_model,
+            config.encoder_blocks,
+            config.dropout,
+            config.group_embedding,
+            config.lattice_branch,
+        )
         self.element = ElementEmbedding(config.d_model)
-        self.transformer = BiasedTransformer(config.d_model, config.heads, config.feedforward, config.dropout, config.layers)
-        self.head = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, config.hidden), nn.GELU(), nn.Linear(config.hidden, 1))
+        self.transformer = BiasedTransformer(
+            config.d_model, config.heads, config.feedforward, config.dropout, config.layers
+        )
+        self.head = nn.Sequential(
+            nn.LayerNorm(config.d_model),
+            nn.Linear(config.d_model, config.hidden),
+            nn.GELU(),
+            nn.Linear(config.hidden, 1),
+        )
         if config.radial_bias:
             self.radial_bias = nn.Linear(len(RADIAL_CENTRES), config.heads)
             nn.init.zeros_(self.radial_bias.weight)  # starts as plain attention
@@ -75,12 +90,16 @@ class CrystalFourierTransformer(nn.Module):
     def atom_states(self, batch: Batch) -> torch.Tensor:
         """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage)."""
         # The positional encoder runs once per distinct feature row, not per atom and frame.
-        positional = self.encoder(batch.rows, batch.group[batch.row_structure], batch.lattice[batch.row_structure])
+        positional = self.encoder(
+            batch.rows, batch.ita_numbers[batch.row_structure], batch.lattice[batch.row_structure]
+        )
         tokens = self.element(batch.numbers) + positional[batch.row_of]
         # One additive attention mask (B, heads, N, N): -inf on padded keys, plus the radial
         # bias, built once per structure and shared by its frames.
         n = batch.mask.shape[1]
-        atoms = batch.mask.new_zeros(batch.radial.shape[:2]).index_copy_(0, batch.owner, batch.mask)  # (S, N): frames share atoms
+        atoms = batch.mask.new_zeros(batch.radial.shape[:2]).index_copy_(
+            0, batch.owner, batch.mask
+        )  # (S, N): frames share atoms
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         if self.config.radial_bias:
@@ -96,8 +115,8 @@ class CrystalFourierTransformer(nn.Module):
 
 
 class BiasedTransformer(nn.Module):
-    """A pre-norm Transformer encoder whose attention takes an additive mask per sequence
-    and head, through PyTorch's fused ``scaled_dot_product_attention``.  Its parameters are
+    """A pre-norm Transformer (self-attention only) whose attention takes an additive mask
+    per sequence and head, through PyTorch's fused ``scaled_dot_product_attention``.  Its parameters are
     named as in ``nn.TransformerEncoder`` of ``nn.TransformerEncoderLayer(norm_first=True)``,
     whose mask path copies the (B * heads, N, N) mask several times."""
 
@@ -126,16 +145,8 @@ class _BiasedLayer(nn.Module):
         attention = self.self_attn
         qkv = nn.functional.linear(self.norm1(x), attention.in_proj_weight, attention.in_proj_bias)
         q, k, v = qkv.view(b, n, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        mixed = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attention.dropout if self.training else 0.0)
+        mixed = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=attention.dropout if self.training else 0.0
+        )
         x = x + self.dropout1(attention.out_proj(mixed.transpose(1, 2).reshape(b, n, width)))
         return x + self.dropout2(self.linear2(self.dropout(nn.functional.relu(self.linear1(self.norm2(x))))))
-
-
-def average_over_frames(values: torch.Tensor, owner: torch.Tensor, n: int, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of per-sequence values (B, ...) over the frames of each structure: (n, ...),
-    weighted by ``weights`` (B,) when given."""
-    weights = torch.ones(len(owner), dtype=values.dtype, device=values.device) if weights is None else weights.to(values.dtype)
-    shape = (len(owner),) + (1,) * (values.dim() - 1)
-    total = torch.zeros((n,) + values.shape[1:], dtype=values.dtype, device=values.device).index_add_(0, owner, values * weights.reshape(shape))
-    norm = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, owner, weights)
-    return total / norm.reshape((n,) + shape[1:])

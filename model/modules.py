@@ -1,4 +1,5 @@
-"""Building blocks: residual MLPs and the shared positional encoder."""
+"""Building blocks: residual MLPs, the shared positional encoder, element embeddings and
+pooling."""
 
 from __future__ import annotations
 
@@ -8,13 +9,32 @@ from torch import nn
 
 from .data import LATTICE_FEATURES
 
-__all__ = ["ResidualBlock", "PositionalEncoder", "ElementEmbedding", "element_property_table", "N_GROUP_EMBEDDINGS", "ELEMENT_PROPERTIES"]
+__all__ = [
+    "ResidualBlock",
+    "PositionalEncoder",
+    "ElementEmbedding",
+    "element_property_table",
+    "segment_mean",
+    "N_GROUP_EMBEDDINGS",
+    "ELEMENT_PROPERTIES",
+]
 
 N_GROUP_EMBEDDINGS = 231  # ITA numbers 1-230 (index 0 unused)
 N_ELEMENTS = 119  # atomic numbers 1-118 (index 0 unused)
 ELEMENT_PROPERTIES = (
-    "Z", "row", "group", "X", "atomic_radius", "atomic_radius_calculated", "average_ionic_radius",
-    "ionization_energy", "electron_affinity", "mendeleev_no", "molar_volume", "melting_point", "atomic_mass",
+    "Z",
+    "row",
+    "group",
+    "X",
+    "atomic_radius",
+    "atomic_radius_calculated",
+    "average_ionic_radius",
+    "ionization_energy",
+    "electron_affinity",
+    "mendeleev_no",
+    "molar_volume",
+    "melting_point",
+    "atomic_mass",
 )
 
 
@@ -70,7 +90,8 @@ class ResidualBlock(nn.Module):
 
 
 class PositionalEncoder(nn.Module):
-    """One encoder for all 230 groups.
+    """The positional encoder: one for all 230 groups, from an atom's slot features
+    (:class:`model.data.StructureFeaturizer`) to its positional encoding.
 
     Position branch: the group's real invariant features (in slots), optionally plus a
     learned embedding of the group, through residual blocks.  Orbit-distance pretraining
@@ -80,24 +101,55 @@ class PositionalEncoder(nn.Module):
     features through an MLP.  The two combine multiplicatively, per atom.
     """
 
-    def __init__(self, n_slots: int, hidden: int, out: int, blocks: int, dropout: float = 0.0, group_embedding: bool = True, lattice_branch: bool = True):
+    def __init__(
+        self,
+        n_slots: int,
+        hidden: int,
+        out: int,
+        blocks: int,
+        dropout: float = 0.0,
+        group_embedding: bool = True,
+        lattice_branch: bool = True,
+    ):
         super().__init__()
         self.position_in = nn.Linear(n_slots, hidden)
         self.group_embedding = nn.Embedding(N_GROUP_EMBEDDINGS, hidden) if group_embedding else None
         self.position_blocks = nn.Sequential(*[ResidualBlock(hidden, dropout) for _ in range(blocks)])
-        self.lattice_branch = nn.Sequential(
-            nn.Linear(LATTICE_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden)
-        ) if lattice_branch else None  # None: an ablation, the positions alone
+        self.lattice_branch = (
+            nn.Sequential(nn.Linear(LATTICE_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+            if lattice_branch
+            else None
+        )  # None: an ablation, the positions alone
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, out))
 
-    def forward(self, features: torch.Tensor, group: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
-        """features (..., A, n_slots) or (..., n_slots); group (...,); lattice (..., 6)."""
-        extra = features.dim() - group.dim() - 1  # atom axes beyond the structure axes
-        view = lambda t: t.reshape(t.shape[: group.dim()] + (1,) * extra + t.shape[group.dim() :])  # noqa: E731
+    def forward(self, features: torch.Tensor, ita_numbers: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
+        """features (..., A, n_slots) or (..., n_slots) float32; ita_numbers (...,) int64,
+        the space group of each structure; lattice (..., 6) lattice features."""
+        extra = features.dim() - ita_numbers.dim() - 1  # atom axes beyond the structure axes
+        view = lambda t: t.reshape(t.shape[: ita_numbers.dim()] + (1,) * extra + t.shape[ita_numbers.dim() :])  # noqa: E731
         h = self.position_in(features)
         if self.group_embedding is not None:
-            h = h + view(self.group_embedding(group))
+            h = h + view(self.group_embedding(ita_numbers))
         h = self.position_blocks(h)
         if self.lattice_branch is not None:
             h = h * view(self.lattice_branch(lattice))
         return self.out(h)
+
+
+def segment_mean(
+    values: torch.Tensor, segment: torch.Tensor, n_segments: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(n_segments, ...) mean of the rows of ``values`` (R, ...) in each segment, ``segment``
+    (R,) int64 giving each row's, weighted by ``weights`` (R,) when given: the frames of a
+    structure averaged into one prediction, or a graph's atoms pooled into one vector."""
+    weights = (
+        torch.ones(len(segment), dtype=values.dtype, device=values.device)
+        if weights is None
+        else weights.to(values.dtype)
+    )
+    shape = (len(segment),) + (1,) * (values.dim() - 1)
+    total = torch.zeros((n_segments,) + values.shape[1:], dtype=values.dtype, device=values.device).index_add_(
+        0, segment, values * weights.reshape(shape)
+    )
+    norm = torch.zeros(n_segments, dtype=values.dtype, device=values.device).index_add_(0, segment, weights)
+    return total / norm.reshape((n_segments,) + shape[1:])

@@ -1,11 +1,15 @@
-"""``python -m model.pretrain --out CKPT``: orbit-distance pretraining of the shared encoder.
+"""``python -m model.pretrain --out CKPT``: orbit-distance pretraining of the shared positional encoder.
 
 Random lattices per crystal family and pairs of random points; the target is the exact orbit
 distance (see :mod:`model.geometry`).  The encoder learns embeddings whose Euclidean
 distance equals it.  Training pairs are drawn afresh every epoch (``--pairs fresh``, the
-default: a fixed set is learnt by heart), held-out pairs once, on lattices of their own.
-``--minutes`` bounds the whole run, drawing included.  Held-out MAE, and MAE divided by the
-mean distance, overall and per crystal system, go to ``CKPT/metrics.json``.
+default: a fixed set is learnt by heart), held-out pairs once, on lattices of their own; the
+held-out pairs validate every epoch.  Training is :func:`model.training.fit`, as for
+properties, with the same options; their defaults are pretraining's own recipe
+(:data:`RECIPE`: batches of 512, learning rate 2e-3, 30 minutes), and the benchmark's
+pretraining (BENCHMARKS.md) adds ``--threads 1``.  ``--minutes``
+bounds the whole run, drawing included, and is checked at every step.  Held-out MAE, and MAE
+divided by the mean distance, overall and per crystal system, go to ``CKPT/metrics.json``.
 """
 
 from __future__ import annotations
@@ -15,168 +19,269 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from basisdb import BasisDBError, BasisStore, get_setting
-from basisdb.build import parse_number_ranges
+from basisdb import BasisStore, command_parser, get_setting, run_command
 
 from .checkpoint import save_checkpoint
-from .data import StructureEncoder, lattice_features
+from .cli import (
+    add_model_arguments,
+    add_seed_argument,
+    add_training_arguments,
+    cft_config_from,
+    fraction,
+    parse_groups,
+    parse_option,
+    positive,
+    set_threads,
+    train_config_from,
+)
+from .data import StructureFeaturizer, lattice_features
 from .geometry import orbit_distance, random_lattice
-from .models import CFTConfig
 from .modules import PositionalEncoder
-from .training import cosine_schedule
+from .training import DistributedContext, TrainConfig, fit
+
+# Pretraining's recipe (BENCHMARKS.md, "Pretraining"): cheap pairs in large batches, 30 minutes.
+RECIPE = TrainConfig(epochs=200, batch_size=512, learning_rate=2e-3, max_minutes=30.0)
+
+__all__ = ["RECIPE", "OrbitDistances", "make_pairs", "embedding_distance", "main"]
 
 
-def make_pairs(encoder: StructureEncoder, groups, samples_per_group: int, lattices_per_group: int, rng) -> dict[str, np.ndarray]:
-    """Feature pairs, lattices, groups and exact orbit distances; loops are per lattice only."""
-    parts = {k: [] for k in ("first", "second", "group", "lattice", "distance", "system")}
+def make_pairs(
+    featurizer: StructureFeaturizer, groups, samples_per_group: int, lattices_per_group: int, rng
+) -> dict[str, np.ndarray]:
+    """Feature pairs, lattices, space groups and exact orbit distances; loops are per lattice only.
+
+    Returns (n,) arrays, one row per pair: first, second (n, n_slots) float32 slot features
+    of the two points; ita_numbers int64; lattice (n, 6) lattice features; distance the
+    orbit distance in Angstrom; system the crystal system."""
+    parts = {k: [] for k in ("first", "second", "ita_numbers", "lattice", "distance", "system")}
     per_lattice = max(1, samples_per_group // lattices_per_group)
     for group in groups:
         setting = get_setting(group)
         for _ in range(lattices_per_group):
             lattice = random_lattice(setting, rng)
             x1, x2 = rng.random((per_lattice, 3)), rng.random((per_lattice, 3))
-            parts["first"].append(encoder.features(setting.hall_number, x1))
-            parts["second"].append(encoder.features(setting.hall_number, x2))
+            parts["first"].append(featurizer.features(setting.hall_number, x1))
+            parts["second"].append(featurizer.features(setting.hall_number, x2))
             parts["distance"].append(orbit_distance(setting, lattice, x1, x2))
-            parts["group"].append(np.full(per_lattice, group))
+            parts["ita_numbers"].append(np.full(per_lattice, group))
             parts["lattice"].append(np.repeat(lattice_features(lattice)[None], per_lattice, axis=0))
             parts["system"].append(np.full(per_lattice, setting.crystal_system))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def embedding_distance(encoder: PositionalEncoder, data: dict[str, torch.Tensor], index) -> torch.Tensor:
-    group, lattice = data["group"][index], data["lattice"][index]
-    difference = encoder(data["first"][index], group, lattice) - encoder(data["second"][index], group, lattice)
+def embedding_distance(encoder: PositionalEncoder, pairs: dict[str, torch.Tensor], index) -> torch.Tensor:
+    """(n,) Euclidean distances between the embeddings of the pairs ``index``."""
+    ita_numbers, lattice = pairs["ita_numbers"][index], pairs["lattice"][index]
+    difference = encoder(pairs["first"][index], ita_numbers, lattice) - encoder(
+        pairs["second"][index], ita_numbers, lattice
+    )
     return torch.sqrt((difference**2).sum(-1) + 1e-12)
 
 
-@torch.no_grad()
-def held_out_metrics(encoder, data, index, systems, batch=4096) -> dict:
-    encoder.eval()
-    predicted = torch.cat([embedding_distance(encoder, data, index[i : i + batch]) for i in range(0, len(index), batch)]).cpu().numpy()
-    truth = data["distance"][index].cpu().numpy()
-    error = np.abs(predicted - truth)
+class OrbitDistances:
+    """Orbit-distance pretraining as a :class:`model.training.Task`: a smooth L1 loss
+    (beta 0.1 A) between embedding distances and orbit distances, validated by the MAE on
+    the held-out pairs (A).
 
-    def summary(mask):
-        return {"n": int(mask.sum()), "mae": float(error[mask].mean()), "mean_distance": float(truth[mask].mean()),
-                "mae_over_mean_distance": float(error[mask].mean() / truth[mask].mean())}
+    The held-out pairs are drawn first, on ``held_out`` of the lattices and pairs of each
+    group, then the training pairs; with ``fresh``, new training pairs (lattices and points)
+    are drawn at the start of every epoch after the first.  All pairs live on ``device``."""
 
-    held_systems = systems[index.cpu().numpy()]
-    return {"overall": summary(np.ones_like(truth, dtype=bool)),
-            "per_crystal_system": {s: summary(held_systems == s) for s in dict.fromkeys(held_systems)}}
+    def __init__(
+        self,
+        featurizer: StructureFeaturizer,
+        groups: Sequence[int],
+        samples_per_group: int,
+        lattices_per_group: int,
+        held_out: float,
+        fresh: bool,
+        seed: int,
+        device: torch.device,
+    ):
+        self.featurizer, self.groups, self.fresh, self.device = featurizer, list(groups), fresh, device
+        self.rng = np.random.default_rng(seed)
+        held_per_group = max(1, int(round(held_out * samples_per_group)))
+        held_lattices = max(1, int(round(held_out * lattices_per_group)))
+        self.train_per_group = samples_per_group - held_per_group
+        self.train_lattices = max(1, lattices_per_group - held_lattices)
+        self.held, self.held_systems = self._draw(held_per_group, held_lattices)  # new lattices too: never trained on
+        self.pairs, _ = self._draw(self.train_per_group, self.train_lattices)
+        self.n_train = len(self.pairs["distance"])
+        self.epochs_begun = self.pairs_seen = 0
+        self.drawing_seconds = 0.0  # redrawing training pairs, after the first draw
+
+    def _draw(self, samples_per_group: int, lattices_per_group: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        raw = make_pairs(self.featurizer, self.groups, samples_per_group, lattices_per_group, self.rng)
+        systems = raw.pop("system")
+        tensors = {
+            k: torch.as_tensor(v, dtype=torch.long if k == "ita_numbers" else torch.float32, device=self.device)
+            for k, v in raw.items()
+        }
+        return tensors, systems
+
+    def steps_per_epoch(self, batch_size: int, context) -> int:
+        return math.ceil(self.n_train / batch_size)
+
+    def epoch_batches(self, rng: np.random.Generator, batch_size: int, context) -> list[np.ndarray]:
+        self.epochs_begun += 1
+        if self.epochs_begun > 1 and self.fresh:
+            drawn = time.monotonic()
+            self.pairs, _ = self._draw(self.train_per_group, self.train_lattices)
+            self.drawing_seconds += time.monotonic() - drawn
+        order = rng.permutation(self.n_train)
+        return [order[i : i + batch_size] for i in range(0, self.n_train, batch_size)]
+
+    def loss(
+        self, encoder: torch.nn.Module, batch: np.ndarray, rng: np.random.Generator, device: torch.device
+    ) -> torch.Tensor:
+        index = torch.as_tensor(batch, device=device)
+        self.pairs_seen += len(index)
+        return nn.functional.smooth_l1_loss(
+            embedding_distance(encoder, self.pairs, index), self.pairs["distance"][index], beta=0.1
+        )
+
+    @torch.no_grad()
+    def _held_out_errors(self, encoder: torch.nn.Module, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """(|predicted - orbit distance|, orbit distance) of every held-out pair."""
+        encoder.eval()
+        index = torch.arange(len(self.held_systems), device=self.device)
+        predicted = (
+            torch.cat(
+                [embedding_distance(encoder, self.held, index[i : i + batch]) for i in range(0, len(index), batch)]
+            )
+            .cpu()
+            .numpy()
+        )
+        truth = self.held["distance"].cpu().numpy()
+        return np.abs(predicted - truth), truth
+
+    def validate(self, encoder: torch.nn.Module, device: torch.device) -> float:
+        error, _ = self._held_out_errors(encoder)
+        return float(error.mean())
+
+    def held_out_metrics(self, encoder: torch.nn.Module) -> dict:
+        """MAE, mean orbit distance and their ratio on the held-out pairs, overall and per
+        crystal system."""
+        error, truth = self._held_out_errors(encoder)
+
+        def summary(mask):
+            return {
+                "n": int(mask.sum()),
+                "mae": float(error[mask].mean()),
+                "mean_distance": float(truth[mask].mean()),
+                "mae_over_mean_distance": float(error[mask].mean() / truth[mask].mean()),
+            }
+
+        systems = self.held_systems
+        return {
+            "overall": summary(np.ones_like(truth, dtype=bool)),
+            "per_crystal_system": {s: summary(systems == s) for s in dict.fromkeys(systems)},
+        }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser("python -m model.pretrain", __doc__)
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    parser.add_argument(
+        "--groups",
+        default="1-230",
+        help="space groups: ITA numbers, ranges such as '143-194', crystal systems such as 'cubic'",
+    )
+    parser.add_argument(
+        "--samples-per-group", type=positive(), default=512, help="point pairs per group, held-out ones included"
+    )
+    parser.add_argument(
+        "--lattices-per-group", type=positive(), default=16, help="random lattices per group, held-out ones included"
+    )
+    parser.add_argument(
+        "--pairs",
+        choices=("fresh", "fixed"),
+        default="fresh",
+        help="fresh: new training pairs (lattices and points) every epoch; fixed: one set drawn once; "
+        "the held-out pairs are drawn once either way",
+    )
+    parser.add_argument(
+        "--held-out", type=fraction, default=0.1, help="share of each group's pairs and lattices held out to validate"
+    )
+    add_seed_argument(parser, "the pairs, the initialization and the batches")
+    add_model_arguments(parser, encoder_only=True)
+    add_training_arguments(parser, recipe=RECIPE)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.pretrain", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--store", type=Path, default=None)
-    parser.add_argument("--radius", type=float, default=4.0)
-    parser.add_argument("--groups", default="1-230", help="ITA numbers and ranges (default: all 230)")
-    parser.add_argument("--samples-per-group", type=int, default=512)
-    parser.add_argument("--lattices-per-group", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--minutes", type=float, default=30.0, help="time budget, drawing pairs and the inside of an epoch included (default %(default)s)")
-    parser.add_argument(
-        "--pairs", choices=("fresh", "fixed"), default="fresh",
-        help="fresh: new training pairs (lattices and points) every epoch; fixed: one set drawn once (default %(default)s); the held-out pairs are drawn once either way",
-    )
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--blocks", type=int, default=3)
-    parser.add_argument("--held-out", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); the budget is wall time, so one thread makes it CPU time")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        groups = parse_number_ranges(args.groups, upper=230)
-        if not groups or groups[0] < 1 or groups[-1] > 230:
-            raise BasisDBError(f"--groups must lie in 1-230, got {args.groups!r}")
-        torch.manual_seed(args.seed)
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        rng = np.random.default_rng(args.seed)
-        store = BasisStore.open(args.store)
-        features = StructureEncoder(store, args.radius)
-        began = start = time.monotonic()
-        deadline = began + 60 * args.minutes
-
-        def draw(samples_per_group: int, lattices_per_group: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-            raw = make_pairs(features, groups, samples_per_group, lattices_per_group, rng)
-            systems = raw.pop("system")
-            return {k: torch.as_tensor(v, dtype=torch.long if k == "group" else torch.float32, device=device) for k, v in raw.items()}, systems
-
-        held_per_group = max(1, int(round(args.held_out * args.samples_per_group)))
-        train_per_group = args.samples_per_group - held_per_group
-        held_lattices = max(1, int(round(args.held_out * args.lattices_per_group)))
-        train_lattices = max(1, args.lattices_per_group - held_lattices)
-        held_data, held_systems = draw(held_per_group, held_lattices)  # new lattices too: never trained on
-        data, _ = draw(train_per_group, train_lattices)
-        n_held, n_train = len(held_systems), len(data["distance"])
-        print(f"{n_train} training pairs ({args.pairs}) and {n_held} held-out pairs from {len(groups)} groups in "
-              f"{time.monotonic() - start:.1f} s; mean orbit distance {data['distance'].mean():.3f} A", file=sys.stderr)
-
-        config = CFTConfig(radius=args.radius, n_slots=features.n_slots, d_model=args.d_model, hidden=args.hidden, encoder_blocks=args.blocks, group_embedding=True)
-        encoder = PositionalEncoder(config.n_slots, config.hidden, config.d_model, config.encoder_blocks, group_embedding=config.group_embedding).to(device)
-        optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=1e-4)
-        steps_per_epoch = math.ceil(n_train / args.batch_size)
-        scheduler = cosine_schedule(optimizer, args.epochs * steps_per_epoch, warmup=min(200, steps_per_epoch), budget_seconds=60 * args.minutes)
-        epoch, steps, pairs_seen, drawing = 0, 0, 0, 0.0
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=round(60 * args.minutes), desc="pretraining", unit="s", file=sys.stderr)  # the budget is the bound
-        for epoch in range(1, args.epochs + 1):
-            if epoch > 1 and args.pairs == "fresh":
-                drawn = time.monotonic()
-                data, _ = draw(train_per_group, train_lattices)
-                drawing += time.monotonic() - drawn
-            encoder.train()
-            shuffled = torch.randperm(n_train, device=device)
-            losses = []
-            for i in range(0, n_train, args.batch_size):
-                if losses and time.monotonic() > deadline:
-                    break
-                index = shuffled[i : i + args.batch_size]
-                loss = nn.functional.smooth_l1_loss(embedding_distance(encoder, data, index), data["distance"][index], beta=0.1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(encoder.parameters(), 5.0)
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                pairs_seen += len(index)
-                bar.n = min(bar.total, round(time.monotonic() - began))
-                bar.set_postfix_str(f"epoch {epoch}, loss {losses[-1]:.4f}", refresh=False)
-                bar.update(0)
-            steps += len(losses)
-            if time.monotonic() > deadline:
-                break
-        bar.close()
-        seconds = time.monotonic() - began
-        metrics = held_out_metrics(encoder, held_data, torch.arange(n_held, device=device), held_systems)
-        metrics.update({"epochs": epoch, "steps": steps, "pairs_seen": pairs_seen, "pairs": args.pairs, "train_seconds": seconds,
-                        "drawing_seconds": drawing, "n_pairs_per_epoch": n_train, "n_held_out": n_held, "groups": args.groups,
-                        "device": str(device), "torch_threads": torch.get_num_threads(), "config": config.to_dict()})
-        save_checkpoint(args.out, kind="encoder", module=encoder, config=config, store=store, metrics=metrics["overall"])
-        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        overall = metrics["overall"]
-        print(f"held-out MAE {overall['mae']:.4f} A, mean orbit distance {overall['mean_distance']:.3f} A, ratio {overall['mae_over_mean_distance']:.4f} ({epoch} epochs, {seconds / 60:.1f} min)")
-        for system, row in metrics["per_crystal_system"].items():
-            print(f"  {system:<13} MAE {row['mae']:.4f} A  mean {row['mean_distance']:.3f} A  ratio {row['mae_over_mean_distance']:.4f}  (n={row['n']})")
-        return 0
-    except (BasisDBError, ValueError) as exc:  # ValueError: --groups that are not numbers
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    groups = parse_option(parser, "--groups", parse_groups, args.groups)
+    context = DistributedContext(args.device)
+    set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    store = BasisStore.open(args.store)
+    featurizer = StructureFeaturizer(store, args.radius)
+    began = time.monotonic()  # --minutes bounds the whole run, drawing included
+    task = OrbitDistances(
+        featurizer,
+        groups,
+        args.samples_per_group,
+        args.lattices_per_group,
+        args.held_out,
+        args.pairs == "fresh",
+        args.seed,
+        context.device,
+    )
+    print(
+        f"{task.n_train} training pairs ({args.pairs}) and {len(task.held_systems)} held-out pairs "
+        f"from {len(groups)} groups in "
+        f"{time.monotonic() - began:.1f} s; mean orbit distance {task.pairs['distance'].mean():.3f} A",
+        file=sys.stderr,
+    )
+    config = cft_config_from(args, featurizer.n_slots, group_embedding=True)
+    encoder = PositionalEncoder(
+        config.n_slots, config.hidden, config.d_model, config.encoder_blocks, group_embedding=config.group_embedding
+    )
+    result = fit(encoder, task, train_config_from(args, seed=args.seed), context, started=began)
+    metrics = task.held_out_metrics(encoder)
+    metrics.update(
+        {
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "stopped": result.stopped,
+            "steps": result.steps,
+            "pairs_seen": task.pairs_seen,
+            "pairs": args.pairs,
+            "train_seconds": result.seconds,
+            "drawing_seconds": task.drawing_seconds,
+            "n_pairs_per_epoch": task.n_train,
+            "n_held_out": len(task.held_systems),
+            "groups": args.groups,
+            "device": str(context.device),
+            "torch_threads": torch.get_num_threads(),
+            "config": config.to_dict(),
+            "history": result.history,
+        }
+    )
+    save_checkpoint(args.out, kind="encoder", module=encoder, config=config, store=store, metrics=metrics["overall"])
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    overall = metrics["overall"]
+    print(
+        f"held-out MAE {overall['mae']:.4f} A, mean orbit distance {overall['mean_distance']:.3f} A, "
+        f"ratio {overall['mae_over_mean_distance']:.4f} "
+        f"({len(result.history)} epochs, {result.seconds / 60:.1f} min, stopped: {result.stopped})"
+    )
+    for system, row in metrics["per_crystal_system"].items():
+        print(
+            f"  {system:<13} MAE {row['mae']:.4f} A  mean {row['mean_distance']:.3f} A  "
+            f"ratio {row['mae_over_mean_distance']:.4f}  (n={row['n']})"
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -1,4 +1,12 @@
-"""The property-regression training loop, its schedule and DDP (orbit-distance pretraining is in model.pretrain)."""
+"""The one training engine: ``fit -> one epoch -> one step``, its schedules, time budget and DDP.
+
+What is trained differs by *task* (:class:`Task`): :class:`Regression` predicts a property
+of structures (``model.train``, ``model.evaluate``), :class:`model.pretrain.OrbitDistances`
+embeds positions so that distances are orbit distances (``model.pretrain``).  A task makes
+the batches of an epoch, the loss of one batch and the validation score; the engine owns the
+optimizer, the learning-rate schedule, gradient clipping, the time budget (checked at every
+step), early stopping and the best weights.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +17,42 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from basisdb import BasisDBError
+
 from .data import Batch, EncodedStructure, collate
-from .models import average_over_frames
+from .modules import segment_mean
 
 Collate = Callable[[Sequence, bool, "np.random.Generator | None"], Any]
 
-__all__ = ["TrainConfig", "DistributedContext", "fit", "evaluate_mae", "cosine_schedule", "PlateauSchedule", "cft_collate", "predict_normalized", "size_batches", "shuffled_batches"]
+__all__ = [
+    "TrainConfig",
+    "DeviceError",
+    "resolve_device",
+    "available_devices",
+    "DistributedContext",
+    "Task",
+    "Regression",
+    "Normalization",
+    "FitResult",
+    "fit",
+    "train_one_epoch",
+    "take_step",
+    "evaluate_mae",
+    "cosine_schedule",
+    "PlateauSchedule",
+    "cft_collate",
+    "predict_normalized",
+    "atom_counts",
+    "size_batches",
+    "shuffled_batches",
+]
 
 
 @dataclass(frozen=True)
@@ -47,17 +78,54 @@ class TrainConfig:
         return asdict(self)
 
 
+class DeviceError(BasisDBError, ValueError):
+    """A torch device that is unknown or not available on this machine."""
+
+
+def available_devices() -> list[str]:
+    """The devices this torch can use: ``cpu``, then ``cuda:0`` ... and ``mps`` where present."""
+    found = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return found + (["mps"] if torch.backends.mps.is_available() else [])
+
+
+def resolve_device(name: str | torch.device | None = None, local_rank: int = 0) -> torch.device:
+    """The torch device ``name`` (cpu, cuda, cuda:1, mps), checked before any work starts;
+    None: this rank's GPU when there is one, else the CPU.  Raises :class:`DeviceError`
+    naming the device and the available ones."""
+    if name is None:
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {str(name)!r}; available: {', '.join(available_devices())}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = "this torch has no CUDA support" if torch.version.cuda is None else "no GPU is visible"
+            raise DeviceError(
+                f"device {str(name)!r} is not available ({why}, torch {torch.__version__}); "
+                f"available: {', '.join(available_devices())}"
+            )
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"device {str(name)!r} is not available: {count} GPU(s) visible; "
+                f"available: {', '.join(available_devices())}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {str(name)!r} is not available; available: {', '.join(available_devices())}")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {str(name)!r} is not supported; available: {', '.join(available_devices())}")
+    return device
+
+
 class DistributedContext:
     """torchrun's environment: one process per rank (gloo on CPU, NCCL on GPUs); a single
-    process otherwise."""
+    process otherwise.  The device is checked first (:func:`resolve_device`)."""
 
     def __init__(self, device: str | None = None):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device is None:
-            device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
@@ -68,7 +136,9 @@ class DistributedContext:
     def wrap(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
         if self.world > 1:
-            return nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            return nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         return model
 
     def barrier(self) -> None:
@@ -139,13 +209,19 @@ def size_batches(sizes: Sequence[int], batch_size: int, spread: float = 1.5, sla
     batches, first = [], 0
     for position in range(1, len(order) + 1):
         smallest = sizes[order[first]]
-        if position == len(order) or position - first == batch_size or sizes[order[position]] > max(spread * smallest, smallest + slack):
+        if (
+            position == len(order)
+            or position - first == batch_size
+            or sizes[order[position]] > max(spread * smallest, smallest + slack)
+        ):
             batches.append(order[first:position])
             first = position
     return batches
 
 
-def shuffled_batches(order: np.ndarray, sizes: np.ndarray | None, batch_size: int, rng: np.random.Generator, pool: int = 16) -> list[np.ndarray]:
+def shuffled_batches(
+    order: np.ndarray, sizes: np.ndarray | None, batch_size: int, rng: np.random.Generator, pool: int = 16
+) -> list[np.ndarray]:
     """Training batches of the shuffled indices ``order``.  With ``sizes`` (atoms of every
     item, for padded models), each run of ``pool`` batches is sorted by size before it is cut
     and the batches are shuffled: batches keep random members of alike sizes, which pads
@@ -160,61 +236,207 @@ def shuffled_batches(order: np.ndarray, sizes: np.ndarray | None, batch_size: in
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def atom_counts(items: Sequence) -> np.ndarray | None:
+    """(n,) atoms of each item, for batching items of alike sizes; None for items without an
+    ``n_atoms`` (the CGCNN's graphs, which are not padded)."""
+    if not all(hasattr(item, "n_atoms") for item in items):
+        return None
+    return np.array([item.n_atoms for item in items], dtype=np.int64)
+
+
 @torch.no_grad()
-def predict_normalized(model: nn.Module, items: Sequence, device, batch_size: int = 32, collate_fn: Collate = cft_collate) -> np.ndarray:
+def predict_normalized(
+    model: nn.Module, items: Sequence, device, batch_size: int = 32, collate_fn: Collate = cft_collate
+) -> np.ndarray:
     """(n,) model outputs, averaged over the sequences (frames) of each item, weighted by
-    the batch's ``weight`` when it has one.  Items are batched by size (``n_atoms``, where
-    they have it: :func:`size_batches`)."""
+    the batch's ``weight`` when it has one.  Items are batched by size where they have one
+    (:func:`atom_counts`, :func:`size_batches`), in order otherwise."""
     model.eval()
     out = np.zeros(len(items))
-    for chunk in size_batches([getattr(item, "n_atoms", 0) for item in items], batch_size):
+    sizes = atom_counts(items)
+    for chunk in size_batches(np.zeros(len(items), dtype=np.int64) if sizes is None else sizes, batch_size):
         batch = collate_fn([items[i] for i in chunk], False, None).to(device)
-        out[chunk] = average_over_frames(model(batch), batch.owner, len(chunk), getattr(batch, "weight", None)).cpu().numpy()
+        out[chunk] = segment_mean(model(batch), batch.owner, len(chunk), getattr(batch, "weight", None)).cpu().numpy()
     return out
 
 
-def evaluate_mae(model, items, targets: np.ndarray, mean: float, std: float, device, collate_fn: Collate = cft_collate) -> float:
+def evaluate_mae(
+    model, items, targets: np.ndarray, mean: float, std: float, device, collate_fn: Collate = cft_collate
+) -> float:
     if not len(items):
         return float("nan")
     predictions = predict_normalized(model, items, device, collate_fn=collate_fn) * std + mean
     return float(np.abs(predictions - targets).mean())
 
 
-def fit(
-    model: nn.Module,
-    train: Sequence,
-    train_targets: np.ndarray,
-    val: Sequence,
-    val_targets: np.ndarray,
-    config: TrainConfig,
-    context: DistributedContext,
-    on_best: Callable[[nn.Module, int, float], None] | None = None,
-    collate_fn: Collate = cft_collate,
-) -> dict:
-    """Train on normalized targets with early stopping on validation MAE; returns the
-    history and restores the best weights into ``model``.
+@dataclass(frozen=True)
+class Normalization:
+    """Targets are learnt as ``(y - mean) / std``, with the training targets' mean and
+    standard deviation (1 where they are all equal)."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, targets: np.ndarray) -> Normalization:
+        return cls(float(np.mean(targets)), float(np.std(targets) or 1.0))
+
+    def normalize(self, targets: np.ndarray) -> np.ndarray:
+        return (np.asarray(targets) - self.mean) / self.std
+
+    def restore(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs * self.std + self.mean
+
+
+class Task(Protocol):
+    """What :func:`fit` trains on: the batches of an epoch, the loss of one and the score
+    that selects the best weights (lower is better, an MAE)."""
+
+    def steps_per_epoch(self, batch_size: int, context: DistributedContext) -> int:
+        """Steps of one epoch on this rank (the schedules are set from it)."""
+
+    def epoch_batches(self, rng: np.random.Generator, batch_size: int, context: DistributedContext) -> Sequence:
+        """This rank's batches of the next epoch, one per step, in order; each is handed to
+        :meth:`loss`."""
+
+    def loss(self, model: nn.Module, batch, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+        """The scalar loss of one batch, in training mode."""
+
+    def validate(self, model: nn.Module, device: torch.device) -> float:
+        """The validation score of the current weights."""
+
+
+class Regression:
+    """A property of structures, learnt on normalized targets (:class:`Normalization`, the
+    one source of a checkpoint's ``target_mean`` and ``target_std``) with a smooth L1 loss
+    and validated by MAE in target units.
 
     Any regressor fits that maps a batch to one output per sequence: ``collate_fn(items,
     training, rng)`` makes the batch (with ``.to(device)`` and ``.owner``, the item of each
     sequence).  For the CFT, each epoch sees one random origin frame per structure and
-    validation averages over all frames."""
+    validation averages over all frames.  Under DDP every rank takes an equal shard of each
+    epoch's shuffled items."""
+
+    def __init__(
+        self,
+        train: Sequence,
+        train_targets: np.ndarray,
+        val: Sequence,
+        val_targets: np.ndarray,
+        collate_fn: Collate = cft_collate,
+    ):
+        self.train, self.val, self.val_targets, self.collate_fn = train, val, val_targets, collate_fn
+        self.normalization = Normalization.of(train_targets)
+        self._targets = self.normalization.normalize(train_targets)
+        self._sizes = atom_counts(train)
+
+    def _usable(self, context: DistributedContext) -> int:
+        return len(self.train) - len(self.train) % context.world  # equal shards, or DDP ranks would wait on each other
+
+    def steps_per_epoch(self, batch_size: int, context: DistributedContext) -> int:
+        return max(1, math.ceil(self._usable(context) // context.world / batch_size))
+
+    def epoch_batches(self, rng: np.random.Generator, batch_size: int, context: DistributedContext) -> list[np.ndarray]:
+        order = rng.permutation(len(self.train))[: self._usable(context)][context.rank :: context.world]
+        return shuffled_batches(order, self._sizes, batch_size, rng)
+
+    def loss(self, model: nn.Module, batch: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+        inputs = self.collate_fn([self.train[i] for i in batch], True, rng).to(device)
+        target = torch.as_tensor(self._targets[batch], dtype=torch.float32, device=device)
+        return nn.functional.smooth_l1_loss(model(inputs), target[inputs.owner])
+
+    def validate(self, model: nn.Module, device: torch.device) -> float:
+        return evaluate_mae(
+            model, self.val, self.val_targets, self.normalization.mean, self.normalization.std, device, self.collate_fn
+        )
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` did.
+
+    Attributes:
+        history: one entry per epoch: epoch, steps, train_loss (mean over its steps),
+            val_mae, learning_rate (at its end).
+        best_epoch, best_val_mae: the epoch whose weights the model holds after the fit.
+        stopped: why it stopped: ``"budget"`` (the time budget was spent), ``"patience"``
+            (no better validation score for ``patience`` epochs) or ``"epochs"`` (the cap).
+        steps: optimizer steps in all; seconds: wall time of the fit.
+    """
+
+    history: list[dict]
+    best_epoch: int
+    best_val_mae: float
+    stopped: str
+    steps: int
+    seconds: float
+
+
+def take_step(loss: torch.Tensor, parameters: list[nn.Parameter], optimizer, scheduler) -> float:
+    """One optimizer step on ``loss``, gradients clipped to norm 5; returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(parameters, 5.0)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+def train_one_epoch(
+    wrapped: nn.Module,
+    model: nn.Module,
+    task: Task,
+    batches: Sequence,
+    optimizer,
+    scheduler,
+    rng: np.random.Generator,
+    context: DistributedContext,
+    deadline: float | None,
+    description: str,
+) -> tuple[list[float], bool]:
+    """The steps of one epoch; returns their losses and whether the time budget ended it
+    (checked before every step but the first, so that every epoch takes a step)."""
     from tqdm.auto import tqdm
 
-    mean, std = float(np.mean(train_targets)), float(np.std(train_targets) or 1.0)
-    normalized = (np.asarray(train_targets) - mean) / std
+    wrapped.train()
+    losses: list[float] = []
+    parameters = list(model.parameters())
+    for batch in tqdm(batches, desc=description, disable=not context.main, leave=False, file=sys.stderr):
+        if losses and _past(deadline, context):  # the budget ends inside this epoch
+            return losses, True
+        losses.append(take_step(task.loss(wrapped, batch, rng, context.device), parameters, optimizer, scheduler))
+    return losses, False
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    config: TrainConfig,
+    context: DistributedContext,
+    on_best: Callable[[nn.Module, int, float], None] | None = None,
+    started: float | None = None,
+) -> FitResult:
+    """Train ``model`` on ``task`` and restore the weights of its best validation score.
+
+    Two protocols (:class:`TrainConfig`): to convergence, with the learning rate halving
+    on plateaus and early stopping after ``patience`` epochs; or compute-matched, within
+    ``max_minutes`` of wall time counted from ``started`` (a ``time.monotonic()``; default:
+    now), with a cosine schedule ending at the budget.  The budget is checked before every
+    step; an epoch's steps stop early enough to validate within it.  ``on_best(model,
+    epoch, score)`` runs (on the main rank) at every better validation score."""
+    start = time.monotonic() if started is None else started
     wrapped = context.wrap(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    usable = len(train) - len(train) % context.world  # equal shards, or DDP ranks would wait on each other
-    steps_per_epoch = max(1, math.ceil(usable // context.world / config.batch_size))
+    steps_per_epoch = task.steps_per_epoch(config.batch_size, context)
     budget = 60 * config.max_minutes if config.max_minutes else None
     warmup = min(100, steps_per_epoch)
     if budget is None:  # to convergence
         scheduler = PlateauSchedule(optimizer, warmup, wait=config.patience // 3)
     else:  # compute-matched: annealed by the end of the budget
-        scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup, budget_seconds=budget)
+        remaining = max(1e-3, start + budget - time.monotonic())
+        scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup, budget_seconds=remaining)
     rng = np.random.default_rng(config.seed)
-    sizes = np.array([item.n_atoms for item in train]) if all(hasattr(item, "n_atoms") for item in train) else None
-    best, best_epoch, history, start = math.inf, -1, [], time.monotonic()
+    best, best_epoch, history, steps, stopped = math.inf, -1, [], 0, "epochs"
     best_state = copy.deepcopy(model.state_dict())
     validation_seconds = 0.0  # of the last epoch: steps stop early enough to validate within the budget
 
@@ -222,29 +444,23 @@ def fit(
         return None if budget is None else start + budget - validation_seconds
 
     for epoch in range(1, config.epochs + 1):
-        wrapped.train()
-        order = rng.permutation(len(train))[:usable][context.rank :: context.world]
-        losses = []
-        batches = shuffled_batches(order, sizes, config.batch_size, rng)
-        steps_until = steps_deadline()
-        out_of_time = False
-        for index in tqdm(batches, desc=f"epoch {epoch}", disable=not context.main, leave=False, file=sys.stderr):
-            if losses and _past(steps_until, context):  # the budget ends inside this epoch
-                out_of_time = True
-                break
-            batch = collate_fn([train[i] for i in index], True, rng).to(context.device)
-            target = torch.as_tensor(normalized[index], dtype=torch.float32, device=context.device)
-            loss = nn.functional.smooth_l1_loss(wrapped(batch), target[batch.owner])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+        batches = task.epoch_batches(rng, config.batch_size, context)
+        losses, out_of_time = train_one_epoch(
+            wrapped, model, task, batches, optimizer, scheduler, rng, context, steps_deadline(), f"epoch {epoch}"
+        )
+        steps += len(losses)
         validating = time.monotonic()
-        val_mae = evaluate_mae(model, val, val_targets, mean, std, context.device, collate_fn)
+        val_mae = task.validate(model, context.device)
         validation_seconds = time.monotonic() - validating
-        history.append({"epoch": epoch, "steps": len(losses), "train_loss": float(np.mean(losses)), "val_mae": val_mae, "learning_rate": optimizer.param_groups[0]["lr"]})
+        history.append(
+            {
+                "epoch": epoch,
+                "steps": len(losses),
+                "train_loss": float(np.mean(losses)),
+                "val_mae": val_mae,
+                "learning_rate": optimizer.param_groups[0]["lr"],
+            }
+        )
         improved = val_mae < best
         if isinstance(scheduler, PlateauSchedule):
             scheduler.epoch_end(improved)
@@ -254,11 +470,28 @@ def fit(
             if on_best is not None and context.main:
                 on_best(model, epoch, val_mae)
         if context.main:
-            print(f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  val MAE {val_mae:.4f}{'  *' if improved else ''}", file=sys.stderr)
-        out_of_time = out_of_time or _past(steps_deadline(), context)  # no time left for another step and its validation
+            print(
+                f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  val MAE {val_mae:.4f}{'  *' if improved else ''}",
+                file=sys.stderr,
+            )
+        out_of_time = out_of_time or _past(
+            steps_deadline(), context
+        )  # no time left for another step and its validation
         if epoch - best_epoch >= config.patience or out_of_time:
+            stopped = "budget" if out_of_time else "patience"
             if context.main:
-                print(f"stopping after epoch {epoch}: " + ("time budget spent" if out_of_time else f"no improvement for {config.patience} epochs"), file=sys.stderr)
+                print(
+                    f"stopping after epoch {epoch}: "
+                    + ("time budget spent" if out_of_time else f"no improvement for {config.patience} epochs"),
+                    file=sys.stderr,
+                )
             break
     model.load_state_dict(best_state)
-    return {"history": history, "best_epoch": best_epoch, "best_val_mae": best, "target_mean": mean, "target_std": std}
+    return FitResult(
+        history=history,
+        best_epoch=best_epoch,
+        best_val_mae=best,
+        stopped=stopped,
+        steps=steps,
+        seconds=time.monotonic() - start,
+    )

@@ -14,21 +14,23 @@ import os
 import sys
 import typing
 
-from .config import ServiceSettings
+from basisdb import BasisStore, ChecksumMismatchError, command_parser, run_command
+
+from .config import ENV_PREFIX, ServiceSettings, load_settings
 
 # Seconds uvicorn gives running requests on SIGTERM before it cancels them.
 GRACEFUL_SHUTDOWN = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = ServiceSettings()
+    parser = command_parser("python -m service", __doc__)
+    defaults = load_settings()  # the environment's values are the options' defaults
     for name, field in ServiceSettings.model_fields.items():
         if name == "store_verified":
             continue
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)
-        text = f"{field.description} (default: {'the default store, built on first use' if default is None else default})"
+        text = field.description  # with the default appended (command_parser), unless it says it
         annotation = field.annotation
         if annotation is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kind = next((t for t in (int, float, str) if annotation is t), str)
             parser.add_argument(flag, type=kind, default=default, help=text)
-    parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default: warning)")
+    parser.add_argument("--log-level", default="warning", help="uvicorn's log level")
     return parser
 
 
@@ -47,28 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in ServiceSettings.model_fields:
         value = getattr(args, name, None)
         if value is not None:
-            os.environ[f"BASISDB_SERVICE_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
-    try:
-        settings = ServiceSettings()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    from basisdb import BasisDBError, BasisStore
-
-    try:
-        # Open (or build) and verify the store once here, so that workers never race to
-        # build it and do not each read every dataset again.
-        with BasisStore.open(settings.store) as store:
-            if settings.verify_store:
-                failures = store.verify_checksums()
-                if failures:
-                    raise BasisDBError(f"{store.path} failed verification: {'; '.join(failures[:3])}; rebuild it with build_db.py")
-                os.environ["BASISDB_SERVICE_STORE_VERIFIED"] = store.fingerprint
-            os.environ["BASISDB_SERVICE_STORE"] = str(store.path)
-    except BasisDBError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            os.environ[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    settings = load_settings()
+    # Open (or build) and verify the store once here, so that workers never race to build it
+    # and do not each read every dataset again.
+    with BasisStore.open(settings.store) as store:
+        if settings.verify_store:
+            failures = store.verify_checksums()
+            if failures:
+                problems = "; ".join(failures[:3])
+                raise ChecksumMismatchError(
+                    f"{store.path} failed verification: {problems}; rebuild it with `basisdb build`"
+                )
+            os.environ[f"{ENV_PREFIX}STORE_VERIFIED"] = store.fingerprint
+        os.environ[f"{ENV_PREFIX}STORE"] = str(store.path)
     import uvicorn
 
     uvicorn.run(
@@ -86,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

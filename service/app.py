@@ -53,6 +53,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.service = state
     for module in (health, groups, encode, export):
         app.include_router(module.router, prefix=API_PREFIX)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            FastAPI.openapi(app)["components"]["schemas"].update(encode.REQUEST_SCHEMAS)
+        return app.openapi_schema
+
+    app.openapi = openapi
     install_error_handlers(app)
     # Outermost last: CORS, then cached answers (served at once), then the deadline that
     # bounds every other request, body and answer included.

@@ -20,7 +20,9 @@ from basisdb import (
     StructureTooLargeError,
 )
 
-__all__ = ["install_error_handlers", "status_of", "validation_detail"]
+from .schemas import ErrorResponse, ValidationErrorResponse
+
+__all__ = ["install_error_handlers", "status_of", "validation_detail", "error_responses"]
 
 _STATUS = (
     ((InvalidGroupError, InvalidHallNumberError, RadiusNotInStoreError, SettingNotInStoreError), 404),
@@ -53,6 +55,27 @@ def validation_detail(errors) -> list[dict]:
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": validation_detail(error.errors())}, status_code=422)
+
+
+# What each error status means, in every route that can answer it.
+_MEANING = {
+    400: "a multipart form that cannot be parsed: a broken body, or too many fields or files",
+    404: "a group, setting or radius that does not exist or is not in the store; the message lists what is",
+    413: "too large a request or answer; the message gives the limit",
+    415: "a media type the route does not read",
+    422: "a request that cannot be read: one entry per offending field, or a message",
+    503: "busy, over the request's time limit, or the store cannot be trusted; retry after Retry-After seconds",
+}
+
+
+def error_responses(*statuses: int, meaning: dict[int, str] | None = None) -> dict[int | str, dict]:
+    """The OpenAPI ``responses`` of the error answers a route gives: each status with its
+    schema and what it means (``meaning`` overrides the general text for this route)."""
+    meaning = {**_MEANING, **(meaning or {})}
+    return {
+        status: {"model": ValidationErrorResponse if status == 422 else ErrorResponse, "description": meaning[status]}
+        for status in statuses
+    }
 
 
 def install_error_handlers(app: FastAPI) -> None:

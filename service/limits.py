@@ -31,7 +31,16 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Cancellation", "WorkCancelled", "Lease", "HeavyWork", "LeasedStreamingResponse", "DeadlineMiddleware", "busy", "json_body_items"]
+__all__ = [
+    "Cancellation",
+    "WorkCancelled",
+    "Lease",
+    "HeavyWork",
+    "LeasedStreamingResponse",
+    "DeadlineMiddleware",
+    "busy",
+    "json_body_items",
+]
 
 T = TypeVar("T")
 
@@ -176,7 +185,10 @@ class HeavyWork:
     def _process_pool(self) -> ProcessPoolExecutor:
         if self._processes is None:
             self._processes = ProcessPoolExecutor(
-                max_workers=self.slots, mp_context=self._context, initializer=_start_worker, initargs=(self._flags, os.getpid())
+                max_workers=self.slots,
+                mp_context=self._context,
+                initializer=_start_worker,
+                initargs=(self._flags, os.getpid()),
             )
         return self._processes
 
@@ -199,7 +211,9 @@ class HeavyWork:
         self._flags[lease.index] = 0
         with self._lock:
             try:
-                future: Future = self._process_pool().submit(_in_worker, function, lease.index, cancellation.deadline, args)
+                future: Future = self._process_pool().submit(
+                    _in_worker, function, lease.index, cancellation.deadline, args
+                )
             except BrokenProcessPool:  # a worker died since the last request: start new ones
                 self._processes = None
                 future = self._process_pool().submit(_in_worker, function, lease.index, cancellation.deadline, args)
@@ -292,9 +306,17 @@ class DeadlineMiddleware:
             if started:
                 return  # an incomplete answer: the server closes the connection
             body = f'{{"detail":"the request took longer than {self.seconds:g} s"}}'.encode()
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"retry-after", b"1"),
-            ]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", b"1"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
 
@@ -302,4 +324,3 @@ def json_body_items(body: bytes) -> int:
     """An upper bound on the JSON arrays in a body (one per position triple), counted in C
     before anything is parsed."""
     return body.count(b"[")
-

@@ -18,7 +18,16 @@ from basisdb import Basis
 
 from .answers import Rendered
 
-__all__ = ["json_bytes", "json_pieces", "rows_of", "write_npz", "basis_content", "render_basis", "encoding_content", "FORMATS"]
+__all__ = [
+    "json_bytes",
+    "json_pieces",
+    "rows_of",
+    "write_npz",
+    "basis_content",
+    "render_basis",
+    "encoding_content",
+    "FORMATS",
+]
 
 FORMATS = {"json": "application/json", "npz": "application/x-npz", "h5": "application/x-hdf5"}
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -69,7 +78,9 @@ def render_basis(basis: Basis, fmt: str) -> Rendered:
     }
     buffer = io.BytesIO()
     if fmt == "npz":
-        np.savez_compressed(buffer, metadata=np.array(json_bytes({**scalars, "verification": figures}).decode()), **arrays)
+        np.savez_compressed(
+            buffer, metadata=np.array(json_bytes({**scalars, "verification": figures}).decode()), **arrays
+        )
     else:
         with h5py.File(buffer, "w") as handle:
             handle.attrs.update(scalars)
@@ -87,7 +98,9 @@ Rows = Callable[[int, int], np.ndarray]  # (start, stop) -> those rows of a 2-D 
 PIECE_NUMBERS = 1 << 14
 
 
-def json_pieces(fields: dict[str, Any], columns: dict[str, Rows], n_rows: int, width: int, within: str | None = None) -> Iterator[bytes]:
+def json_pieces(
+    fields: dict[str, Any], columns: dict[str, Rows], n_rows: int, width: int, within: str | None = None
+) -> Iterator[bytes]:
     """One JSON object: ``fields``, then each column as a nested list of ``n_rows`` rows of
     ``width`` numbers (inside an object named ``within``, if given), produced a few rows at a
     time and computed when needed, so that a large answer is never in memory whole."""

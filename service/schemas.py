@@ -1,14 +1,22 @@
-"""Request and response models; their examples appear in the OpenAPI schema."""
+"""Request and response models; their examples appear in the OpenAPI schema.
+
+Request models are strict: a JSON string is not a number and ``"yes"`` is not a boolean (a
+JSON integer is still a float).  Every route declares the error answers it can give
+(:func:`service.errors.error_responses`), in :class:`ErrorResponse` or, for 422,
+:class:`ValidationErrorResponse`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from basisdb import DEFAULT_SYMPREC, Invariance
 
 __all__ = [
+    "ErrorResponse",
+    "ValidationIssue",
+    "ValidationErrorResponse",
     "FiniteFloat",
     "Position",
     "EncodeRequest",
@@ -24,13 +32,32 @@ __all__ = [
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Position = tuple[FiniteFloat, FiniteFloat, FiniteFloat]
-PositiveRadius = Annotated[float, Field(gt=0, allow_inf_nan=False, description="a truncation radius present in the store")]
+PositiveRadius = Annotated[
+    float, Field(gt=0, allow_inf_nan=False, description="a truncation radius present in the store")
+]
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what went wrong, and what is allowed or present instead")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="where in the request: e.g. ['radius'] or ['positions', 0, 1]")
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[ValidationIssue] | str = Field(description="one entry per field that cannot be read, or a message")
 
 
 class EncodeRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"group": 227, "radius": 4, "positions": [[0, 0, 0], [0.125, 0.125, 0.125]], "real": False}]},
+        strict=True,
+        json_schema_extra={
+            "examples": [{"group": 227, "radius": 4, "positions": [[0, 0, 0], [0.125, 0.125, 0.125]], "real": False}]
+        },
     )
 
     group: int = Field(description="ITA space-group number, 1-230")
@@ -42,7 +69,18 @@ class EncodeRequest(BaseModel):
 
 class EncodeResponse(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"group": 227, "hall_number": 525, "radius": 4, "n_basis": 5, "real": [[0.35, 0.29, 0.2, 0.35, 0.41]], "imag": [[0.0, 0.0, 0.0, 0.0, 0.0]]}]}
+        json_schema_extra={
+            "examples": [
+                {
+                    "group": 227,
+                    "hall_number": 525,
+                    "radius": 4,
+                    "n_basis": 5,
+                    "real": [[0.35, 0.29, 0.2, 0.35, 0.41]],
+                    "imag": [[0.0, 0.0, 0.0, 0.0, 0.0]],
+                }
+            ]
+        }
     )
 
     group: int
@@ -61,14 +99,25 @@ class StructureInput(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"lattice": [[5.64, 0, 0], [0, 5.64, 0], [0, 0, 5.64]], "species": ["Na", "Cl"], "positions": [[0, 0, 0], [0.5, 0.5, 0.5]]}]},
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "lattice": [[5.64, 0, 0], [0, 5.64, 0], [0, 0, 5.64]],
+                    "species": ["Na", "Cl"],
+                    "positions": [[0, 0, 0], [0.5, 0.5, 0.5]],
+                }
+            ]
+        },
     )
 
     lattice: tuple[Vector, Vector, Vector] = Field(description="rows a, b, c in Angstrom")
     species: list[Annotated[str, Field(max_length=3)] | Annotated[int, Field(ge=1, le=118)]] = Field(
         description="element symbols ('Na') or atomic numbers, one per position"
     )
-    positions: list[Position] = Field(description="(N, 3) fractional coordinates, or Cartesian in Angstrom with cartesian=true")
+    positions: list[Position] = Field(
+        description="(N, 3) fractional coordinates, or Cartesian in Angstrom with cartesian=true"
+    )
     cartesian: bool = Field(False, description="positions are Cartesian (Angstrom), in the frame of the lattice rows")
     label: Annotated[str, Field(max_length=200)] | None = Field(None, description="a name for messages")
 
@@ -76,10 +125,19 @@ class StructureInput(BaseModel):
 class StructureRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # a multipart form's fields are text: validated with strict=False
         json_schema_extra={
             "examples": [
                 {
-                    "cif": "data_NaCl\n_symmetry_space_group_name_H-M 'F m -3 m'\n_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa Na 0 0 0\nCl Cl 0.5 0.5 0.5\n",
+                    "cif": (
+                        "data_NaCl\n_symmetry_space_group_name_H-M 'F m -3 m'\n"
+                        "_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n"
+                        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+                        "loop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n"
+                        "loop_\n_atom_site_label\n_atom_site_type_symbol\n"
+                        "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+                        "Na Na 0 0 0\nCl Cl 0.5 0.5 0.5\n"
+                    ),
                     "radius": 4,
                     "symprec": 0.01,
                     "invariance": "e3",
@@ -89,11 +147,16 @@ class StructureRequest(BaseModel):
     )
 
     cif: str | None = Field(None, description="CIF text (its first data block with atom sites is used)")
-    structure: StructureInput | None = Field(None, description="lattice, species and positions (no pymatgen dictionaries: they can name code to import)")
+    structure: StructureInput | None = Field(
+        None, description="lattice, species and positions (no pymatgen dictionaries: they can name code to import)"
+    )
     radius: PositiveRadius
-    symprec: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(DEFAULT_SYMPREC, description="spglib tolerance, Angstrom")
+    symprec: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        DEFAULT_SYMPREC, description="spglib tolerance, Angstrom"
+    )
     invariance: Invariance = Field(
-        "e3", description="frames averaged: 'e3' (a crystal and its mirror image are the same) or 'proper' (rotations only)"
+        "e3",
+        description="frames averaged: 'e3' (a crystal and its mirror image are the same) or 'proper' (rotations only)",
     )
     real: bool = False
 
@@ -114,10 +177,17 @@ class StructureEncodingResponse(BaseModel):
     invariance: Invariance
     looser_group: int | None = Field(description="the larger group spglib finds at ten times symprec, if any")
     n_basis: int
-    n_frames: int = Field(description="frames averaged: cosets of the group in its Euclidean normalizer for this lattice, times polar origins")
-    transformation_matrix: list[list[float]] = Field(description="P with x_std = P x + p (mod 1); det P < 0 when the input was inverted")
+    n_frames: int = Field(
+        description="frames averaged: cosets of the group in its Euclidean normalizer for this lattice, "
+        "times polar origins"
+    )
+    transformation_matrix: list[list[float]] = Field(
+        description="P with x_std = P x + p (mod 1); det P < 0 when the input was inverted"
+    )
     origin_shift: list[float] = Field(description="p")
-    inverted: bool = Field(description="the mirror image of the input was standardized (second member of an enantiomorphic pair, e3 only)")
+    inverted: bool = Field(
+        description="the mirror image of the input was standardized (second member of an enantiomorphic pair, e3 only)"
+    )
     standardized: StandardizedCell
     input_to_standardized: list[int] = Field(description="for each input atom, the standardized atom at its image")
     wyckoffs: list[str]
@@ -141,9 +211,31 @@ class StoreIdentity(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "store": {"schema_version": 1, "radii": [2, 3, 4, 6, 8, 12, 16], "n_settings": 230, "fingerprint": "cfab36d36ced2aa0...", "created_utc": "2026-11-22T00:15:07+00:00", "basisdb_version": "0.1.0", "spglib_version": "2.8.0", "verification": "passed"}, "heavy_requests": 0}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "store": {
+                        "schema_version": 1,
+                        "radii": [2, 3, 4, 6, 8, 12, 16],
+                        "n_settings": 230,
+                        "fingerprint": "cfab36d36ced2aa0...",
+                        "created_utc": "2026-11-22T00:15:07+00:00",
+                        "basisdb_version": "0.1.0",
+                        "spglib_version": "2.8.0",
+                        "verification": "passed",
+                    },
+                    "heavy_requests": 0,
+                }
+            ]
+        }
+    )
 
-    status: str = Field(description="'ok', or 'unhealthy' (with status code 503) once a read failed its checksum or the store file was replaced")
+    status: str = Field(
+        description="'ok', or 'unhealthy' (with status code 503) once a read failed its checksum "
+        "or the store file was replaced"
+    )
     problem: str | None = Field(None, description="why the service is unhealthy")
     store: StoreIdentity
     heavy_requests: int = Field(description="heavy requests running in this process now")
@@ -155,7 +247,21 @@ class BasisSize(BaseModel):
 
 
 class GroupSummary(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"number": 227, "symbol": "Fd-3m", "hall_number": 525, "hall_symbol": "F 4d 2 3 -1d", "crystal_system": "cubic", "n_operations": 192, "basis_sizes": [{"radius": 4, "n_basis": 5}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "number": 227,
+                    "symbol": "Fd-3m",
+                    "hall_number": 525,
+                    "hall_symbol": "F 4d 2 3 -1d",
+                    "crystal_system": "cubic",
+                    "n_operations": 192,
+                    "basis_sizes": [{"radius": 4, "n_basis": 5}],
+                }
+            ]
+        }
+    )
 
     number: int
     symbol: str
@@ -199,7 +305,38 @@ class RoutingMatrix(BaseModel):
 
 
 class BasisResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"group": 225, "hall_number": 523, "hall_symbol": "-F 4 2 3", "radius": 2, "n_basis": 2, "frequencies": [[-1, -1, -1], [-1, -1, 1]], "routing": {"shape": [2, 32], "row": [0, 0], "col": [0, 1], "real": [0.354, 0.354], "imag": [0.0, 0.0]}, "verification": {"radius": 2, "n_basis": 2}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "group": 225,
+                    "hall_number": 523,
+                    "hall_symbol": "-F 4 2 3",
+                    "radius": 2,
+                    "n_basis": 2,
+                    "frequencies": [[-1, -1, -1], [-1, -1, 1]],
+                    "routing": {
+                        "shape": [2, 32],
+                        "row": [0, 0],
+                        "col": [0, 1],
+                        "real": [0.354, 0.354],
+                        "imag": [0.0, 0.0],
+                    },
+                    "verification": {
+                        "radius": 2,
+                        "n_frequencies": 32,
+                        "n_basis": 2,
+                        "n_absent": 18,
+                        "invariance_error": 1.4e-15,
+                        "orthogonality_error": 2.2e-16,
+                        "real_orthogonality_error": 2.2e-16,
+                        "real_imaginary_error": 5.6e-17,
+                        "orbit_sizes": [8, 6],
+                    },
+                }
+            ]
+        }
+    )
 
     group: int
     hall_number: int
@@ -208,4 +345,4 @@ class BasisResponse(BaseModel):
     n_basis: int
     frequencies: list[list[int]] = Field(description="(K, 3) Miller indices in the setting's conventional cell")
     routing: RoutingMatrix = Field(description="COO entries of the (n_basis, K) complex routing matrix")
-    verification: dict[str, Any]
+    verification: Verification

@@ -7,17 +7,23 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from basisdb import BasisStore, StoreError, crystal_system
 
 from .answers import AnswerCache
 from .limits import HeavyWork, busy
+from .schemas import GroupSummary
 
-__all__ = ["ServiceState", "StoreHealth"]
+__all__ = ["ServiceState", "StoreHealth", "summary_fields"]
 
 logger = logging.getLogger("basisdb.service")
+
+_CATALOG = TypeAdapter(list[GroupSummary])
 
 # How often (seconds) the store file's identity on disk is compared with the open one.
 _FILE_CHECK_INTERVAL = 0.5
@@ -49,7 +55,7 @@ class ServiceState:
         self._next_file_check = 0.0
         self._lock = threading.Lock()
         self.answers = AnswerCache(settings.basis_cache_size, settings.cache_max_bytes)
-        self._catalog: list[dict[str, Any]] | None = None
+        self._catalog: bytes | None = None
 
     # -- the store -------------------------------------------------------------------------
     @property
@@ -92,7 +98,9 @@ class ServiceState:
         if now >= self._next_file_check:
             self._next_file_check = now + _FILE_CHECK_INTERVAL
             if _identity(store.path) != self._file_identity:
-                self.mark_unhealthy(f"the store file {store.path.name} was replaced or removed on disk; restart the service to serve it")
+                self.mark_unhealthy(
+                    f"the store file {store.path.name} was replaced or removed on disk; restart the service to serve it"
+                )
         return self.health.problem is None
 
     def mark_unhealthy(self, problem: str) -> None:
@@ -115,30 +123,32 @@ class ServiceState:
                 self._store = None
         self.answers.clear()
 
-    def catalog(self) -> list[dict[str, Any]]:
-        """One summary per default setting in the store (computed once)."""
+    def catalog(self) -> bytes:
+        """The JSON list of one :class:`~service.schemas.GroupSummary` per default setting in
+        the store, by group: built as models (so checked against the schema) once."""
         if self._catalog is None:
             store = self.store
             entries = []
             for setting in store.settings():
-                if not setting.is_default:
-                    continue
-                table = store.verification_table(hall=setting.hall_number)
-                entries.append(
-                    {
-                        "number": setting.group,
-                        "symbol": setting.international,
-                        "hall_number": setting.hall_number,
-                        "hall_symbol": setting.hall_symbol,
-                        "crystal_system": crystal_system(setting.group),
-                        "n_operations": setting.n_operations,
-                        "basis_sizes": [
-                            {"radius": float(r), "n_basis": int(n)} for r, n in zip(table["radius"], table["n_basis"])
-                        ],
-                    }
-                )
-            self._catalog = sorted(entries, key=lambda e: e["number"])
+                if setting.is_default:
+                    table = store.verification_table(hall=setting.hall_number)
+                    entries.append(GroupSummary(**summary_fields(setting, zip(table["radius"], table["n_basis"]))))
+            self._catalog = _CATALOG.dump_json(sorted(entries, key=lambda entry: entry.number))
         return self._catalog
+
+
+def summary_fields(setting, sizes: Iterable[tuple[float, int]]) -> dict[str, Any]:
+    """The fields of a :class:`~service.schemas.GroupSummary` of a :class:`basisdb.Setting`,
+    with its number of basis functions at each ``(radius, n_basis)`` in ``sizes``."""
+    return {
+        "number": setting.group,
+        "symbol": setting.international,
+        "hall_number": setting.hall_number,
+        "hall_symbol": setting.hall_symbol,
+        "crystal_system": crystal_system(setting.group),
+        "n_operations": setting.n_operations,
+        "basis_sizes": [{"radius": float(radius), "n_basis": int(n_basis)} for radius, n_basis in sizes],
+    }
 
 
 def _identity(path) -> tuple | None:

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from basisdb import build_store
-from basisdb.settings import N_GROUPS, default_hall_number
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SMALL_RADII = (2, 3, 4)
-ALL_GROUPS = range(1, N_GROUPS + 1)
-DEFAULT_HALLS = [default_hall_number(g) for g in ALL_GROUPS]
+from .helpers import SMALL_RADII, run_cli
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,11 +38,20 @@ def small_store(tmp_path_factory) -> Path:
     return path
 
 
-def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command of this repository with the current interpreter."""
-    return subprocess.run(
-        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
+@pytest.fixture(scope="session")
+def pretrained_encoder(small_store, tmp_path_factory) -> Path:
+    """A small positional encoder pretrained for real by ``python -m model.pretrain`` (radius
+    3, two epochs, one group of each of four crystal systems): the one pretraining run that
+    the CLI, fine-tuning and evaluation tests share.  Its stdout is kept beside it."""
+    out = tmp_path_factory.mktemp("pretrained") / "encoder"
+    options = (
+        "--radius 3 --groups 1,2,14,194,225 --samples-per-group 64 --epochs 2 --minutes 1 --threads 1"
+        " --d-model 32 --hidden 64"
     )
+    result = run_cli("-m", "model.pretrain", *options.split(), "--out", str(out), "--store", str(small_store))
+    assert result.returncode == 0, result.stderr
+    (out / "stdout.txt").write_text(result.stdout)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +61,7 @@ def dataset_dir(tmp_path_factory):
     from model.datasets import SDIST_SHA256
 
     directory = tmp_path_factory.mktemp("datasets")
-    result = subprocess.run([sys.executable, "-m", "model.data", "fetch", "--dir", str(directory)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    result = run_cli("-m", "model.data", "fetch", "--dir", str(directory))
     assert result.returncode == 0, result.stderr
     assert SDIST_SHA256 in result.stdout
     assert "RuntimeWarning" not in result.stderr  # python -m model.data must not import itself twice
@@ -88,7 +91,9 @@ def real_crystals(dataset_dir):
             cell = Cell.from_pymatgen(structure, label=material)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                groups = (int(spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=s).number) for s in (1e-2, 5e-3, 2e-2))
+                groups = (
+                    int(spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=s).number) for s in (1e-2, 5e-3, 2e-2)
+                )
                 group = next(groups)
                 if group not in chosen and all(other == group for other in groups):
                     chosen[group] = Cell(cell.lattice, cell.positions, cell.numbers, f"{material} ({group})")

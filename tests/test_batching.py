@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from basisdb import BasisStore, crystal_frames
-from model.data import StructureEncoder, collate
+from model.data import StructureFeaturizer, collate
 from model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
 from model.training import predict_normalized, shuffled_batches, size_batches
 
@@ -18,23 +18,23 @@ from model.training import predict_normalized, shuffled_batches, size_batches
 @pytest.fixture(scope="module")
 def encoded(small_store, real_crystals):
     """Every 8th real crystal (about 22 groups, 1-100+ atoms), encoded at radius 3."""
-    encoder = StructureEncoder(BasisStore.open(small_store), radius=3)
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
     cells = real_crystals[::8]
-    return encoder, cells, [encoder.encode(cell) for cell in cells]
+    return featurizer, cells, [featurizer.encode(cell) for cell in cells]
 
 
 def test_distinct_rows_rebuild_every_frame_exactly(encoded):
-    encoder, cells, items = encoded
+    featurizer, cells, items = encoded
     shared = 0
     for cell, item in zip(cells, items):
-        framed = crystal_frames(cell, symprec=encoder.symprec, invariance=encoder.invariance)
+        framed = crystal_frames(cell, symprec=featurizer.symprec, invariance=featurizer.invariance)
         hall = item.hall_number
-        direct = np.stack([encoder.features(hall, positions) for positions in framed.positions])
+        direct = np.stack([featurizer.features(hall, positions) for positions in framed.positions])
         assert np.array_equal(item.frames, direct), cell.label
         assert len(np.unique(item.rows, axis=0)) == len(item.rows)  # distinct
         assert item.row_index.shape == (item.n_frames, item.n_atoms) and item.row_index.max() < len(item.rows)
         shared += item.n_frames * item.n_atoms - len(item.rows)
-    assert shared > 0  # orbits and frames share rows, which is what the encoder saves
+    assert shared > 0  # orbits and frames share rows, so the positional encoder runs on fewer rows
 
 
 def test_collate_gives_each_atom_its_own_features_in_every_frame(encoded):
@@ -47,7 +47,9 @@ def test_collate_gives_each_atom_its_own_features_in_every_frame(encoded):
             assert np.array_equal(features[sequence, : item.n_atoms], item.frames[f])
             assert not batch.mask[sequence, item.n_atoms :].any() and int(batch.owner[sequence]) == k
             sequence += 1
-    assert np.array_equal(batch.row_structure.numpy(), np.repeat(np.arange(len(items)), [len(item.rows) for item in items]))
+    assert np.array_equal(
+        batch.row_structure.numpy(), np.repeat(np.arange(len(items)), [len(item.rows) for item in items])
+    )
     assert np.allclose(torch.zeros(len(items)).index_add_(0, batch.owner, batch.weight).numpy(), 1.0)
 
     rng = np.random.default_rng(3)
@@ -65,7 +67,9 @@ def test_biased_transformer_equals_pytorch_transformer_with_the_same_weights():
     b, n, width, heads = 6, 9, 32, 4
     ours = BiasedTransformer(width, heads, 64, 0.0, 2).eval()
     reference = nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(width, heads, 64, 0.0, batch_first=True, norm_first=True), 2, enable_nested_tensor=False
+        nn.TransformerEncoderLayer(width, heads, 64, 0.0, batch_first=True, norm_first=True),
+        2,
+        enable_nested_tensor=False,
     )  # in training mode (dropout 0): its eval fast path returns NaN with a float mask (torch 2.13)
     reference.load_state_dict(ours.state_dict())  # same parameter names: older checkpoints load
     x, bias = torch.randn(b, n, width), torch.randn(b, heads, n, n)
@@ -106,9 +110,9 @@ def test_shuffled_batches_use_every_item_once_and_pool_alike_sizes():
 
 
 def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encoded):
-    encoder, _, items = encoded
+    featurizer, _, items = encoded
     torch.manual_seed(0)
-    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=encoder.n_slots, d_model=32, hidden=64))
+    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64))
     nn.init.normal_(model.radial_bias.weight)
     reference = np.array([predict_normalized(model, [item], "cpu")[0] for item in items])  # one at a time
     permutation = np.random.default_rng(1).permutation(len(items))
@@ -120,21 +124,25 @@ def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encod
 def test_identity_routing_encodes_plain_p1_fourier_features(small_store, encoded):
     """The ablation keeps the group's frames but not its invariant functions: the atoms of an
     orbit no longer share a row."""
-    encoder, cells, items = encoded
-    plain = StructureEncoder(BasisStore.open(small_store), radius=3, routing="identity")
+    featurizer, cells, items = encoded
+    plain = StructureFeaturizer(BasisStore.open(small_store), radius=3, routing="identity")
     for cell, item in list(zip(cells, items))[:6]:
         ablated = plain.encode(cell)
         assert (ablated.hall_number, ablated.n_frames) == (item.hall_number, item.n_frames)
         framed = crystal_frames(cell, symprec=plain.symprec, invariance=plain.invariance)
-        assert np.array_equal(ablated.frames, np.stack([plain.features(1, positions) for positions in framed.positions]))
+        assert np.array_equal(
+            ablated.frames, np.stack([plain.features(1, positions) for positions in framed.positions])
+        )
         assert len(ablated.rows) >= len(item.rows)
     with pytest.raises(ValueError, match="routing must be one of"):
-        StructureEncoder(BasisStore.open(small_store), radius=3, routing="none")
+        StructureFeaturizer(BasisStore.open(small_store), radius=3, routing="none")
 
 
 def test_cft_without_lattice_branch_or_radial_bias_has_neither(encoded):
-    encoder, _, items = encoded
-    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=encoder.n_slots, d_model=16, hidden=32, lattice_branch=False, radial_bias=False))
+    featurizer, _, items = encoded
+    model = CrystalFourierTransformer(
+        CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32, lattice_branch=False, radial_bias=False)
+    )
     names = [name for name, _ in model.named_parameters()]
     assert not any("lattice_branch" in name or name.startswith("radial_bias") for name in names)
     batch = collate(items[:4], frames="all")
@@ -150,9 +158,9 @@ def test_encoding_structures_does_not_load_torch(small_store):
         "import sys\n"
         "from pymatgen.core import Lattice, Structure\n"
         "from basisdb import BasisStore\n"
-        "from model.data import StructureEncoder\n"
-        f"encoder = StructureEncoder(BasisStore.open({str(small_store)!r}), radius=3)\n"
-        "item = encoder.encode(Structure(Lattice.cubic(4.2), ['Cs', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]]))\n"
+        "from model.data import StructureFeaturizer\n"
+        f"featurizer = StructureFeaturizer(BasisStore.open({str(small_store)!r}), radius=3)\n"
+        "item = featurizer.encode(Structure(Lattice.cubic(4.2), ['Cs', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]]))\n"
         "assert item.group == 221, item.group\n"
         "assert 'torch' not in sys.modules\n"
     )

@@ -12,7 +12,7 @@ import pytest
 
 from basisdb import BasisStore, build_store
 
-from .conftest import REPO_ROOT, run_cli
+from .helpers import REPO_ROOT, run_cli
 
 SETTINGS = "1-12,525"
 
@@ -89,8 +89,24 @@ def test_build_on_dask_distributed(cli_store, tmp_path):
 
 def _start_long_build(out):
     return subprocess.Popen(
-        [sys.executable, "build_db.py", "--radii", "2", "16", "--settings", "all", "--workers", "2", "--out", str(out), "--quiet"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "build_db.py",
+            "--radii",
+            "2",
+            "16",
+            "--settings",
+            "all",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
         # A job started in the background inherits an ignored SIGINT; give the builder the
         # default disposition, so that Python turns Ctrl-C into KeyboardInterrupt as in a terminal.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -108,7 +124,9 @@ def _wait_for_partial(out, process):
     pytest.fail("the builder never started writing")
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill", "ctrl-c", "term"])
+@pytest.mark.parametrize(
+    "signal_number", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill", "ctrl-c", "term"]
+)
 def test_interrupted_build_leaves_previous_store_intact(cli_store, tmp_path, signal_number):
     out = tmp_path / "store.h5"
     out.write_bytes(cli_store.read_bytes())

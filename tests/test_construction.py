@@ -10,22 +10,10 @@ from basisdb import InvalidRadiusError, build_basis, get_setting
 from basisdb.frequencies import frequency_set, quadratic_form
 from basisdb.settings import N_HALL_NUMBERS, TRANSLATION_DENOMINATOR
 
-from .conftest import ALL_GROUPS
+from .helpers import ALL_GROUPS, moved_points, naive_features
 
 TOL = 1e-10
 RNG = np.random.default_rng(0)
-
-
-def naive_features(routing, frequencies, points):
-    """exp of every plane wave, then a dense product: independent of Basis.encode."""
-    waves = np.exp(2j * np.pi * (points @ frequencies.T))
-    return waves @ routing.toarray().T
-
-
-def moved_points(setting, points):
-    """(n_ops * n_points, 3): every operation, centring included, applied to every point."""
-    t = setting.translations / TRANSLATION_DENOMINATOR
-    return (np.einsum("oij,pj->opi", setting.rotations.astype(float), points) + t[:, None, :]).reshape(-1, 3)
 
 
 @pytest.mark.parametrize("group", ALL_GROUPS)
@@ -75,7 +63,10 @@ def brute_force_orbit_count(hall, radius):
     hexagonal = get_setting(hall=hall).metric == "hexagonal"
     span = range(-radius - 2, radius + 3)
     frequencies = [
-        (a, b, c) for a in span for b in span for c in span
+        (a, b, c)
+        for a in span
+        for b in span
+        for c in span
         if 0 < a * a + b * b + c * c + (a * b if hexagonal else 0) <= radius * radius
     ]
     seen, count = set(), 0
@@ -107,7 +98,9 @@ def test_every_hall_setting_builds_and_is_invariant():
         basis = build_basis(hall=hall, radius=2.5)
         assert (basis.hall_number, basis.group) == (hall, get_setting(hall=hall).group)
         moved = basis.encode(moved_points(basis.setting, points))
-        error = np.abs(moved.reshape(basis.setting.n_operations, 2, basis.n_basis) - basis.encode(points)).max(initial=0)
+        error = np.abs(moved.reshape(basis.setting.n_operations, 2, basis.n_basis) - basis.encode(points)).max(
+            initial=0
+        )
         assert error <= TOL, hall
 
 
@@ -118,7 +111,8 @@ def present(basis):
 def test_absences_f_centring():
     basis = build_basis(group=225, radius=5)  # Fm-3m: no conditions beyond F-centring
     allowed = {
-        tuple(h) for h in basis.frequencies.tolist()
+        tuple(h)
+        for h in basis.frequencies.tolist()
         if (h[0] + h[1]) % 2 == 0 and (h[1] + h[2]) % 2 == 0 and (h[0] + h[2]) % 2 == 0
     }
     assert present(basis) == allowed

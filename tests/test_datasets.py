@@ -13,6 +13,8 @@ from pymatgen.core import Composition
 
 from model.datasets import DATASETS, SDIST_NAME, SDIST_SHA256, DatasetError, fetch, load_dataset, sdist_path
 
+from .helpers import run_cli
+
 
 def test_fetch_keeps_a_good_copy_without_network(dataset_dir, monkeypatch):
     before = sdist_path(dataset_dir).stat().st_mtime_ns
@@ -27,12 +29,15 @@ def raw_rows(dataset_dir, name):
     return list(csv.reader(line for line in io.StringIO(text) if not line.startswith("#")))
 
 
-@pytest.mark.parametrize("name, target, n", [
-    ("flla_2015", "formation_energy_per_atom", 3938),
-    ("elastic_tensor", "log10_K_VRH", 1181),
-    ("elastic_tensor", "log10_G_VRH", 1181),
-    ("dielectric_constant", "band_gap", 1056),
-])
+@pytest.mark.parametrize(
+    "name, target, n",
+    [
+        ("flla_2015", "formation_energy_per_atom", 3938),
+        ("elastic_tensor", "log10_K_VRH", 1181),
+        ("elastic_tensor", "log10_G_VRH", 1181),
+        ("dielectric_constant", "band_gap", 1056),
+    ],
+)
 def test_datasets_parse_completely(dataset_dir, name, target, n):
     data = load_dataset(name, target, dataset_dir)
     assert len(data) + len(data.rejected) == n == DATASETS[name].expected_rows
@@ -104,3 +109,17 @@ def test_unusable_rows_are_reported_not_dropped(dataset_dir):
     data.report_rejected(stream)
     assert "skipped 2 row(s) of elastic_tensor" in stream.getvalue() and rows[4]["material_id"] in stream.getvalue()
     assert not load_dataset("elastic_tensor", "log10_G_VRH", dataset_dir).rejected
+
+
+def test_datasets_command_is_the_data_command(dataset_dir):
+    """``python -m model.datasets`` once parsed nothing and exited 0; it is now the command
+    that ``python -m model.data`` runs."""
+    result = run_cli("-m", "model.datasets", "fetch", "--dir", str(dataset_dir), timeout=120)
+    assert result.returncode == 0 and SDIST_SHA256 in result.stdout, result.stderr
+    listed = run_cli("-m", "model.datasets", "list", "--dir", str(dataset_dir), timeout=120)
+    assert (
+        listed.stdout == run_cli("-m", "model.data", "list", "--dir", str(dataset_dir), timeout=120).stdout
+        and "elastic_tensor" in listed.stdout
+    )
+    bare = run_cli("-m", "model.datasets", timeout=120)
+    assert bare.returncode == 2 and "the following arguments are required" in bare.stderr

@@ -8,8 +8,7 @@ import shlex
 import subprocess
 import sys
 
-from .conftest import REPO_ROOT
-from .test_service_server import free_port, stop, wait_until_healthy
+from .helpers import REPO_ROOT, free_port, stop, wait_until_healthy
 
 DOCKERFILE = (REPO_ROOT / "docker" / "Dockerfile").read_text()
 
@@ -33,7 +32,9 @@ def test_image_commands_work_outside_docker(tmp_path):
     command = [sys.executable if part == "python" else part for part in command]
     command[command.index("--port") + 1] = str(port)
     command[command.index("--host") + 1] = "127.0.0.1"
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         health = wait_until_healthy(f"http://127.0.0.1:{port}", server)
         assert health["store"]["n_settings"] == 230

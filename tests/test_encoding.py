@@ -3,7 +3,7 @@ import pytest
 
 from basisdb import InvalidCoordinatesError, build_basis
 
-from .test_construction import naive_features
+from .helpers import naive_features
 
 
 @pytest.fixture(scope="module", params=[1, 62, 194, 227])

@@ -13,12 +13,13 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from basisdb import BasisStore, Cell
 from basisdb.redescriptions import rotated
 from model.baselines import CGCNN, crystal_graph, graph_collate
-from model.data import RADIAL_CENTRES, StructureEncoder, collate, pair_radial
+from model.cli import parse_groups
+from model.data import RADIAL_CENTRES, StructureFeaturizer, collate, pair_radial
 from model.datasets import load_dataset
-from model.evaluate import parse_groups, plots, prepare, scores
+from model.evaluate import plots, prepare, scores
 from model.models import CFTConfig, CrystalFourierTransformer
 
-from .test_model import REAL, real, run_model
+from .helpers import REAL, real, run_model
 
 
 def test_parse_groups():
@@ -82,7 +83,10 @@ def test_cgcnn_is_invariant_to_rotation_and_atom_order():
     structure = real("LiFePO4")
     shuffled = Structure.from_sites([structure[i] for i in np.random.default_rng(1).permutation(len(structure))])
     turned, _ = rotated(Cell.from_pymatgen(structure), np.random.default_rng(0))
-    graphs = [crystal_graph(s) for s in (structure, shuffled, Structure(turned.lattice, turned.numbers.tolist(), turned.positions))]
+    graphs = [
+        crystal_graph(s)
+        for s in (structure, shuffled, Structure(turned.lattice, turned.numbers.tolist(), turned.positions))
+    ]
     with torch.no_grad():
         out = model(graph_collate(graphs)).numpy()
     assert np.allclose(out, out[0], rtol=1e-4, atol=1e-6)
@@ -92,10 +96,12 @@ def test_cft_inference_path_matches_training_path(small_store):
     """Without dropout, eval under no_grad gives what training mode gives (PyTorch's
     attention fast path once returned NaN here with the radial bias)."""
     torch.manual_seed(0)
-    encoder = StructureEncoder(BasisStore.open(small_store), radius=3)
-    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=encoder.n_slots, d_model=32, hidden=64, dropout=0.0))
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
+    model = CrystalFourierTransformer(
+        CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, dropout=0.0)
+    )
     torch.nn.init.normal_(model.radial_bias.weight)
-    batch = collate([encoder.encode(real(name)) for name in REAL], frames="all")
+    batch = collate([featurizer.encode(real(name)) for name in REAL], frames="all")
     trained_path = model.train()(batch)
     with torch.no_grad():
         inference_path = model.eval()(batch)
@@ -108,8 +114,10 @@ def test_prepare_reports_structures_that_fail_and_aligns_the_rest(dataset_dir, s
     disordered = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]])
     structures = list(data.structures)
     structures[2] = disordered
-    data = type(data)(data.dataset, data.target, data.unit, data.ids, structures, data.values, data.formulas, [], data.reference)
-    prepared, rejected = prepare(data, StructureEncoder(BasisStore.open(small_store), radius=3), report=None)
+    data = type(data)(
+        data.dataset, data.target, data.unit, data.ids, structures, data.values, data.formulas, [], data.reference
+    )
+    prepared, rejected = prepare(data, StructureFeaturizer(BasisStore.open(small_store), radius=3), report=None)
     assert [material for material, _ in rejected] == [data.ids[2]] and "disordered" in rejected[0][1]
     keep = [0, 1, 3, 4, 5]
     assert prepared.ids == [data.ids[i] for i in keep]
@@ -122,35 +130,42 @@ def test_prepare_reports_structures_that_fail_and_aligns_the_rest(dataset_dir, s
     assert np.array_equal(prepared.structure[:, 4], primitive)  # pymatgen's primitive cell, as an oracle
 
 
-@pytest.fixture(scope="module")
-def pretrained(small_store, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pretrained") / "encoder"
-    result = run_model("model.pretrain", "--out", str(out), "--store", str(small_store), "--radius", "3", "--groups", "1-230",
-                       "--samples-per-group", "8", "--lattices-per-group", "2", "--epochs", "1", "--d-model", "32", "--hidden", "64")
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained, tmp_path):
+def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained_encoder, tmp_path):
     out = tmp_path / "evaluation"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
-    result = run_model("model.evaluate", "--dataset", "elastic_tensor", "--target", "log10_K_VRH", "--folds", "2", "--seed", "3",
-                       "--limit", "60", "--holdout-groups", "cubic", "--pretrained", str(pretrained), "--store", str(small_store),
-                       "--radius", "3", "--epochs", "2", "--minutes", "0.5", "--out", str(out), env=env)
+    options = (
+        "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --limit 60 --holdout-groups cubic"
+        " --radius 3 --epochs 2 --minutes 0.5"
+    )
+    paths = ("--pretrained", str(pretrained_encoder), "--store", str(small_store), "--out", str(out))
+    result = run_model("evaluate", *options.split(), *paths, env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
-    assert list(report["results"]) == ["mean", "composition-rf", "magpie-structure-rf", "cgcnn", "cft", "cft-pretrained"]
+    assert list(report["results"]) == [
+        "mean",
+        "composition-rf",
+        "magpie-structure-rf",
+        "cgcnn",
+        "cft",
+        "cft-pretrained",
+    ]
     assert report["n_seen"] + report["n_unseen"] == report["n_structures"] == 60 - len(report["rejected"])
     assert report["n_unseen"] > 0 and report["holdout_groups"] == list(range(195, 231))
     assert report["settings"]["cft"]["d_model"] == 32  # the pretrained encoder's architecture
-    for name, result_of in report["results"].items():
+    for _name, result_of in report["results"].items():
         folds = result_of["folds"]
         assert len(folds) == 2 and sum(f["n_test"] for f in folds) == report["n_seen"]
         for fold in folds:
-            assert np.isfinite([fold["test"]["mae"], fold["test"]["rmse"], fold["test"]["r2"], fold["unseen"]["mae"]]).all()
+            assert np.isfinite(
+                [fold["test"]["mae"], fold["test"]["rmse"], fold["test"]["r2"], fold["unseen"]["mae"]]
+            ).all()
         summary = result_of["summary"]
         assert summary["test_mae"]["mean"] == pytest.approx(np.mean([f["test"]["mae"] for f in folds]))
-    assert report["results"]["cft"]["summary"]["train_structures_per_second"] > 0
+    for fold in report["results"]["cft"]["folds"]:  # the structures each epoch trained on, 10% of the fold validating
+        trained_on = fold["n_train"] - max(1, round(0.1 * fold["n_train"]))
+        assert fold["train_structures_per_second"] * fold["train_seconds"] == pytest.approx(
+            fold["epochs"] * trained_on, rel=1e-9
+        )
     redrawn = tmp_path / "redrawn"  # from results.json alone, as benchmarks/replot.py does
     redrawn.mkdir()
     assert [p.name for p in plots(report, redrawn)] == ["parity_log10_K_VRH.png", "seen_vs_unseen_log10_K_VRH.png"]
@@ -164,36 +179,46 @@ def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained,
 
 def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_path):
     """The converged protocol (no --minutes) with every ablation switched on, reseeded on the
-    same folds: the switches reach the model and the encoder, and are recorded."""
+    same folds: the switches reach the model and the featurizer, and are recorded."""
     out = tmp_path / "ablated"
-    result = run_model("model.evaluate", "--dataset", "elastic_tensor", "--target", "log10_K_VRH", "--folds", "2", "--seed", "3",
-                       "--training-seed", "7", "--limit", "30", "--methods", "cft", "--store", str(small_store), "--radius", "3",
-                       "--epochs", "2", "--d-model", "16", "--hidden", "32", "--routing", "identity", "--no-lattice-branch",
-                       "--no-radial-bias", "--out", str(out), env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    options = (
+        "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --training-seed 7 --limit 30 --methods cft"
+        " --radius 3 --epochs 2 --d-model 16 --hidden 32 --routing identity --no-lattice-branch --no-radial-bias"
+    )
+    paths = ("--store", str(small_store), "--out", str(out))
+    result = run_model("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
     assert (report["protocol"], report["seed"], report["training_seed"]) == ("converged", 3, 7)
-    assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] == 0
+    assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] is None
     assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
     assert [fold["epochs"] for fold in report["results"]["cft"]["folds"]] == [2, 2]
 
 
 def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
-    result = run_model("model.evaluate", "--dataset", "elastic_tensor", "--target", "log10_K_VRH", "--methods", "cft-pretrained",
-                       env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    options = "--dataset elastic_tensor --target log10_K_VRH --methods cft-pretrained"
+    result = run_model("evaluate", *options.split(), env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
     assert result.returncode == 2 and "--pretrained" in result.stderr
 
 
 def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     out = tmp_path / "ckpt"
-    result = run_model("model.train", "--dataset", "elastic_tensor", "--target", "log10_G_VRH", "--limit", "24", "--store", str(small_store),
-                       "--radius", "3", "--epochs", "1", "--out", str(out), "--d-model", "32", "--hidden", "64",
-                       env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
+    options = "--dataset elastic_tensor --target log10_G_VRH --radius 3 --d-model 32 --hidden 64"
+    result = run_model("train", *options.split(), "--limit", "24", "--epochs", "1", "--store", str(small_store),
+                       "--out", str(out), env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_train"] + metrics["n_val"] == 24
-    missing = run_model("model.train", "--dataset", "elastic_tensor", "--out", str(tmp_path / "x"), "--store", str(small_store))
+    missing = run_model(
+        "train", "--dataset", "elastic_tensor", "--out", str(tmp_path / "x"), "--store", str(small_store)
+    )
     assert missing.returncode == 2 and "needs --target" in missing.stderr
+    # too few structures: the message names the dataset (it once said "in None")
+    paths = ("--store", str(small_store), "--out", str(tmp_path / "one"))
+    one = run_model("train", *options.split(), "--limit", "1", *paths, env=env)
+    assert one.returncode == 2 and "Traceback" not in one.stderr, one.stderr
+    assert "error: need at least 2 usable structures in elastic_tensor:log10_G_VRH, found 1" in one.stderr
 
 
 def test_structure_features_equal_matminer_and_cover_the_noble_gases(dataset_dir):
@@ -210,6 +235,8 @@ def test_structure_features_equal_matminer_and_cover_the_noble_gases(dataset_dir
         oracle = np.array([DensityFeatures().featurize(structure) for structure in data.structures])
     assert np.allclose(features[:, :3], oracle, rtol=1e-12, atol=0)
     assert np.array_equal(features[:, 3:], np.column_stack([range(40), range(1, 41)]))
-    xenon = Structure(Lattice.cubic(6.2), ["Xe"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])  # matminer fails here
+    xenon = Structure(
+        Lattice.cubic(6.2), ["Xe"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    )  # matminer fails here
     (row,) = structure_features([xenon], [225], [1])
     assert np.isfinite(row).all() and 0 < row[2] < 1

@@ -13,12 +13,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from basisdb import Cell, StructureError, build_basis, crystal_frames, enantiomorphic_partner, frames_of, get_setting, standardize
+from basisdb import (
+    Cell,
+    StructureError,
+    build_basis,
+    crystal_frames,
+    enantiomorphic_partner,
+    frames_of,
+    get_setting,
+    standardize,
+)
 from basisdb.frames import MAX_ANCHORS
+from basisdb.redescriptions import (
+    REDESCRIPTIONS,
+    cell_change,
+    mirrored,
+    noisy,
+    permuted,
+    random_crystal,
+    random_unimodular,
+    reverse_rhombohedral,
+)
 
-from .conftest import ALL_GROUPS
-from basisdb.redescriptions import REDESCRIPTIONS, cell_change, mirrored, noisy, permuted, random_crystal, random_unimodular, reverse_rhombohedral
-from .test_normalizer import generic_lattice
+from .helpers import ALL_GROUPS, generic_lattice
 
 RADIUS = 3
 _BASES: dict[int, object] = {}

@@ -2,8 +2,7 @@
 
 import csv
 import json
-import subprocess
-import sys
+import math
 import zlib
 
 import numpy as np
@@ -11,33 +10,24 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-from importlib.resources import files
 
 from basisdb import BasisStore, StructureError, SymmetryToleranceWarning, build_store, get_setting
+from basisdb.redescriptions import REDESCRIPTIONS, mirrored
 from model import CFTConfig, CheckpointError, CrystalFourierTransformer, load_checkpoint
 from model.checkpoint import Predictor
-from model.data import StructureEncoder
+from model.data import StructureFeaturizer
 from model.geometry import lattice_from_parameters, orbit_distance
 
-from .conftest import REPO_ROOT
-from basisdb.redescriptions import REDESCRIPTIONS, mirrored
-from .test_service_server import free_port
-
-REAL = ["LiFePO4", "TiO2", "BaNiO3", "Li2O", "SiO2", "CsCl"]
-
-
-def real(name: str) -> Structure:
-    """One of the Materials Project structures that pymatgen ships for its own tests."""
-    return Structure.from_file(str(files("pymatgen.util") / "structures" / f"{name}.json"))
+from .helpers import REAL, free_port, real, run_cli, run_model
 
 
 @pytest.fixture(scope="module")
 def predictor(small_store):
     torch.manual_seed(0)
     store = BasisStore.open(small_store)
-    encoder = StructureEncoder(store, radius=4)
-    model = CrystalFourierTransformer(CFTConfig(radius=4, n_slots=encoder.n_slots, d_model=32, hidden=64, layers=2))
-    return Predictor(model, encoder, target_mean=1.0, target_std=2.0, device="cpu")
+    featurizer = StructureFeaturizer(store, radius=4)
+    model = CrystalFourierTransformer(CFTConfig(radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, layers=2))
+    return Predictor(model, featurizer, target_mean=1.0, target_std=2.0, device="cpu")
 
 
 # -- orbit distance ------------------------------------------------------------------------
@@ -120,7 +110,9 @@ def test_predictions_record_the_group_and_warn_about_a_looser_one(predictor):
     with pytest.warns(SymmetryToleranceWarning, match="finds space group 225 at symprec 0.1 A but 166 at 0.01 A"):
         (distorted,) = predictor.predictions([real("Li2O")])
     assert (distorted.group, distorted.looser_group) == (166, 225)
-    relaxed = Predictor(predictor.model, StructureEncoder(predictor.encoder.store, 4, symprec=0.1), 1.0, 2.0, device="cpu")
+    relaxed = Predictor(
+        predictor.model, StructureFeaturizer(predictor.featurizer.store, 4, symprec=0.1), 1.0, 2.0, device="cpu"
+    )
     assert relaxed.predictions([real("Li2O")])[0].group == 225
 
 
@@ -168,39 +160,163 @@ def data_dir(tmp_path_factory):
     return directory
 
 
-def run_model(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, **kwargs)
-
-
-def test_pretrain_cli(small_store, tmp_path):
-    out = tmp_path / "pre"
-    result = run_model("model.pretrain", "--out", str(out), "--store", str(small_store), "--groups", "1,2,14,194,225",
-                       "--samples-per-group", "64", "--epochs", "2", "--minutes", "1", "--threads", "1")
-    assert result.returncode == 0, result.stderr
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert np.isfinite(metrics["overall"]["mae"]) and 0 < metrics["overall"]["mean_distance"]
+def test_pretrain_cli(pretrained_encoder):
+    metrics = json.loads((pretrained_encoder / "metrics.json").read_text())
     assert set(metrics["per_crystal_system"]) == {"triclinic", "monoclinic", "hexagonal", "cubic"}
-    assert "held-out MAE" in result.stdout
+    rows = metrics["per_crystal_system"].values()  # the overall numbers are those of the systems together
+    assert metrics["overall"]["n"] == sum(row["n"] for row in rows)
+    for key in ("mae", "mean_distance"):
+        assert metrics["overall"][key] == pytest.approx(
+            sum(row["n"] * row[key] for row in rows) / metrics["overall"]["n"], rel=1e-5
+        )
+    assert "held-out MAE" in (pretrained_encoder / "stdout.txt").read_text()
     # fresh training pairs every epoch, the held-out ones (on lattices of their own) drawn once
     assert metrics["pairs"] == "fresh" and metrics["epochs"] == 2 and metrics["drawing_seconds"] > 0
-    assert metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
+    assert (
+        metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
+    )
     assert metrics["torch_threads"] == 1  # --threads makes the wall-time budget a CPU-time budget
+    # the engine of model.train: held-out pairs validate every epoch, the best epoch's weights are kept
+    assert metrics["stopped"] == "epochs" and [entry["epoch"] for entry in metrics["history"]] == [1, 2]
+    assert metrics["overall"]["mae"] == pytest.approx(
+        metrics["history"][metrics["best_epoch"] - 1]["val_mae"], rel=1e-5
+    )
+
+
+def test_pretraining_stops_on_its_budget_inside_an_epoch(small_store, tmp_path):
+    """``--minutes`` bounds the wall time inside an epoch: an epoch of thousands of steps
+    is cut at the budget (it once ran 5 minutes over a 1-minute budget)."""
+    minutes, batch = 0.1, 8
+    out = tmp_path / "pre"
+    options = f"--radius 3 --groups 1,2,14 --samples-per-group 10000 --lattices-per-group 4 --batch-size {batch}"
+    result = run_model("pretrain", *options.split(), "--minutes", str(minutes), "--threads", "1", "--device", "cpu",
+                       "--out", str(out), "--store", str(small_store), timeout=60 * minutes + 90)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped"] == "budget" and metrics["epochs"] == len(metrics["history"]) == 1
+    assert 1 <= metrics["steps"] < math.ceil(metrics["n_pairs_per_epoch"] / batch)  # stopped inside the first epoch
+    assert "time budget spent" in result.stderr
 
 
 def test_pretrain_refuses_groups_that_are_not_numbers(tmp_path):
-    result = run_model("model.pretrain", "--out", str(tmp_path / "pre"), "--groups", "abc")
-    assert result.returncode == 2 and result.stderr.startswith("error: cannot read 'abc'") and "Traceback" not in result.stderr
+    result = run_model("pretrain", "--out", str(tmp_path / "pre"), "--groups", "abc")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "python -m model.pretrain: error: argument --groups: cannot read 'abc'" in result.stderr
+
+
+def unavailable_device() -> str:
+    return "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+
+
+@pytest.mark.parametrize("command", ["pretrain", "train"])
+def test_an_unavailable_device_is_a_clear_error_before_any_work(command, tmp_path):
+    device = unavailable_device()
+    source = ("--data", str(tmp_path)) if command == "train" else ()
+    result = run_model(
+        command, "--out", str(tmp_path / "out"), *source, "--device", device, "--store", str(tmp_path / "no-store.h5")
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: device '{device}' is not available") and "available: cpu" in result.stderr
+
+
+def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
+    """``--help`` of every model command shows the defaults; train, pretrain and evaluate
+    take the model and training options from one definition, with the benchmark recipe's
+    defaults (CFTConfig, TrainConfig; pretraining, a task of its own, has its own TrainConfig)."""
+    from basisdb import run_command
+    from model import datasets, evaluate, predict, pretrain, train
+    from model.training import TrainConfig
+
+    for module, argv in [(train, []), (pretrain, []), (evaluate, []), (predict, []), (datasets, ["fetch"])]:
+        with pytest.raises(SystemExit) as done:
+            run_command(module.main, [*argv, "--help"])
+        shown = capsys.readouterr().out
+        assert done.value.code == 0 and shown.startswith("usage: python -m model."), module.__name__
+        assert "(default: " in shown, module.__name__
+    architecture = CFTConfig()
+    required = {
+        train: ["--data", "x", "--out", "x"],
+        pretrain: ["--out", "x"],
+        evaluate: ["--dataset", "flla_2015", "--target", "t"],
+    }
+    parsed = {module: vars(module.build_parser().parse_args(argv)) for module, argv in required.items()}
+    shared = {
+        "radius": architecture.radius,
+        "d_model": architecture.d_model,
+        "hidden": architecture.hidden,
+        "blocks": architecture.encoder_blocks,
+        "device": None,
+        "threads": None,
+        "store": None,
+    }
+    for module, values in parsed.items():
+        recipe = pretrain.RECIPE if module is pretrain else TrainConfig()
+        expected = {
+            **shared,
+            "epochs": recipe.epochs,
+            "batch_size": recipe.batch_size,
+            "lr": recipe.learning_rate,
+            "patience": recipe.patience,
+            "minutes": recipe.max_minutes,
+        }
+        assert {option: values[option] for option in expected} == expected, module.__name__
+    assert (pretrain.RECIPE.batch_size, pretrain.RECIPE.learning_rate, pretrain.RECIPE.max_minutes) == (512, 2e-3, 30.0)
+    for values in (parsed[train], parsed[evaluate]):  # pretraining trains the positional encoder alone
+        assert (values["layers"], values["dropout"]) == (architecture.layers, architecture.dropout)
+
+
+@pytest.mark.parametrize(
+    "command, argv, message",
+    [
+        ("pretrain", ["--out", "x", "--minutes", "-1"], "argument --minutes: expected a number >= 0, got '-1'"),
+        (
+            "train",
+            ["--data", "x", "--out", "x", "--val-fraction", "1.5"],
+            "argument --val-fraction: expected a number above 0 and below 1",
+        ),
+        (
+            "evaluate",
+            ["--dataset", "flla_2015", "--target", "t", "--methods", "cft,forest"],
+            "unknown method(s) ['forest']",
+        ),
+        (
+            "evaluate",
+            ["--dataset", "flla_2015", "--target", "t", "--holdout-groups", "cubik"],
+            "argument --holdout-groups: cannot read 'cubik'",
+        ),
+        ("evaluate", ["--dataset", "flla_2015", "--target", "t", "--folds", "1"], "--folds must be at least 2, got 1"),
+        (
+            "train",
+            ["--dataset", "elastic_tensor", "--out", "x"],
+            "--dataset elastic_tensor needs --target, one of log10_K_VRH",
+        ),
+    ],
+)
+def test_bad_option_values_are_usage_errors(command, argv, message, capsys):
+    import importlib
+
+    from basisdb import run_command
+
+    with pytest.raises(SystemExit) as done:
+        run_command(importlib.import_module(f"model.{command}").main, argv)
+    assert done.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
-def trained(small_store, data_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    pre = root / "pre"
-    assert run_model("model.pretrain", "--out", str(pre), "--store", str(small_store), "--groups", "1-3",
-                     "--samples-per-group", "32", "--epochs", "1", "--d-model", "32", "--hidden", "64").returncode == 0
-    out = root / "ckpt"
-    result = run_model("model.train", "--data", str(data_dir), "--out", str(out), "--store", str(small_store),
-                       "--epochs", "3", "--batch-size", "4", "--pretrained", str(pre), "--d-model", "32", "--hidden", "64")
+def trained(small_store, data_dir, pretrained_encoder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "ckpt"
+    options = "--radius 3 --epochs 3 --batch-size 4 --d-model 32 --hidden 64"
+    paths = (
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--store",
+        str(small_store),
+        "--pretrained",
+        str(pretrained_encoder),
+    )
+    result = run_model("train", *options.split(), *paths)
     assert result.returncode == 0, result.stderr
     assert "bad: cannot parse CIF" in result.stderr  # rejected, by name
     return out
@@ -211,7 +327,17 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
     assert metrics["n_train"] + metrics["n_val"] == 12 and metrics["rejected"][0]["id"] == "bad"
     assert len(metrics["history"]) == 3
     predictions = tmp_path / "preds.csv"
-    result = run_model("model.predict", "--checkpoint", str(trained), "--data", str(data_dir), "--out", str(predictions), "--store", str(small_store))
+    result = run_model(
+        "predict",
+        "--checkpoint",
+        str(trained),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(predictions),
+        "--store",
+        str(small_store),
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(predictions)))
     assert len(rows) == 12
@@ -222,8 +348,8 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
 
 def test_incompatible_store_is_a_clear_error(trained, tmp_path):
     other = tmp_path / "other.h5"
-    build_store(other, radii=[2, 3], settings="1-3", progress=False)
-    with pytest.raises(CheckpointError, match=r"needs radius 4.0, which .* lacks"):
+    build_store(other, radii=[2], settings="1-3", progress=False)
+    with pytest.raises(CheckpointError, match=r"needs radius 3.0, which .* lacks"):
         load_checkpoint(trained, store=other)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "nothing")
@@ -231,12 +357,10 @@ def test_incompatible_store_is_a_clear_error(trained, tmp_path):
 
 def test_ddp_training_with_torchrun(small_store, data_dir, tmp_path):
     out = tmp_path / "ddp"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "model.train",
-         "--data", str(data_dir), "--out", str(out), "--store", str(small_store), "--epochs", "2", "--batch-size", "4",
-         "--d-model", "32", "--hidden", "64"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-    )
+    torchrun = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()))
+    options = "--epochs 2 --batch-size 4 --d-model 32 --hidden 64 --device cpu"
+    paths = ("--data", str(data_dir), "--out", str(out), "--store", str(small_store))
+    result = run_cli(*torchrun, "-m", "model.train", *options.split(), *paths)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["world_size"] == 2
 
@@ -257,8 +381,10 @@ def test_pretrained_encoder_weights_load_without_the_group_embedding(small_store
     from model.modules import PositionalEncoder
 
     store = BasisStore.open(small_store)
-    n_slots = StructureEncoder(store, radius=3).n_slots
-    pretrained_config = CFTConfig(radius=3, n_slots=n_slots, d_model=16, hidden=32, encoder_blocks=1, group_embedding=True)
+    n_slots = StructureFeaturizer(store, radius=3).n_slots
+    pretrained_config = CFTConfig(
+        radius=3, n_slots=n_slots, d_model=16, hidden=32, encoder_blocks=1, group_embedding=True
+    )
     encoder = PositionalEncoder(n_slots, 32, 16, 1, group_embedding=True)
     save_checkpoint(tmp_path / "pre", kind="encoder", module=encoder, config=pretrained_config, store=store)
     payload, config = read_pretrained_encoder(tmp_path / "pre", store, CFTConfig(radius=3, n_slots=n_slots))

@@ -9,32 +9,10 @@ import spglib
 
 from basisdb import enantiomorphic_partner, euclidean_normalizer, get_setting
 from basisdb.normalizer import polar_axes, primitive_basis
-from basisdb.settings import N_HALL_NUMBERS, TRANSLATION_DENOMINATOR as D
+from basisdb.settings import N_HALL_NUMBERS
+from basisdb.settings import TRANSLATION_DENOMINATOR as D
 
-from .conftest import ALL_GROUPS
-
-# A lattice of each crystal family with no metric specialization beyond the family's own.
-GENERIC = {
-    "triclinic": (4.1, 5.3, 6.2, 71, 83, 97),
-    "monoclinic": (4.1, 5.3, 6.2, 90, 103, 90),
-    "orthorhombic": (4.1, 5.3, 6.2, 90, 90, 90),
-    "tetragonal": (4.1, 4.1, 6.2, 90, 90, 90),
-    "trigonal": (4.1, 4.1, 6.2, 90, 90, 120),
-    "hexagonal": (4.1, 4.1, 6.2, 90, 90, 120),
-    "cubic": (4.1, 4.1, 4.1, 90, 90, 90),
-}
-
-
-def lattice_from_parameters(a, b, c, alpha, beta, gamma):
-    """Rows a, b, c (Angstrom) from lengths and angles (degrees)."""
-    al, be, ga = np.radians([alpha, beta, gamma])
-    cx = c * np.cos(be)
-    cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
-    return np.array([[a, 0, 0], [b * np.cos(ga), b * np.sin(ga), 0], [cx, cy, np.sqrt(c * c - cx * cx - cy * cy)]])
-
-
-def generic_lattice(setting):
-    return lattice_from_parameters(*GENERIC[setting.crystal_system])
+from .helpers import ALL_GROUPS, generic_lattice, lattice_from_parameters
 
 
 def operation_keys(setting):
@@ -164,14 +142,19 @@ def test_normalizer_translations_against_spglib(group):
     points = (np.einsum("oij,j->oi", setting.rotations.astype(float), x) + setting.fractional_translations) % 1
     expected = operation_keys(setting)
     cosets = euclidean_normalizer(setting, lattice, symprec=1e-3)
-    ours = {tuple(w) for w, m in zip(cosets.translations, cosets.linear) if np.array_equal(m, np.eye(3, dtype=np.int64))}
+    ours = {
+        tuple(w) for w, m in zip(cosets.translations, cosets.linear) if np.array_equal(m, np.eye(3, dtype=np.int64))
+    }
     centring = setting.translations[(setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2))]
     found = set()
     for w in itertools.product(range(0, D, 3), repeat=3):  # the 1/8 grid
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             symmetry = spglib.get_symmetry((lattice, (points + np.array(w) / D) % 1, [1] * len(points)), symprec=1e-5)
-        keys = {(r.astype(np.int64).tobytes(), tuple(np.rint(t % 1 * D).astype(int) % D)) for r, t in zip(symmetry["rotations"], symmetry["translations"])}
+        keys = {
+            (r.astype(np.int64).tobytes(), tuple(np.rint(t % 1 * D).astype(int) % D))
+            for r, t in zip(symmetry["rotations"], symmetry["translations"])
+        }
         if keys == expected:
             found.add(min(tuple((np.array(w) + c) % D) for c in centring))
     assert found == {min(tuple((np.array(w) + c) % D) for c in centring) for w in ours}

@@ -7,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 from basisdb import InvalidCoordinatesError, build_basis
 
-from .test_construction import moved_points
+from .helpers import moved_points
 
 coordinates = hnp.arrays(
     np.float64, st.tuples(st.integers(1, 4), st.just(3)), elements=st.floats(-50, 50, allow_nan=False)

@@ -11,12 +11,19 @@ from fastapi.testclient import TestClient
 from pymatgen.core import Lattice, Structure
 
 from basisdb import BasisStore, Cell, crystal_frames, get_setting, standardize
-from basisdb.structures import ELEMENTS
 from basisdb.audit import audit_store
-from service import ServiceSettings, create_app
-
-from .conftest import ALL_GROUPS
 from basisdb.redescriptions import REDESCRIPTIONS, mirrored
+from basisdb.structures import ELEMENTS
+from service import ServiceSettings, create_app
+from service.schemas import (
+    BasisResponse,
+    EncodeResponse,
+    ErrorResponse,
+    StructureEncodingResponse,
+    ValidationErrorResponse,
+)
+
+from .helpers import ALL_GROUPS
 
 MAX_POSITIONS = 500
 
@@ -60,12 +67,17 @@ def test_groups_list(client, store):
     for entry in groups:
         setting = get_setting(entry["number"])
         assert (entry["hall_number"], entry["hall_symbol"], entry["symbol"]) == (
-            setting.hall_number, setting.hall_symbol, setting.international
+            setting.hall_number,
+            setting.hall_symbol,
+            setting.international,
         )
         assert entry["n_operations"] == setting.n_operations
         sizes = [f["n_basis"] for f in store.verification(entry["number"])]
         assert [s["n_basis"] for s in entry["basis_sizes"]] == sizes
     assert groups[226]["crystal_system"] == "cubic" and groups[0]["crystal_system"] == "triclinic"
+    for entry in (groups[0], groups[193], groups[226]):  # one summary, in the list and in the detail
+        detail = client.get(f"/v1/groups/{entry['number']}").json()
+        assert {key: detail[key] for key in entry} == entry
 
 
 @pytest.mark.parametrize("group, hall", [(227, None), (227, 525), (14, None), (194, None)])
@@ -85,8 +97,13 @@ def test_every_basis_equals_the_python_api(client, store):
     for group in ALL_GROUPS:
         answer = client.get(f"/v1/groups/{group}/basis", params={"radius": 4})
         assert answer.status_code == 200
+        BasisResponse.model_validate_json(answer.content)  # served as rendered bytes, never checked by FastAPI
         document, basis = answer.json(), store.basis(group, radius=4)
-        assert (document["group"], document["hall_number"], document["hall_symbol"]) == (group, basis.hall_number, basis.hall_symbol)
+        assert (document["group"], document["hall_number"], document["hall_symbol"]) == (
+            group,
+            basis.hall_number,
+            basis.hall_symbol,
+        )
         assert np.array_equal(document["frequencies"], basis.frequencies)
         assert (routing_of(document) != basis.routing).nnz == 0
         assert document["verification"]["n_basis"] == basis.n_basis == document["n_basis"]
@@ -148,6 +165,7 @@ def test_encode_equals_the_python_api(client, store, group, hall, real):
     if hall:
         body["hall"] = hall
     answer = client.post("/v1/encode", json=body).json()
+    EncodeResponse.model_validate(answer)  # streamed, never checked by FastAPI
     expected = store.basis(group, hall=hall, radius=4).encode(x, real=real)
     if real:
         assert "imag" not in answer
@@ -163,10 +181,13 @@ def structure_body(cell, cartesian=False, **fields):
     """A /v1/encode/structure request for a basisdb Cell, in the service's own schema."""
     positions = cell.positions @ cell.lattice if cartesian else cell.positions
     species = [ELEMENTS[z - 1] for z in cell.numbers]
-    structure = {"lattice": cell.lattice.tolist(), "species": species, "positions": positions.tolist(), "cartesian": cartesian}
+    structure = {
+        "lattice": cell.lattice.tolist(),
+        "species": species,
+        "positions": positions.tolist(),
+        "cartesian": cartesian,
+    }
     return {"structure": structure, **fields}
-
-
 
 
 @pytest.mark.parametrize("how", ["cif", "upload", "structure", "primitive", "cartesian"])
@@ -180,7 +201,8 @@ def test_structure_encoding(client, store, how):
         cell = Cell.from_pymatgen(structure)
         answer = client.post("/v1/encode/structure", json=structure_body(cell, radius=3, cartesian=how == "cartesian"))
     assert answer.status_code == 200, answer.text
-    document = answer.json()
+    # streamed, never checked by FastAPI
+    document = StructureEncodingResponse.model_validate_json(answer.content).model_dump()
     assert (document["group"], document["hall_number"]) == (225, 523)
     reference = standardize(rock_salt()).cell
     positions = np.asarray(document["standardized"]["positions"])
@@ -213,15 +235,22 @@ def test_structure_encodings_are_invariants_of_the_crystal(client, real_crystals
         kinds["mirror image"] = lambda cell, _: mirrored(cell)
     worst = 0.0
     for cell in real_crystals[::3]:
-        reference = client.post("/v1/encode/structure", json=structure_body(cell, radius=3, real=True, invariance=invariance)).json()
+        reference = client.post(
+            "/v1/encode/structure", json=structure_body(cell, radius=3, real=True, invariance=invariance)
+        ).json()
         features = np.asarray(reference["encodings"]["real"])
         scale = np.abs(features).max()
         for name, redescribe in kinds.items():
             other, source = redescribe(cell, rng)
-            answer = client.post("/v1/encode/structure", json=structure_body(other, radius=3, real=True, invariance=invariance))
+            answer = client.post(
+                "/v1/encode/structure", json=structure_body(other, radius=3, real=True, invariance=invariance)
+            )
             assert answer.status_code == 200, (cell.label, name, answer.text)
             document = answer.json()
-            assert document["group"] == reference["group"] and document["n_frames"] == reference["n_frames"], (cell.label, name)
+            assert document["group"] == reference["group"] and document["n_frames"] == reference["n_frames"], (
+                cell.label,
+                name,
+            )
             worst = max(worst, np.abs(np.asarray(document["encodings"]["real"]) - features[source]).max() / scale)
     assert worst < 1e-9, worst
 
@@ -247,7 +276,7 @@ def test_export_streams_a_store_in_the_same_schema(client, store, tmp_path):
         ("/v1/groups/231", {}, "outside 1-230"),
         ("/v1/groups/0/basis", {"radius": 4}, "outside 1-230"),
         ("/v1/groups/227/basis", {"radius": 5}, "radii present: [2.0, 3.0, 4.0]"),
-        ("/v1/groups/227/basis", {"radius": 4, "hall": 526}, "build with `build_db.py --settings all`"),
+        ("/v1/groups/227/basis", {"radius": 4, "hall": 526}, "build with `basisdb build --settings all`"),
         ("/v1/groups/227", {"hall": 523}, "Hall numbers [525, 526]"),
         ("/v1/groups/227", {"hall": 999}, "outside 1-530"),
         ("/v1/export", {"groups": "229-240"}, "outside 1-230"),
@@ -257,7 +286,7 @@ def test_export_streams_a_store_in_the_same_schema(client, store, tmp_path):
 def test_unknown_things_are_404_with_what_exists(client, url, params, message):
     answer = client.get(url, params=params)
     assert answer.status_code == 404
-    assert message in answer.json()["detail"]
+    assert message in ErrorResponse.model_validate_json(answer.content).detail
 
 
 @pytest.mark.parametrize(
@@ -278,11 +307,60 @@ def test_unknown_things_are_404_with_what_exists(client, url, params, message):
 def test_malformed_encode_requests_are_422(client, body):
     answer = client.post("/v1/encode", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
+    ValidationErrorResponse.model_validate_json(answer.content)
+
+
+@pytest.mark.parametrize(
+    "url, body, field",
+    [
+        ("/v1/encode", {"group": 227, "radius": "2", "positions": [[0, 0, 0]]}, "radius"),
+        ("/v1/encode", {"group": 227, "radius": 2, "positions": [[0, 0, 0]], "real": "yes"}, "real"),
+        ("/v1/encode", {"group": "227", "radius": 2, "positions": [[0, 0, 0]]}, "group"),
+        ("/v1/encode", {"group": 227, "radius": 2, "positions": [["0.5", 0, 0]]}, "positions"),
+        ("/v1/encode/structure", {"cif": CIF, "radius": "2"}, "radius"),
+        ("/v1/encode/structure", {"cif": CIF, "radius": 2, "real": "yes"}, "real"),
+        ("/v1/encode/structure", {"cif": CIF, "radius": 2, "symprec": "0.01"}, "symprec"),
+    ],
+)
+def test_strings_are_not_numbers_or_booleans(client, url, body, field):
+    """Request models are strict: "2" is not a number and "yes" is not a boolean (422 naming
+    the field), while a JSON integer is still a float."""
+    answer = client.post(url, json=body)
+    assert answer.status_code == 422, answer.text
+    assert [issue.loc[0] for issue in ValidationErrorResponse.model_validate_json(answer.content).detail] == [field]
+    valid = {"radius": 2, "real": True, "group": 227, "positions": [[0.5, 0, 0]], "symprec": 0.01}
+    fixed = {**body, field: valid[field]}
+    assert client.post(url, json=fixed).status_code == 200
+
+
+def test_every_route_declares_its_error_answers(client):
+    """OpenAPI names each status a route answers, with its schema (the fuzz test checks that
+    nothing else is answered)."""
+    declared = {
+        (method.upper(), path): {status for status in operation["responses"] if status != "200"}
+        for path, operations in client.get("/openapi.json").json()["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert declared == {
+        ("GET", "/v1/health"): {"503"},
+        ("GET", "/v1/groups"): {"503"},
+        ("GET", "/v1/groups/{group}"): {"404", "422", "503"},
+        ("GET", "/v1/groups/{group}/basis"): {"404", "422", "503"},
+        ("POST", "/v1/encode"): {"404", "413", "422", "503"},
+        ("POST", "/v1/encode/structure"): {"400", "404", "413", "415", "422", "503"},
+        ("GET", "/v1/export"): {"404", "413", "422", "503"},
+    }
 
 
 @pytest.mark.parametrize(
     "params",
-    [{"radius": "nan"}, {"radius": "inf"}, {"radius": "abc"}, {"radius": 4, "format": "xml"}, {"radius": 4, "hall": "x"}],
+    [
+        {"radius": "nan"},
+        {"radius": "inf"},
+        {"radius": "abc"},
+        {"radius": 4, "format": "xml"},
+        {"radius": 4, "hall": "x"},
+    ],
 )
 def test_malformed_queries_are_422(client, params):
     assert client.get("/v1/groups/227/basis", params=params).status_code == 422
@@ -308,11 +386,34 @@ def test_too_many_positions_or_too_large_a_body_is_413(client):
     [
         ({"cif": "data_broken\n_cell_length_a 5\nloop_\n_atom_site_label\n", "radius": 3}, "cannot parse CIF"),
         ({"structure": {"lattice": "nonsense", "species": ["Na"], "positions": [[0, 0, 0]]}, "radius": 3}, "lattice"),
-        ({"structure": {"lattice": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "species": ["Xx"], "positions": [[0, 0, 0]]}, "radius": 3}, "'Xx' is not an element"),
-        ({"structure": {"lattice": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "species": ["Na", "Cl"], "positions": [[0, 0, 0]]}, "radius": 3}, "2 species for 1 positions"),
-        ({"cif": CIF, "structure": structure_body(Cell.from_pymatgen(rock_salt()))["structure"], "radius": 3}, "exactly one of"),
+        (
+            {
+                "structure": {
+                    "lattice": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                    "species": ["Xx"],
+                    "positions": [[0, 0, 0]],
+                },
+                "radius": 3,
+            },
+            "'Xx' is not an element",
+        ),
+        (
+            {
+                "structure": {
+                    "lattice": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                    "species": ["Na", "Cl"],
+                    "positions": [[0, 0, 0]],
+                },
+                "radius": 3,
+            },
+            "2 species for 1 positions",
+        ),
+        (
+            {"cif": CIF, "structure": structure_body(Cell.from_pymatgen(rock_salt()))["structure"], "radius": 3},
+            "exactly one of",
+        ),
         ({"radius": 3}, "exactly one of"),
-        ({"cif": CIF, "radius": 3, "symprec": 0}, ""),
+        ({"cif": CIF, "radius": 3, "symprec": 0}, "symprec"),
     ],
 )
 def test_bad_structures_are_422_with_the_reason(client, body, message):
@@ -344,7 +445,10 @@ def test_pymatgen_dictionaries_are_refused_without_importing_anything(client):
 
 def test_structure_upload_without_file_and_wrong_media_type(client):
     assert client.post("/v1/encode/structure", data={"radius": "3"}, files={"other": ("x", "y")}).status_code == 422
-    assert client.post("/v1/encode/structure", content=b"radius=3", headers={"content-type": "text/plain"}).status_code == 415
+    assert (
+        client.post("/v1/encode/structure", content=b"radius=3", headers={"content-type": "text/plain"}).status_code
+        == 415
+    )
 
 
 def test_cors_is_off_by_default_and_on_when_configured(client, small_store):

@@ -1,10 +1,8 @@
 """Smoke tests: the real server process on a free loopback port, over real HTTP."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -12,42 +10,7 @@ import pytest
 
 from basisdb import BasisStore
 
-from .conftest import REPO_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            answer = httpx.get(f"{url}/v1/health", timeout=2)
-            if answer.status_code == 200:
-                return answer.json()
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("server did not become healthy")
-
-
-def serve(command, env=None):
-    return subprocess.Popen(
-        command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-
-
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+from .helpers import REPO_ROOT, free_port, serve, stop, wait_until_healthy
 
 
 def exercise(url, store_path):
@@ -61,12 +24,19 @@ def exercise(url, store_path):
         encoded = httpx.post(f"{url}/v1/encode", json={"group": 227, "radius": 4, "positions": x.tolist()}).json()
         assert np.allclose(np.asarray(encoded["real"]) + 1j * np.asarray(encoded["imag"]), basis.encode(x), atol=1e-13)
         assert httpx.get(f"{url}/v1/groups/999").status_code == 404
-        assert httpx.post(f"{url}/v1/encode", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        assert (
+            httpx.post(
+                f"{url}/v1/encode", content=b"{not json", headers={"content-type": "application/json"}
+            ).status_code
+            == 422
+        )
 
 
 def test_python_dash_m_service(small_store):
     port = free_port()
-    process = serve([sys.executable, "-m", "service", "--store", str(small_store), "--host", "127.0.0.1", "--port", str(port)])
+    process = serve(
+        [sys.executable, "-m", "service", "--store", str(small_store), "--host", "127.0.0.1", "--port", str(port)]
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, process)
@@ -78,8 +48,20 @@ def test_python_dash_m_service(small_store):
 def test_uvicorn_with_two_workers(small_store):
     port = free_port()
     process = serve(
-        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-         "--http", "service.protocol:GuardedHttpToolsProtocol"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "service.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--http",
+            "service.protocol:GuardedHttpToolsProtocol",
+        ],
         env={"BASISDB_SERVICE_STORE": str(small_store)},
     )
     try:
@@ -92,17 +74,52 @@ def test_uvicorn_with_two_workers(small_store):
 
 
 def test_every_setting_is_an_option_with_its_default():
-    result = subprocess.run([sys.executable, "-m", "service", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    for option, default in [("--max-output-values", "4000000"), ("--max-atoms", "2000"), ("--max-heavy-requests", "2"),
-                            ("--header-timeout", "10.0"), ("--max-connections", "1024"), ("--verify-store", "True")]:
+    for option, default in [
+        ("--max-output-values", "4000000"),
+        ("--max-atoms", "2000"),
+        ("--max-heavy-requests", "2"),
+        ("--header-timeout", "10.0"),
+        ("--max-connections", "1024"),
+        ("--verify-store", "True"),
+    ]:
         assert option in text and f"(default: {default})" in text.rsplit(option, 1)[1][:400], option  # its help line
+
+
+@pytest.mark.parametrize(
+    "options, environment, message",
+    [
+        (["--port", "70000"], {}, "error: --port (BASISDB_SERVICE_PORT): Input should be less than or equal to 65535"),
+        (
+            [],
+            {"BASISDB_SERVICE_WORKERS": "x"},
+            "error: --workers (BASISDB_SERVICE_WORKERS): Input should be a valid integer",
+        ),
+    ],
+)
+def test_bad_settings_are_one_clear_error_line(options, environment, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "service", *options],
+        cwd=REPO_ROOT,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message), result.stderr
 
 
 def test_missing_store_is_a_clear_startup_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "service", "--store", str(tmp_path / "none.h5")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and "no basis store at" in result.stderr

@@ -60,7 +60,13 @@ def test_hexagonal_metric_exactly_for_the_52_settings_on_hexagonal_axes():
 
 def test_crystal_systems():
     assert [crystal_system(g) for g in (1, 3, 16, 75, 143, 168, 195)] == [
-        "triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic",
+        "triclinic",
+        "monoclinic",
+        "orthorhombic",
+        "tetragonal",
+        "trigonal",
+        "hexagonal",
+        "cubic",
     ]
 
 
@@ -84,6 +90,9 @@ def test_hall_out_of_range(bad):
 
 
 def test_hall_inconsistent_with_group():
-    with pytest.raises(InvalidHallNumberError, match=r"setting of group 227 \(Hall numbers \[525, 526\]\), not of group 225 \(Hall numbers \[523\]\)"):
+    with pytest.raises(
+        InvalidHallNumberError,
+        match=r"setting of group 227 \(Hall numbers \[525, 526\]\), not of group 225 \(Hall numbers \[523\]\)",
+    ):
         get_setting(225, hall=525)
     assert get_setting(227, hall=526).choice == "2"

@@ -41,4 +41,6 @@ def test_fold_errors_are_those_of_the_out_of_fold_predictions(path):
         sizes = np.array([fold["n_test"] for fold in result["folds"]])
         fold_mae = np.array([fold["test"]["mae"] for fold in result["folds"]])
         assert sizes.sum() == run["n_seen"], method
-        assert np.abs(predicted - truth[in_folds]).mean() == pytest.approx((sizes * fold_mae).sum() / sizes.sum(), rel=1e-9), method
+        assert np.abs(predicted - truth[in_folds]).mean() == pytest.approx(
+            (sizes * fold_mae).sum() / sizes.sum(), rel=1e-9
+        ), method

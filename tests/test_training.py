@@ -1,4 +1,4 @@
-"""The fit loop's two protocols (time budget, convergence), on a real CFT and real crystals."""
+"""The training engine's two protocols (time budget, convergence), on a real CFT and real crystals."""
 
 from __future__ import annotations
 
@@ -9,39 +9,45 @@ import pytest
 import torch
 
 from basisdb import BasisStore
-from model.data import StructureEncoder
+from model.data import StructureFeaturizer
 from model.models import CFTConfig, CrystalFourierTransformer
-from model.training import DistributedContext, PlateauSchedule, TrainConfig, fit
+from model.training import DistributedContext, Normalization, PlateauSchedule, Regression, TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
 def encoded(small_store, real_crystals):
     with BasisStore.open(small_store) as store:
-        encoder = StructureEncoder(store, 2.0)
-        items, _ = encoder.encode_many([(cell.label, cell) for cell in real_crystals[:24]], progress=False)
+        featurizer = StructureFeaturizer(store, 2.0)
+        items, _ = featurizer.encode_many([(cell.label, cell) for cell in real_crystals[:24]], progress=False)
     values = np.array([float(item.n_atoms) for item in items])  # any real-valued target
-    return encoder, items, values
+    return featurizer, items, values
 
 
-def model_for(encoder):
-    return CrystalFourierTransformer(CFTConfig(radius=2.0, n_slots=encoder.n_slots, d_model=16, hidden=32))
+def model_for(featurizer):
+    return CrystalFourierTransformer(CFTConfig(radius=2.0, n_slots=featurizer.n_slots, d_model=16, hidden=32))
+
+
+def regression(items, targets):
+    """The first 16 items train, the rest validate."""
+    return Regression(items[:16], targets[:16], items[16:], targets[16:])
 
 
 def test_no_budget_runs_every_epoch(encoded):
-    encoder, items, values = encoded
+    featurizer, items, values = encoded
     config = TrainConfig(epochs=3, batch_size=8, patience=10, max_minutes=0)  # 0: no budget, not "stop at once"
-    result = fit(model_for(encoder), items[:16], values[:16], items[16:], values[16:], config, DistributedContext("cpu"))
-    assert [entry["epoch"] for entry in result["history"]] == [1, 2, 3]
-    assert all(entry["steps"] == 2 for entry in result["history"])
+    result = fit(model_for(featurizer), regression(items, values), config, DistributedContext("cpu"))
+    assert [entry["epoch"] for entry in result.history] == [1, 2, 3]
+    assert all(entry["steps"] == 2 for entry in result.history)
+    assert (result.stopped, result.steps) == ("epochs", 6)
 
 
 def test_the_budget_ends_inside_an_epoch(encoded):
-    encoder, items, values = encoded
+    featurizer, items, values = encoded
     config = TrainConfig(epochs=50, batch_size=2, patience=50, max_minutes=1e-6)  # 60 microseconds: less than one step
-    result = fit(model_for(encoder), items[:16], values[:16], items[16:], values[16:], config, DistributedContext("cpu"))
-    (only,) = result["history"]  # validated once, then stopped
+    result = fit(model_for(featurizer), regression(items, values), config, DistributedContext("cpu"))
+    (only,) = result.history  # validated once, then stopped
     assert only["steps"] == 1 < math.ceil(16 / 2)
-    assert np.isfinite(result["best_val_mae"])
+    assert result.stopped == "budget" and np.isfinite(result.best_val_mae)
 
 
 def test_plateau_schedule_warms_up_then_halves_after_each_stale_stretch():
@@ -54,7 +60,16 @@ def test_plateau_schedule_warms_up_then_halves_after_each_stale_stretch():
         optimizer.step()
         schedule.step()
     assert rates == [0.25, 0.5, 0.75, 1.0]
-    for improved, expected in ((True, 1.0), (False, 1.0), (False, 0.5), (True, 0.5), (False, 0.5), (False, 0.25), (False, 0.25), (False, 0.125)):
+    for improved, expected in (
+        (True, 1.0),
+        (False, 1.0),
+        (False, 0.5),
+        (True, 0.5),
+        (False, 0.5),
+        (False, 0.25),
+        (False, 0.25),
+        (False, 0.125),
+    ):
         schedule.epoch_end(improved)
         optimizer.step()
         schedule.step()
@@ -64,11 +79,37 @@ def test_plateau_schedule_warms_up_then_halves_after_each_stale_stretch():
 def test_without_a_budget_training_stops_on_its_patience_with_a_falling_rate(encoded):
     """The converged protocol: a target the model cannot learn (noise) stops improving early;
     the rate halves every patience // 3 stale epochs and training stops at the patience."""
-    encoder, items, _ = encoded
+    featurizer, items, _ = encoded
     noise = np.random.default_rng(0).normal(size=len(items))
     config = TrainConfig(epochs=200, batch_size=8, patience=6, max_minutes=None)
-    result = fit(model_for(encoder), items[:16], noise[:16], items[16:], noise[16:], config, DistributedContext("cpu"))
-    history = result["history"]
-    assert len(history) == result["best_epoch"] + 6 < 200
+    result = fit(model_for(featurizer), regression(items, noise), config, DistributedContext("cpu"))
+    history = result.history
+    assert len(history) == result.best_epoch + 6 < 200 and result.stopped == "patience"
     rates = [entry["learning_rate"] for entry in history]
-    assert rates[-1] < rates[result["best_epoch"] - 1] and min(rates) < config.learning_rate / 2 - 1e-12
+    assert rates[-1] < rates[result.best_epoch - 1] and min(rates) < config.learning_rate / 2 - 1e-12
+
+
+def test_regression_learns_and_validates_with_one_normalization(encoded):
+    """The normalization a checkpoint saves is the task's: the loss is taken on targets
+    normalized with it, and validation maps outputs back with it."""
+    featurizer, items, values = encoded
+    task = regression(items, values)
+    assert task.normalization == Normalization(float(np.mean(values[:16])), float(np.std(values[:16])))
+    assert Normalization.of(np.full(4, 3.0)) == Normalization(3.0, 1.0)  # constant targets: no division by 0
+    model = model_for(featurizer)
+    shift = Regression(items[:16], values[:16] + 100.0, items[16:], values[16:] + 100.0)
+    assert shift.normalization.mean == pytest.approx(task.normalization.mean + 100.0)
+    assert shift.validate(model, torch.device("cpu")) == pytest.approx(
+        task.validate(model, torch.device("cpu")), rel=1e-6
+    )
+
+
+def test_device_errors_name_the_device_and_the_available_ones():
+    from model.training import DeviceError, resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(DeviceError, match=rf"device '{missing}' is not available.*available: cpu"):
+        resolve_device(missing)
+    with pytest.raises(DeviceError, match="unknown device 'gpu'; available: cpu"):
+        resolve_device("gpu")

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
 
 from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisStore, Cell, StoreError, crystal_frames
 
 from ..config import ServiceSettings
 from ..dependencies import get_state
-from ..errors import validation_detail
+from ..errors import error_responses, validation_detail
 from ..limits import Cancellation, Lease, LeasedStreamingResponse, json_body_items
 from ..rendering import FORMATS, encoding_content, json_pieces, rows_of, write_npz
 from ..schemas import EncodeRequest, EncodeResponse, StructureEncodingResponse, StructureRequest
@@ -19,12 +20,20 @@ from ..state import ServiceState
 
 router = APIRouter(tags=["encode"])
 
+
 def _too_large(what: str, count: int, limit: int, hint: str) -> HTTPException:
     return HTTPException(413, f"{what} is {count}, more than this service answers in one request ({limit}); {hint}")
 
 
-def _json_request_schema(model) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+# The routes read their bodies themselves (bounded before they are parsed), so FastAPI does not
+# see the request models: their schemas are added to the OpenAPI components by app.create_app.
+REQUEST_SCHEMAS: dict[str, dict] = models_json_schema(
+    [(EncodeRequest, "validation"), (StructureRequest, "validation")], ref_template="#/components/schemas/{model}"
+)[1]["$defs"]
+
+
+def _json_body(model) -> dict:
+    return {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
 
 
 @router.post(
@@ -37,13 +46,20 @@ def _json_request_schema(model) -> dict:
         "`max_positions` positions, and at most `max_output_values` numbers in the answer "
         "(positions x basis functions, x 2 for complex features): more gets 413 before any work."
     ),
-    responses={200: {"content": {FORMATS["npz"]: {}}}, 413: {"description": "too many positions or too large an answer"}},
-    openapi_extra=_json_request_schema(EncodeRequest),
+    responses={
+        200: {"content": {FORMATS["npz"]: {}}},
+        **error_responses(
+            404, 413, 422, 503, meaning={413: "too many positions, or too large an answer; the message gives the limit"}
+        ),
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": _json_body(EncodeRequest)}}},
 )
 async def encode(request: Request, state: ServiceState = Depends(get_state)) -> Response:
     body = await request.body()  # bounded by max_body_bytes before it is read
     if json_body_items(body) > state.settings.max_positions + 8:  # counted in C, before parsing
-        raise _too_large("the number of positions", json_body_items(body) - 1, state.settings.max_positions, "split the request")
+        raise _too_large(
+            "the number of positions", json_body_items(body) - 1, state.settings.max_positions, "split the request"
+        )
     as_npz = FORMATS["npz"] in request.headers.get("accept", "")
     lease = state.heavy.lease()
     try:
@@ -54,9 +70,13 @@ async def encode(request: Request, state: ServiceState = Depends(get_state)) -> 
             os.close(handle)
             path = Path(name)
             lease.on_release(lambda: path.unlink(missing_ok=True))  # once the writer and the answer are done
-            await state.heavy.run(request, lambda cancel: write_npz(path, {**fields, **encoding_content(features, real)}), lease)
+            await state.heavy.run(
+                request, lambda cancel: write_npz(path, {**fields, **encoding_content(features, real)}), lease
+            )
             return LeasedStreamingResponse(_file_pieces(path), lease, media_type=FORMATS["npz"])
-        columns = {"real": rows_of(features)} if real else {"real": rows_of(features.real), "imag": rows_of(features.imag)}
+        columns = (
+            {"real": rows_of(features)} if real else {"real": rows_of(features.real), "imag": rows_of(features.imag)}
+        )
         return await _json_answer(request, state, lease, fields, columns, features.shape)
     except BaseException:
         lease.drop()
@@ -68,8 +88,21 @@ async def encode(request: Request, state: ServiceState = Depends(get_state)) -> 
 INLINE_ANSWER_NUMBERS = 1 << 16
 
 
-async def _json_answer(request: Request, state: ServiceState, lease: Lease, fields: dict, columns: dict, shape: tuple[int, int], within: str | None = None) -> Response:
-    """The JSON answer under ``lease``: which it frees once the answer is sent."""
+async def _json_answer(
+    request: Request,
+    state: ServiceState,
+    lease: Lease,
+    fields: dict,
+    columns: dict,
+    shape: tuple[int, int],
+    within: str | None = None,
+) -> Response:
+    """The JSON answer under ``lease``: which it frees once the answer is sent.
+
+    Written by :func:`~service.rendering.json_pieces`, never through FastAPI's validation of
+    the route's ``response_model``: an answer of millions of numbers is streamed a piece at a
+    time.  The tests check it against the model (and the fuzz test against the OpenAPI schema).
+    """
     pieces = json_pieces(fields, columns, *shape, within=within)
     if shape[0] * shape[1] * len(columns) > INLINE_ANSWER_NUMBERS:
         return LeasedStreamingResponse(pieces, lease, media_type="application/json")
@@ -96,8 +129,11 @@ def _encode_positions(body: bytes, state: ServiceState, cancel: Cancellation) ->
     values = len(request.positions) * basis.n_basis * (1 if request.real else 2)
     if values > settings.max_output_values:
         raise _too_large(
-            f"the answer ({len(request.positions)} positions x {basis.n_basis} basis functions{'' if request.real else ' x 2 parts'})",
-            values, settings.max_output_values, "send fewer positions, a smaller radius, or real=true",
+            f"the answer ({len(request.positions)} positions x {basis.n_basis} basis functions"
+            f"{'' if request.real else ' x 2 parts'})",
+            values,
+            settings.max_output_values,
+            "send fewer positions, a smaller radius, or real=true",
         )
     cancel.check()
     positions = np.asarray(request.positions, dtype=np.float64).reshape(-1, 3)
@@ -145,12 +181,20 @@ _MULTIPART_SCHEMA = {
         "At most `max_atoms` atoms (input, standardized, or what a CIF's sites and symmetry "
         "operations can expand to) and `max_frame_work` plane-wave evaluations: more gets 413."
     ),
-    responses={413: {"description": "too many atoms, or too much work for one request"}},
+    responses=error_responses(
+        400,
+        404,
+        413,
+        415,
+        422,
+        503,
+        meaning={413: "too many atoms, or too much work for one request; the message gives the limit"},
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": StructureRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+                "application/json": _json_body(StructureRequest),
                 "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
             },
         }
@@ -162,7 +206,9 @@ async def encode_structure(request: Request, state: ServiceState = Depends(get_s
     lease = state.heavy.lease()
     try:
         # In a worker process: spglib holds the GIL for the whole symmetry search.
-        fields, arrays = await state.heavy.run_in_process(request, _encode_structure, lease, parsed_body, label, state.settings, store.path, store.fingerprint)
+        fields, arrays = await state.heavy.run_in_process(
+            request, _encode_structure, lease, parsed_body, label, state.settings, store.path, store.fingerprint
+        )
         columns = {name: rows_of(array) for name, array in arrays.items()}
         return await _json_answer(request, state, lease, fields, columns, arrays["real"].shape, within="encodings")
     except BaseException:
@@ -184,9 +230,13 @@ async def _read_structure_request(request: Request, state: ServiceState) -> tupl
     if content_type.startswith("application/json"):
         body = await request.body()
         if json_body_items(body) > state.settings.max_atoms + 16:  # counted in C, before parsing
-            raise _too_large("the number of atoms", json_body_items(body) - 4, state.settings.max_atoms, "send a smaller cell")
+            raise _too_large(
+                "the number of atoms", json_body_items(body) - 4, state.settings.max_atoms, "send a smaller cell"
+            )
         return body, "request"
-    raise HTTPException(415, f"send application/json or multipart/form-data, not {content_type[:100] or 'no content type'!r}")
+    raise HTTPException(
+        415, f"send application/json or multipart/form-data, not {content_type[:100] or 'no content type'!r}"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -197,14 +247,21 @@ def _worker_store(path: Path, fingerprint: str) -> BasisStore:
     return store
 
 
-def _encode_structure(cancel: Cancellation, body: bytes | dict, label: str, settings: ServiceSettings, store_path: Path, fingerprint: str):
+def _encode_structure(
+    cancel: Cancellation, body: bytes | dict, label: str, settings: ServiceSettings, store_path: Path, fingerprint: str
+):
     """Standardize, frame and encode a structure (in a worker process), bounded at every step."""
     try:
-        parsed = StructureRequest.model_validate_json(body) if isinstance(body, bytes) else StructureRequest(**body)
+        if isinstance(body, bytes):
+            parsed = StructureRequest.model_validate_json(body)
+        else:  # a multipart form, whose fields are text by nature
+            parsed = StructureRequest.model_validate(body, strict=False)
     except ValidationError as exc:
         raise HTTPException(422, validation_detail(exc.errors())) from None
     if (parsed.cif is None) == (parsed.structure is None):
-        raise HTTPException(422, "give exactly one of 'cif' (CIF text) and 'structure' (lattice, species and positions)")
+        raise HTTPException(
+            422, "give exactly one of 'cif' (CIF text) and 'structure' (lattice, species and positions)"
+        )
     store = _worker_store(store_path, fingerprint)
     store.check_radius(parsed.radius)
     if parsed.cif is not None:
@@ -212,21 +269,32 @@ def _encode_structure(cancel: Cancellation, body: bytes | dict, label: str, sett
     else:
         given = parsed.structure
         if len(given.species) != len(given.positions):
-            raise HTTPException(422, f"{len(given.species)} species for {len(given.positions)} positions: give one per position")
+            raise HTTPException(
+                422, f"{len(given.species)} species for {len(given.positions)} positions: give one per position"
+            )
         if len(given.positions) > settings.max_atoms:
             raise _too_large("the number of atoms", len(given.positions), settings.max_atoms, "send a smaller cell")
-        cell = Cell.from_species(given.lattice, given.species, given.positions, cartesian=given.cartesian, label=given.label or label)
+        cell = Cell.from_species(
+            given.lattice, given.species, given.positions, cartesian=given.cartesian, label=given.label or label
+        )
     cancel.check()
     frames = crystal_frames(cell, symprec=parsed.symprec, invariance=parsed.invariance)
     standard = frames.standardization
     if standard.cell.n_atoms > settings.max_atoms:
-        raise _too_large("the number of atoms in the standardized cell", standard.cell.n_atoms, settings.max_atoms, "send a smaller cell")
+        raise _too_large(
+            "the number of atoms in the standardized cell",
+            standard.cell.n_atoms,
+            settings.max_atoms,
+            "send a smaller cell",
+        )
     basis = store.basis(hall=standard.setting.hall_number, radius=parsed.radius)
     work = frames.n_frames * standard.cell.n_atoms * basis.n_frequencies
     if work > settings.max_frame_work:
         raise _too_large(
             f"the work ({frames.n_frames} frames x {standard.cell.n_atoms} atoms x {basis.n_frequencies} frequencies)",
-            work, settings.max_frame_work, "use a smaller radius or cell",
+            work,
+            settings.max_frame_work,
+            "use a smaller radius or cell",
         )
     values = cell.n_atoms * basis.n_basis * (1 if parsed.real else 2)
     if values > settings.max_output_values:

@@ -4,12 +4,10 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from basisdb import InvalidGroupError, default_hall_number
-from basisdb.settings import N_GROUPS
-from basisdb.build import parse_number_ranges
-from basisdb.store import export_store
+from basisdb import N_GROUPS, InvalidGroupError, default_hall_number, export_store, parse_number_ranges
 
 from ..dependencies import get_state
+from ..errors import error_responses
 from ..limits import LeasedStreamingResponse
 from ..state import ServiceState
 
@@ -22,7 +20,8 @@ def _parse_groups(spec: str) -> list[int]:
     """ITA numbers from ``"1-230"`` or ``"2,14,15"``; every end is checked against 1-230
     before a range is expanded (404 outside), and an empty selection is a 422, never "all"."""
     try:
-        return parse_number_ranges(spec, upper=N_GROUPS, out_of_range=InvalidGroupError)  # the grammar of build_db.py --settings
+        # the grammar of `basisdb build --settings`
+        return parse_number_ranges(spec, upper=N_GROUPS, out_of_range=InvalidGroupError)
     except InvalidGroupError as exc:
         raise InvalidGroupError(f"groups: {exc}; space groups are 1-{N_GROUPS}") from None
     except ValueError as exc:
@@ -43,12 +42,19 @@ def _parse_radii(spec: str) -> list[float]:
     "/export",
     summary="Stream a subset of the store as one HDF5 file in the store's own schema",
     response_class=LeasedStreamingResponse,
-    responses={200: {"content": {"application/x-hdf5": {}}, "description": "an HDF5 basis store"}},
+    responses={
+        200: {"content": {"application/x-hdf5": {}}, "description": "an HDF5 basis store"},
+        **error_responses(
+            404, 413, 422, 503, meaning={413: "more settings than one export may hold; the message gives the limit"}
+        ),
+    },
 )
 async def export(
     request: Request,
     groups: str = Query("1-230", description="ITA numbers and ranges, e.g. '1-230' or '2,14,15'", max_length=2000),
-    radii: str | None = Query(None, description="comma-separated radii, e.g. '2,4'; default: all in the store", max_length=2000),
+    radii: str | None = Query(
+        None, description="comma-separated radii, e.g. '2,4'; default: all in the store", max_length=2000
+    ),
     state: ServiceState = Depends(get_state),
 ) -> LeasedStreamingResponse:
     group_numbers = _parse_groups(groups)
@@ -64,7 +70,9 @@ async def export(
     lease.on_release(lambda: shutil.rmtree(directory, ignore_errors=True))  # once the writer and the answer are done
     path = directory / "export.h5"
     try:
-        await state.heavy.run(request, lambda cancel: export_store(store, path, hall_numbers=hall_numbers, radii=radius_list), lease)
+        await state.heavy.run(
+            request, lambda cancel: export_store(store, path, hall_numbers=hall_numbers, radii=radius_list), lease
+        )
     except BaseException:
         lease.drop()
         raise
@@ -72,7 +80,10 @@ async def export(
         _chunks(path),
         lease,
         media_type="application/x-hdf5",
-        headers={"Content-Disposition": 'attachment; filename="basisdb-export.h5"', "Content-Length": str(path.stat().st_size)},
+        headers={
+            "Content-Disposition": 'attachment; filename="basisdb-export.h5"',
+            "Content-Length": str(path.stat().st_size),
+        },
     )
 
 

@@ -4,28 +4,45 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from basisdb import crystal_system, get_setting
-from basisdb.settings import TRANSLATION_DENOMINATOR
+from basisdb import TRANSLATION_DENOMINATOR, get_setting
 
 from ..answers import Rendered, answer_headers
 from ..dependencies import get_state
-from ..rendering import FORMATS, json_bytes, render_basis
+from ..errors import error_responses
+from ..rendering import FORMATS, render_basis
 from ..schemas import BasisResponse, GroupDetail, GroupSummary
-from ..state import ServiceState
+from ..state import ServiceState, summary_fields
 
 router = APIRouter(tags=["groups"])
 
 HallQuery = Query(None, description="Hall number (1-530) of another setting of the group")
 
 
-@router.get("/groups", response_model=list[GroupSummary], summary="The default setting of every group in the store")
+@router.get(
+    "/groups",
+    response_model=list[GroupSummary],
+    summary="The default setting of every group in the store",
+    responses=error_responses(503),
+)
 def list_groups(state: ServiceState = Depends(get_state)) -> Response:
     state.usable_store()
-    return Response(json_bytes(state.catalog()), media_type="application/json")
+    return Response(state.catalog(), media_type="application/json")  # built from models, once
 
 
-@router.get("/groups/{group}", response_model=GroupDetail, summary="Operations and verification figures of a setting")
-def group_detail(group: int, hall: int | None = HallQuery, state: ServiceState = Depends(get_state)) -> Response:
+@router.get(
+    "/groups/{group}",
+    summary="Operations and verification figures of a setting",
+    responses=error_responses(404, 422, 503),
+)
+async def group_detail(
+    group: int, hall: int | None = HallQuery, state: ServiceState = Depends(get_state)
+) -> GroupDetail:
+    # FastAPI checks the model against the schema on the event loop (an async route): built in
+    # the thread pool, as it may read the store, it takes one trip there, not two.
+    return await run_in_threadpool(_detail, state, group, hall)
+
+
+def _detail(state: ServiceState, group: int, hall: int | None) -> GroupDetail:
     store = state.usable_store()
     figures = store.verification(group, hall=hall)  # validates group, hall and presence
     setting = get_setting(group, hall=hall)
@@ -36,27 +53,29 @@ def group_detail(group: int, hall: int | None = HallQuery, state: ServiceState =
         }
         for rotation, translation in zip(setting.rotations, setting.translations)
     ]
-    content = {
-        "number": setting.group,
-        "symbol": setting.international,
-        "hall_number": setting.hall_number,
-        "hall_symbol": setting.hall_symbol,
-        "choice": setting.choice,
-        "crystal_system": crystal_system(setting.group),
-        "metric": setting.metric,
-        "n_operations": setting.n_operations,
-        "basis_sizes": [{"radius": f["radius"], "n_basis": f["n_basis"]} for f in figures],
-        "operations": operations,
-        "verification": figures,
-    }
-    return Response(json_bytes(content), media_type="application/json")
+    return GroupDetail(
+        **summary_fields(setting, ((f["radius"], f["n_basis"]) for f in figures)),
+        choice=setting.choice,
+        metric=setting.metric,
+        operations=operations,
+        verification=figures,
+    )
 
 
+# The hot path: each answer is rendered once, as bytes, and then served from memory (also ahead
+# of the router, by answers.CachedAnswers), so FastAPI never validates it against BasisResponse;
+# the tests do (test_service.py, and the fuzz test's response_schema_conformance).
 @router.get(
     "/groups/{group}/basis",
     summary="Frequencies and routing matrix of a setting at one radius",
     response_model=BasisResponse,
-    responses={200: {"content": {FORMATS["npz"]: {}, FORMATS["h5"]: {}}, "description": "JSON, or the same content as an npz or HDF5 download"}},
+    responses={
+        200: {
+            "content": {FORMATS["npz"]: {}, FORMATS["h5"]: {}},
+            "description": "JSON, or the same content as an npz or HDF5 download",
+        },
+        **error_responses(404, 422, 503),
+    },
 )
 async def basis(
     request: Request,
@@ -70,8 +89,12 @@ async def basis(
     rendered = state.answers.get(key)  # no thread hop for a cached answer
     state.usable_store()  # 503 once the store cannot be trusted, cached or not
     if rendered is None:
-        rendered = await run_in_threadpool(state.answers.get_or_render, key, lambda: _render(state, group, hall, radius, format))
-    state.answers.remember(request.scope["path"], request.scope["query_string"], key)  # next time: answers.CachedAnswers
+        rendered = await run_in_threadpool(
+            state.answers.get_or_render, key, lambda: _render(state, group, hall, radius, format)
+        )
+    state.answers.remember(
+        request.scope["path"], request.scope["query_string"], key
+    )  # next time: answers.CachedAnswers
     return _response(rendered)
 
 

@@ -1,5 +1,4 @@
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Response
 
 from ..dependencies import get_state
 from ..schemas import HealthResponse
@@ -10,11 +9,15 @@ router = APIRouter(tags=["health"])
 
 @router.get(
     "/health",
-    response_model=HealthResponse,
     summary="Liveness and the identity of the store",
-    responses={503: {"model": HealthResponse, "description": "the store cannot be trusted (a failed checksum, a replaced file)"}},
+    responses={
+        503: {
+            "model": HealthResponse,
+            "description": "the store cannot be trusted (a failed checksum, a replaced file)",
+        }
+    },
 )
-async def health(state: ServiceState = Depends(get_state)) -> JSONResponse:
+async def health(response: Response, state: ServiceState = Depends(get_state)) -> HealthResponse:
     # async and free of blocking work: it answers on the event loop while heavy work runs.
     try:
         state.usable_store()
@@ -23,16 +26,17 @@ async def health(state: ServiceState = Depends(get_state)) -> JSONResponse:
     store = state.store
     provenance = store.provenance
     problem = state.health.problem
-    content = {
-        "status": "unhealthy" if problem else "ok",
-        "problem": problem,
-        "store": {
+    if problem:
+        response.status_code = 503
+    return HealthResponse(
+        status="unhealthy" if problem else "ok",
+        problem=problem,
+        store={
             **store.identity,
             "created_utc": provenance["created_utc"],
             "basisdb_version": provenance["basisdb_version"],
             "spglib_version": provenance["spglib_version"],
             "verification": state.health.verification,
         },
-        "heavy_requests": state.heavy.running,
-    }
-    return JSONResponse(content, status_code=503 if problem else 200)
+        heavy_requests=state.heavy.running,
+    )

@@ -1,4 +1,8 @@
-"""Invariance and orthogonality checks, shipped with the package.
+"""The invariance and orthogonality checks behind a basis's verification figures.
+
+Every function measures; none decides.  The *verification figures* of a basis (its
+``verification`` property, the ``verification`` table of a store) are what these checks
+measure, and :data:`TOLERANCE` is the bound a build holds them to.
 
 The figures are per row, so that one evaluation at the largest radius of a build gives the
 figures of every smaller radius (rows and columns of a smaller radius are a prefix):
@@ -7,12 +11,13 @@ figures of every smaller radius (rows and columns of a smaller radius are a pref
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from .basis import Basis
+if TYPE_CHECKING:  # only for annotations: Basis imports this module to measure itself
+    from .basis import Basis
 
 __all__ = [
     "DEFAULT_POINTS",
@@ -25,7 +30,7 @@ __all__ = [
     "row_errors",
     "prefix_maximum",
     "figures_by_radius",
-    "verify_basis",
+    "verification_figures",
 ]
 
 DEFAULT_POINTS = 4
@@ -119,9 +124,7 @@ def figures_by_radius(basis: Basis, radii: list[float], points: np.ndarray) -> l
     ]
 
 
-def verify_basis(
-    basis: Basis, n_points: int = DEFAULT_POINTS, seed: int = DEFAULT_SEED
-) -> dict[str, Any]:
+def verification_figures(basis: Basis, n_points: int = DEFAULT_POINTS, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """Verification figures of one basis, as stored for a (setting, radius) pair."""
     (figures,) = figures_by_radius(basis, [basis.radius], random_points(n_points, seed))
     figures["orbit_sizes"] = basis.orbit_sizes.copy()

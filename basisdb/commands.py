@@ -1,0 +1,151 @@
+"""The ``basisdb`` command (``basisdb build|verify|info``, also ``python -m basisdb``) and
+``build_db.py``, which is ``basisdb build`` under the name a checkout gives it.
+
+Each runs through :func:`basisdb.cli.run_command`: a project error is one line ``error: ...``
+and exit status 2, a build stopped by a signal exits with 128 + its number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .audit import audit_store
+from .build import DEFAULT_RADII, StopRequest, build_store, format_table, summary_rows
+from .checks import DEFAULT_POINTS, DEFAULT_SEED
+from .cli import EXIT_FAILED, EXIT_OK, command_parser, run_command
+from .store import BasisStore
+from .store_format import default_store_path
+
+__all__ = ["main", "build_main", "add_build_arguments", "stop_on_signals"]
+
+_BUILD_DESCRIPTION = "Build the verified HDF5 store of symmetry-adapted Fourier bases."
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``basisdb build`` and ``build_db.py``."""
+    parser.add_argument(
+        "--radii", type=float, nargs="+", default=list(DEFAULT_RADII), metavar="R", help="truncation radii"
+    )
+    parser.add_argument("--out", type=Path, default=None, help=f"output file (default: {default_store_path()})")
+    parser.add_argument(
+        "--settings",
+        default="default",
+        help="'default' (230 settings), 'all' (530 Hall settings), or Hall numbers and ranges such as '1-30,525'",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask distributed scheduler address, e.g. tcp://10.0.0.5:8786",
+    )
+    parser.add_argument("--points", type=int, default=DEFAULT_POINTS, help="random points of the invariance check")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="their seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@contextmanager
+def stop_on_signals(request: StopRequest) -> Iterator[StopRequest]:
+    """While inside, SIGINT (Ctrl-C) and SIGTERM (``kill``, ``docker stop``) set ``request``,
+    so that a build stops between two settings, its writer removes the temporary file and the
+    previous store stays; the previous handlers come back on exit.
+
+    The handler only records the signal: an exception raised from a signal handler can land
+    in a weakref callback or ``__del__``, where Python ignores it.  A second Ctrl-C
+    interrupts at once.
+    """
+
+    def record(signum, frame):
+        if request.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request.signal_number = signum
+
+    previous = {signum: signal.signal(signum, record) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _build(args: argparse.Namespace) -> int:
+    with stop_on_signals(StopRequest()) as stop:
+        report = build_store(
+            args.out,
+            radii=args.radii,
+            settings=args.settings,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            n_points=args.points,
+            seed=args.seed,
+            progress=not args.quiet,
+            stop=stop,
+        )
+    print(report.format_summary())
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    report = audit_store(args.path, n_points=args.points, progress=not args.quiet)
+    worst = ", ".join(f"{k} {v:.1e}" for k, v in sorted(report.worst.items()))
+    print(f"{report.path}: {report.n_datasets} checksums, {report.n_settings} settings re-verified; worst: {worst}")
+    for line in report.failures:
+        print(f"FAIL {line}")
+    print("OK" if report.ok else f"FAILED: {len(report.failures)} problem(s)")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _info(args: argparse.Namespace) -> int:
+    with BasisStore.open(args.path) as store:
+        for key, value in store.provenance.items():
+            if key == "hall_numbers":
+                value = f"{len(value)} settings ({value[0]}-{value[-1]})"
+            print(f"{key:>20}: {value}")
+        tables = {hall: store.verification_table(hall=hall) for hall in store.hall_numbers}
+        print()
+        print(format_table(summary_rows(tables, store.radii)))
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = command_parser("basisdb", "Build, verify and describe basis stores.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str, run) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, formatter_class=parser.formatter_class)
+        sub.set_defaults(run=run)
+        return sub
+
+    add_build_arguments(command("build", _BUILD_DESCRIPTION, _build))
+    verify = command("verify", "Recompute checksums and invariance of a store; exit 1 on failure.", _verify)
+    verify.add_argument("path")
+    verify.add_argument("--points", type=int, default=DEFAULT_POINTS, help="random points per setting")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    info = command("info", "Provenance and per-radius summary of a store.", _info)
+    info.add_argument("path", nargs="?", default=None, help="store file (default: the default store)")
+    return parser
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    return args.run(args)
+
+
+def _build_main(argv: Sequence[str] | None) -> int:
+    parser = command_parser("build_db.py", _BUILD_DESCRIPTION + " The same command as `basisdb build`.")
+    add_build_arguments(parser)
+    return _build(parser.parse_args(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``basisdb``: returns the exit status."""
+    return run_command(_main, argv)
+
+
+def build_main(argv: Sequence[str] | None = None) -> int:
+    """``build_db.py``: returns the exit status."""
+    return run_command(_build_main, argv)

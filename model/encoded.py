@@ -1,0 +1,58 @@
+"""The model's input for one structure: :class:`EncodedStructure`, made by
+:class:`model.data.StructureFeaturizer` and kept on disk by :mod:`model.encoding_cache`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["EncodedStructure"]
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedStructure:
+    """One structure, standardized and encoded.
+
+    Attributes:
+        label: name for messages.
+        group: ITA number; hall_number: the store setting used.
+        numbers: (M,) int64 atomic numbers of the standardized cell.
+        rows: (U, n_slots) float32, the distinct slot-feature rows over every atom in every
+            frame (:func:`basisdb.crystal_frames`).  The atoms of one orbit share a row, and
+            frames map orbits onto each other, so U is about a quarter of F x M: the
+            positional encoder runs once per row, not once per atom and frame.
+        row_index: (F, M) int32, the row of each atom in each frame.
+        weights: (F,) float64, each frame's weight in an average (summing to 1).
+        lattice: (6,) float32 lattice features of the standardized cell.
+        radial: (M, M, K) float32 pair radial profiles (:func:`pair_radial`) of the
+            standardized cell; the same in every frame.
+        input_to_standardized: (N,) int64, standardized atom of each input atom.
+        looser_group: the larger group spglib finds at ten times symprec, or None
+            (:attr:`basisdb.Standardization.looser_group`).
+    """
+
+    label: str
+    group: int
+    hall_number: int
+    numbers: np.ndarray = field(repr=False)
+    rows: np.ndarray = field(repr=False)
+    row_index: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    lattice: np.ndarray = field(repr=False)
+    radial: np.ndarray = field(repr=False)
+    input_to_standardized: np.ndarray = field(repr=False)
+    looser_group: int | None = None
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.numbers.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.row_index.shape[0])
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(F, M, n_slots) float32 slot features of every atom in every frame."""
+        return self.rows[self.row_index]

@@ -1,0 +1,141 @@
+"""Plain helpers shared by test modules; fixtures live in conftest.py.
+
+Test modules import from here and never from each other, so that each can run alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from basisdb import N_GROUPS, TRANSLATION_DENOMINATOR, default_hall_number
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMALL_RADII = (2, 3, 4)
+ALL_GROUPS = range(1, N_GROUPS + 1)
+DEFAULT_HALLS = [default_hall_number(g) for g in ALL_GROUPS]
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command of this repository with the current interpreter, from the repository
+    root: ``run_cli("build_db.py", ...)``, ``run_cli("-m", "model.train", ...)``."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def run_model(command: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m model.<command> ARGS``."""
+    return run_cli("-m", f"model.{command}", *args, **kwargs)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(command, env=None) -> subprocess.Popen:
+    """Start a server process from the repository root; its stderr is kept for failures."""
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> dict:
+    import httpx
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            answer = httpx.get(f"{url}/v1/health", timeout=2)
+            if answer.status_code == 200:
+                return answer.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("server did not become healthy")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+# --- bases, evaluated independently of basisdb's encoders --------------------------------------
+
+
+def naive_features(routing, frequencies, points):
+    """exp of every plane wave, then a dense product: independent of Basis.encode."""
+    waves = np.exp(2j * np.pi * (points @ frequencies.T))
+    return waves @ routing.toarray().T
+
+
+def moved_points(setting, points):
+    """(n_ops * n_points, 3): every operation, centring included, applied to every point."""
+    t = setting.translations / TRANSLATION_DENOMINATOR
+    return (np.einsum("oij,pj->opi", setting.rotations.astype(float), points) + t[:, None, :]).reshape(-1, 3)
+
+
+# --- lattices ---------------------------------------------------------------------------------
+
+# A lattice of each crystal family with no metric specialization beyond the family's own.
+GENERIC = {
+    "triclinic": (4.1, 5.3, 6.2, 71, 83, 97),
+    "monoclinic": (4.1, 5.3, 6.2, 90, 103, 90),
+    "orthorhombic": (4.1, 5.3, 6.2, 90, 90, 90),
+    "tetragonal": (4.1, 4.1, 6.2, 90, 90, 90),
+    "trigonal": (4.1, 4.1, 6.2, 90, 90, 120),
+    "hexagonal": (4.1, 4.1, 6.2, 90, 90, 120),
+    "cubic": (4.1, 4.1, 4.1, 90, 90, 90),
+}
+
+
+def lattice_from_parameters(a, b, c, alpha, beta, gamma):
+    """Rows a, b, c (Angstrom) from lengths and angles (degrees)."""
+    al, be, ga = np.radians([alpha, beta, gamma])
+    cx = c * np.cos(be)
+    cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
+    return np.array([[a, 0, 0], [b * np.cos(ga), b * np.sin(ga), 0], [cx, cy, np.sqrt(c * c - cx * cx - cy * cy)]])
+
+
+def generic_lattice(setting):
+    return lattice_from_parameters(*GENERIC[setting.crystal_system])
+
+
+# --- real structures --------------------------------------------------------------------------
+
+# Materials Project structures that pymatgen ships for its own tests.
+REAL = ["LiFePO4", "TiO2", "BaNiO3", "Li2O", "SiO2", "CsCl"]
+
+
+def real(name: str):
+    """One of ``REAL`` as a pymatgen Structure."""
+    from importlib.resources import files
+
+    from pymatgen.core import Structure
+
+    return Structure.from_file(str(files("pymatgen.util") / "structures" / f"{name}.json"))

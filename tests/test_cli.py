@@ -1,0 +1,124 @@
+"""The one command runner: every entry point goes through it, and it maps errors the same way."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from basisdb import EXIT_USAGE, StoreError, command_parser, run_command
+
+from .helpers import REPO_ROOT
+
+ENTRY_POINTS = {
+    "build_db.py": ["build_db.py"],
+    "basisdb": ["-m", "basisdb"],
+    "basisdb build": ["-m", "basisdb", "build"],
+    "basisdb verify": ["-m", "basisdb", "verify"],
+    "service": ["-m", "service"],
+    "model.train": ["-m", "model.train"],
+    "model.pretrain": ["-m", "model.pretrain"],
+    "model.evaluate": ["-m", "model.evaluate"],
+    "model.predict": ["-m", "model.predict"],
+    "model.data fetch": ["-m", "model.data", "fetch"],
+}
+
+
+def _package_sources():
+    for package in ("basisdb", "service", "model"):
+        yield from (REPO_ROOT / package).rglob("*.py")
+    yield REPO_ROOT / "build_db.py"
+
+
+def test_project_errors_are_one_line_and_exit_2(capsys):
+    def failing(argv):
+        raise StoreError("the store at /x is damaged; rebuild it with `basisdb build`")
+
+    assert run_command(failing, []) == EXIT_USAGE
+    assert capsys.readouterr().err == "error: the store at /x is damaged; rebuild it with `basisdb build`\n"
+
+
+def test_a_bug_is_not_hidden():
+    def buggy(argv):
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        run_command(buggy, [])
+
+
+def test_status_and_none_pass_through():
+    assert run_command(lambda argv: 1, []) == 1
+    assert run_command(lambda argv: None, []) == 0
+
+
+def test_help_shows_defaults_once(capsys):
+    parser = command_parser("demo", "A demo.")
+    parser.add_argument("--radius", type=float, default=4.0, help="cut-off")
+    parser.add_argument("--points", type=int, default=8, help="points (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed")
+    parser.add_argument("--out", default=None, help="where")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "cut-off (default: 4.0)" in text and "points (default: 8)" in text and "seed (default: 0)" in text
+    assert "where (default" not in text and "progress bar (default" not in text
+
+
+def test_a_closed_output_pipe_exits_like_sigpipe(small_store):
+    command = f"{sys.executable} -m basisdb info {small_store} | head -1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 141, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_every_entry_point_shows_its_defaults(name):
+    result = subprocess.run(
+        [sys.executable, *ENTRY_POINTS[name], "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(default:" in result.stdout or name == "basisdb", result.stdout
+
+
+def _goes_through_the_runner(path, block: ast.If) -> bool:
+    """The ``__main__`` block calls ``run_command(...)``, or a function whose own body does
+    (the console script ``basisdb`` needs a ``main`` that returns the runner's status)."""
+    source = ast.unparse(block)
+    if "run_command(" in source:
+        return True
+    module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    names = {node.func.id for node in ast.walk(block) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    namespace = (
+        runpy.run_path(str(path), run_name=f"{module}-imported")
+        if path.name == "build_db.py"
+        else vars(importlib.import_module(module))
+    )
+    return any("run_command(" in inspect.getsource(namespace[name]) for name in names - {"print"} if name in namespace)
+
+
+def test_every_entry_point_runs_through_the_runner():
+    """Each ``__main__`` block exits through ``run_command``, and no module prints its own
+    ``error:`` lines: the runner is the one place errors become messages and exit codes."""
+    entry_points, printers = [], []
+    for path in _package_sources():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                entry_points.append((path.relative_to(REPO_ROOT), _goes_through_the_runner(path, node)))
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "print" and path.name != "cli.py":
+                first = node.args[0] if node.args else None
+                if isinstance(first, ast.JoinedStr | ast.Constant) and ast.unparse(first).lstrip("f'\"").startswith(
+                    "error:"
+                ):
+                    printers.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert len(entry_points) >= 8, entry_points
+    assert [path for path, runs in entry_points if not runs] == []
+    assert printers == []
