@@ -47,6 +47,7 @@ from .settings import (
     crystal_system,
     default_hall_number,
     get_setting,
+    group_number,
     hall_numbers_of_group,
     quiet_spglib,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "TRANSLATION_DENOMINATOR",
     "Setting",
     "get_setting",
+    "group_number",
     "default_hall_number",
     "hall_numbers_of_group",
     "crystal_system",

@@ -19,10 +19,10 @@ from .settings import TRANSLATION_DENOMINATOR, Setting, get_setting
 __all__ = ["build_basis", "build_basis_for_setting"]
 
 
-def build_basis(group: int | None = None, *, hall: int | None = None, radius: float) -> Basis:
+def build_basis(group: int | str | None = None, *, hall: int | None = None, radius: float) -> Basis:
     """Compute the invariant basis of a setting at truncation radius ``radius``.
 
-    Pass ``group`` (ITA number 1-230) for its default setting, or ``hall`` (1-530) for a
+    Pass ``group`` (ITA number 1-230 or a symbol such as ``"Fd-3m"``) for its default setting, or ``hall`` (1-530) for a
     specific one.  This is what the store caches.
 
     >>> b = build_basis(group=225, radius=2)

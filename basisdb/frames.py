@@ -170,8 +170,9 @@ def crystal_frames(
     angle_tolerance: float = -1.0,
     max_anchors: int = MAX_ANCHORS,
 ) -> CrystalFrames:
-    """Standardize ``structure`` (a :class:`~basisdb.Cell`, pymatgen ``Structure``, ASE
-    ``Atoms`` or CIF file path) and return all its frames.
+    """Standardize ``structure`` (anything :meth:`~basisdb.Cell.from_any` reads: a Cell,
+    pymatgen ``Structure``, ASE ``Atoms``, spglib tuple, CIF text or CIF file path) and return
+    all its frames.
 
     ``max_anchors``: the polar origin is anchored on each atom of the rarest species when it
     has at most this many atoms in the conventional cell (or no more than phases would

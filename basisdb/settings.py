@@ -9,6 +9,7 @@ the 530 settings is a multiple of 1/12; 1/24 leaves room for derived quantities)
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +27,7 @@ __all__ = [
     "Metric",
     "Setting",
     "get_setting",
+    "group_number",
     "default_hall_number",
     "hall_numbers_of_group",
     "crystal_system",
@@ -103,8 +105,8 @@ class Setting:
         return self.translations / TRANSLATION_DENOMINATOR
 
 
-def crystal_system(group: int) -> str:
-    """Crystal system name of ITA number ``group``."""
+def crystal_system(group: int | str) -> str:
+    """Crystal system name of the space-group type ``group`` (ITA number or symbol)."""
     group = _check_group(group)
     return next(name for last, name in _CRYSTAL_SYSTEMS if group <= last)
 
@@ -118,12 +120,124 @@ def _integer_in_range(value: object, what: str, upper: int, error: type, hint: s
 
 
 def _check_group(group: object) -> int:
+    if isinstance(group, str):
+        return _group_of_symbol(group)
+    if isinstance(group, bool) or not isinstance(group, (int, np.integer)):
+        raise InvalidGroupError(
+            f"a space group is an ITA number 1-{N_GROUPS} or a Hermann-Mauguin symbol such as 'Fm-3m', "
+            f"got {group!r} ({type(group).__name__})"
+        )
     return _integer_in_range(
         group,
         "space-group number",
         N_GROUPS,
         InvalidGroupError,
         "pass the ITA number of the type (e.g. 227 for Fd-3m), or hall=... for a specific setting",
+    )
+
+
+def group_number(group: int | str) -> int:
+    """The ITA number (1-230) of a space-group type given by number or by Hermann-Mauguin
+    symbol, short or full, in any of its settings, as spglib, pymatgen and gemmi spell them.
+
+    Spaces and underscores do not matter (``"P2_1/c"``, ``"P21/c"``, ``"P 1 21/c 1"``); older
+    editions' symbols (cubic without the bar, ``"Fm3m"``; a glide for the e glide, ``"Cmca"``)
+    and a Unicode minus are understood.  A
+    symbol names the type: every function that takes ``group=`` uses the type's default
+    setting, whichever setting the symbol is written in (``"P2_1/n"`` gives group 14 in
+    ``P2_1/c``); a suffix for a setting choice (``"Fd-3m:2"``, ``"R-3m:H"``) is accepted only
+    where it names the default one (pass ``hall=`` for another).  An unknown symbol raises
+    :class:`~basisdb.InvalidGroupError` with the closest known ones.
+
+    >>> group_number("Fm-3m"), group_number("P 21/c"), group_number("R-3m:H"), group_number(227)
+    (225, 14, 166, 227)
+    """
+    return _check_group(group)
+
+
+def _normalized_symbol(symbol: str) -> str:
+    return symbol.replace("\u2212", "-").replace(" ", "").replace("_", "")
+
+
+@lru_cache(maxsize=1)
+def _symbol_table() -> tuple[dict[str, int], dict[tuple[int, str], int], dict[str, str]]:
+    """From spglib's 530 Hall settings: normalized symbol -> ITA number; (ITA number,
+    setting choice) -> Hall number; normalized symbol -> a spelling to show."""
+    numbers: dict[str, int] = {}
+    choices: dict[tuple[int, str], int] = {}
+    shown: dict[str, str] = {}
+    older: list[tuple[str, int]] = []  # symbols of older editions, added where they name nothing else
+
+    def add(symbol: str, number: int) -> None:
+        key = _normalized_symbol(symbol.strip())
+        if numbers.setdefault(key, number) != number:  # pragma: no cover - spglib's tables are consistent
+            raise InvalidGroupError(f"spglib names two types {numbers[key]} and {number} by {symbol!r}")
+        shown.setdefault(key, symbol.strip())
+
+    for hall in range(1, N_HALL_NUMBERS + 1):
+        sg_type = quiet_spglib(spglib.get_spacegroup_type, hall)
+        number = int(sg_type.number)
+        add(sg_type.international_short, number)
+        add(sg_type.international_full, number)
+        for part in sg_type.international.split("="):  # "P 2_1/c = P 1 2_1/n 1"
+            add(part, number)
+        axes = sg_type.international_full.split()
+        if len(axes) == 4 and axes[1:].count("1") == 2:  # monoclinic "P 1 2_1/n 1" is also "P2_1/n"
+            add(axes[0] + next(a for a in axes[1:] if a != "1"), number)
+        if number >= 195 and "-3" in sg_type.international_short:  # cubic without the bar: Fm3m
+            older.append((sg_type.international_short.replace("-3", "3"), number))
+        letters = sg_type.international.split("=")[0].split()
+        if "e" in letters[1:]:  # ITA's double glide e (2002) was written as one of its two glides: Cmca
+            position = letters.index("e", 1)
+            for glide in ("bc", "ac", "ab")[position - 1]:
+                older.append(("".join(letters[:position] + [glide] + letters[position + 1 :]), number))
+        if sg_type.choice:
+            choices.setdefault((number, sg_type.choice), hall)
+    for symbol, number in older:
+        if numbers.setdefault(symbol, number) == number:
+            shown.setdefault(symbol, symbol)
+    return numbers, choices, shown
+
+
+def _group_of_symbol(symbol: str) -> int:
+    numbers, choices, shown = _symbol_table()
+    key = _normalized_symbol(symbol.strip())
+    if key.isdigit():
+        raise InvalidGroupError(
+            f"space group {symbol!r} is a number in a string: pass the ITA number 1-{N_GROUPS} as an int, "
+            "or a Hermann-Mauguin symbol such as 'Fm-3m'"
+        )
+    if key in numbers:
+        return numbers[key]
+    if ":" in key:
+        name, choice = key.split(":", 1)
+        number = numbers.get(name)
+        hall = choices.get((number, choice)) if number is not None else None
+        if number is None:
+            pass  # an unknown symbol: named below
+        elif hall is None:
+            raise InvalidGroupError(
+                f"space group {symbol!r}: {choice!r} is not a setting choice of group {number}; "
+                f"pass group={number} (or its symbol without the suffix) for the default setting, "
+                f"or hall= one of {list(hall_numbers_of_group(number))} for a specific one"
+            )
+        elif hall != default_hall_number(number):
+            raise InvalidGroupError(
+                f"space group {symbol!r} names Hall setting {hall} of group {number}, not its default "
+                f"setting (Hall {default_hall_number(number)}): pass hall={hall} for that setting, or "
+                f"group={number} for the default one"
+            )
+        else:
+            return number
+    folded = [number for known, number in numbers.items() if known.lower() == key.lower()]
+    if len(set(folded)) == 1:
+        return folded[0]
+    close = dict.fromkeys(numbers[k] for k in difflib.get_close_matches(key, list(numbers), n=6, cutoff=0.6))
+    names = [f"{_setting(default_hall_number(n)).international!r} ({n})" for n in list(close)[:4]]
+    hint = f"; did you mean {' or '.join(names)}?" if names else "."
+    raise InvalidGroupError(
+        f"unknown space-group symbol {symbol!r}{hint} Pass a Hermann-Mauguin symbol such as 'Fm-3m', "
+        f"'P2_1/c' or 'P 1 21/c 1', or the ITA number 1-{N_GROUPS}"
     )
 
 
@@ -154,39 +268,44 @@ def _group_of_hall() -> np.ndarray:
     return table
 
 
-def hall_numbers_of_group(group: int) -> tuple[int, ...]:
-    """All Hall numbers of ITA type ``group``, ascending; the first is the default."""
+def hall_numbers_of_group(group: int | str) -> tuple[int, ...]:
+    """All Hall numbers of ITA type ``group`` (number or symbol), ascending; the first is the default."""
     group = _check_group(group)
     return tuple(int(h) for h in np.flatnonzero(_group_of_hall() == group))
 
 
-def default_hall_number(group: int) -> int:
-    """The smallest Hall number of ITA type ``group``: the setting spglib standardizes into."""
+def default_hall_number(group: int | str) -> int:
+    """The smallest Hall number of ITA type ``group`` (number or symbol): the setting spglib
+    standardizes into."""
     return hall_numbers_of_group(group)[0]
 
 
-def _resolve_hall(group: int | None, hall: int | None) -> int:
+def _resolve_hall(group: int | str | None, hall: int | None) -> int:
     if hall is None and group is None:
-        raise InvalidGroupError("pass group=<ITA number 1-230> or hall=<Hall number 1-530>")
+        raise InvalidGroupError("pass group=<ITA number 1-230 or symbol such as 'Fm-3m'> or hall=<Hall number 1-530>")
     if hall is None:
         return default_hall_number(group)
     hall = _check_hall(hall)
-    if group is not None and _check_group(group) != _group_of_hall()[hall]:
+    if group is not None and (number := _check_group(group)) != _group_of_hall()[hall]:
         actual = int(_group_of_hall()[hall])
+        named = f"group {number}" if number == group else f"group {number} ({group!r})"
         raise InvalidHallNumberError(
             f"Hall number {hall} is a setting of group {actual} (Hall numbers "
-            f"{list(hall_numbers_of_group(actual))}), not of group {group} (Hall numbers "
-            f"{list(hall_numbers_of_group(group))})"
+            f"{list(hall_numbers_of_group(actual))}), not of {named} (Hall numbers "
+            f"{list(hall_numbers_of_group(number))})"
         )
     return hall
 
 
-def get_setting(group: int | None = None, *, hall: int | None = None) -> Setting:
-    """The setting with Hall number ``hall``, or the default setting of ITA type ``group``.
+def get_setting(group: int | str | None = None, *, hall: int | None = None) -> Setting:
+    """The setting with Hall number ``hall``, or the default setting of the space-group type
+    ``group``: its ITA number or its Hermann-Mauguin symbol (see :func:`group_number`).
 
     >>> s = get_setting(227)
     >>> s.hall_number, s.hall_symbol, s.n_operations
     (525, 'F 4d 2 3 -1d', 192)
+    >>> get_setting("Fd-3m") is s
+    True
     """
     return _setting(_resolve_hall(group, hall))
 

@@ -11,6 +11,7 @@ bytes.  Files are written by :mod:`basisdb.writer` (for :func:`basisdb.build_sto
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import threading
 from collections import OrderedDict
@@ -59,6 +60,46 @@ from .writer import StoreWriter
 __all__ = ["BasisStore", "export_store"]
 
 
+# HDF5 shares one open file among all handles of a process and refuses a second handle whose
+# file-locking flags differ from the first ("file locking flag values don't match").  The store
+# opens like a plain ``h5py.File(path, "r")`` (the library's default), so that a caller's own
+# handle opened either before or after it works, and falls back to the other flags to match a
+# handle that is already open.
+_LOCKING_MODES: tuple[bool | str | None, ...] = (None, False, True, "best-effort")
+
+
+def _open_read_only(path: Path) -> h5py.File:
+    """``path`` opened read-only, whatever file-locking flags another handle of this process
+    holds it with; a clear :class:`StoreError` when another handle or process writes it."""
+    for locking in _LOCKING_MODES:
+        try:
+            handle = h5py.File(path, "r", locking=locking)
+        except OSError as exc:
+            message = str(exc)
+            if "flag values don't match" in message:
+                continue  # open in this process with other flags: try those
+            if "unable to lock file" in message and exc.errno != errno.EAGAIN and locking is None:
+                continue  # a file system without locks (older HDF5 refuses it): the next try opens unlocked
+            if "unable to lock file" in message or "already open for write" in message:
+                raise StoreError(
+                    f"{path} is open for writing in another process, or was left so by a writer that stopped "
+                    f"(HDF5: {message}); a store is read only once complete: wait for that process, or rebuild "
+                    "with `basisdb build`, which writes a new file and replaces the store atomically"
+                ) from None
+            raise StoreError(f"{path} is not a readable HDF5 file: {exc}") from None
+        if handle.mode != "r":  # shares a handle of this process opened with "r+", "a" or "w"
+            handle.close()
+            raise StoreError(
+                f"{path} is open for writing elsewhere in this process (an h5py.File opened with mode "
+                "'r+', 'a' or 'w'); close that handle first: a store is read only while nobody writes it"
+            )
+        return handle
+    raise StoreError(  # pragma: no cover - one of the modes matches any handle h5py opens
+        f"{path} is already open in this process with file-locking flags the store cannot match (set by "
+        "HDF5_USE_FILE_LOCKING?); close that handle before opening the store"
+    )
+
+
 def _figures(row: np.void, orbit_sizes: np.ndarray) -> dict[str, Any]:
     figures = {name: row[name].item() for name, _ in VERIFICATION_FIELDS}
     figures["orbit_sizes"] = orbit_sizes[: figures["n_basis"]].copy()
@@ -87,10 +128,7 @@ class BasisStore:
                 f"`basisdb build --out {self.path}` or call BasisStore.open() without a "
                 "path for the default store"
             )
-        try:
-            self._file = h5py.File(self.path, "r", locking=False)
-        except OSError as exc:
-            raise StoreError(f"{self.path} is not a readable HDF5 file: {exc}") from None
+        self._file = _open_read_only(self.path)
         self._lock = threading.RLock()
         self._families: OrderedDict[int, tuple[Basis, np.ndarray]] = OrderedDict()
         self._tables: dict[int, np.ndarray] = {}
@@ -198,7 +236,7 @@ class BasisStore:
             )
         return value
 
-    def check_hall(self, group: int | None = None, *, hall: int | None = None) -> int:
+    def check_hall(self, group: int | str | None = None, *, hall: int | None = None) -> int:
         """The Hall number of ITA type ``group``'s default setting, or ``hall`` itself;
         raises if either is invalid or the setting is not in the store (the message says
         which settings are)."""
@@ -212,7 +250,7 @@ class BasisStore:
             )
         return hall_number
 
-    def basis(self, group: int | None = None, *, hall: int | None = None, radius: float) -> Basis:
+    def basis(self, group: int | str | None = None, *, hall: int | None = None, radius: float) -> Basis:
         """The basis of ITA type ``group`` (default setting) or of Hall setting ``hall`` at a
         radius present in the store, with its stored verification figures."""
         key = (self.check_hall(group, hall=hall), self.check_radius(radius))
@@ -229,16 +267,16 @@ class BasisStore:
                 self._bases.popitem(last=False)
         return basis
 
-    def verification(self, group: int | None = None, *, hall: int | None = None) -> list[dict[str, Any]]:
+    def verification(self, group: int | str | None = None, *, hall: int | None = None) -> list[dict[str, Any]]:
         """Stored verification figures of a setting, one dict per radius."""
         family, table = self._family(self.check_hall(group, hall=hall))
         return [_figures(row, family.orbit_sizes) for row in table]
 
-    def verification_table(self, group: int | None = None, *, hall: int | None = None) -> np.ndarray:
+    def verification_table(self, group: int | str | None = None, *, hall: int | None = None) -> np.ndarray:
         """The same figures as a structured (n_radii,) array (fields: VERIFICATION_FIELDS)."""
         return self._table(self.check_hall(group, hall=hall)).copy()
 
-    def family_record(self, group: int | None = None, *, hall: int | None = None) -> FamilyRecord:
+    def family_record(self, group: int | str | None = None, *, hall: int | None = None) -> FamilyRecord:
         """A setting as the builder wrote it: its basis at the store's largest radius and
         its verification table (every radius)."""
         family, table = self._family(self.check_hall(group, hall=hall))

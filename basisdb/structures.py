@@ -6,8 +6,12 @@ numbers) triple; :func:`standardize` maps it onto spglib's standardized conventi
 whose setting is the default setting (smallest Hall number) of its space-group type, the
 one the store builds by default.
 
-pymatgen is needed only to read CIF text and pymatgen objects (``pip install
-'basisdb[service]'`` or ``'basisdb[model]'``); ASE objects are read directly.
+Every function that takes "a structure" reads it with :meth:`Cell.from_any`: a
+:class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms``, spglib's ``(lattice, positions,
+numbers)`` tuple, CIF text or a CIF file path.  pymatgen is needed only to read CIF and
+pymatgen objects (``pip install 'basisdb[service]'`` or ``'basisdb[model]'``); ASE objects
+and spglib tuples are read directly.  :meth:`Cell.to_pymatgen` and :meth:`Cell.to_ase`
+convert back.
 """
 
 from __future__ import annotations
@@ -188,18 +192,52 @@ class Cell:
         return cell
 
     @classmethod
+    def from_spglib(cls, cell: Any, label: str = "") -> Cell:
+        """From spglib's ``(lattice, positions, numbers)`` tuple: lattice rows in Angstrom,
+        fractional positions, and atomic numbers (or element symbols)."""
+        if len(cell) != 3:
+            extra = "; magnetic moments are not used, leave them out" if len(cell) == 4 else ""
+            raise StructureError(
+                f"a spglib cell is (lattice, positions, numbers), got a {type(cell).__name__} of {len(cell)} "
+                f"items{extra}"
+            )
+        lattice, positions, numbers = cell
+        if isinstance(numbers, str) or np.ndim(numbers) != 1:
+            raise StructureError(
+                f"{label or 'spglib cell'}: numbers must be a list of atomic numbers, one per position, "
+                f"got {str(numbers)[:40]!r}"
+            )
+        if all(isinstance(n, str) for n in numbers):
+            return cls.from_species(lattice, numbers, positions, label=label)
+        return cls(lattice, positions, numbers, label)
+
+    @classmethod
     def from_any(cls, structure: Any, label: str = "") -> Cell:
-        """From a :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms`` (subclasses such
-        as pymatgen's ``MSONAtoms`` included) or a CIF file path."""
+        """From any of the ways the ecosystem holds a structure:
+
+        - a :class:`Cell`;
+        - a pymatgen ``Structure`` or an ASE ``Atoms`` (subclasses such as pymatgen's
+          ``MSONAtoms`` included);
+        - spglib's ``(lattice, positions, numbers)`` tuple (see :meth:`from_spglib`);
+        - CIF text: a string that starts with ``data_`` or holds a line break (bytes too);
+        - a path (``str`` or ``os.PathLike``) to a CIF file.
+
+        >>> Cell.from_any(([[4, 0, 0], [0, 4, 0], [0, 0, 4]], [[0, 0, 0]], [29])).numbers
+        array([29])
+        """
         if isinstance(structure, Cell):
             return structure
-        if isinstance(structure, (str, os.PathLike)):
-            path = Path(structure)
+        if isinstance(structure, bytes):
             try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise StructureError(f"cannot read {label or path}: {exc}") from None
-            return cls.from_cif(text, label=label or path.stem)
+                structure = structure.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StructureError(f"cannot read {label or 'CIF bytes'}: not UTF-8 text ({exc})") from None
+        if isinstance(structure, str) and _is_cif_text(structure):
+            return cls.from_cif(structure, label=label or _cif_block_name(structure))
+        if isinstance(structure, (str, os.PathLike)):
+            return cls._from_path(Path(structure), label)
+        if isinstance(structure, (tuple, list)) and len(structure) in (3, 4) and _is_matrix(structure[0]):
+            return cls.from_spglib(structure, label)
         pymatgen_structure = _loaded_type("pymatgen.core.structure", "IStructure")
         if pymatgen_structure is not None and isinstance(structure, pymatgen_structure):
             return cls.from_pymatgen(structure, label)
@@ -208,8 +246,50 @@ class Cell:
             return cls.from_ase(structure, label)
         raise StructureError(
             f"cannot read {label or 'a structure'} from a {type(structure).__module__}.{type(structure).__qualname__}; "
-            "pass a pymatgen Structure, an ASE Atoms, a basisdb Cell or a CIF file path"
+            "pass a pymatgen Structure, an ASE Atoms, a basisdb Cell, a spglib (lattice, positions, numbers) "
+            "tuple, CIF text or a CIF file path"
         )
+
+    @classmethod
+    def _from_path(cls, path: Path, label: str) -> Cell:
+        shown = label or str(path)[:200]
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise StructureError(
+                f"cannot read {shown}: no such file (a string is read as CIF text when it holds a line break "
+                "or starts with 'data_', otherwise as a path)"
+            ) from None
+        except OSError as exc:  # the reason without the file name again
+            raise StructureError(f"cannot read {shown}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise StructureError(f"cannot read {shown}: not a text file ({exc})") from None
+        return cls.from_cif(text, label=label or path.stem)
+
+    # -- writers --------------------------------------------------------------------------
+    def to_pymatgen(self) -> Any:
+        """This cell as a pymatgen ``Structure`` (needs pymatgen).
+
+        >>> Cell(4.05 * np.eye(3), [[0, 0, 0]], [13]).to_pymatgen().formula
+        'Al1'
+        """
+        try:
+            from pymatgen.core import Lattice, Structure
+        except ImportError:
+            raise ImportError("Cell.to_pymatgen needs pymatgen: pip install pymatgen") from None
+        return Structure(Lattice(self.lattice), self.numbers.tolist(), self.positions, coords_are_cartesian=False)
+
+    def to_ase(self) -> Any:
+        """This cell as a fully periodic ASE ``Atoms`` (needs ASE).
+
+        >>> Cell(4.05 * np.eye(3), [[0, 0, 0]], [13]).to_ase().get_chemical_formula()
+        'Al'
+        """
+        try:
+            from ase import Atoms
+        except ImportError:
+            raise ImportError("Cell.to_ase needs ASE: pip install ase") from None
+        return Atoms(numbers=self.numbers, cell=self.lattice, scaled_positions=self.positions, pbc=True)
 
 
 ELEMENTS = (
@@ -231,6 +311,36 @@ def atomic_number(species: object, label: str = "") -> int:
     raise StructureError(
         f"{where}{str(species)[:20]!r} is not an element: use a symbol such as 'Na' or an atomic number 1-118"
     )
+
+
+def _is_cif_text(text: str) -> bool:
+    """Whether a string is CIF text rather than a path: a path holds no line break, and a
+    one-line string that starts with CIF's ``data_`` block header is text unless a file of
+    that name exists (``data_1.cif``)."""
+    if "\n" in text or "\r" in text:
+        return True
+    if not text.lstrip().startswith("data_"):
+        return False
+    try:
+        return not Path(text).exists()
+    except (OSError, ValueError):  # too long or holding NUL: not a path
+        return True
+
+
+def _is_matrix(value: object) -> bool:
+    """Whether ``value`` looks like a lattice: a 2-dimensional array or nested sequence."""
+    try:
+        return np.ndim(value) == 2
+    except ValueError:  # ragged nesting
+        return False
+
+
+def _cif_block_name(text: str) -> str:
+    """The name of the first data block (``data_NaCl`` -> ``NaCl``), for messages."""
+    for line in text.lstrip().splitlines()[:200]:
+        if line.startswith("data_"):
+            return line[5:].strip()
+    return "CIF text"
 
 
 def _loaded_type(module: str, name: str) -> type | None:
@@ -339,8 +449,9 @@ def standardize(
 ) -> Standardization:
     """Detect the space group of ``structure`` and standardize it into the default setting.
 
-    ``structure`` is a :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms`` or a CIF
-    file path.  ``symprec`` is spglib's distance tolerance in Angstrom.
+    ``structure`` is anything :meth:`Cell.from_any` reads: a :class:`Cell`, a pymatgen
+    ``Structure``, an ASE ``Atoms``, a spglib ``(lattice, positions, numbers)`` tuple, CIF
+    text or a CIF file path.  ``symprec`` is spglib's distance tolerance in Angstrom.
 
     With ``canonical_handedness``, a crystal whose type is the second member of an
     enantiomorphic pair (P4_3 of P4_1/P4_3, P3_221 of P3_121/P3_221, ...) is replaced by its

@@ -5,13 +5,21 @@ standardization, frames, batching), :mod:`model.datasets` (built-in Materials Pr
 datasets), :mod:`model.modules` (the positional encoder, the one "encoder" of this package,
 and other blocks), :mod:`model.models` (the CFT), :mod:`model.baselines` (the peers it is
 measured against), :mod:`model.training` (the one training engine, its schedules and DDP),
-:mod:`model.checkpoint`, :mod:`model.cli` (the options the commands share) and the command
+:mod:`model.checkpoint`, :mod:`model.featurizer` (the basis features as a matminer featurizer),
+:mod:`model.cli` (the options the commands share) and the command
 lines ``python -m model.data | model.pretrain | model.train | model.evaluate | model.predict``.
 """
 
 import importlib
 
-__all__ = ["CFTConfig", "CrystalFourierTransformer", "CheckpointError", "load_checkpoint", "load_dataset"]
+__all__ = [
+    "CFTConfig",
+    "CrystalFourierTransformer",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_dataset",
+    "SymmetryFourierFeaturizer",
+]
 
 _HOME = {
     "CFTConfig": "models",
@@ -19,6 +27,7 @@ _HOME = {
     "CheckpointError": "checkpoint",
     "load_checkpoint": "checkpoint",
     "load_dataset": "datasets",
+    "SymmetryFourierFeaturizer": "featurizer",
 }
 
 

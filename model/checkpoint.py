@@ -7,8 +7,9 @@ one).  Loading it against a store that cannot reproduce its inputs is an error.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from basisdb import INVARIANCES, SCHEMA_VERSION, BasisDBError, BasisStore, SymmetryToleranceWarning
+from basisdb import INVARIANCES, SCHEMA_VERSION, BasisDBError, BasisStore, Cell, SymmetryToleranceWarning
 
 from .data import EncodedStructure, StructureFeaturizer, collate
+from .datasets import DATASETS
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import predict_normalized, resolve_device
 
@@ -32,9 +34,13 @@ __all__ = [
     "load_checkpoint",
     "Predictor",
     "Prediction",
+    "PREDICT_BATCH_SIZE",
+    "target_of",
 ]
 
 ENCODER_ARCHITECTURE = ("radius", "n_slots", "d_model", "hidden", "encoder_blocks")
+
+PREDICT_BATCH_SIZE = 32  # structures per forward pass (all their frames together)
 
 FORMAT = "basisdb-cft-checkpoint"
 VERSION = 1
@@ -167,7 +173,20 @@ def load_checkpoint(
     if not (np.isfinite(symprec) and symprec > 0):
         raise CheckpointError(f"symprec must be a positive number (Angstrom), got {symprec!r}")
     featurizer = StructureFeaturizer(store, config.radius, symprec, invariance)
-    return Predictor(model, featurizer, payload["target_mean"], payload["target_std"], device)
+    target, unit = target_of(payload)
+    return Predictor(model, featurizer, payload["target_mean"], payload["target_std"], device, target=target, unit=unit)
+
+
+def target_of(payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The (target, unit) a checkpoint predicts: recorded ones, else those of the built-in
+    dataset it was trained on (``data`` is ``"<dataset>:<target>"``); None where unknown
+    (a ``--data`` folder's values have no name or unit)."""
+    target, unit = payload.get("target"), payload.get("unit")
+    name, _, dataset_target = str(payload.get("data", "")).partition(":")
+    spec = DATASETS.get(name)
+    if target is None and spec is not None and dataset_target in spec.targets:
+        target, unit = dataset_target, spec.targets[dataset_target].unit
+    return target, unit
 
 
 @dataclass(frozen=True)
@@ -190,8 +209,18 @@ class Prediction:
 
 
 class Predictor:
-    """Predictions and per-atom encodings of structures (pymatgen, ASE, basisdb Cell, or a
-    CIF path), averaged over the frames of each crystal."""
+    """Predictions and per-atom encodings of structures, averaged over the frames of each
+    crystal.
+
+    A structure is a pymatgen ``Structure``, an ASE ``Atoms``, a basisdb ``Cell`` or the path
+    (``str`` or ``os.PathLike``) of a structure file, read by pymatgen or else ASE
+    (:func:`model.data.read_structure`).  :meth:`predict` and :meth:`predictions` take one
+    structure (and answer for it) or a sequence of them (and answer with one result each).
+
+    Attributes:
+        target, unit: what the model predicts, where the checkpoint knows it
+            (:func:`target_of`), else None.
+    """
 
     def __init__(
         self,
@@ -200,47 +229,86 @@ class Predictor:
         target_mean: float,
         target_std: float,
         device: str | None = None,
+        *,
+        target: str | None = None,
+        unit: str | None = None,
     ):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.featurizer = featurizer
         self.target_mean = float(target_mean)
         self.target_std = float(target_std)
+        self.target = target
+        self.unit = unit
 
-    def predict_encoded(self, items, batch_size: int = 32) -> np.ndarray:
+    def predict_encoded(self, items, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
         """Predictions for already encoded structures, averaged over their frames."""
         return predict_normalized(self.model, items, self.device, batch_size) * self.target_std + self.target_mean
 
-    def encode(self, structures: Sequence, labels: Sequence[str] | None = None) -> list[EncodedStructure]:
-        """Model inputs of structures; a structure that cannot be used raises StructureError
-        naming it.  Warns (:class:`basisdb.SymmetryToleranceWarning`) for each structure in
-        which a ten times looser tolerance finds a larger group."""
-        labels = labels or [f"structure {i}" for i in range(len(structures))]
+    def encode(self, structures, labels: Sequence[str] | None = None) -> list[EncodedStructure]:
+        """Model inputs of one structure or a sequence of them (always a list); a structure
+        that cannot be used raises StructureError naming it.  Warns
+        (:class:`basisdb.SymmetryToleranceWarning`) for each structure in which a ten times
+        looser tolerance finds a larger group."""
+        structures = [structures] if is_one_structure(structures) else list(structures)
+        if labels is None:
+            labels = [_default_label(s, i) for i, s in enumerate(structures)]
+        elif isinstance(labels, str):
+            labels = [labels]
         items = [self.featurizer.encode(s, label=label) for s, label in zip(structures, labels)]
         warn_looser_groups(items, self.featurizer.symprec)
         return items
 
-    def predict(self, structures: Sequence, batch_size: int = 32) -> np.ndarray:
-        """One value per structure (see :meth:`predictions` for the groups used)."""
-        return self.predict_encoded(self.encode(structures), batch_size)
+    def predict(self, structures, batch_size: int = PREDICT_BATCH_SIZE) -> float | np.ndarray:
+        """A float for one structure; an array with one value per structure for a sequence
+        (see :meth:`predictions` for the groups used)."""
+        values = self.predict_encoded(self.encode(structures), batch_size)
+        return float(values[0]) if is_one_structure(structures) else values
 
     def predictions(
-        self, structures: Sequence, labels: Sequence[str] | None = None, batch_size: int = 32
-    ) -> list[Prediction]:
-        """One :class:`Prediction` per structure: the value and the symmetry behind it."""
+        self, structures, labels: Sequence[str] | None = None, batch_size: int = PREDICT_BATCH_SIZE
+    ) -> Prediction | list[Prediction]:
+        """The value and the symmetry behind it: one :class:`Prediction` for one structure,
+        a list for a sequence."""
         items = self.encode(structures, labels)
-        return [
+        results = [
             Prediction(item.label, float(value), item.group, item.hall_number, item.looser_group, item.n_frames)
             for item, value in zip(items, self.predict_encoded(items, batch_size))
         ]
+        return results[0] if is_one_structure(structures) else results
 
     @torch.no_grad()
     def atom_encodings(self, structure) -> np.ndarray:
-        """(n_atoms, d_model) Transformer outputs per input atom, in the input's order."""
+        """(n_atoms, d_model) Transformer outputs per input atom, in the input's order, of one
+        structure (an object or a file's path)."""
         (item,) = self.encode([structure])
         batch = collate([item], frames="all").to(self.device)
         states = torch.einsum("f,fnd->nd", batch.weight, self.model.atom_states(batch))  # weighted over frames
         return states.cpu().numpy()[item.input_to_standardized]
+
+
+def is_one_structure(value: Any) -> bool:
+    """Whether ``value`` is one structure rather than a sequence of them: a path (``str`` or
+    ``os.PathLike``), a basisdb Cell, a pymatgen Structure or an ASE Atoms (both of which
+    iterate over their atoms), spglib's ``(lattice, positions, numbers)`` tuple, or anything
+    that is not iterable."""
+    if isinstance(value, (str, bytes, os.PathLike, Cell)):
+        return True
+    for module, name in (("pymatgen.core.structure", "IStructure"), ("ase.atoms", "Atoms")):
+        kind = getattr(sys.modules.get(module), name, None)  # loaded if such an object exists
+        if kind is not None and isinstance(value, kind):
+            return True
+    if isinstance(value, tuple) and len(value) in (3, 4) and isinstance(value[0], (list, tuple, np.ndarray)):
+        try:
+            if np.asarray(value[0], dtype=float).shape == (3, 3):
+                return True  # spglib's cell: a sequence of structures has no 3x3 numbers first
+        except (TypeError, ValueError):
+            pass
+    return not isinstance(value, Iterable) or isinstance(value, Mapping)
+
+
+def _default_label(structure: Any, index: int) -> str:
+    return Path(structure).stem if isinstance(structure, (str, os.PathLike)) else f"structure {index}"
 
 
 def looser_group_note(item: EncodedStructure, symprec: float) -> str:

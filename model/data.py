@@ -17,7 +17,10 @@ only ever that torch module.
 from __future__ import annotations
 
 import csv
+import glob
+import os
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +56,8 @@ __all__ = [
     "lattice_features",
     "pair_radial",
     "RADIAL_CENTRES",
+    "as_cell",
+    "read_structure",
     "read_structure_directory",
     "read_structure_files",
     "LATTICE_FEATURES",
@@ -160,7 +165,8 @@ class StructureFeaturizer:
         return out
 
     def encode(self, structure: Any, label: str = "") -> EncodedStructure:
-        cell = Cell.from_any(structure, label=label)
+        """The model input of one structure (anything :func:`as_cell` takes)."""
+        cell = as_cell(structure, label=label)
         framed = crystal_frames(cell, symprec=self.symprec, invariance=self.invariance, max_anchors=self.max_anchors)
         standard = framed.standardization
         hall = standard.setting.hall_number
@@ -189,8 +195,9 @@ class StructureFeaturizer:
         workers: int = 1,
         progress: bool = True,
     ) -> tuple[list[EncodedStructure], list[tuple[str, str]]]:
-        """Encode (label, structure) pairs; those that fail are returned with the reason and
-        reported, never dropped silently.
+        """Encode (label, structure) pairs (structures as :func:`as_cell` takes them: a path is
+        read here); those that fail are returned with the reason and reported, never dropped
+        silently.
 
         With ``cache`` (:class:`model.encoding_cache.EncodingCache`), structures encoded
         before under the same configuration are read back instead, and new ones are added to
@@ -202,7 +209,7 @@ class StructureFeaturizer:
         missing: list[tuple[int, str, str, Cell]] = []  # (order, label, key, cell)
         for order, (label, structure) in enumerate(structures):
             try:
-                cell = Cell.from_any(structure, label=label)
+                cell = as_cell(structure, label=label)
             except StructureError as exc:
                 rejected.append((order, label, str(exc)))
                 continue
@@ -387,19 +394,81 @@ def collate(
     )
 
 
-def read_structure_files(paths: Iterable[str | Path]) -> list[tuple[str, Any]]:
-    """(label, CIF reference) pairs; files are parsed when encoded, so that an unreadable one
-    is reported with its name like any other rejection."""
-    return [(Path(path).stem, Path(path)) for path in paths]
+def read_structure(path: str | os.PathLike) -> Any:
+    """The structure in a file: pymatgen's ``Structure.from_file`` first (CIF, POSCAR,
+    CONTCAR, ``*.vasp``, pymatgen JSON, ...), then ASE's ``ase.io.read`` (extxyz, xyz with a
+    lattice and every other format ASE knows; the last image of a file of several).
+    :class:`basisdb.StructureError` names the file and what each reader said when neither reads it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StructureError(f"cannot read {path}: {'it is a folder' if path.is_dir() else 'no such file'}")
+    reasons = []
+    with warnings.catch_warnings():  # the readers' notes on rounding, occupancies, missing tags
+        warnings.simplefilter("ignore")
+        try:
+            from pymatgen.core import Structure
+
+            return Structure.from_file(str(path))
+        except Exception as exc:  # the readers raise every kind of error; all of them mean "not this reader"
+            reasons.append(f"pymatgen: {_one_line(exc)}")
+        try:
+            import ase.io
+
+            return ase.io.read(str(path))
+        except Exception as exc:
+            reasons.append(f"ASE: {_one_line(exc)}")
+    raise StructureError(f"neither pymatgen nor ASE reads {path.name} ({'; '.join(reasons)})")
 
 
-def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any]], dict[str, float]]:
-    """A CGCNN-style folder: ``id_prop.csv`` rows ``material_id,value`` and ``<id>.cif``;
-    :class:`~model.datasets.DatasetError` when it has no readable ``id_prop.csv``."""
+def _one_line(exc: Exception, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def as_cell(structure: Any, label: str = "") -> Cell:
+    """A :class:`basisdb.Cell` of a pymatgen ``Structure``, an ASE ``Atoms``, a basisdb
+    ``Cell`` or a path (``str`` or ``os.PathLike``) to a structure file, read with
+    :func:`read_structure`; a path's label is its file name without the suffix."""
+    if isinstance(structure, (str, os.PathLike)):
+        path = Path(structure)
+        return Cell.from_any(read_structure(path), label=label or path.stem)
+    return Cell.from_any(structure, label=label)
+
+
+def read_structure_files(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
+    """(label, path) pairs in the order given; files are read when encoded
+    (:func:`as_cell`), so that an unreadable one is reported with its name like any other
+    rejection.  A label is the file name without its suffix, or the whole name where two
+    files would share one (``a.cif`` and ``a.vasp``)."""
+    paths = [Path(path) for path in paths]
+    stems: dict[str, int] = {}
+    for path in paths:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    return [(path.stem if stems[path.stem] == 1 else path.name, path) for path in paths]
+
+
+def read_structure_directory(
+    directory: str | Path, *, require_targets: bool = True
+) -> tuple[list[tuple[str, Any]], dict[str, float]]:
+    """A folder of structures: (label, path) pairs and the known target values by label.
+
+    With ``id_prop.csv`` (a CGCNN-style folder: rows ``material_id,value``, an optional
+    header), its rows in order, each read from ``<material_id>.cif`` or else the one file
+    ``<material_id>.*`` (a POSCAR, an extxyz, ...).  Without it, every file of the folder in
+    name order (hidden files excluded) and no targets; with ``require_targets``, a
+    :class:`~model.datasets.DatasetError` instead (training needs the values).
+    """
     directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError(f"{directory} is not a folder")
     table = directory / "id_prop.csv"
     if not table.is_file():
-        raise DatasetError(f"{directory} has no id_prop.csv (rows: material_id,value)")
+        if require_targets:
+            raise DatasetError(f"{directory} has no id_prop.csv (rows: material_id,value)")
+        files = sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.is_file())
+        return read_structure_files(files), {}
     targets: dict[str, float] = {}
     with open(table, newline="") as handle:
         for line_number, row in enumerate(csv.reader(handle), start=1):
@@ -411,8 +480,18 @@ def read_structure_directory(directory: str | Path) -> tuple[list[tuple[str, Any
                 if line_number == 1:
                     continue  # a header line
                 raise DatasetError(f"{table}:{line_number}: expected 'material_id,value', got {row}") from None
-    structures = [(material_id, directory / f"{material_id}.cif") for material_id in targets]
+    structures = [(material_id, _structure_file(directory, material_id)) for material_id in targets]
     return structures, targets
+
+
+def _structure_file(directory: Path, material_id: str) -> Path:
+    """``<id>.cif`` if present, else the one other file ``<id>.*``; the CIF's path (missing,
+    reported when read) when there is none or several."""
+    cif = directory / f"{material_id}.cif"
+    if cif.is_file():
+        return cif
+    others = [p for p in directory.glob(f"{glob.escape(material_id)}.*") if p.is_file() and p.name != "id_prop.csv"]
+    return others[0] if len(others) == 1 else cif
 
 
 if __name__ == "__main__":  # python -m model.data fetch | list: the datasets' command line lives in model.datasets

@@ -49,6 +49,7 @@ __all__ = [
     "DatasetError",
     "DatasetSpec",
     "LabelledStructures",
+    "SDIST_BYTES",
     "SDIST_NAME",
     "SDIST_SHA256",
     "cache_directory",
@@ -60,6 +61,8 @@ __all__ = [
 SDIST_REQUIREMENT = "matminer==0.4.2"
 SDIST_NAME = "matminer-0.4.2.tar.gz"
 SDIST_SHA256 = "355792330e20b121cae1492e6e8b4bcae4cf5fc5fa30d44241ef680fb809030c"
+SDIST_BYTES = 8_389_206  # what a download costs, stated before it starts
+SDIST_SIZE = f"{SDIST_BYTES / 1e6:.1f} MB"
 MATERIALS_PROJECT = "A. Jain et al., The Materials Project, APL Mater. 1, 011002 (2013)"
 
 
@@ -217,6 +220,11 @@ def fetch(directory: str | os.PathLike | None = None, *, force: bool = False, qu
         if not quiet:
             print(f"{target} has the wrong sha256; downloading it again", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        print(
+            f"downloading {SDIST_REQUIREMENT} ({SDIST_NAME}, {SDIST_SIZE}) from PyPI into {target.parent}",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
         command = [
             sys.executable,
@@ -251,7 +259,7 @@ def _read_csv(name: str, directory: str | os.PathLike | None) -> list[dict[str, 
     if not path.is_file():
         raise DatasetError(
             f"{path} is missing: run 'python -m model.data fetch' once "
-            f"(it downloads {SDIST_REQUIREMENT} from PyPI, {path.name}, about 2 MB)"
+            f"(it downloads {SDIST_REQUIREMENT} from PyPI, {path.name}, {SDIST_SIZE})"
         )
     digest = _sha256(path)
     if digest != SDIST_SHA256:

@@ -1,8 +1,18 @@
-"""``python -m model.predict --checkpoint CKPT --data DIR|FILES --out preds.csv [--symprec S] [--invariance e3|proper]``
+"""``python -m model.predict --checkpoint CKPT --data DIR|FILES --out preds.csv [--limit N] [--batch-size B]``
 
-Writes one row per structure: its id, the prediction, the space group it was predicted with,
-the larger group a ten times looser tolerance finds (empty when none: see
-:class:`basisdb.SymmetryToleranceWarning`) and the number of frames averaged.
+DIR is a folder of structure files (every file in it, hidden ones excluded, in name order),
+or a CGCNN-style folder whose ``id_prop.csv`` lists ``material_id,value`` rows (in its
+order); FILES are structure files (in the order given).  A file is read by pymatgen (CIF,
+POSCAR, CONTCAR, ``*.vasp``, pymatgen JSON, ...), else by ASE (extxyz, ...).
+
+Writes one row per structure: its id, the prediction (the column is named after the target
+and its unit where the checkpoint knows them, else ``prediction``), the value ``id_prop.csv``
+gives (column ``true``, with such a folder), the space group it was predicted with, the
+larger group a ten times looser tolerance finds (empty when none: see
+:class:`basisdb.SymmetryToleranceWarning`) and the number of frames averaged.  Structures
+that cannot be used are listed with the reason in ``<out>.skipped.csv`` (``<out>`` without
+its suffix) and summarized on stderr; when none could be predicted the command ends with
+exit status 1.
 """
 
 from __future__ import annotations
@@ -12,11 +22,13 @@ import csv
 import sys
 from pathlib import Path
 
-from basisdb import INVARIANCES, command_parser, run_command
+from basisdb import EXIT_FAILED, INVARIANCES, command_parser, run_command
 
-from .checkpoint import load_checkpoint, looser_group_note
+from .checkpoint import PREDICT_BATCH_SIZE, load_checkpoint, looser_group_note
 from .cli import add_device_argument, positive
 from .data import read_structure_directory, read_structure_files
+
+SHOWN_SKIPPED = 10  # reasons printed on stderr; the file has all of them
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +36,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint", required=True, type=Path, help="a checkpoint directory written by python -m model.train"
     )
-    parser.add_argument("--data", required=True, nargs="+", type=Path, help="a folder with id_prop.csv, or CIF files")
-    parser.add_argument("--out", required=True, type=Path, help="CSV file to write")
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        type=Path,
+        help="a folder of structure files (with or without id_prop.csv), or structure files",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="CSV file to write; skipped structures go to <out>.skipped.csv"
+    )
     parser.add_argument("--store", type=Path, help="basis store (default: the checkpoint's, else the default store)")
+    parser.add_argument(
+        "--limit",
+        type=positive(),
+        metavar="N",
+        help="predict only the first N structures (a folder's files in name order, id_prop.csv's rows in "
+        "its order, files as given); default: all",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive(), default=PREDICT_BATCH_SIZE, metavar="N", help="structures per forward pass"
+    )
     add_device_argument(parser)
     parser.add_argument(
         "--symprec", type=positive(float), help="spglib tolerance, Angstrom (default: the checkpoint's)"
@@ -35,30 +65,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def skipped_path(out: Path) -> Path:
+    """Where the skipped structures of ``out`` are listed: ``preds.csv`` -> ``preds.skipped.csv``."""
+    return out.with_name(f"{out.stem if out.suffix else out.name}.skipped.csv")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.out.parent.is_dir():
         parser.error(f"--out {args.out}: the folder {args.out.parent} does not exist")
+    skipped_file = skipped_path(args.out)
+    if len(args.data) == 1 and args.data[0].is_dir():
+        structures, truths = read_structure_directory(args.data[0], require_targets=False)
+        ours = {args.out.resolve(), skipped_file.resolve()}  # a second run into the same folder
+        structures = [(label, path) for label, path in structures if path.resolve() not in ours]
+    else:
+        folders = [str(path) for path in args.data if path.is_dir()]
+        if folders:
+            parser.error(f"--data takes one folder or structure files, not folders among several paths: {folders}")
+        structures, truths = read_structure_files(args.data), {}
+    source = str(args.data[0]) if len(args.data) == 1 else f"the {len(args.data)} files given"
+    if not structures:
+        print(f"nothing to predict: {source} holds no structure files (hidden ones skipped)", file=sys.stderr)
+        return EXIT_FAILED
+    if args.limit is not None:
+        if args.limit > len(structures):
+            print(
+                f"note: --limit {args.limit}, but {source} has only {len(structures)} structure(s): predicting all",
+                file=sys.stderr,
+            )
+        structures = structures[: args.limit]
+
     predictor = load_checkpoint(
         args.checkpoint, store=args.store, device=args.device, symprec=args.symprec, invariance=args.invariance
     )
-    if len(args.data) == 1 and args.data[0].is_dir():
-        structures, _ = read_structure_directory(args.data[0])
-    else:
-        structures = read_structure_files(args.data)
-    items, rejected = predictor.featurizer.encode_many(structures)
+    items, rejected = predictor.featurizer.encode_many(structures, report=None)
     for item in items:
         if item.looser_group is not None:
             print(f"warning: {looser_group_note(item, predictor.featurizer.symprec)}", file=sys.stderr)
-    values = predictor.predict_encoded(items)
+    values = predictor.predict_encoded(items, args.batch_size) if items else []
+
+    with_truth = bool(truths)
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["material_id", "prediction", "group", "looser_group", "n_frames"])
+        writer.writerow(
+            ["material_id", value_column(predictor.target, predictor.unit)]
+            + (["true"] if with_truth else [])
+            + ["group", "looser_group", "n_frames"]
+        )
         for item, value in zip(items, values):
-            writer.writerow([item.label, f"{value:.6g}", item.group, item.looser_group or "", item.n_frames])
-    print(f"{len(items)} predictions written to {args.out}; {len(rejected)} structure(s) skipped")
+            truth = [repr(truths[item.label])] if with_truth else []
+            writer.writerow([item.label, f"{value:.6g}", *truth, item.group, item.looser_group or "", item.n_frames])
+    if rejected:
+        with open(skipped_file, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["material_id", "reason"])
+            writer.writerows(rejected)
+        print(f"skipped {len(rejected)} of {len(structures)} structure(s), listed in {skipped_file}:", file=sys.stderr)
+        for label, reason in rejected[:SHOWN_SKIPPED]:
+            print(f"  {label}: {reason}", file=sys.stderr)
+        if len(rejected) > SHOWN_SKIPPED:
+            print(f"  ... and {len(rejected) - SHOWN_SKIPPED} more", file=sys.stderr)
+    else:
+        skipped_file.unlink(missing_ok=True)  # a list left by an earlier run would belong to other predictions
+    if not items:
+        print(f"nothing predicted: none of the {len(structures)} structure(s) could be used", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{len(items)} prediction(s) written to {args.out}; {len(rejected)} structure(s) skipped")
     return 0
+
+
+def value_column(target: str | None, unit: str | None) -> str:
+    """The prediction column's name: ``"log10_K_VRH (log10(GPa))"``, the target alone, or
+    ``"prediction"`` when the checkpoint does not say."""
+    if target is None:
+        return "prediction"
+    return f"{target} ({unit})" if unit else target
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 The hardened way to run the service: it verifies the store once, then starts uvicorn with
 the connection limits of :mod:`service.protocol` (header and body timeouts, header size,
-connection cap) and a graceful shutdown of a few seconds.  Every option is a field of
-:class:`service.config.ServiceSettings` (also settable as ``BASISDB_SERVICE_*``).
+connection cap) and a graceful shutdown of a few seconds.  Before uvicorn starts it prints
+two lines on stdout: the store it serves, and the address (with the explorer's).  Every
+option is a field of :class:`service.config.ServiceSettings` (also settable as
+``BASISDB_SERVICE_*``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import typing
 
-from basisdb import BasisStore, ChecksumMismatchError, command_parser, run_command
+from basisdb import BasisStore, ChecksumMismatchError, command_parser, default_store_path, run_command
 
-from .config import ENV_PREFIX, ServiceSettings, load_settings
+from .config import ENV_PREFIX, ServiceSettings, SettingsError, load_settings
 
-# Seconds uvicorn gives running requests on SIGTERM before it cancels them.
-GRACEFUL_SHUTDOWN = 3
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,15 +34,58 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, name)
         text = field.description  # with the default appended (command_parser), unless it says it
         annotation = field.annotation
+        if name == "store" and default is None:
+            text = f"{text} (default: {default_store_path()})"
         if annotation is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif typing.get_origin(annotation) is list:
-            parser.add_argument(flag.removesuffix("s"), dest=name, action="append", default=None, help=text)
+            text = f"{text}; repeat the option for several (default: {', '.join(default) or 'none'})"
+            parser.add_argument(
+                flag.removesuffix("s"), dest=name, action="append", default=None, metavar="ORIGIN", help=text
+            )
         else:
             kind = next((t for t in (int, float, str) if annotation is t), str)
             parser.add_argument(flag, type=kind, default=default, help=text)
-    parser.add_argument("--log-level", default="warning", help="uvicorn's log level")
+    parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="uvicorn's log level")
     return parser
+
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def url_of(host: str, port: int) -> str:
+    """The address a browser on this machine opens for a server bound to ``host:port``."""
+    if host in WILDCARD_HOSTS:  # every interface: this machine reaches it on loopback
+        host = "::1" if host == "::" else "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def free_port(host: str) -> int:
+    """A port the system gives for ``--port 0``, chosen here so that the address printed is
+    the one served (uvicorn binds it again, with SO_REUSEADDR, a moment later)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise SettingsError(f"--host ({ENV_PREFIX}HOST): cannot listen on {host!r}: {exc}") from None
+        return probe.getsockname()[1]
+
+
+def announce(store: BasisStore, settings: ServiceSettings, port: int) -> None:
+    """What is served, and where: two lines on stdout before uvicorn starts."""
+    identity = store.identity
+    radii = ", ".join(f"{radius:g}" for radius in identity["radii"])
+    checked = "checksums verified" if settings.verify_store else "checksums not verified (--no-verify-store)"
+    print(
+        f"serving {store.path} ({identity['n_settings']} settings, radii {radii}; "
+        f"fingerprint {identity['fingerprint'][:16]}; {checked})"
+    )
+    url = url_of(settings.host, port)
+    pages = f"explorer: {url}/explorer, API docs: {url}/docs" if settings.explorer else f"API docs: {url}/docs"
+    where = f", listening on every interface ({settings.host or '0.0.0.0'})" if settings.host in WILDCARD_HOSTS else ""
+    print(f"at {url}{where} ({pages}); stop with Ctrl-C", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:
             os.environ[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
     settings = load_settings()
+    port = settings.port or free_port(settings.host)
     # Open (or build) and verify the store once here, so that workers never race to build it
     # and do not each read every dataset again.
     with BasisStore.open(settings.store) as store:
@@ -63,17 +109,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
             os.environ[f"{ENV_PREFIX}STORE_VERIFIED"] = store.fingerprint
         os.environ[f"{ENV_PREFIX}STORE"] = str(store.path)
+        announce(store, settings, port)
     import uvicorn
 
     uvicorn.run(
         "service.app:app",
         host=settings.host,
-        port=settings.port,
+        port=port,
         workers=settings.workers,
         log_level=args.log_level,
         http="service.protocol:GuardedHttpToolsProtocol",
         timeout_keep_alive=settings.keep_alive,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         access_log=False,
     )
     return 0

@@ -15,7 +15,7 @@ from .answers import CachedAnswers
 from .config import ServiceSettings
 from .errors import install_error_handlers
 from .limits import DeadlineMiddleware
-from .routers import encode, export, groups, health
+from .routers import encode, explorer, export, groups, health
 from .state import ServiceState
 
 __all__ = ["create_app"]  # and `app`, created on first access (see __getattr__)
@@ -53,6 +53,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.service = state
     for module in (health, groups, encode, export):
         app.include_router(module.router, prefix=API_PREFIX)
+    if settings.explorer:
+        explorer.install(app)  # /explorer and /static, outside the API and its schema
 
     def openapi() -> dict:
         if app.openapi_schema is None:

@@ -90,6 +90,12 @@ class ServiceSettings(BaseSettings):
         default_factory=list, description="origins allowed by CORS; without any, CORS is off"
     )
 
+    # Shutdown (python -m service), and the explorer page
+    shutdown_timeout: float = Field(
+        3.0, ge=0, description="seconds running requests get to finish on SIGTERM before they are cancelled"
+    )
+    explorer: bool = Field(True, description="serve the basis explorer page at /explorer (and its files at /static)")
+
 
 class SettingsError(BasisDBError, ValueError):
     """Settings, from the command line or the environment, that the service refuses."""

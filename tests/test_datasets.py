@@ -11,9 +11,24 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition
 
-from model.datasets import DATASETS, SDIST_NAME, SDIST_SHA256, DatasetError, fetch, load_dataset, sdist_path
+from model.datasets import (
+    DATASETS,
+    SDIST_BYTES,
+    SDIST_NAME,
+    SDIST_SHA256,
+    DatasetError,
+    fetch,
+    load_dataset,
+    sdist_path,
+)
 
 from .helpers import run_cli
+
+
+def test_the_stated_download_size_is_the_file_s(dataset_dir):
+    assert sdist_path(dataset_dir).stat().st_size == SDIST_BYTES
+    with pytest.raises(DatasetError, match=r"8\.4 MB"):
+        load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir / "empty")
 
 
 def test_fetch_keeps_a_good_copy_without_network(dataset_dir, monkeypatch):

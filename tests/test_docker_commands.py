@@ -44,3 +44,27 @@ def test_image_commands_work_outside_docker(tmp_path):
     finally:
         stop(server)
     assert "USER basisdb" in DOCKERFILE and "python:3.11-slim" in DOCKERFILE
+
+
+def test_the_image_installs_pinned_hashed_dependencies_that_satisfy_the_project():
+    """docker/requirements-service.lock pins, with hashes, a version of every dependency the
+    service declares (pyproject.toml: the core's and the ``service`` extra's) that satisfies
+    its specifier; the Dockerfile installs from it with --require-hashes and adds none."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lock = (REPO_ROOT / "docker" / "requirements-service.lock").read_text()
+    pinned = {
+        re.sub(r"[-_.]+", "-", name).lower(): version
+        for name, version in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", lock, re.M)
+    }
+    assert lock.count("==") == len(pinned) and lock.count("--hash=sha256:") >= len(pinned)
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    for line in project["dependencies"] + project["optional-dependencies"]["service"]:
+        requirement = Requirement(line)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in pinned, f"{name} is not in the lock: regenerate it (see its header)"
+        assert requirement.specifier.contains(pinned[name]), f"{name}=={pinned[name]} does not satisfy {line}"
+    assert "RUN pip install --require-hashes -r requirements-service.lock" in DOCKERFILE
+    assert "RUN pip install --no-deps ." in DOCKERFILE

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import zlib
 
 import numpy as np
@@ -14,7 +15,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from basisdb import BasisStore, StructureError, SymmetryToleranceWarning, build_store, get_setting
 from basisdb.redescriptions import REDESCRIPTIONS, mirrored
 from model import CFTConfig, CheckpointError, CrystalFourierTransformer, load_checkpoint
-from model.checkpoint import Predictor
+from model.checkpoint import Prediction, Predictor
 from model.data import StructureFeaturizer
 from model.geometry import lattice_from_parameters, orbit_distance
 
@@ -318,7 +319,7 @@ def trained(small_store, data_dir, pretrained_encoder, tmp_path_factory):
     )
     result = run_model("train", *options.split(), *paths)
     assert result.returncode == 0, result.stderr
-    assert "bad: cannot parse CIF" in result.stderr  # rejected, by name
+    assert "bad: neither pymatgen nor ASE reads bad.cif" in result.stderr  # rejected, by name
     return out
 
 
@@ -341,9 +342,133 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(predictions)))
     assert len(rows) == 12
+    # trained on a folder, the target has no name: the column says "prediction"; id_prop.csv gives the truth
+    assert list(rows[0]) == ["material_id", "prediction", "true", "group", "looser_group", "n_frames"]
+    truths = {row[0]: float(row[1]) for row in csv.reader(open(data_dir / "id_prop.csv"))}
+    assert all(float(row["true"]) == truths[row["material_id"]] for row in rows)
+    skipped = list(csv.reader(open(tmp_path / "preds.skipped.csv")))
+    assert skipped[0] == ["material_id", "reason"] and [row[0] for row in skipped[1:]] == ["bad"]
+    assert "neither pymatgen nor ASE reads bad.cif" in skipped[1][1]
+    assert "skipped 1 of 13 structure(s), listed in" in result.stderr and "  bad: neither" in result.stderr
     predictor = load_checkpoint(trained, store=small_store)
     again = predictor.predict([Structure.from_file(data_dir / f"{rows[0]['material_id']}.cif")])[0]
     assert np.isclose(again, float(rows[0]["prediction"]), rtol=1e-5)
+
+
+def predict_cli(checkpoint, store, out, *data, options=()):
+    """``python -m model.predict`` on ``data`` (a folder or files)."""
+    paths = ("--checkpoint", str(checkpoint), "--store", str(store), "--out", str(out))
+    return run_model("predict", *paths, *options, "--data", *map(str, data))
+
+
+def test_predict_a_folder_of_structure_files_in_any_format(trained, small_store, tmp_path):
+    """No id_prop.csv: every file of the folder that pymatgen or ASE reads (a CIF, a POSCAR,
+    an extxyz, a *.vasp), in name order; the others are listed with the reason; hidden
+    files and the command's own output files are left alone."""
+    import ase.io
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    structure = real("LiFePO4")
+    structure.to(filename=str(folder / "LiFePO4.cif"))
+    structure.to(filename=str(folder / "POSCAR"))
+    ase.io.write(folder / "LiFePO4_copy.extxyz", AseAtomsAdaptor.get_atoms(structure), format="extxyz")
+    real("TiO2").to(filename=str(folder / "TiO2.vasp"))
+    (folder / "notes.txt").write_text("not a crystal\n")
+    (folder / ".hidden.cif").write_text("junk")
+    out = folder / "preds.csv"  # written into the folder it reads: a second run must not read it
+    for run in range(2):
+        result = predict_cli(trained, small_store, out, folder)
+        assert result.returncode == 0, result.stderr
+        rows = list(csv.DictReader(open(out)))
+        assert [row["material_id"] for row in rows] == ["LiFePO4", "LiFePO4_copy", "POSCAR", "TiO2"], run
+        skipped = list(csv.reader(open(folder / "preds.skipped.csv")))
+        assert [row[0] for row in skipped] == ["material_id", "notes"], run
+    assert list(rows[0]) == ["material_id", "prediction", "group", "looser_group", "n_frames"]  # no truth known
+    assert "neither pymatgen nor ASE reads notes.txt" in skipped[1][1]
+    assert "skipped 1 of 5 structure(s)" in result.stderr and "hidden" not in result.stderr
+    assert "4 prediction(s) written" in result.stdout
+    same = [float(row["prediction"]) for row in rows[:3]]  # one crystal in three formats
+    assert np.allclose(same, same[0], rtol=1e-4) and len({row["group"] for row in rows[:3]}) == 1
+    listed = predict_cli(trained, small_store, tmp_path / "listed.csv", folder / "TiO2.vasp", folder / "POSCAR")
+    assert listed.returncode == 0, listed.stderr
+    rows_of_files = list(csv.DictReader(open(tmp_path / "listed.csv")))
+    assert [row["material_id"] for row in rows_of_files] == ["TiO2", "POSCAR"]  # in the order given
+    assert rows_of_files[0]["prediction"] == rows[3]["prediction"]
+    assert not (tmp_path / "listed.skipped.csv").exists()
+
+
+def test_predict_exits_1_when_nothing_is_predicted(trained, small_store, tmp_path):
+    folder = tmp_path / "unreadable"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a crystal\n")
+    (folder / "bad.cif").write_text("data_bad\n_cell_length_a 5\nloop_\n_atom_site_label\n")
+    result = predict_cli(trained, small_store, tmp_path / "preds.csv", folder)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "nothing predicted: none of the 2 structure(s) could be used" in result.stderr
+    assert [row[0] for row in csv.reader(open(tmp_path / "preds.skipped.csv"))] == ["material_id", "bad", "notes"]
+    assert len(list(csv.reader(open(tmp_path / "preds.csv")))) == 1  # the header alone
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".DS_Store").write_text("")
+    result = predict_cli(trained, small_store, tmp_path / "none.csv", empty)
+    assert result.returncode == 1 and "nothing to predict: " in result.stderr, result.stderr
+    missing = predict_cli(trained, small_store, tmp_path / "missing.csv", tmp_path / "nothing.cif")
+    assert missing.returncode == 1 and "nothing.cif: no such file" in missing.stderr, missing.stderr
+
+
+def test_predict_limit_is_never_silently_ignored(trained, small_store, data_dir, tmp_path):
+    result = predict_cli(trained, small_store, tmp_path / "five.csv", data_dir, options=("--limit", "5"))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "five.csv")))
+    assert [row["material_id"] for row in rows] == ["m0", "m1", "m2", "m3", "m4"]  # id_prop.csv's order
+    assert not (tmp_path / "five.skipped.csv").exists() and "note:" not in result.stderr
+    options = ("--limit", "100", "--batch-size", "3")
+    result = predict_cli(trained, small_store, tmp_path / "all.csv", data_dir, options=options)
+    assert result.returncode == 0, result.stderr
+    assert f"note: --limit 100, but {data_dir} has only 13 structure(s): predicting all" in result.stderr
+    rows_all = list(csv.DictReader(open(tmp_path / "all.csv")))
+    assert len(rows_all) == 12 and [row["prediction"] for row in rows_all[:5]] == [row["prediction"] for row in rows]
+    bad = run_model("predict", "--checkpoint", str(trained), "--data", str(data_dir), "--out", "x", "--limit", "0")
+    assert bad.returncode == 2 and "argument --limit: expected a number > 0" in bad.stderr
+
+
+def test_predict_names_the_target_and_its_unit(dataset_dir, small_store, tmp_path):
+    """A checkpoint trained on a built-in dataset knows its target and unit: the column says them."""
+    out = tmp_path / "ckpt"
+    env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
+    options = "--dataset elastic_tensor --target log10_K_VRH --limit 12 --epochs 1 --radius 3 --d-model 32 --hidden 64"
+    result = run_model("train", *options.split(), "--store", str(small_store), "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    predictor = load_checkpoint(out, store=small_store)
+    assert (predictor.target, predictor.unit) == ("log10_K_VRH", "log10(GPa)")
+    real("CsCl").to(filename=str(tmp_path / "CsCl.cif"))
+    result = predict_cli(out, small_store, tmp_path / "preds.csv", tmp_path / "CsCl.cif")
+    assert result.returncode == 0, result.stderr
+    header, row = list(csv.reader(open(tmp_path / "preds.csv")))
+    assert header == ["material_id", "log10_K_VRH (log10(GPa))", "group", "looser_group", "n_frames"]
+    assert row[0] == "CsCl" and np.isclose(float(row[1]), predictor.predict(tmp_path / "CsCl.cif"), rtol=1e-5)
+
+
+def test_predictor_takes_one_structure_or_a_path(trained, small_store, data_dir):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    predictor = load_checkpoint(trained, store=small_store)
+    path = data_dir / "m0.cif"
+    structure = Structure.from_file(path)
+    one = predictor.predict(structure)
+    assert isinstance(one, float)
+    assert np.isclose(predictor.predict(str(path)), one, rtol=1e-5)  # a path, not a sequence of characters
+    assert np.isclose(predictor.predict(path), one, rtol=1e-5)
+    many = predictor.predict([str(path), structure, AseAtomsAdaptor.get_atoms(structure)])
+    assert isinstance(many, np.ndarray) and many.shape == (3,) and np.allclose(many, one, rtol=1e-5)
+    prediction = predictor.predictions(str(path))
+    assert isinstance(prediction, Prediction) and prediction.label == "m0" and np.isclose(prediction.value, one)
+    assert [p.label for p in predictor.predictions([path, structure], labels=["a", "b"])] == ["a", "b"]
+    assert np.allclose(predictor.atom_encodings(str(path)), predictor.atom_encodings(structure), atol=1e-5)
+    with pytest.raises(StructureError, match="nothing.cif: no such file"):
+        predictor.predict(str(data_dir / "nothing.cif"))
 
 
 def test_incompatible_store_is_a_clear_error(trained, tmp_path):

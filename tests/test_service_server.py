@@ -1,14 +1,17 @@
 """Smoke tests: the real server process on a free loopback port, over real HTTP."""
 
 import os
+import re
 import subprocess
 import sys
+import threading
 
 import httpx
 import numpy as np
 import pytest
 
 from basisdb import BasisStore
+from service.config import ServiceSettings
 
 from .helpers import REPO_ROOT, free_port, serve, stop, wait_until_healthy
 
@@ -41,6 +44,47 @@ def test_python_dash_m_service(small_store):
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, process)
         exercise(url, small_store)
+    finally:
+        stop(process)
+
+
+def _read_lines(process: subprocess.Popen, count: int, timeout: float = 60) -> list[str]:
+    """The first ``count`` lines of a process's stdout, or a failure (with its stderr) if they
+    do not come within ``timeout`` seconds."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout.readline() for _ in range(count)))
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive() or not all(lines):
+        stop(process)  # which ends the reader: its pipe closes
+        reader.join()
+        pytest.fail(f"stdout gave {lines} (exit {process.returncode}): {process.stderr.read()}")
+    return [line.rstrip("\n") for line in lines]
+
+
+def test_python_dash_m_service_says_what_it_serves_and_where(small_store):
+    """Two lines on stdout before uvicorn starts: the store (path, settings, fingerprint) and
+    the address, with the explorer's; --port 0 prints the port the system gave."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--store", str(small_store), "--port", "0"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        store_line, address_line = _read_lines(process, 2)
+        with BasisStore.open(small_store) as store:
+            fingerprint = store.fingerprint
+        assert store_line.startswith(f"serving {small_store} (230 settings, radii 2, 3, 4; fingerprint ")
+        assert fingerprint[:16] in store_line and "checksums verified" in store_line
+        match = re.match(r"at (http://127\.0\.0\.1:(\d+)) \(explorer: (\S+), API docs: (\S+)\)", address_line)
+        assert match, address_line
+        url, port = match.group(1), int(match.group(2))
+        assert port != 0 and match.group(3) == f"{url}/explorer" and match.group(4) == f"{url}/docs"
+        health = wait_until_healthy(url, process)  # the printed address is the one served
+        assert health["store"]["fingerprint"] == fingerprint
+        assert httpx.get(f"{url}/explorer").status_code == 200
     finally:
         stop(process)
 
@@ -86,8 +130,18 @@ def test_every_setting_is_an_option_with_its_default():
         ("--header-timeout", "10.0"),
         ("--max-connections", "1024"),
         ("--verify-store", "True"),
+        ("--shutdown-timeout", "3.0"),
+        ("--explorer", "True"),
+        ("--cors-origin", "none"),
+        ("--log-level", "warning"),
     ]:
         assert option in text and f"(default: {default})" in text.rsplit(option, 1)[1][:400], option  # its help line
+    # Every setting is an option, and every option's help ends with its default.
+    for name in set(ServiceSettings.model_fields) - {"store_verified"}:
+        assert f"--{name.replace('_', '-')}".removesuffix("s") in result.stdout, name
+    options = re.split(r"\n  (?=-)", result.stdout.split("options:", 1)[1])[1:]
+    undocumented = [option.split()[0] for option in options if "(default: " not in " ".join(option.split())]
+    assert undocumented == ["-h,"], undocumented  # --help alone
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 import pickle
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import h5py
@@ -74,7 +76,7 @@ def test_lookup_by_hall_number_and_provenance(small_store):
             assert key in provenance
         assert provenance["schema_version"] == 1
         assert store.identity["fingerprint"] == provenance["fingerprint"] == store.fingerprint
-        with h5py.File(small_store, "r", locking=False) as handle:
+        with h5py.File(small_store, "r") as handle:  # a plain handle beside the store's
             datasets = []
             handle.visititems(lambda _, o: datasets.append(o) if isinstance(o, h5py.Dataset) else None)
             assert datasets and all(len(d.attrs["sha256"]) == 64 for d in datasets)
@@ -90,6 +92,8 @@ def test_bad_lookups_name_what_is_allowed(small_store):
             store.basis(group=227, radius="4")
         with pytest.raises(InvalidGroupError, match="outside 1-230"):
             store.basis(group=231, radius=4)
+        with pytest.raises(InvalidGroupError, match="did you mean 'Fd-3m' \\(227\\)"):
+            store.basis(group="Fd3-m", radius=4)
         with pytest.raises(InvalidHallNumberError, match="outside 1-530"):
             store.basis(hall=531, radius=4)
         with pytest.raises(SettingNotInStoreError, match="--settings all") as info:
@@ -211,3 +215,45 @@ def test_default_store_is_built_on_first_use():
     modified = path.stat().st_mtime_ns
     with BasisStore.open() as store:  # second use: no rebuild
         assert store.path.stat().st_mtime_ns == modified
+
+
+def test_a_group_by_symbol(small_store):
+    with BasisStore.open(small_store) as store:
+        assert store.basis(group="Fd-3m", radius=4) is store.basis(group=227, radius=4)
+        assert store.check_hall("P 21/c") == store.check_hall(14) == 81
+        assert len(store.verification(group="P6_3/mmc")) == len(store.verification(group=194))
+
+
+@pytest.mark.parametrize("locking", [None, True, False, "best-effort"])
+def test_opens_while_h5py_holds_the_file_open_in_either_order(small_store, locking):
+    # HDF5 refuses a second handle of a file with other file-locking flags than the first.
+    with h5py.File(small_store, "r", locking=locking) as handle:
+        with BasisStore.open(small_store) as store:
+            assert store.basis(group=227, radius=2).n_basis == build_basis(group=227, radius=2).n_basis
+        assert "settings" in handle  # the caller's handle outlives the store's
+    with BasisStore.open(small_store) as store:
+        with h5py.File(small_store, "r") as handle:  # a plain handle, after the store
+            assert "settings" in handle
+        assert store.basis(group=14, radius=2).n_basis > 0
+
+
+def test_a_file_open_for_writing_is_refused_with_what_to_do(copy_of_store):
+    with h5py.File(copy_of_store, "r+") as handle:
+        with pytest.raises(StoreError, match="open for writing elsewhere in this process .* close that handle first"):
+            BasisStore.open(copy_of_store)
+        assert "settings" in handle
+    hold = f"import h5py, sys; f = h5py.File({str(copy_of_store)!r}, 'r+'); print(1); sys.stdin.read()"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", hold],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "1"
+        with pytest.raises(StoreError, match="open for writing in another process"):
+            BasisStore.open(copy_of_store)
+    finally:
+        writer.communicate("", timeout=60)
+    with BasisStore.open(copy_of_store) as store:
+        assert store.basis(group=1, radius=2).n_basis > 0

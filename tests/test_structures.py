@@ -1,11 +1,13 @@
 """Standardization of real structures into the store's settings."""
 
+import sys
+
 import numpy as np
 import pytest
 from ase.build import bulk
 from pymatgen.core import Lattice, Structure
 
-from basisdb import Cell, StructureError, build_basis, standardize
+from basisdb import Cell, StructureError, build_basis, crystal_frames, standardize
 
 
 def spinel():
@@ -118,3 +120,72 @@ def test_orbits_and_wyckoff_letters_equal_spglib_on_the_standardized_cell(real_c
         oracle = spglib.get_symmetry_dataset(standard.cell.spglib_cell(), symprec=standard.symprec)
         assert np.array_equal(standard.equivalent_atoms, oracle.equivalent_atoms), cell.label
         assert standard.wyckoffs == tuple(oracle.wyckoffs), cell.label
+
+
+def rock_salt():
+    return Structure.from_spacegroup(225, Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_cif_text_is_text_and_a_path_is_a_path(tmp_path, monkeypatch):
+    text = rock_salt().to(fmt="cif")  # starts with a comment line, then data_NaCl
+    assert not text.startswith("data_")
+    path = tmp_path / "salt.cif"
+    path.write_text(text)
+    for source in (text, text.split("\n", 1)[1], text.encode(), str(path), path):
+        assert standardize(source).setting.group == 225, type(source)
+    assert Cell.from_any(text).label == "NaCl"  # the data block names it
+    assert Cell.from_any(str(path)).label == "salt"
+    assert crystal_frames(text).n_frames == 2
+    # A one-line string starting with data_ is a path when that file exists.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data_1.cif").write_text(text)
+    assert Cell.from_any("data_1.cif").label == "data_1"
+    for bad, message in [
+        ("NaCl.cif", "cannot read NaCl.cif: no such file .*CIF text when it holds a line break"),
+        ("x" * 5000, "cannot read x+: File name too long"),
+        ("data_x\n", "cannot parse CIF 'x'"),
+        (b"\xff\xfe", "not UTF-8"),
+    ]:
+        with pytest.raises(StructureError, match=message):
+            standardize(bad)
+
+
+def test_spglib_tuples():
+    lattice, positions = 5.64 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]]
+    for numbers in ([11, 17], np.array([11, 17]), ["Na", "Cl"]):
+        cell = Cell.from_any((lattice, positions, numbers))
+        assert cell.numbers.tolist() == [11, 17]
+        assert standardize((lattice, positions, numbers)).setting.group == 221
+    assert standardize([lattice.tolist(), positions, [14, 14]]).setting.group == 229  # a list works too
+    for bad, message in [
+        ((lattice, positions, [11, 17], [0.0, 0.0]), "magnetic moments are not used, leave them out"),
+        ((lattice, positions, [11]), "one integer atomic number per position"),
+        ((lattice, positions, [0, 1]), "atomic numbers must lie in 1-118"),
+        ((lattice, positions, "NaCl"), "numbers must be a list of atomic numbers"),
+        ((lattice, positions, ["Na", "Xx"]), "'Xx' is not an element"),
+        ((lattice, positions), "from a builtins.tuple; pass .* a spglib \\(lattice, positions, numbers\\) tuple"),
+    ]:
+        with pytest.raises(StructureError, match=message):
+            standardize(bad)
+
+
+@pytest.mark.parametrize("source", ["spinel", "hcp"])
+def test_cells_convert_back_to_pymatgen_and_ase(source):
+    cell = Cell.from_pymatgen(spinel()) if source == "spinel" else Cell.from_ase(bulk("Mg", "hcp", a=3.21, c=5.21))
+    structure, atoms = cell.to_pymatgen(), cell.to_ase()
+    assert isinstance(structure, Structure) and all(atoms.pbc)
+    for back in (Cell.from_pymatgen(structure), Cell.from_ase(atoms), Cell.from_any(structure), Cell.from_any(atoms)):
+        assert np.abs(back.lattice - cell.lattice).max() < 1e-12
+        assert np.abs(back.positions - cell.positions).max() < 1e-12
+        assert np.array_equal(back.numbers, cell.numbers)
+    assert standardize(atoms).setting.hall_number == standardize(cell).setting.hall_number
+
+
+def test_converting_without_the_library_names_it(monkeypatch):
+    cell = Cell(4.05 * np.eye(3), [[0, 0, 0]], [13])
+    monkeypatch.setitem(sys.modules, "pymatgen.core", None)
+    monkeypatch.setitem(sys.modules, "ase", None)
+    with pytest.raises(ImportError, match="Cell.to_pymatgen needs pymatgen: pip install pymatgen"):
+        cell.to_pymatgen()
+    with pytest.raises(ImportError, match="Cell.to_ase needs ASE: pip install ase"):
+        cell.to_ase()
