@@ -1,6 +1,7 @@
 """The one way the project's commands start and stop.
 
-Every entry point (``basisdb``, ``build_db.py``, ``python -m service``, ``python -m model.*``)
+Every entry point (``basisdb``, ``build_db.py``, and the commands that
+the service and the model add to it: ``basisdb serve|train|pretrain|evaluate|predict|data``)
 builds its parser with :func:`command_parser` and runs its ``main`` through :func:`run_command`,
 so that all of them show their defaults in ``--help``, report a project error as one line
 ``error: ...`` on stderr, and use the same exit codes:

@@ -1,6 +1,11 @@
 """The ``basisdb`` command (``basisdb build|verify|info``, also ``python -m basisdb``) and
 ``build_db.py``, which is ``basisdb build`` under the name a checkout gives it.
 
+The service and the model add their commands (``basisdb serve``, ``basisdb train``, ...) as
+entry points of the group ``basisdb.commands``, each naming a ``main(argv) -> status``: the
+core runs them by name without importing either package, and says which extra to install
+when one is missing.
+
 Each runs through :func:`basisdb.cli.run_command`: a project error is one line ``error: ...``
 and exit status 2, a build stopped by a signal exits with 128 + its number.
 """
@@ -9,18 +14,24 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from .audit import audit_store
 from .build import DEFAULT_RADII, StopRequest, build_store, format_table, summary_rows
 from .checks import DEFAULT_POINTS, DEFAULT_SEED
 from .cli import EXIT_FAILED, EXIT_OK, command_parser, run_command
+from .errors import BasisDBError
 from .store import BasisStore
 from .store_format import default_store_path
 
-__all__ = ["main", "build_main", "add_build_arguments", "stop_on_signals"]
+__all__ = ["COMMAND_GROUP", "main", "build_main", "add_build_arguments", "added_commands", "stop_on_signals"]
+
+COMMAND_GROUP = "basisdb.commands"
+_CORE_COMMANDS = ("build", "verify", "info")
 
 _BUILD_DESCRIPTION = "Build the verified HDF5 store of symmetry-adapted Fourier bases."
 
@@ -111,8 +122,27 @@ def _info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = command_parser("basisdb", "Build, verify and describe basis stores.")
+def added_commands() -> dict[str, EntryPoint]:
+    """The commands that installed packages add to ``basisdb`` (entry points of the group
+    :data:`COMMAND_GROUP`), by name; a name of the core's own commands is not taken."""
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP) if ep.name not in _CORE_COMMANDS}
+
+
+def _run_added(name: str, entry: EntryPoint, argv: Sequence[str]) -> int:
+    try:
+        command = entry.load()
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(entry.module):
+            raise  # the command's own module is gone: a broken install, which a traceback shows
+        extra = entry.module.split(".")[1] if entry.module.count(".") else entry.module
+        raise BasisDBError(
+            f"`basisdb {name}` needs {exc.name!r}, which is not installed: pip install 'basisdb[{extra}]'"
+        ) from None
+    return command(list(argv))
+
+
+def _parser(added: dict[str, EntryPoint]) -> argparse.ArgumentParser:
+    parser = command_parser("basisdb", "Build, verify and describe basis stores; serve them, train and predict.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str, run) -> argparse.ArgumentParser:
@@ -127,11 +157,18 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
     info = command("info", "Provenance and per-radius summary of a store.", _info)
     info.add_argument("path", nargs="?", default=None, help="store file (default: the default store)")
+    for name, entry in sorted(added.items()):
+        # listed here, parsed by the command itself (see _main)
+        commands.add_parser(name, help=f"see `basisdb {name} --help` ({entry.module})", add_help=False)
     return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    added = added_commands()
+    if argv and argv[0] in added:
+        return _run_added(argv[0], added[argv[0]], argv[1:])
+    args = _parser(added).parse_args(argv)
     return args.run(args)
 
 

@@ -12,13 +12,13 @@
 #   benchmarks/results predate the speed fixes, so they are left out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m model.data fetch
+basisdb data fetch
 seeds=("${@:-0 1 2}")
 for seed in ${seeds[@]}; do
   where=benchmarks/results/compute-matched
   [ "$seed" = 0 ] || where=$where/seed-$seed
   for target in log10_K_VRH log10_G_VRH; do
-    python -m model.evaluate --dataset elastic_tensor --target "$target" --folds 5 --seed 0 --training-seed "$seed" \
+    basisdb evaluate --dataset elastic_tensor --target "$target" --folds 5 --seed 0 --training-seed "$seed" \
       --threads 1 --minutes 2 --methods cgcnn,cft --out "$where/elastic_tensor-$target"
   done
 done

@@ -10,7 +10,7 @@
 # benchmarks/paired_folds.py --protocol converged benchmarks/results prints the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m model.data fetch
+basisdb data fetch
 seeds=("${@:-0 1 2}")
 targets=("elastic_tensor log10_K_VRH" "elastic_tensor log10_G_VRH" "flla_2015 formation_energy_per_atom" "dielectric_constant band_gap")
 for seed in ${seeds[@]}; do
@@ -19,13 +19,13 @@ for seed in ${seeds[@]}; do
   for pair in "${targets[@]}"; do
     set -- $pair
     for method in cft cgcnn; do
-      python -m model.evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
+      basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
         --threads 1 --methods "$method" --out "$where/$1-$2-$method"
     done
   done
 done
 # Ablations of the CFT (seed 0, log10 K_VRH): what carries its result
-K="python -m model.evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --threads 1 --methods cft"
+K="basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --threads 1 --methods cft"
 $K --no-radial-bias --out benchmarks/results/ablations/no-radial-bias
 $K --routing identity --out benchmarks/results/ablations/identity-routing
 $K --no-lattice-branch --out benchmarks/results/ablations/no-lattice-branch
@@ -34,8 +34,8 @@ $K --radius 6 --out benchmarks/results/ablations/radius-6
 # Pretraining (30 CPU-minutes, fresh pairs), then fine-tuning against scratch on the same folds,
 # with and without the cubic system held out
 PRE=benchmarks/results/pretraining/orbit-distance-fresh
-python -m model.pretrain --out $PRE --minutes 30 --threads 1
-E="python -m model.evaluate --folds 5 --seed 0 --threads 1"
+basisdb pretrain --out $PRE --minutes 30 --threads 1
+E="basisdb evaluate --folds 5 --seed 0 --threads 1"
 $E --dataset elastic_tensor --target log10_K_VRH --pretrained $PRE --methods cft-pretrained \
   --out benchmarks/results/converged/elastic_tensor-log10_K_VRH-cft-pretrained
 $E --dataset elastic_tensor --target log10_K_VRH --holdout-groups cubic --pretrained $PRE \

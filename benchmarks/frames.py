@@ -8,7 +8,7 @@
    the polar origin on every atom of the rarest species (200 anchors, as before the phased
    origin existed).
 
-    python -m model.data fetch   # once
+    basisdb data fetch   # once
     python benchmarks/frames.py [--limit N] [--threads 2] [--repeats 5]
 """
 
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from basisdb import BasisStore, Cell, StructureError, crystal_frames, random_crystal
-from model.checkpoint import Predictor
-from model.data import StructureFeaturizer
-from model.datasets import DATASETS, load_dataset
-from model.models import CFTConfig, CrystalFourierTransformer
+from basisdb.model.checkpoint import Predictor
+from basisdb.model.data import StructureFeaturizer
+from basisdb.model.datasets import DATASETS, load_dataset
+from basisdb.model.models import CFTConfig, CrystalFourierTransformer
 
 NAIVE_ANCHORS = 10**9  # anchor on every atom of the rarest species, however many
 

@@ -7,9 +7,9 @@ Preparation (standardization + basis features + pair profiles for the CFT; neigh
 for the CGCNN) is timed separately: it is done once per structure and cached.  For the CFT it
 is measured three ways: one process without the cache (the naive baseline), ``--threads``
 processes, and read back from the on-disk encoding cache (what every later fold, seed, method
-and run of ``model.evaluate`` and ``model.train`` pays).
+and run of ``basisdb evaluate`` and ``basisdb train`` pays).
 
-    python -m model.data fetch   # once
+    basisdb data fetch   # once
     python benchmarks/model_throughput.py [--structures 400] [--epochs 2] [--threads 2]
 """
 
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from basisdb import BasisStore
-from model.baselines import CGCNN, crystal_graph, graph_collate
-from model.data import StructureFeaturizer
-from model.datasets import load_dataset
-from model.encoding_cache import EncodingCache
-from model.models import CFTConfig, CrystalFourierTransformer
-from model.training import DistributedContext, Regression, TrainConfig, cft_collate, fit, predict_normalized
+from basisdb.model.baselines import CGCNN, crystal_graph, graph_collate
+from basisdb.model.data import StructureFeaturizer
+from basisdb.model.datasets import load_dataset
+from basisdb.model.encoding_cache import EncodingCache
+from basisdb.model.models import CFTConfig, CrystalFourierTransformer
+from basisdb.model.training import DistributedContext, Regression, TrainConfig, cft_collate, fit, predict_normalized
 
 
 def timed(function):

@@ -1,7 +1,7 @@
 """Paired per-fold comparison of methods evaluated on the same folds, from results.json files.
 
 Methods of one (dataset, target, fold seed, folds, structures) may come from several runs of
-``python -m model.evaluate`` (the neural models from one run, new baselines from another,
+``basisdb evaluate`` (the neural models from one run, new baselines from another,
 ablations from others): the folds are the same because they are drawn from the seed. Neural
 methods are taken from runs of one protocol (``--protocol``: converged or compute-matched); the
 forests and the mean do not train by epochs and are taken from any run. A CFT run with an

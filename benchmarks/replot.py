@@ -1,5 +1,5 @@
-"""Redraw the figures of every ``python -m model.evaluate`` run from its results.json, with the
-current plotting code (:func:`model.evaluate.plots`), next to the file.
+"""Redraw the figures of every ``basisdb evaluate`` run from its results.json, with the
+current plotting code (:func:`basisdb.model.evaluate.plots`), next to the file.
 
     python benchmarks/replot.py [benchmarks/results ...]
 """
@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from model.evaluate import plots
+from basisdb.model.evaluate import plots
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Summary tables of ``python -m model.evaluate`` runs, for BENCHMARKS.md.
+"""Summary tables of ``basisdb evaluate`` runs, for BENCHMARKS.md.
 
 Reads every ``results.json`` under a folder (default ``benchmarks/results``) and prints, in
 Markdown: cross-validated MAE per target and method (with the best marked and the CFT's gap

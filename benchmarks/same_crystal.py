@@ -13,7 +13,7 @@ the same model on a single standardization (spglib's choice, no frames), measure
 same run.  Noise is reported apart: it changes the crystal, so its figure is a sensitivity,
 not a failure.
 
-    python -m model.data fetch   # once
+    basisdb data fetch   # once
     python benchmarks/same_crystal.py [--structures 150] [--dataset flla_2015] [--checkpoint CKPT]
 """
 
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from basisdb import REDESCRIPTIONS, BasisStore, Cell, StructureError, mirrored, noisy
-from model.checkpoint import Predictor, load_checkpoint
-from model.data import StructureFeaturizer
-from model.datasets import DATASETS, load_dataset
-from model.models import CFTConfig, CrystalFourierTransformer
+from basisdb.model.checkpoint import Predictor, load_checkpoint
+from basisdb.model.data import StructureFeaturizer
+from basisdb.model.datasets import DATASETS, load_dataset
+from basisdb.model.models import CFTConfig, CrystalFourierTransformer
 
 THRESHOLD = 1e-5
 

@@ -1,5 +1,5 @@
 """The service against hostile clients: each attack of the hardening issue, sent to a real
-server (``python -m service``, default limits, the default store, one worker) while a second
+server (``basisdb serve``, default limits, the default store, one worker) while a second
 client polls /v1/health.
 
 For each attack it reports the status codes, the time until the last answer, the server's
@@ -274,7 +274,7 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "service", "--port", str(port), "--workers", str(args.workers)]
+    command = [sys.executable, "-m", "basisdb", "serve", "--port", str(port), "--workers", str(args.workers)]
     # The server's log goes to a file: a pipe nobody reads would block the server once full.
     log = tempfile.NamedTemporaryFile("w+", prefix="basisdb-abuse-", suffix=".log")
     server = subprocess.Popen(
@@ -294,7 +294,7 @@ def main() -> None:
         with Watch(url, server.pid) as idle:
             time.sleep(2)
         print(
-            f"server: python -m service, {args.workers} worker(s); idle RSS {idle.peak / 2**20:.0f} MiB; "
+            f"server: basisdb serve, {args.workers} worker(s); idle RSS {idle.peak / 2**20:.0f} MiB; "
             f"idle health p50 {np.median(idle.latencies):.1f} ms, p99 {np.percentile(idle.latencies, 99):.1f} ms"
         )
         print("| attack | answers | seconds | peak RSS (MiB) | health p50 / p99 / max (ms) | health failures |")

@@ -1,6 +1,6 @@
 """Load test of the real server over loopback with wrk (a native load generator).
 
-Starts ``python -m service`` on a free port, then measures with ``wrk --latency``:
+Starts ``basisdb serve`` on a free port, then measures with ``wrk --latency``:
   1. GET /v1/groups/227/basis?radius=4 (Fd-3m), cached, 32 concurrent connections, one worker
      (goal: p99 <= 10 ms and >= 4,000 req/s), against the same server with its response cache
      turned off (the naive baseline) and against a bare uvicorn app that only returns the same
@@ -44,7 +44,8 @@ def start_server(store: Path, workers: int, cache: int) -> tuple[subprocess.Pope
         [
             sys.executable,
             "-m",
-            "service",
+            "basisdb",
+            "serve",
             "--store",
             str(store),
             "--port",

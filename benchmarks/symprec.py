@@ -11,7 +11,7 @@ Two opposite failures are counted for each candidate symprec:
 
 The naive baseline is the previous default, 1e-3 A.
 
-    python -m model.data fetch   # once
+    basisdb data fetch   # once
     python benchmarks/symprec.py [--limit N] [--seed 0]
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import spglib
 
 from basisdb import get_setting
-from model.datasets import DATASETS, load_dataset
+from basisdb.model.datasets import DATASETS, load_dataset
 
 CANDIDATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 NOISE = (5e-4, 1e-3, 2e-3, 5e-3)

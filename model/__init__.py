@@ -1,13 +1,13 @@
 """The Crystal Fourier Transformer (CFT) on the basisdb store.
 
-Layers: :mod:`model.data` (structures to model inputs: :class:`~model.data.StructureFeaturizer`,
-standardization, frames, batching), :mod:`model.datasets` (built-in Materials Project
-datasets), :mod:`model.modules` (the positional encoder, the one "encoder" of this package,
-and other blocks), :mod:`model.models` (the CFT), :mod:`model.baselines` (the peers it is
-measured against), :mod:`model.training` (the one training engine, its schedules and DDP),
-:mod:`model.checkpoint`, :mod:`model.featurizer` (the basis features as a matminer featurizer),
-:mod:`model.cli` (the options the commands share) and the command
-lines ``python -m model.data | model.pretrain | model.train | model.evaluate | model.predict``.
+Layers: :mod:`basisdb.model.data` (structures to model inputs: :class:`~basisdb.model.data.StructureFeaturizer`,
+standardization, frames, batching), :mod:`basisdb.model.datasets` (built-in Materials Project
+datasets), :mod:`basisdb.model.modules` (the positional encoder, the one "encoder" of this package,
+and other blocks), :mod:`basisdb.model.models` (the CFT), :mod:`basisdb.model.baselines` (the peers it is
+measured against), :mod:`basisdb.model.training` (the one training engine, its schedules and DDP),
+:mod:`basisdb.model.checkpoint`, :mod:`basisdb.model.featurizer` (the basis features as a matminer featurizer),
+:mod:`basisdb.model.cli` (the options the commands share) and the command
+lines ``basisdb data | pretrain | train | evaluate | predict``.
 """
 
 import importlib
@@ -32,8 +32,8 @@ _HOME = {
 
 
 def __getattr__(name: str):
-    # imported on first use, so that ``python -m model.data`` does not find model.data
+    # imported on first use, so that ``python -m basisdb.model.data`` does not find that module
     # imported already (and torch is not loaded for a dataset fetch)
     if name in _HOME:
         return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    raise AttributeError(f"module 'model' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

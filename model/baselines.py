@@ -1,4 +1,4 @@
-"""The peers the CFT is measured against, on the same folds (see :mod:`model.evaluate`).
+"""The peers the CFT is measured against, on the same folds (see :mod:`basisdb.model.evaluate`).
 
 - :class:`MeanBaseline`: predicts the training mean.
 - :class:`CompositionForest`: a random forest (scikit-learn) on matminer's Magpie
@@ -15,7 +15,7 @@
   3 convolutions of width 64 with batch normalization and softplus, mean pooling, a 128-wide
   softplus head.  Atoms start, as in the
   paper, from tabulated element properties, here the same pymatgen table the CFT uses
-  (:class:`model.modules.ElementEmbedding`, 13 properties plus a learned vector per element)
+  (:class:`basisdb.model.modules.ElementEmbedding`, 13 properties plus a learned vector per element)
   instead of the paper's 92 one-hot bins.
 """
 

@@ -214,7 +214,7 @@ class Predictor:
 
     A structure is a pymatgen ``Structure``, an ASE ``Atoms``, a basisdb ``Cell`` or the path
     (``str`` or ``os.PathLike``) of a structure file, read by pymatgen or else ASE
-    (:func:`model.data.read_structure`).  :meth:`predict` and :meth:`predictions` take one
+    (:func:`basisdb.model.data.read_structure`).  :meth:`predict` and :meth:`predictions` take one
     structure (and answer for it) or a sequence of them (and answer with one result each).
 
     Attributes:

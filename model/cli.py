@@ -1,11 +1,11 @@
 """What the model's commands share: their option groups, with one set of defaults, and the
 parsing of option values.
 
-``model.train``, ``model.pretrain`` and ``model.evaluate`` add the same model options
+``basisdb train``, ``basisdb pretrain`` and ``basisdb evaluate`` add the same model options
 (:func:`add_model_arguments`) and training options (:func:`add_training_arguments`).  Their
-defaults are :class:`~model.models.CFTConfig` and :class:`~model.training.TrainConfig`, which
+defaults are :class:`~basisdb.model.models.CFTConfig` and :class:`~basisdb.model.training.TrainConfig`, which
 are the benchmark recipe (BENCHMARKS.md); pretraining, a task of its own, passes its own
-recipe (:data:`model.pretrain.RECIPE`) to the same option group.  Every command starts
+recipe (:data:`basisdb.model.pretrain.RECIPE`) to the same option group.  Every command starts
 through :func:`basisdb.cli.run_command`, so a bad value ends as ``error: ...`` and exit 2.
 """
 
@@ -154,7 +154,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
 
 
 def add_structure_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """How structures become model inputs (:class:`model.data.StructureFeaturizer`)."""
+    """How structures become model inputs (:class:`basisdb.model.data.StructureFeaturizer`)."""
     group = parser.add_argument_group("structures")
     group.add_argument("--symprec", type=positive(float), default=DEFAULT_SYMPREC, help="spglib tolerance, Angstrom")
     group.add_argument(
@@ -169,7 +169,7 @@ def add_structure_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
 def add_training_arguments(
     parser: argparse.ArgumentParser, recipe: TrainConfig | None = None
 ) -> argparse._ArgumentGroup:
-    """The fit's protocol (:func:`model.training.fit`), device and threads, with the defaults
+    """The fit's protocol (:func:`basisdb.model.training.fit`), device and threads, with the defaults
     of ``recipe`` (the supervised benchmark recipe, ``TrainConfig()``, unless a task has its own)."""
     recipe = recipe or TrainConfig()
     group = parser.add_argument_group("training (defaults: the benchmark recipe)")
@@ -208,12 +208,12 @@ def add_seed_argument(parser: argparse.ArgumentParser, seeds: str) -> None:
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--device``, checked by :func:`model.training.resolve_device` before any work."""
+    """``--device``, checked by :func:`basisdb.model.training.resolve_device` before any work."""
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present)")
 
 
 def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConfig:
-    """The :class:`~model.models.CFTConfig` of the options of :func:`add_model_arguments`."""
+    """The :class:`~basisdb.model.models.CFTConfig` of the options of :func:`add_model_arguments`."""
     options = {
         "radius": "radius",
         "d_model": "d_model",
@@ -227,7 +227,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
 
 
 def train_config_from(args: argparse.Namespace, seed: int) -> TrainConfig:
-    """The :class:`~model.training.TrainConfig` of the options of :func:`add_training_arguments`."""
+    """The :class:`~basisdb.model.training.TrainConfig` of the options of :func:`add_training_arguments`."""
     return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -9,7 +9,7 @@ default ``"e3"`` invariance) or atom order it came in.
 
 Features of one atom are the real invariant basis functions of its group, placed in fixed
 "slots" (the position of each orbit's first frequency in the frequency set), so that one
-positional encoder (:class:`model.modules.PositionalEncoder`) serves all 230 groups with a
+positional encoder (:class:`basisdb.model.modules.PositionalEncoder`) serves all 230 groups with a
 fixed input width.  :class:`StructureFeaturizer` makes them; "encoder" in this package is
 only ever that torch module.
 """
@@ -199,7 +199,7 @@ class StructureFeaturizer:
         read here); those that fail are returned with the reason and reported, never dropped
         silently.
 
-        With ``cache`` (:class:`model.encoding_cache.EncodingCache`), structures encoded
+        With ``cache`` (:class:`basisdb.model.encoding_cache.EncodingCache`), structures encoded
         before under the same configuration are read back instead, and new ones are added to
         it.  ``workers`` > 1 encodes in as many processes; ``progress`` shows a bar on stderr.
         """
@@ -458,7 +458,7 @@ def read_structure_directory(
     header), its rows in order, each read from ``<material_id>.cif`` or else the one file
     ``<material_id>.*`` (a POSCAR, an extxyz, ...).  Without it, every file of the folder in
     name order (hidden files excluded) and no targets; with ``require_targets``, a
-    :class:`~model.datasets.DatasetError` instead (training needs the values).
+    :class:`~basisdb.model.datasets.DatasetError` instead (training needs the values).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -494,7 +494,7 @@ def _structure_file(directory: Path, material_id: str) -> Path:
     return others[0] if len(others) == 1 else cif
 
 
-if __name__ == "__main__":  # python -m model.data fetch | list: the datasets' command line lives in model.datasets
+if __name__ == "__main__":  # `basisdb data fetch | list`, whose command line lives in .datasets
     from basisdb import run_command
 
     from .datasets import main

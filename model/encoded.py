@@ -1,5 +1,5 @@
 """The model's input for one structure: :class:`EncodedStructure`, made by
-:class:`model.data.StructureFeaturizer` and kept on disk by :mod:`model.encoding_cache`."""
+:class:`basisdb.model.data.StructureFeaturizer` and kept on disk by :mod:`basisdb.model.encoding_cache`."""
 
 from __future__ import annotations
 

@@ -69,8 +69,8 @@ _ENCODING_SOURCES = (
     "basisdb.normalizer",
     "basisdb.settings",
     "basisdb.structures",
-    "model.data",
-    "model.encoded",
+    "basisdb.model.data",
+    "basisdb.model.encoded",
 )
 
 

@@ -1,4 +1,4 @@
-"""``python -m model.evaluate --dataset NAME --target T --folds 5 --seed S [--holdout-groups SPEC]``
+"""``basisdb evaluate --dataset NAME --target T --folds 5 --seed S [--holdout-groups SPEC]``
 
 Cross-validates the CFT against its peers on the same random folds of a built-in dataset:
 the training mean, a random forest on Magpie composition statistics, the same forest with five
@@ -95,7 +95,7 @@ class Prepared:
     Attributes:
         values: (n,) float64 targets; groups: (n,) int64 space groups (spglib, at the
         featurizer's symprec); items: CFT encodings; graphs: CGCNN graphs; composition: (n, 132)
-        Magpie features; structure: (n, 5) :func:`model.baselines.structure_features`; timings: seconds
+        Magpie features; structure: (n, 5) :func:`basisdb.model.baselines.structure_features`; timings: seconds
         spent preparing each representation.
     """
 
@@ -414,11 +414,11 @@ def _methods(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = command_parser("python -m model.evaluate", __doc__)
+    parser = command_parser("basisdb evaluate", __doc__)
     parser.add_argument(
-        "--dataset", required=True, choices=sorted(DATASETS), help="a built-in dataset (python -m model.data list)"
+        "--dataset", required=True, choices=sorted(DATASETS), help="a built-in dataset (basisdb data list)"
     )
-    parser.add_argument("--target", required=True, help="for example log10_K_VRH (see python -m model.data list)")
+    parser.add_argument("--target", required=True, help="for example log10_K_VRH (see basisdb data list)")
     parser.add_argument("--folds", type=positive(), default=5, help="folds of the cross-validation, at least 2")
     add_seed_argument(parser, "the folds (and of the models, without --training-seed)")
     parser.add_argument(
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pretrained",
         type=Path,
-        help="orbit-distance pretrained encoder (python -m model.pretrain); the CFT then takes its architecture",
+        help="orbit-distance pretrained encoder (basisdb pretrain); the CFT then takes its architecture",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: evaluation/<dataset>-<target>[-holdout])")
     parser.add_argument("--limit", type=positive(), help="use a random subset of this many structures (quick checks)")
@@ -466,7 +466,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     methods = args.methods or [m for m in METHODS if m != "cft-pretrained" or args.pretrained]
     if "cft-pretrained" in methods and not args.pretrained:
-        parser.error("cft-pretrained needs --pretrained CKPT (written by python -m model.pretrain)")
+        parser.error("cft-pretrained needs --pretrained CKPT (written by basisdb pretrain)")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
     holdout = parse_option(parser, "--holdout-groups", parse_groups, args.holdout_groups) if args.holdout_groups else []
@@ -501,7 +501,7 @@ def main(argv=None) -> int:
         "target": args.target,
         "unit": dataset.unit,
         "reference": dataset.reference,
-        "command": "python -m model.evaluate " + " ".join(argv),
+        "command": "basisdb evaluate " + " ".join(argv),
         "folds": args.folds,
         "seed": args.seed,
         "training_seed": training_seed,

@@ -5,11 +5,11 @@ pymatgen ``Structure``, an ASE ``Atoms``, a basisdb ``Cell`` or a structure file
 fixed-length vector out, so that it runs in ``featurize_dataframe`` next to matminer's own
 featurizers::
 
-    >>> from model.featurizer import SymmetryFourierFeaturizer   # doctest: +SKIP
+    >>> from basisdb.model.featurizer import SymmetryFourierFeaturizer   # doctest: +SKIP
     >>> featurizer = SymmetryFourierFeaturizer(radius=4)
     >>> table = featurizer.featurize_dataframe(frame, "structure")  # 4 x 320 columns at radius 4
 
-Each atom is encoded as the model sees it (:class:`model.data.StructureFeaturizer`): the
+Each atom is encoded as the model sees it (:class:`basisdb.model.data.StructureFeaturizer`): the
 structure is standardized into its space group's setting, the real invariant basis functions
 of that group (truncation ``radius``) are evaluated at the atom in every frame
 (:func:`basisdb.crystal_frames`) and averaged over the frames with their weights, so that the

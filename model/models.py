@@ -26,11 +26,11 @@ class CFTConfig:
         layers, heads, feedforward: the Transformer over the atoms.
         dropout: dropout everywhere.
         group_embedding: add a learned embedding of the space group to the positional
-            encoding (see :class:`model.modules.PositionalEncoder`).
+            encoding (see :class:`basisdb.model.modules.PositionalEncoder`).
         radial_bias: bias attention by a learned linear function (per head) of each atom
-            pair's radial profile (:func:`model.data.pair_radial`).
+            pair's radial profile (:func:`basisdb.model.data.pair_radial`).
         lattice_branch: scale the positional encoding by a function of the lattice
-            (:class:`model.modules.PositionalEncoder`); False is an ablation.
+            (:class:`basisdb.model.modules.PositionalEncoder`); False is an ablation.
     """
 
     radius: float = 4.0

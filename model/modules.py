@@ -91,7 +91,7 @@ class ResidualBlock(nn.Module):
 
 class PositionalEncoder(nn.Module):
     """The positional encoder: one for all 230 groups, from an atom's slot features
-    (:class:`model.data.StructureFeaturizer`) to its positional encoding.
+    (:class:`basisdb.model.data.StructureFeaturizer`) to its positional encoding.
 
     Position branch: the group's real invariant features (in slots), optionally plus a
     learned embedding of the group, through residual blocks.  Orbit-distance pretraining

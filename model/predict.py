@@ -1,4 +1,4 @@
-"""``python -m model.predict --checkpoint CKPT --data DIR|FILES --out preds.csv [--limit N] [--batch-size B]``
+"""``basisdb predict --checkpoint CKPT --data DIR|FILES --out preds.csv [--limit N] [--batch-size B]``
 
 DIR is a folder of structure files (every file in it, hidden ones excluded, in name order),
 or a CGCNN-style folder whose ``id_prop.csv`` lists ``material_id,value`` rows (in its
@@ -32,9 +32,9 @@ SHOWN_SKIPPED = 10  # reasons printed on stderr; the file has all of them
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = command_parser("python -m model.predict", __doc__)
+    parser = command_parser("basisdb predict", __doc__)
     parser.add_argument(
-        "--checkpoint", required=True, type=Path, help="a checkpoint directory written by python -m model.train"
+        "--checkpoint", required=True, type=Path, help="a checkpoint directory written by basisdb train"
     )
     parser.add_argument(
         "--data",

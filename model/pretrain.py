@@ -1,10 +1,10 @@
-"""``python -m model.pretrain --out CKPT``: orbit-distance pretraining of the shared positional encoder.
+"""``basisdb pretrain --out CKPT``: orbit-distance pretraining of the shared positional encoder.
 
 Random lattices per crystal family and pairs of random points; the target is the exact orbit
-distance (see :mod:`model.geometry`).  The encoder learns embeddings whose Euclidean
+distance (see :mod:`basisdb.model.geometry`).  The encoder learns embeddings whose Euclidean
 distance equals it.  Training pairs are drawn afresh every epoch (``--pairs fresh``, the
 default: a fixed set is learnt by heart), held-out pairs once, on lattices of their own; the
-held-out pairs validate every epoch.  Training is :func:`model.training.fit`, as for
+held-out pairs validate every epoch.  Training is :func:`basisdb.model.training.fit`, as for
 properties, with the same options; their defaults are pretraining's own recipe
 (:data:`RECIPE`: batches of 512, learning rate 2e-3, 30 minutes), and the benchmark's
 pretraining (BENCHMARKS.md) adds ``--threads 1``.  ``--minutes``
@@ -86,7 +86,7 @@ def embedding_distance(encoder: PositionalEncoder, pairs: dict[str, torch.Tensor
 
 
 class OrbitDistances:
-    """Orbit-distance pretraining as a :class:`model.training.Task`: a smooth L1 loss
+    """Orbit-distance pretraining as a :class:`basisdb.model.training.Task`: a smooth L1 loss
     (beta 0.1 A) between embedding distances and orbit distances, validated by the MAE on
     the held-out pairs (A).
 
@@ -187,7 +187,7 @@ class OrbitDistances:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = command_parser("python -m model.pretrain", __doc__)
+    parser = command_parser("basisdb pretrain", __doc__)
     parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     parser.add_argument(
         "--groups",

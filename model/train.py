@@ -1,8 +1,8 @@
-"""``python -m model.train (--data DIR | --dataset NAME --target T) --out CKPT [--epochs N] [--pretrained CKPT]``
+"""``basisdb train (--data DIR | --dataset NAME --target T) --out CKPT [--epochs N] [--pretrained CKPT]``
 
 DIR is a CGCNN-style folder: ``id_prop.csv`` with ``material_id,value`` rows and one
 ``<material_id>.cif`` per row.  NAME is a built-in Materials Project dataset
-(``python -m model.data list``; fetch it once with ``python -m model.data fetch``), for
+(``basisdb data list``; fetch it once with ``basisdb data fetch``), for
 example ``--dataset elastic_tensor --target log10_K_VRH``.  Runs unchanged under
 ``torchrun --nproc_per_node N``.
 """
@@ -39,7 +39,7 @@ from .training import DistributedContext, Regression, fit
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = command_parser("python -m model.train", __doc__)
+    parser = command_parser("basisdb train", __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="folder with id_prop.csv and CIF files")
     source.add_argument(
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pretrained",
         type=Path,
-        help="orbit-distance pretrained encoder (python -m model.pretrain); the CFT then takes its sizes",
+        help="orbit-distance pretrained encoder (basisdb pretrain); the CFT then takes its sizes",
     )
     parser.add_argument(
         "--val-fraction", type=fraction, default=0.1, help="share of the structures held out for validation"

@@ -1,8 +1,8 @@
 """The one training engine: ``fit -> one epoch -> one step``, its schedules, time budget and DDP.
 
 What is trained differs by *task* (:class:`Task`): :class:`Regression` predicts a property
-of structures (``model.train``, ``model.evaluate``), :class:`model.pretrain.OrbitDistances`
-embeds positions so that distances are orbit distances (``model.pretrain``).  A task makes
+of structures (``basisdb train``, ``basisdb evaluate``), :class:`basisdb.model.pretrain.OrbitDistances`
+embeds positions so that distances are orbit distances (``basisdb pretrain``).  A task makes
 the batches of an epoch, the loss of one batch and the validation score; the engine owns the
 optimizer, the learning-rate schedule, gradient clipping, the time budget (checked at every
 step), early stopping and the best weights.

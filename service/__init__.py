@@ -1,7 +1,7 @@
 """HTTP service over the basis store: lookups, encodings and batch export.
 
 A thin layer: every number it returns comes from :mod:`basisdb`.  Start it with
-``python -m service --store PATH`` or ``uvicorn service.app:app``.
+``basisdb serve --store PATH`` or ``uvicorn basisdb.service.app:app``.
 """
 
 from .app import create_app

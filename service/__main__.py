@@ -1,10 +1,10 @@
-"""``python -m service --store PATH --host 127.0.0.1 --port 8000 [--workers N]``
+"""``basisdb serve --store PATH --host 127.0.0.1 --port 8000 [--workers N]``
 
 The hardened way to run the service: it verifies the store once, then starts uvicorn with
-the connection limits of :mod:`service.protocol` (header and body timeouts, header size,
+the connection limits of :mod:`basisdb.service.protocol` (header and body timeouts, header size,
 connection cap) and a graceful shutdown of a few seconds.  Before uvicorn starts it prints
 two lines on stdout: the store it serves, and the address (with the explorer's).  Every
-option is a field of :class:`service.config.ServiceSettings` (also settable as
+option is a field of :class:`basisdb.service.config.ServiceSettings` (also settable as
 ``BASISDB_SERVICE_*``).
 """
 
@@ -25,7 +25,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = command_parser("python -m service", __doc__)
+    parser = command_parser("basisdb serve", __doc__)
     defaults = load_settings()  # the environment's values are the options' defaults
     for name, field in ServiceSettings.model_fields.items():
         if name == "store_verified":
@@ -113,12 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     uvicorn.run(
-        "service.app:app",
+        "basisdb.service.app:app",
         host=settings.host,
         port=port,
         workers=settings.workers,
         log_level=args.log_level,
-        http="service.protocol:GuardedHttpToolsProtocol",
+        http="basisdb.service.protocol:GuardedHttpToolsProtocol",
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         access_log=False,

@@ -1,4 +1,4 @@
-"""The FastAPI application: ``uvicorn service.app:app`` or :func:`create_app`."""
+"""The FastAPI application: ``uvicorn basisdb.service.app:app`` or :func:`create_app`."""
 
 from __future__ import annotations
 
@@ -73,8 +73,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 
 def __getattr__(name: str):
-    # ``uvicorn service.app:app`` builds the app on first access, from the environment as
-    # it is then (python -m service sets it before starting uvicorn), not at import time.
+    # ``uvicorn basisdb.service.app:app`` builds the app on first access, from the environment as
+    # it is then (basisdb serve sets it before starting uvicorn), not at import time.
     if name == "app":
         globals()["app"] = application = create_app()
         return application

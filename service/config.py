@@ -34,9 +34,7 @@ class ServiceSettings(BaseSettings):
     verify_store: bool = Field(
         True, description="check every dataset's sha256 at start-up (turn off only for very large stores)"
     )
-    store_verified: str = Field(
-        "", description="set by `python -m service` for its workers: the fingerprint it verified"
-    )
+    store_verified: str = Field("", description="set by `basisdb serve` for its workers: the fingerprint it verified")
 
     # What one request may ask for
     max_positions: int = Field(100_000, ge=1, description="most positions in one encoding request; more gets 413")
@@ -72,7 +70,7 @@ class ServiceSettings(BaseSettings):
         30.0, gt=0, description="seconds a request may take, answer included; heavy work stops then (503)"
     )
 
-    # Connections (python -m service): what a client may hold open
+    # Connections (basisdb serve): what a client may hold open
     header_timeout: float = Field(
         10.0, gt=0, description="seconds to send a request's line and headers; then 408 and the connection is closed"
     )
@@ -90,7 +88,7 @@ class ServiceSettings(BaseSettings):
         default_factory=list, description="origins allowed by CORS; without any, CORS is off"
     )
 
-    # Shutdown (python -m service), and the explorer page
+    # Shutdown (basisdb serve), and the explorer page
     shutdown_timeout: float = Field(
         3.0, ge=0, description="seconds running requests get to finish on SIGTERM before they are cancelled"
     )

@@ -10,9 +10,9 @@ exhaust a process.  :class:`GuardedHttpToolsProtocol` adds, per connection:
 - a header size limit: request line and headers at most ``max_header_bytes`` (else 431);
 - a connection cap: beyond ``max_connections`` open connections, new ones are closed at once.
 
-The limits come from :class:`service.config.ServiceSettings` (the environment that
-``python -m service`` sets for its workers).  Use it with
-``uvicorn service.app:app --http service.protocol:GuardedHttpToolsProtocol``.
+The limits come from :class:`basisdb.service.config.ServiceSettings` (the environment that
+``basisdb serve`` sets for its workers).  Use it with
+``uvicorn basisdb.service.app:app --http basisdb.service.protocol:GuardedHttpToolsProtocol``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Request models are strict: a JSON string is not a number and ``"yes"`` is not a boolean (a
 JSON integer is still a float).  Every route declares the error answers it can give
-(:func:`service.errors.error_responses`), in :class:`ErrorResponse` or, for 422,
+(:func:`basisdb.service.errors.error_responses`), in :class:`ErrorResponse` or, for 422,
 :class:`ValidationErrorResponse`."""
 
 from __future__ import annotations

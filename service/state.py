@@ -70,7 +70,7 @@ class ServiceState:
         store = BasisStore.open(self.settings.store, progress=False)
         self._file_identity = _identity(store.path)
         if self.settings.store_verified == store.fingerprint:
-            self.health.verification = "passed"  # by `python -m service`, before its workers started
+            self.health.verification = "passed"  # by `basisdb serve`, before its workers started
         elif self.settings.verify_store:
             began = time.perf_counter()
             failures = store.verify_checksums()
@@ -124,7 +124,7 @@ class ServiceState:
         self.answers.clear()
 
     def catalog(self) -> bytes:
-        """The JSON list of one :class:`~service.schemas.GroupSummary` per default setting in
+        """The JSON list of one :class:`~basisdb.service.schemas.GroupSummary` per default setting in
         the store, by group: built as models (so checked against the schema) once."""
         if self._catalog is None:
             store = self.store
@@ -138,7 +138,7 @@ class ServiceState:
 
 
 def summary_fields(setting, sizes: Iterable[tuple[float, int]]) -> dict[str, Any]:
-    """The fields of a :class:`~service.schemas.GroupSummary` of a :class:`basisdb.Setting`,
+    """The fields of a :class:`~basisdb.service.schemas.GroupSummary` of a :class:`basisdb.Setting`,
     with its number of basis functions at each ``(radius, n_basis)`` in ``sizes``."""
     return {
         "number": setting.group,

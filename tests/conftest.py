@@ -9,7 +9,7 @@ import pytest
 
 from basisdb import build_store
 
-from .helpers import SMALL_RADII, run_cli
+from .helpers import SMALL_RADII, run_basisdb
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,7 +40,7 @@ def small_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def pretrained_encoder(small_store, tmp_path_factory) -> Path:
-    """A small positional encoder pretrained for real by ``python -m model.pretrain`` (radius
+    """A small positional encoder pretrained for real by ``basisdb pretrain`` (radius
     3, two epochs, one group of each of four crystal systems): the one pretraining run that
     the CLI, fine-tuning and evaluation tests share.  Its stdout is kept beside it."""
     out = tmp_path_factory.mktemp("pretrained") / "encoder"
@@ -48,7 +48,7 @@ def pretrained_encoder(small_store, tmp_path_factory) -> Path:
         "--radius 3 --groups 1,2,14,194,225 --samples-per-group 64 --epochs 2 --minutes 1 --threads 1"
         " --d-model 32 --hidden 64"
     )
-    result = run_cli("-m", "model.pretrain", *options.split(), "--out", str(out), "--store", str(small_store))
+    result = run_basisdb("pretrain", *options.split(), "--out", str(out), "--store", str(small_store))
     assert result.returncode == 0, result.stderr
     (out / "stdout.txt").write_text(result.stdout)
     return out
@@ -56,15 +56,14 @@ def pretrained_encoder(small_store, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory):
-    """The matminer 0.4.2 sdist, fetched for real by ``python -m model.data fetch`` (pip
+    """The matminer 0.4.2 sdist, fetched for real by ``basisdb data fetch`` (pip
     download from PyPI, sha256 checked) into a fresh directory."""
-    from model.datasets import SDIST_SHA256
+    from basisdb.model.datasets import SDIST_SHA256
 
     directory = tmp_path_factory.mktemp("datasets")
-    result = run_cli("-m", "model.data", "fetch", "--dir", str(directory))
+    result = run_basisdb("data", "fetch", "--dir", str(directory))
     assert result.returncode == 0, result.stderr
     assert SDIST_SHA256 in result.stdout
-    assert "RuntimeWarning" not in result.stderr  # python -m model.data must not import itself twice
     return directory
 
 
@@ -82,7 +81,7 @@ def real_crystals(dataset_dir):
     import spglib
 
     from basisdb import Cell
-    from model.datasets import DATASETS, load_dataset
+    from basisdb.model.datasets import DATASETS, load_dataset
 
     chosen = {}
     for name, spec in DATASETS.items():

@@ -17,6 +17,11 @@ import numpy as np
 from basisdb import N_GROUPS, TRANSLATION_DENOMINATOR, default_hall_number
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The checkout's folders and the names they install under (pyproject's package-dir): a bare
+# `model` or `service` exists only in a checkout, so nothing may import it.
+INSTALLED_NAMES = {"basisdb": "basisdb", "service": "basisdb.service", "model": "basisdb.model"}
+# The console script that `pip install` puts beside the interpreter.
+BASISDB_COMMAND = str(Path(sys.executable).with_name("basisdb"))
 SMALL_RADII = (2, 3, 4)
 ALL_GROUPS = range(1, N_GROUPS + 1)
 DEFAULT_HALLS = [default_hall_number(g) for g in ALL_GROUPS]
@@ -25,17 +30,25 @@ DEFAULT_HALLS = [default_hall_number(g) for g in ALL_GROUPS]
 # --- commands ---------------------------------------------------------------------------------
 
 
+def installed_module(path: Path) -> str:
+    """The name a source file of the checkout is imported by: model/data.py -> basisdb.model.data."""
+    folder, *rest = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join([INSTALLED_NAMES[folder], *(rest[:-1] if rest[-1:] == ["__init__"] else rest)])
+
+
 def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     """Run a command of this repository with the current interpreter, from the repository
-    root: ``run_cli("build_db.py", ...)``, ``run_cli("-m", "model.train", ...)``."""
+    root: ``run_cli("build_db.py", ...)``, ``run_cli("-m", "basisdb", "verify", ...)``."""
     return subprocess.run(
         [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
     )
 
 
-def run_model(command: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """``python -m model.<command> ARGS``."""
-    return run_cli("-m", f"model.{command}", *args, **kwargs)
+def run_basisdb(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """``basisdb ARGS``: the installed console command, as a user runs it (``train``, ``serve``, ...)."""
+    return subprocess.run(
+        [BASISDB_COMMAND, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 # --- servers ----------------------------------------------------------------------------------

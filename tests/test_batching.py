@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from basisdb import BasisStore, crystal_frames
-from model.data import StructureFeaturizer, collate
-from model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
-from model.training import predict_normalized, shuffled_batches, size_batches
+from basisdb.model.data import StructureFeaturizer, collate
+from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
+from basisdb.model.training import predict_normalized, shuffled_batches, size_batches
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_encoding_structures_does_not_load_torch(small_store):
         "import sys\n"
         "from pymatgen.core import Lattice, Structure\n"
         "from basisdb import BasisStore\n"
-        "from model.data import StructureFeaturizer\n"
+        "from basisdb.model.data import StructureFeaturizer\n"
         f"featurizer = StructureFeaturizer(BasisStore.open({str(small_store)!r}), radius=3)\n"
         "item = featurizer.encode(Structure(Lattice.cubic(4.2), ['Cs', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]]))\n"
         "assert item.group == 221, item.group\n"
@@ -171,7 +171,7 @@ def test_encoding_structures_does_not_load_torch(small_store):
 def test_no_subnormal_floats_reach_the_models(encoded):
     """Gaussian tails between 1e-45 and 1.2e-38 are float32 subnormals, which slowed every
     matrix product of the CGCNN 6x on the CPU; both models' radial inputs cut them to zero."""
-    from model.baselines import gaussian_expansion
+    from basisdb.model.baselines import gaussian_expansion
 
     tiny = np.finfo(np.float32).tiny
     _, _, items = encoded
@@ -185,10 +185,10 @@ def test_no_subnormal_floats_reach_the_models(encoded):
     assert ((reference != 0) & (reference < tiny)).any()  # the band is really crossed
     # only the tails change: zeros exactly where float64 puts the tail under the cut (1e-30,
     # with float32's relative error on an argument up to 69 as margin), and elsewhere the
-    # float32 Gaussian itself, to float32's resolution of a peak of 1 (atol): CI twice found
-    # deviations beyond a purely relative tolerance that this machine does not reproduce, so
-    # the check is held to what the models can see, and a failure prints the worst deviation
+    # Gaussian itself. The value check bounds the masking, not torch's float32 exp, whose
+    # accuracy depends on the CPU: here it is within 1e-7 of float64, but CI's machine gave
+    # relative deviations of 1e-4 (and differed between two identical float32 calls)
     kept = gaussians != 0
     assert (reference[~kept] < 1.01e-30).all() and kept[reference > 1.01e-30].all()
-    worst = (gaussians.double() - reference).abs().max().item()
-    assert torch.allclose(gaussians.double(), reference, rtol=1e-4, atol=1e-7), f"worst deviation {worst:.3g}"
+    relative = ((gaussians.double() - reference).abs() / reference.clamp_min(1e-300))[kept]
+    assert relative.max() < 1e-3, f"worst relative deviation {relative.max():.3g}"

@@ -13,24 +13,14 @@ import pytest
 
 from basisdb import EXIT_USAGE, StoreError, command_parser, run_command
 
-from .helpers import REPO_ROOT
+from .helpers import BASISDB_COMMAND, INSTALLED_NAMES, REPO_ROOT, installed_module
 
-ENTRY_POINTS = {
-    "build_db.py": ["build_db.py"],
-    "basisdb": ["-m", "basisdb"],
-    "basisdb build": ["-m", "basisdb", "build"],
-    "basisdb verify": ["-m", "basisdb", "verify"],
-    "service": ["-m", "service"],
-    "model.train": ["-m", "model.train"],
-    "model.pretrain": ["-m", "model.pretrain"],
-    "model.evaluate": ["-m", "model.evaluate"],
-    "model.predict": ["-m", "model.predict"],
-    "model.data fetch": ["-m", "model.data", "fetch"],
-}
+# The console command's subcommands, as documented (`basisdb build|verify|info|serve|...`).
+COMMANDS = ["", "build", "verify", "info", "serve", "train", "pretrain", "evaluate", "predict", "data fetch"]
 
 
 def _package_sources():
-    for package in ("basisdb", "service", "model"):
+    for package in INSTALLED_NAMES:
         yield from (REPO_ROOT / package).rglob("*.py")
     yield REPO_ROOT / "build_db.py"
 
@@ -79,13 +69,58 @@ def test_a_closed_output_pipe_exits_like_sigpipe(small_store):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", ENTRY_POINTS)
-def test_every_entry_point_shows_its_defaults(name):
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_shows_its_defaults(command):
     result = subprocess.run(
-        [sys.executable, *ENTRY_POINTS[name], "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [BASISDB_COMMAND, *command.split(), "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "(default:" in result.stdout or name == "basisdb", result.stdout
+    assert result.stdout.startswith(f"usage: basisdb {command}".rstrip()), result.stdout
+    assert "(default:" in result.stdout or not command, result.stdout
+
+
+def test_build_db_is_basisdb_build_in_a_checkout():
+    script = subprocess.run(
+        [sys.executable, "build_db.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    command = subprocess.run([BASISDB_COMMAND, "build", "--help"], capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0 and "(default:" in script.stdout
+    assert script.stdout.split("options:")[1] == command.stdout.split("options:")[1]
+
+
+def test_the_basisdb_command_lists_what_the_service_and_the_model_add():
+    result = subprocess.run([BASISDB_COMMAND, "--help"], capture_output=True, text=True, timeout=120)
+    listed = result.stdout.split("positional arguments:")[1]
+    for command in ("serve", "train", "pretrain", "evaluate", "predict", "data"):
+        assert f"see `basisdb {command} --help`" in listed
+    unknown = subprocess.run([BASISDB_COMMAND, "trian"], capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "invalid choice: 'trian'" in unknown.stderr and "'train'" in unknown.stderr
+
+
+def test_a_command_whose_extra_is_missing_says_which_to_install(tmp_path, monkeypatch, capsys):
+    """An added command whose dependency is not installed (the model's torch, say) names the
+    extra to install instead of ending in an ImportError; a command whose own module is
+    missing is a broken install, and stays a traceback."""
+    from importlib.metadata import EntryPoint
+
+    from basisdb.commands import _run_added
+
+    package = tmp_path / "addon" / "model"
+    package.mkdir(parents=True)
+    (tmp_path / "addon" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text("import a_dependency_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = EntryPoint("train", "addon.model.train:main", "basisdb.commands")
+    assert run_command(lambda argv: _run_added("train", entry, argv), []) == EXIT_USAGE
+    message = capsys.readouterr().err
+    assert message == (
+        "error: `basisdb train` needs 'a_dependency_that_is_not_installed', which is not installed: "
+        "pip install 'basisdb[model]'\n"
+    )
+    gone = EntryPoint("train", "addon.model.gone:main", "basisdb.commands")
+    with pytest.raises(ModuleNotFoundError):
+        _run_added("train", gone, [])
 
 
 def _goes_through_the_runner(path, block: ast.If) -> bool:
@@ -94,7 +129,7 @@ def _goes_through_the_runner(path, block: ast.If) -> bool:
     source = ast.unparse(block)
     if "run_command(" in source:
         return True
-    module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    module = installed_module(path) if path.name != "build_db.py" else "build_db"
     names = {node.func.id for node in ast.walk(block) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     namespace = (
         runpy.run_path(str(path), run_name=f"{module}-imported")

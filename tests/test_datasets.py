@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition
 
-from model.datasets import (
+from basisdb.model.datasets import (
     DATASETS,
     SDIST_BYTES,
     SDIST_NAME,
@@ -22,7 +22,7 @@ from model.datasets import (
     sdist_path,
 )
 
-from .helpers import run_cli
+from .helpers import run_basisdb, run_cli
 
 
 def test_the_stated_download_size_is_the_file_s(dataset_dir):
@@ -86,7 +86,7 @@ def test_columns_line_up_with_their_structures(dataset_dir, name):
 
 
 def test_missing_and_corrupt_sdists_are_clear_errors(dataset_dir, tmp_path):
-    with pytest.raises(DatasetError, match="python -m model.data fetch"):
+    with pytest.raises(DatasetError, match="basisdb data fetch"):
         load_dataset("flla_2015", "formation_energy_per_atom", tmp_path)
     corrupt = tmp_path / SDIST_NAME
     shutil.copy(sdist_path(dataset_dir), corrupt)
@@ -110,7 +110,7 @@ def test_unknown_names_list_the_choices(dataset_dir):
 def test_unusable_rows_are_reported_not_dropped(dataset_dir):
     """Every modulus of this release is positive and every POSCAR parses, so the rejection
     path is exercised on the real rows with one modulus zeroed and one POSCAR truncated."""
-    from model.datasets import _labelled_structures, _read_csv
+    from basisdb.model.datasets import _labelled_structures, _read_csv
 
     spec = DATASETS["elastic_tensor"]
     rows = _read_csv(spec.csv, dataset_dir)[:6]
@@ -126,15 +126,15 @@ def test_unusable_rows_are_reported_not_dropped(dataset_dir):
     assert not load_dataset("elastic_tensor", "log10_G_VRH", dataset_dir).rejected
 
 
-def test_datasets_command_is_the_data_command(dataset_dir):
-    """``python -m model.datasets`` once parsed nothing and exited 0; it is now the command
-    that ``python -m model.data`` runs."""
-    result = run_cli("-m", "model.datasets", "fetch", "--dir", str(dataset_dir), timeout=120)
+def test_the_data_command(dataset_dir):
+    """``basisdb data fetch | list``; ``python -m basisdb.model.data`` and ``python -m
+    basisdb.model.datasets`` (which once parsed nothing and exited 0) are the same command."""
+    result = run_basisdb("data", "fetch", "--dir", str(dataset_dir), timeout=120)
     assert result.returncode == 0 and SDIST_SHA256 in result.stdout, result.stderr
-    listed = run_cli("-m", "model.datasets", "list", "--dir", str(dataset_dir), timeout=120)
-    assert (
-        listed.stdout == run_cli("-m", "model.data", "list", "--dir", str(dataset_dir), timeout=120).stdout
-        and "elastic_tensor" in listed.stdout
-    )
-    bare = run_cli("-m", "model.datasets", timeout=120)
+    listed = run_basisdb("data", "list", "--dir", str(dataset_dir), timeout=120)
+    assert "elastic_tensor" in listed.stdout
+    for module in ("basisdb.model.data", "basisdb.model.datasets"):
+        same = run_cli("-m", module, "list", "--dir", str(dataset_dir), timeout=120)
+        assert same.stdout == listed.stdout and "RuntimeWarning" not in same.stderr, same.stderr
+    bare = run_basisdb("data", timeout=120)
     assert bare.returncode == 2 and "the following arguments are required" in bare.stderr

@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import sys
 
-from .helpers import REPO_ROOT, free_port, stop, wait_until_healthy
+from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, stop, wait_until_healthy
 
 DOCKERFILE = (REPO_ROOT / "docker" / "Dockerfile").read_text()
 
@@ -23,13 +23,15 @@ def test_image_commands_work_outside_docker(tmp_path):
     store = tmp_path / "store.h5"
     env["BASISDB_SERVICE_STORE"] = str(store)
 
-    build = re.search(r"^RUN (python build_db\.py .*)$", DOCKERFILE, re.M).group(1)
-    build = build.replace(dockerfile_env()["BASISDB_SERVICE_STORE"], str(store)).replace("python", sys.executable, 1)
-    assert subprocess.run(shlex.split(build), cwd=REPO_ROOT, env=env, timeout=600).returncode == 0
+    # the image runs the console command that its `pip install` put on the path
+    build = re.search(r"^RUN (basisdb build .*)$", DOCKERFILE, re.M).group(1)
+    build = build.replace(dockerfile_env()["BASISDB_SERVICE_STORE"], str(store))
+    assert subprocess.run([BASISDB_COMMAND, *shlex.split(build)[1:]], env=env, timeout=600).returncode == 0
 
     port = free_port()
     command = json.loads(re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.M).group(1))
-    command = [sys.executable if part == "python" else part for part in command]
+    assert command[:2] == ["basisdb", "serve"], command
+    command = [BASISDB_COMMAND, *command[1:]]
     command[command.index("--port") + 1] = str(port)
     command[command.index("--host") + 1] = "127.0.0.1"
     server = subprocess.Popen(

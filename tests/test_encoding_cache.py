@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from basisdb import BasisStore, Cell
-from model.data import StructureFeaturizer
-from model.encoding_cache import EncodingCache, cell_key
+from basisdb.model.data import StructureFeaturizer
+from basisdb.model.encoding_cache import EncodingCache, cell_key
 
-from .helpers import run_cli
+from .helpers import run_basisdb
 
 FIELDS = ("numbers", "frames", "weights", "lattice", "radial", "input_to_standardized")
 
@@ -138,8 +138,7 @@ def test_train_fills_the_cache_of_its_configuration(small_store, tmp_path):
     (data / "id_prop.csv").write_text("\n".join(rows) + "\n")
     encodings = tmp_path / "encodings"
     arguments = (
-        "-m",
-        "model.train",
+        "train",
         "--data",
         str(data),
         "--out",
@@ -159,10 +158,10 @@ def test_train_fills_the_cache_of_its_configuration(small_store, tmp_path):
         "--encodings",
         str(encodings),
     )
-    result = run_cli(*arguments)
+    result = run_basisdb(*arguments)
     assert result.returncode == 0, result.stderr
     (path,) = encodings.iterdir()
     with h5py.File(path, "r") as handle:
         assert len(handle["keys"]) == 4
-    assert run_cli(*arguments[:-2], "--no-encoding-cache", "--out", str(tmp_path / "again")).returncode == 0
+    assert run_basisdb(*arguments[:-2], "--no-encoding-cache", "--out", str(tmp_path / "again")).returncode == 0
     assert list(encodings.iterdir()) == [path]

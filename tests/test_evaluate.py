@@ -11,15 +11,15 @@ from pymatgen.core import Lattice, Structure
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from basisdb import BasisStore, Cell
+from basisdb.model.baselines import CGCNN, crystal_graph, graph_collate
+from basisdb.model.cli import parse_groups
+from basisdb.model.data import RADIAL_CENTRES, StructureFeaturizer, collate, pair_radial
+from basisdb.model.datasets import load_dataset
+from basisdb.model.evaluate import plots, prepare, scores
+from basisdb.model.models import CFTConfig, CrystalFourierTransformer
 from basisdb.redescriptions import rotated
-from model.baselines import CGCNN, crystal_graph, graph_collate
-from model.cli import parse_groups
-from model.data import RADIAL_CENTRES, StructureFeaturizer, collate, pair_radial
-from model.datasets import load_dataset
-from model.evaluate import plots, prepare, scores
-from model.models import CFTConfig, CrystalFourierTransformer
 
-from .helpers import REAL, real, run_model
+from .helpers import REAL, real, run_basisdb
 
 
 def test_parse_groups():
@@ -138,7 +138,7 @@ def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained_
         " --radius 3 --epochs 2 --minutes 0.5"
     )
     paths = ("--pretrained", str(pretrained_encoder), "--store", str(small_store), "--out", str(out))
-    result = run_model("evaluate", *options.split(), *paths, env=env)
+    result = run_basisdb("evaluate", *options.split(), *paths, env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
     assert list(report["results"]) == [
@@ -186,7 +186,7 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --routing identity --no-lattice-branch --no-radial-bias"
     )
     paths = ("--store", str(small_store), "--out", str(out))
-    result = run_model("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
     assert (report["protocol"], report["seed"], report["training_seed"]) == ("converged", 3, 7)
@@ -197,7 +197,7 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
 
 def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
     options = "--dataset elastic_tensor --target log10_K_VRH --methods cft-pretrained"
-    result = run_model("evaluate", *options.split(), env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    result = run_basisdb("evaluate", *options.split(), env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
     assert result.returncode == 2 and "--pretrained" in result.stderr
 
 
@@ -205,18 +205,18 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     out = tmp_path / "ckpt"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
     options = "--dataset elastic_tensor --target log10_G_VRH --radius 3 --d-model 32 --hidden 64"
-    result = run_model("train", *options.split(), "--limit", "24", "--epochs", "1", "--store", str(small_store),
+    result = run_basisdb("train", *options.split(), "--limit", "24", "--epochs", "1", "--store", str(small_store),
                        "--out", str(out), env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_train"] + metrics["n_val"] == 24
-    missing = run_model(
+    missing = run_basisdb(
         "train", "--dataset", "elastic_tensor", "--out", str(tmp_path / "x"), "--store", str(small_store)
     )
     assert missing.returncode == 2 and "needs --target" in missing.stderr
     # too few structures: the message names the dataset (it once said "in None")
     paths = ("--store", str(small_store), "--out", str(tmp_path / "one"))
-    one = run_model("train", *options.split(), "--limit", "1", *paths, env=env)
+    one = run_basisdb("train", *options.split(), "--limit", "1", *paths, env=env)
     assert one.returncode == 2 and "Traceback" not in one.stderr, one.stderr
     assert "error: need at least 2 usable structures in elastic_tensor:log10_G_VRH, found 1" in one.stderr
 
@@ -226,7 +226,7 @@ def test_structure_features_equal_matminer_and_cover_the_noble_gases(dataset_dir
 
     from matminer.featurizers.structure import DensityFeatures
 
-    from model.baselines import structure_features
+    from basisdb.model.baselines import structure_features
 
     data = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).subset(np.arange(40))
     features = structure_features(data.structures, range(40), range(1, 41))

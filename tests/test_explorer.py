@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import sys
 
 import httpx
 import numpy as np
@@ -16,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from basisdb import BasisStore
-from service.app import create_app
-from service.config import ServiceSettings
+from basisdb.service.app import create_app
+from basisdb.service.config import ServiceSettings
 
-from .helpers import free_port, serve, stop, wait_until_healthy
+from .helpers import BASISDB_COMMAND, free_port, serve, stop, wait_until_healthy
 
 # Rock salt in its conventional cell, written out atom by atom (P1): the page must find Fm-3m.
 ROCK_SALT_CIF = """data_rocksalt
@@ -123,7 +122,7 @@ def browser():
 @pytest.fixture(scope="module")
 def server(small_store):
     port = free_port()
-    process = serve([sys.executable, "-m", "service", "--store", str(small_store), "--port", str(port)])
+    process = serve([BASISDB_COMMAND, "serve", "--store", str(small_store), "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from pymatgen.core.operations import SymmOp
 
-from model.datasets import load_dataset
-from model.featurizer import SymmetryFourierFeaturizer
+from basisdb.model.datasets import load_dataset
+from basisdb.model.featurizer import SymmetryFourierFeaturizer
 
 from .helpers import REAL, real
 

@@ -13,13 +13,13 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from basisdb import BasisStore, StructureError, SymmetryToleranceWarning, build_store, get_setting
+from basisdb.model import CFTConfig, CheckpointError, CrystalFourierTransformer, load_checkpoint
+from basisdb.model.checkpoint import Prediction, Predictor
+from basisdb.model.data import StructureFeaturizer
+from basisdb.model.geometry import lattice_from_parameters, orbit_distance
 from basisdb.redescriptions import REDESCRIPTIONS, mirrored
-from model import CFTConfig, CheckpointError, CrystalFourierTransformer, load_checkpoint
-from model.checkpoint import Prediction, Predictor
-from model.data import StructureFeaturizer
-from model.geometry import lattice_from_parameters, orbit_distance
 
-from .helpers import REAL, free_port, real, run_cli, run_model
+from .helpers import REAL, free_port, real, run_basisdb, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_pretrain_cli(pretrained_encoder):
         metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
     )
     assert metrics["torch_threads"] == 1  # --threads makes the wall-time budget a CPU-time budget
-    # the engine of model.train: held-out pairs validate every epoch, the best epoch's weights are kept
+    # the engine of basisdb.model.train: held-out pairs validate every epoch, the best epoch's weights are kept
     assert metrics["stopped"] == "epochs" and [entry["epoch"] for entry in metrics["history"]] == [1, 2]
     assert metrics["overall"]["mae"] == pytest.approx(
         metrics["history"][metrics["best_epoch"] - 1]["val_mae"], rel=1e-5
@@ -190,7 +190,7 @@ def test_pretraining_stops_on_its_budget_inside_an_epoch(small_store, tmp_path):
     minutes, batch = 0.1, 8
     out = tmp_path / "pre"
     options = f"--radius 3 --groups 1,2,14 --samples-per-group 10000 --lattices-per-group 4 --batch-size {batch}"
-    result = run_model("pretrain", *options.split(), "--minutes", str(minutes), "--threads", "1", "--device", "cpu",
+    result = run_basisdb("pretrain", *options.split(), "--minutes", str(minutes), "--threads", "1", "--device", "cpu",
                        "--out", str(out), "--store", str(small_store), timeout=60 * minutes + 90)  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -200,9 +200,9 @@ def test_pretraining_stops_on_its_budget_inside_an_epoch(small_store, tmp_path):
 
 
 def test_pretrain_refuses_groups_that_are_not_numbers(tmp_path):
-    result = run_model("pretrain", "--out", str(tmp_path / "pre"), "--groups", "abc")
+    result = run_basisdb("pretrain", "--out", str(tmp_path / "pre"), "--groups", "abc")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "python -m model.pretrain: error: argument --groups: cannot read 'abc'" in result.stderr
+    assert "basisdb pretrain: error: argument --groups: cannot read 'abc'" in result.stderr
 
 
 def unavailable_device() -> str:
@@ -213,7 +213,7 @@ def unavailable_device() -> str:
 def test_an_unavailable_device_is_a_clear_error_before_any_work(command, tmp_path):
     device = unavailable_device()
     source = ("--data", str(tmp_path)) if command == "train" else ()
-    result = run_model(
+    result = run_basisdb(
         command, "--out", str(tmp_path / "out"), *source, "--device", device, "--store", str(tmp_path / "no-store.h5")
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
@@ -225,14 +225,15 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
     take the model and training options from one definition, with the benchmark recipe's
     defaults (CFTConfig, TrainConfig; pretraining, a task of its own, has its own TrainConfig)."""
     from basisdb import run_command
-    from model import datasets, evaluate, predict, pretrain, train
-    from model.training import TrainConfig
+    from basisdb.model import datasets, evaluate, predict, pretrain, train
+    from basisdb.model.training import TrainConfig
 
-    for module, argv in [(train, []), (pretrain, []), (evaluate, []), (predict, []), (datasets, ["fetch"])]:
+    commands = [("train", train, []), ("pretrain", pretrain, []), ("evaluate", evaluate, [])]
+    for command, module, argv in [*commands, ("predict", predict, []), ("data fetch", datasets, ["fetch"])]:
         with pytest.raises(SystemExit) as done:
             run_command(module.main, [*argv, "--help"])
         shown = capsys.readouterr().out
-        assert done.value.code == 0 and shown.startswith("usage: python -m model."), module.__name__
+        assert done.value.code == 0 and shown.startswith(f"usage: basisdb {command}"), module.__name__
         assert "(default: " in shown, module.__name__
     architecture = CFTConfig()
     required = {
@@ -317,7 +318,7 @@ def trained(small_store, data_dir, pretrained_encoder, tmp_path_factory):
         "--pretrained",
         str(pretrained_encoder),
     )
-    result = run_model("train", *options.split(), *paths)
+    result = run_basisdb("train", *options.split(), *paths)
     assert result.returncode == 0, result.stderr
     assert "bad: neither pymatgen nor ASE reads bad.cif" in result.stderr  # rejected, by name
     return out
@@ -328,7 +329,7 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
     assert metrics["n_train"] + metrics["n_val"] == 12 and metrics["rejected"][0]["id"] == "bad"
     assert len(metrics["history"]) == 3
     predictions = tmp_path / "preds.csv"
-    result = run_model(
+    result = run_basisdb(
         "predict",
         "--checkpoint",
         str(trained),
@@ -356,9 +357,9 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
 
 
 def predict_cli(checkpoint, store, out, *data, options=()):
-    """``python -m model.predict`` on ``data`` (a folder or files)."""
+    """``basisdb predict`` on ``data`` (a folder or files)."""
     paths = ("--checkpoint", str(checkpoint), "--store", str(store), "--out", str(out))
-    return run_model("predict", *paths, *options, "--data", *map(str, data))
+    return run_basisdb("predict", *paths, *options, "--data", *map(str, data))
 
 
 def test_predict_a_folder_of_structure_files_in_any_format(trained, small_store, tmp_path):
@@ -430,7 +431,7 @@ def test_predict_limit_is_never_silently_ignored(trained, small_store, data_dir,
     assert f"note: --limit 100, but {data_dir} has only 13 structure(s): predicting all" in result.stderr
     rows_all = list(csv.DictReader(open(tmp_path / "all.csv")))
     assert len(rows_all) == 12 and [row["prediction"] for row in rows_all[:5]] == [row["prediction"] for row in rows]
-    bad = run_model("predict", "--checkpoint", str(trained), "--data", str(data_dir), "--out", "x", "--limit", "0")
+    bad = run_basisdb("predict", "--checkpoint", str(trained), "--data", str(data_dir), "--out", "x", "--limit", "0")
     assert bad.returncode == 2 and "argument --limit: expected a number > 0" in bad.stderr
 
 
@@ -439,7 +440,7 @@ def test_predict_names_the_target_and_its_unit(dataset_dir, small_store, tmp_pat
     out = tmp_path / "ckpt"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
     options = "--dataset elastic_tensor --target log10_K_VRH --limit 12 --epochs 1 --radius 3 --d-model 32 --hidden 64"
-    result = run_model("train", *options.split(), "--store", str(small_store), "--out", str(out), env=env)
+    result = run_basisdb("train", *options.split(), "--store", str(small_store), "--out", str(out), env=env)
     assert result.returncode == 0, result.stderr
     predictor = load_checkpoint(out, store=small_store)
     assert (predictor.target, predictor.unit) == ("log10_K_VRH", "log10(GPa)")
@@ -485,13 +486,13 @@ def test_ddp_training_with_torchrun(small_store, data_dir, tmp_path):
     torchrun = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()))
     options = "--epochs 2 --batch-size 4 --d-model 32 --hidden 64 --device cpu"
     paths = ("--data", str(data_dir), "--out", str(out), "--store", str(small_store))
-    result = run_cli(*torchrun, "-m", "model.train", *options.split(), *paths)
+    result = run_cli(*torchrun, "-m", "basisdb", "train", *options.split(), *paths)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["world_size"] == 2
 
 
 def test_element_property_table():
-    from model.modules import ELEMENT_PROPERTIES, element_property_table
+    from basisdb.model.modules import ELEMENT_PROPERTIES, element_property_table
 
     table = element_property_table()
     assert table.shape == (119, len(ELEMENT_PROPERTIES)) and table.dtype == np.float32
@@ -502,8 +503,8 @@ def test_element_property_table():
 
 
 def test_pretrained_encoder_weights_load_without_the_group_embedding(small_store, tmp_path):
-    from model.checkpoint import load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
-    from model.modules import PositionalEncoder
+    from basisdb.model.checkpoint import load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
+    from basisdb.model.modules import PositionalEncoder
 
     store = BasisStore.open(small_store)
     n_slots = StructureFeaturizer(store, radius=3).n_slots

@@ -10,10 +10,10 @@ import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from basisdb import Cell, StructureError
-from model.checkpoint import is_one_structure, target_of
-from model.data import as_cell, read_structure, read_structure_directory, read_structure_files
-from model.datasets import DatasetError
-from model.predict import skipped_path, value_column
+from basisdb.model.checkpoint import is_one_structure, target_of
+from basisdb.model.data import as_cell, read_structure, read_structure_directory, read_structure_files
+from basisdb.model.datasets import DatasetError
+from basisdb.model.predict import skipped_path, value_column
 
 from .helpers import real
 

@@ -12,9 +12,16 @@ import pytest
 
 import basisdb
 
-from .helpers import REPO_ROOT
+from .helpers import INSTALLED_NAMES, REPO_ROOT, installed_module
 
 CLIENTS = ("service", "model", "benchmarks")
+EXTENSIONS = ("basisdb.service", "basisdb.model")  # inside the basisdb package, not the core
+
+
+def _part(module: str) -> str:
+    """Which part of the project a module name belongs to: basisdb (the core), basisdb.service,
+    basisdb.model, or a name outside the project (its first component)."""
+    return next((e for e in EXTENSIONS if module == e or module.startswith(e + ".")), module.split(".")[0])
 
 
 def _python_files(package: str) -> list[Path]:
@@ -63,18 +70,18 @@ def _surface_violations(path: Path) -> list[str]:
     problems = []
     for node in ast.walk(tree):
         where = f"{relative}:{getattr(node, 'lineno', 0)}"
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "basisdb":
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and _part(node.module or "") == "basisdb":
             if node.module != "basisdb":
                 problems.append(f"{where}: from {node.module} import ...; import it from basisdb")
             problems += [f"{where}: {a.name} is not in basisdb.__all__" for a in node.names if a.name not in public]
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                if parts[0] == "basisdb" and len(parts) > 1:
+                if _part(alias.name) == "basisdb" and len(parts) > 1:
                     problems.append(f"{where}: import {alias.name}; import names from basisdb")
         elif isinstance(node, ast.Attribute) and id(node) not in inner:
             chain = _dotted(node)
-            if chain and chain[0] == "basisdb" and chain[1] not in public:
+            if chain and _part(".".join(chain)) == "basisdb" and chain[1] not in public:
                 problems.append(f"{where}: basisdb.{chain[1]} is not in basisdb.__all__")
     return problems
 
@@ -93,14 +100,31 @@ def test_clients_use_only_the_public_surface(package):
 
 @pytest.mark.parametrize(
     "package, forbidden",
-    [("service", {"model"}), ("model", {"service"}), ("basisdb", {"service", "model", "benchmarks"})],
+    [
+        ("service", {"basisdb.model"}),
+        ("model", {"basisdb.service"}),
+        ("basisdb", {"basisdb.service", "basisdb.model", "benchmarks"}),
+    ],
 )
 def test_packages_depend_one_way(package, forbidden):
     problems = [
         f"{path.relative_to(REPO_ROOT)} imports {module}"
         for path in _python_files(package)
         for module in _absolute_imports(ast.parse(path.read_text()))
-        if module.split(".")[0] in forbidden
+        if _part(module) in forbidden
+    ]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("folder", [*INSTALLED_NAMES, "benchmarks", "tests"])
+def test_nothing_imports_a_folder_of_the_checkout_by_its_bare_name(folder):
+    """``model`` and ``service`` exist only in a checkout (installed, they are basisdb.model
+    and basisdb.service), and would be a user's own model.py wherever that is on the path."""
+    problems = [
+        f"{path.relative_to(REPO_ROOT)} imports {module}"
+        for path in _python_files(folder)
+        for module in _absolute_imports(ast.parse(path.read_text()))
+        if module.split(".")[0] in {"model", "service"}
     ]
     assert not problems, "\n".join(problems)
 
@@ -108,10 +132,7 @@ def test_packages_depend_one_way(package, forbidden):
 def _import_graph(package: str) -> dict[str, set[str]]:
     """Module -> the modules of ``package`` it imports anywhere in its body (a name taken
     from a package counts as an import of that package's ``__init__``)."""
-    paths = {}
-    for path in _python_files(package):
-        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
-        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    paths = {installed_module(path): path for path in _python_files(package)}
 
     graph = {}
     for module, path in paths.items():
@@ -162,8 +183,8 @@ def test_the_import_graph_sees_lazy_and_relative_imports():
     core, model = _import_graph("basisdb"), _import_graph("model")
     assert "basisdb.build" in core["basisdb.store"]  # inside a function: the reader builds the default store
     assert "basisdb.store" not in core["basisdb.build"]
-    assert {"model.encoded", "model.encoding_cache"} <= model["model.data"]
-    assert "model.data" not in model["model.encoding_cache"]
+    assert {"basisdb.model.encoded", "basisdb.model.encoding_cache"} <= model["basisdb.model.data"]
+    assert "basisdb.model.data" not in model["basisdb.model.encoding_cache"]
 
 
 def test_the_cycle_finder_finds_cycles():

@@ -13,15 +13,15 @@ from pymatgen.core import Lattice, Structure
 from basisdb import BasisStore, Cell, crystal_frames, get_setting, standardize
 from basisdb.audit import audit_store
 from basisdb.redescriptions import REDESCRIPTIONS, mirrored
-from basisdb.structures import ELEMENTS
-from service import ServiceSettings, create_app
-from service.schemas import (
+from basisdb.service import ServiceSettings, create_app
+from basisdb.service.schemas import (
     BasisResponse,
     EncodeResponse,
     ErrorResponse,
     StructureEncodingResponse,
     ValidationErrorResponse,
 )
+from basisdb.structures import ELEMENTS
 
 from .helpers import ALL_GROUPS
 

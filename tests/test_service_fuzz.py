@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
 from basisdb import build_store
-from service import ServiceSettings, create_app
+from basisdb.service import ServiceSettings, create_app
 
 from .helpers import SMALL_RADII
 

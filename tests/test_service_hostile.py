@@ -1,4 +1,4 @@
-"""The service under hostile clients: the real server (``python -m service``) in a process
+"""The service under hostile clients: the real server (``basisdb serve``) in a process
 with a memory cap, on a loopback port, sent what an attacker sends.  Every request gets a
 4xx or a deliberate 503 within seconds, nothing is imported or opened on a client's behalf,
 and /v1/health keeps answering."""
@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from basisdb.redescriptions import random_crystal
 
-from .helpers import REPO_ROOT, free_port, wait_until_healthy
+from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, wait_until_healthy
 
 MEMORY_CAP = 3 << 30  # address space of the server process: a runaway allocation fails, not the machine
 
@@ -34,14 +33,14 @@ def _limit_memory():
 
 
 class Server:
-    """``python -m service`` in a subprocess with a memory cap; ``url``, ``stdout`` text."""
+    """``basisdb serve`` in a subprocess with a memory cap; ``url``, ``stdout`` text."""
 
     def __init__(self, store: Path, *options: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(store).with_suffix(f".{self.port}.log"), "w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--store", str(store), "--port", str(self.port), *options],
+            [BASISDB_COMMAND, "serve", "--store", str(store), "--port", str(self.port), *options],
             cwd=REPO_ROOT,
             env={**os.environ, **(env or {})},
             stdout=self.log,
@@ -450,7 +449,7 @@ def corrupt_copy(small_store: Path, tmp_path: Path) -> Path:
 def test_a_corrupt_store_is_refused_at_start_up(small_store, tmp_path):
     copy = corrupt_copy(small_store, tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "service", "--store", str(copy), "--port", str(free_port())],
+        [BASISDB_COMMAND, "serve", "--store", str(copy), "--port", str(free_port())],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from basisdb import BasisStore
-from service.config import ServiceSettings
+from basisdb.service.config import ServiceSettings
 
-from .helpers import REPO_ROOT, free_port, serve, stop, wait_until_healthy
+from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, serve, stop, wait_until_healthy
 
 
 def exercise(url, store_path):
@@ -37,9 +37,7 @@ def exercise(url, store_path):
 
 def test_python_dash_m_service(small_store):
     port = free_port()
-    process = serve(
-        [sys.executable, "-m", "service", "--store", str(small_store), "--host", "127.0.0.1", "--port", str(port)]
-    )
+    process = serve([BASISDB_COMMAND, "serve", "--store", str(small_store), "--host", "127.0.0.1", "--port", str(port)])
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, process)
@@ -66,7 +64,7 @@ def test_python_dash_m_service_says_what_it_serves_and_where(small_store):
     """Two lines on stdout before uvicorn starts: the store (path, settings, fingerprint) and
     the address, with the explorer's; --port 0 prints the port the system gave."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--store", str(small_store), "--port", "0"],
+        [BASISDB_COMMAND, "serve", "--store", str(small_store), "--port", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -96,7 +94,7 @@ def test_uvicorn_with_two_workers(small_store):
             sys.executable,
             "-m",
             "uvicorn",
-            "service.app:app",
+            "basisdb.service.app:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -104,7 +102,7 @@ def test_uvicorn_with_two_workers(small_store):
             "--workers",
             "2",
             "--http",
-            "service.protocol:GuardedHttpToolsProtocol",
+            "basisdb.service.protocol:GuardedHttpToolsProtocol",
         ],
         env={"BASISDB_SERVICE_STORE": str(small_store)},
     )
@@ -119,7 +117,7 @@ def test_uvicorn_with_two_workers(small_store):
 
 def test_every_setting_is_an_option_with_its_default():
     result = subprocess.run(
-        [sys.executable, "-m", "service", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        [BASISDB_COMMAND, "serve", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
@@ -157,7 +155,7 @@ def test_every_setting_is_an_option_with_its_default():
 )
 def test_bad_settings_are_one_clear_error_line(options, environment, message):
     result = subprocess.run(
-        [sys.executable, "-m", "service", *options],
+        [BASISDB_COMMAND, "serve", *options],
         cwd=REPO_ROOT,
         env={**os.environ, **environment},
         capture_output=True,
@@ -170,7 +168,7 @@ def test_bad_settings_are_one_clear_error_line(options, environment, message):
 
 def test_missing_store_is_a_clear_startup_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "service", "--store", str(tmp_path / "none.h5")],
+        [BASISDB_COMMAND, "serve", "--store", str(tmp_path / "none.h5")],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from basisdb import BasisStore
-from model.data import StructureFeaturizer
-from model.models import CFTConfig, CrystalFourierTransformer
-from model.training import DistributedContext, Normalization, PlateauSchedule, Regression, TrainConfig, fit
+from basisdb.model.data import StructureFeaturizer
+from basisdb.model.models import CFTConfig, CrystalFourierTransformer
+from basisdb.model.training import DistributedContext, Normalization, PlateauSchedule, Regression, TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_regression_learns_and_validates_with_one_normalization(encoded):
 
 
 def test_device_errors_name_the_device_and_the_available_ones():
-    from model.training import DeviceError, resolve_device
+    from basisdb.model.training import DeviceError, resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"

@@ -99,7 +99,7 @@ async def _json_answer(
 ) -> Response:
     """The JSON answer under ``lease``: which it frees once the answer is sent.
 
-    Written by :func:`~service.rendering.json_pieces`, never through FastAPI's validation of
+    Written by :func:`~basisdb.service.rendering.json_pieces`, never through FastAPI's validation of
     the route's ``response_model``: an answer of millions of numbers is streamed a piece at a
     time.  The tests check it against the model (and the fuzz test against the OpenAPI schema).
     """
