@@ -8,17 +8,15 @@ one the store builds by default.
 
 Every function that takes "a structure" reads it with :meth:`Cell.from_any`: a
 :class:`Cell`, a pymatgen ``Structure``, an ASE ``Atoms``, spglib's ``(lattice, positions,
-numbers)`` tuple, CIF text or a CIF file path.  pymatgen is needed only to read CIF and
-pymatgen objects (``pip install 'basisdb[service]'`` or ``'basisdb[model]'``); ASE objects
-and spglib tuples are read directly.  :meth:`Cell.to_pymatgen` and :meth:`Cell.to_ase`
-convert back.
+numbers)`` tuple, CIF text or a CIF file path.  CIF is read by :mod:`basisdb.cif` (gemmi),
+the one CIF reader of the library, the service and the model; pymatgen and ASE objects are
+read directly.  :meth:`Cell.to_pymatgen` and :meth:`Cell.to_ase` convert back.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,8 @@ from typing import Any
 import numpy as np
 import spglib
 
-from .errors import StructureError, StructureTooLargeError
+from .cif import read_cif
+from .errors import StructureError
 from .normalizer import enantiomorphic_partner
 from .settings import Setting, get_setting, quiet_spglib
 
@@ -164,32 +163,21 @@ class Cell:
 
     @classmethod
     def from_cif(cls, text: str, label: str = "", max_atoms: int | None = None) -> Cell:
-        """From CIF text (the first data block with atom sites); parser messages are passed
-        on.  With ``max_atoms``, a CIF that could expand to more atoms (sites times symmetry
-        operations, counted by gemmi's parser before anything is expanded) or that does
-        expand to more raises :class:`StructureTooLargeError`."""
-        if max_atoms is not None:
-            bound = _cif_atom_bound(text, label)
-            if bound > max_atoms:
-                raise StructureTooLargeError(
-                    f"CIF {label!r} lists atom sites and symmetry operations that can expand to {bound} atoms, more "
-                    f"than the {max_atoms} allowed; send the structure in P1 or a smaller cell"
-                )
-        parser_module = _pymatgen("CIF")
-        try:
-            with warnings.catch_warnings():  # pymatgen's notes on rounding and occupancies
-                warnings.simplefilter("ignore", UserWarning)
-                structures = parser_module.CifParser.from_str(text).parse_structures(primitive=False)
-        except Exception as exc:  # pymatgen raises many kinds for a bad file
-            raise StructureError(f"cannot parse CIF {label!r}: {exc}".replace(" '':", ":")) from None
-        if not structures:
-            raise StructureError(f"CIF {label!r} holds no structure")
-        cell = cls.from_pymatgen(structures[0], label=label)
-        if max_atoms is not None and cell.n_atoms > max_atoms:  # pragma: no cover - the bound is an upper bound
-            raise StructureTooLargeError(
-                f"CIF {label!r} expands to {cell.n_atoms} atoms, more than the {max_atoms} allowed"
-            )
-        return cell
+        """From CIF text: its first data block with atom sites, expanded by its symmetry
+        operations (see :func:`basisdb.cif.read_cif`).  With ``max_atoms``, a CIF whose
+        sites times operations could exceed it raises
+        :class:`~basisdb.errors.StructureTooLargeError` before anything is expanded.
+
+        >>> text = (  # CIF separates by any whitespace: one line is a whole file
+        ...     "data_Cu _cell_length_a 3.61 _cell_length_b 3.61 _cell_length_c 3.61 _cell_angle_alpha 90 "
+        ...     "_cell_angle_beta 90 _cell_angle_gamma 90 _space_group_name_H-M_alt 'F m -3 m' "
+        ...     "loop_ _atom_site_label _atom_site_fract_x _atom_site_fract_y _atom_site_fract_z Cu1 0 0 0"
+        ... )
+        >>> Cell.from_cif(text).n_atoms
+        4
+        """
+        crystal = read_cif(text, label=label, max_atoms=max_atoms)
+        return cls(crystal.lattice, crystal.positions, crystal.numbers, label)
 
     @classmethod
     def from_spglib(cls, cell: Any, label: str = "") -> Cell:
@@ -252,7 +240,7 @@ class Cell:
 
     @classmethod
     def _from_path(cls, path: Path, label: str) -> Cell:
-        shown = label or str(path)[:200]
+        shown = str(path)[:200]  # a file that cannot be read is named by its path, not its label
         try:
             text = path.read_text()
         except FileNotFoundError:
@@ -347,59 +335,6 @@ def _loaded_type(module: str, name: str) -> type | None:
     """A class of an optional library, if the library is loaded (an object of that class
     cannot exist otherwise, so there is nothing to import)."""
     return getattr(sys.modules.get(module), name, None)
-
-
-# Tags that list a CIF's symmetry operations, and that name its space group.
-_CIF_OPERATION_TAGS = (
-    "_space_group_symop_operation_xyz",
-    "_space_group_symop.operation_xyz",
-    "_symmetry_equiv_pos_as_xyz",
-    "_symmetry_equiv.pos_as_xyz",
-)
-_CIF_GROUP_TAGS = (
-    "_space_group_name_Hall",
-    "_symmetry_space_group_name_Hall",
-    "_space_group_name_H-M_alt",
-    "_symmetry_space_group_name_H-M",
-    "_space_group_IT_number",
-    "_symmetry_Int_Tables_number",
-)
-_MOST_OPERATIONS = 192  # Fm-3m and its kin, centring included
-
-
-def _cif_atom_bound(text: str, label: str) -> int:
-    """An upper bound on the atoms a CIF describes: the sites of its first block with atom
-    sites times its symmetry operations (listed, else those of its named group, else the
-    most any group has).  gemmi parses the syntax in linear time and expands nothing."""
-    try:
-        import gemmi
-    except ImportError:
-        raise StructureError("bounding the work of a CIF needs gemmi: pip install 'basisdb[service]'") from None
-    try:
-        document = gemmi.cif.read_string(text)
-    except (ValueError, RuntimeError) as exc:
-        raise StructureError(f"cannot parse CIF {label!r}: {exc}") from None
-    for block in document:
-        sites = max(len(block.find_values(tag)) for tag in ("_atom_site_fract_x", "_atom_site_Cartn_x"))
-        if not sites:
-            continue
-        operations = max(len(block.find_values(tag)) for tag in _CIF_OPERATION_TAGS)
-        for tag in _CIF_GROUP_TAGS if not operations else ():
-            name = block.find_value(tag)
-            group = gemmi.find_spacegroup_by_name(gemmi.cif.as_string(name)) if name else None
-            if group is not None:
-                operations = len(list(group.operations()))
-                break
-        return sites * (operations or _MOST_OPERATIONS)
-    return 0
-
-
-def _pymatgen(what: str):
-    try:
-        from pymatgen.io import cif
-    except ImportError:
-        raise StructureError(f"reading {what} needs pymatgen: pip install 'basisdb[service]'") from None
-    return cif
 
 
 @dataclass(frozen=True, eq=False)

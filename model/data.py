@@ -429,10 +429,14 @@ def _one_line(exc: Exception, limit: int = 200) -> str:
 
 def as_cell(structure: Any, label: str = "") -> Cell:
     """A :class:`basisdb.Cell` of a pymatgen ``Structure``, an ASE ``Atoms``, a basisdb
-    ``Cell`` or a path (``str`` or ``os.PathLike``) to a structure file, read with
-    :func:`read_structure`; a path's label is its file name without the suffix."""
+    ``Cell`` or a path (``str`` or ``os.PathLike``) to a structure file; a path's label is
+    its file name without the suffix.  A ``*.cif`` file is read by the core's CIF reader,
+    as the service reads CIF (the same crystal, the same cell); any other file with
+    :func:`read_structure`."""
     if isinstance(structure, (str, os.PathLike)):
         path = Path(structure)
+        if path.suffix.lower() == ".cif":
+            return Cell.from_any(path, label=label or path.stem)
         return Cell.from_any(read_structure(path), label=label or path.stem)
     return Cell.from_any(structure, label=label)
 

@@ -1,7 +1,8 @@
-"""``basisdb train (--data DIR | --dataset NAME --target T) --out CKPT [--epochs N] [--pretrained CKPT]``
+"""``basisdb train (--data DIR [--target T --unit U] | --dataset NAME --target T) --out CKPT [--pretrained CKPT]``
 
 DIR is a CGCNN-style folder: ``id_prop.csv`` with ``material_id,value`` rows and one
-``<material_id>.cif`` per row.  NAME is a built-in Materials Project dataset
+``<material_id>.cif`` (or other structure file) per row; ``--target`` and ``--unit`` name its
+values, for the checkpoint and the predictions' column.  NAME is a built-in Materials Project dataset
 (``basisdb data list``; fetch it once with ``basisdb data fetch``), for
 example ``--dataset elastic_tensor --target log10_K_VRH``.  Runs unchanged under
 ``torchrun --nproc_per_node N``.
@@ -45,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--dataset", choices=sorted(DATASETS), help="a built-in Materials Project dataset (needs --target)"
     )
-    parser.add_argument("--target", help="target of --dataset, for example log10_K_VRH")
+    parser.add_argument(
+        "--target",
+        help="target of --dataset (for example log10_K_VRH), or the name of a --data folder's values "
+        "(recorded in the checkpoint; predictions are labelled with it)",
+    )
+    parser.add_argument(
+        "--unit", help="unit of a --data folder's values, for example eV/atom (a built-in dataset knows its own)"
+    )
     parser.add_argument(
         "--limit", type=positive(), help="train on a random subset of this many structures of --dataset (quick checks)"
     )
@@ -71,8 +79,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.dataset and not args.target:
         parser.error(f"--dataset {args.dataset} needs --target, one of {', '.join(DATASETS[args.dataset].targets)}")
-    if args.target and not args.dataset:
-        parser.error("--target goes with --dataset; a --data folder has its targets in id_prop.csv")
+    if args.unit and args.dataset:
+        parser.error(f"--unit goes with --data: {args.dataset}'s {args.target} is in its own unit")
     source = f"{args.dataset}:{args.target}" if args.dataset else str(args.data)
     context = DistributedContext(args.device)
     try:
@@ -115,7 +123,10 @@ def main(argv=None) -> int:
             load_pretrained_encoder(model, pretrained)
         train_config = train_config_from(args, seed=args.seed)
         task = Regression([items[i] for i in train_index], y[train_index], [items[i] for i in val_index], y[val_index])
+        unit = DATASETS[args.dataset].targets[args.target].unit if args.dataset else args.unit
         common = {
+            "target": args.target,
+            "unit": unit,
             "symprec": args.symprec,
             "invariance": args.invariance,
             "train_config": train_config.to_dict(),

@@ -214,6 +214,12 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
         "train", "--dataset", "elastic_tensor", "--out", str(tmp_path / "x"), "--store", str(small_store)
     )
     assert missing.returncode == 2 and "needs --target" in missing.stderr
+    # the checkpoint records the dataset's own target and unit; a --unit of one's own is refused
+    from basisdb.model.checkpoint import read_checkpoint
+
+    assert (read_checkpoint(out)["target"], read_checkpoint(out)["unit"]) == ("log10_G_VRH", "log10(GPa)")
+    unit = run_basisdb("train", *options.split(), "--unit", "GPa", "--out", str(tmp_path / "x"))
+    assert unit.returncode == 2 and "--unit goes with --data: elastic_tensor's log10_G_VRH" in unit.stderr
     # too few structures: the message names the dataset (it once said "in None")
     paths = ("--store", str(small_store), "--out", str(tmp_path / "one"))
     one = run_basisdb("train", *options.split(), "--limit", "1", *paths, env=env)

@@ -58,6 +58,10 @@ def test_the_wheel_holds_one_top_level_package_with_the_explorer_and_the_command
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = next(archive.read(n) for n in names if n.endswith("entry_points.txt")).decode()
+        metadata = next(archive.read(n) for n in names if n.endswith(".dist-info/METADATA")).decode()
+    assert "License-Expression: MIT" in metadata and "Requires-Dist: gemmi" in metadata
+    pymatgen = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: pymatgen")]
+    assert pymatgen and all('extra == "service"' not in line and "extra ==" in line for line in pymatgen)
     assert {name.split("/")[0] for name in names} == {"basisdb", wheel.name.split("-py3")[0] + ".dist-info"}
     assert {"basisdb/model/train.py", "basisdb/service/app.py", "basisdb/service/routers/explorer.py"} <= set(names)
     assert {f"basisdb/service/static/explorer.{ext}" for ext in ("html", "js", "css")} <= set(names)

@@ -14,7 +14,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from basisdb import BasisStore, StructureError, SymmetryToleranceWarning, build_store, get_setting
 from basisdb.model import CFTConfig, CheckpointError, CrystalFourierTransformer, load_checkpoint
-from basisdb.model.checkpoint import Prediction, Predictor
+from basisdb.model.checkpoint import Prediction, Predictor, read_checkpoint, target_of
 from basisdb.model.data import StructureFeaturizer
 from basisdb.model.geometry import lattice_from_parameters, orbit_distance
 from basisdb.redescriptions import REDESCRIPTIONS, mirrored
@@ -307,7 +307,7 @@ def test_bad_option_values_are_usage_errors(command, argv, message, capsys):
 @pytest.fixture(scope="module")
 def trained(small_store, data_dir, pretrained_encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "ckpt"
-    options = "--radius 3 --epochs 3 --batch-size 4 --d-model 32 --hidden 64"
+    options = "--radius 3 --epochs 3 --batch-size 4 --d-model 32 --hidden 64 --target density --unit g/cm3"
     paths = (
         "--data",
         str(data_dir),
@@ -320,7 +320,7 @@ def trained(small_store, data_dir, pretrained_encoder, tmp_path_factory):
     )
     result = run_basisdb("train", *options.split(), *paths)
     assert result.returncode == 0, result.stderr
-    assert "bad: neither pymatgen nor ASE reads bad.cif" in result.stderr  # rejected, by name
+    assert "bad: cannot parse CIF 'bad': no data block lists atom sites" in result.stderr  # rejected, by name
     return out
 
 
@@ -343,17 +343,18 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(predictions)))
     assert len(rows) == 12
-    # trained on a folder, the target has no name: the column says "prediction"; id_prop.csv gives the truth
-    assert list(rows[0]) == ["material_id", "prediction", "true", "group", "looser_group", "n_frames"]
+    # the column is the target and unit given to `basisdb train --data`; id_prop.csv gives the truth
+    assert list(rows[0]) == ["material_id", "density (g/cm3)", "true", "group", "looser_group", "n_frames"]
+    assert target_of(read_checkpoint(trained)) == ("density", "g/cm3")
     truths = {row[0]: float(row[1]) for row in csv.reader(open(data_dir / "id_prop.csv"))}
     assert all(float(row["true"]) == truths[row["material_id"]] for row in rows)
     skipped = list(csv.reader(open(tmp_path / "preds.skipped.csv")))
     assert skipped[0] == ["material_id", "reason"] and [row[0] for row in skipped[1:]] == ["bad"]
-    assert "neither pymatgen nor ASE reads bad.cif" in skipped[1][1]
-    assert "skipped 1 of 13 structure(s), listed in" in result.stderr and "  bad: neither" in result.stderr
+    assert "cannot parse CIF 'bad': no data block lists atom sites" in skipped[1][1]
+    assert "skipped 1 of 13 structure(s), listed in" in result.stderr and "  bad: cannot parse CIF" in result.stderr
     predictor = load_checkpoint(trained, store=small_store)
     again = predictor.predict([Structure.from_file(data_dir / f"{rows[0]['material_id']}.cif")])[0]
-    assert np.isclose(again, float(rows[0]["prediction"]), rtol=1e-5)
+    assert np.isclose(again, float(rows[0]["density (g/cm3)"]), rtol=1e-5)
 
 
 def predict_cli(checkpoint, store, out, *data, options=()):
@@ -386,17 +387,17 @@ def test_predict_a_folder_of_structure_files_in_any_format(trained, small_store,
         assert [row["material_id"] for row in rows] == ["LiFePO4", "LiFePO4_copy", "POSCAR", "TiO2"], run
         skipped = list(csv.reader(open(folder / "preds.skipped.csv")))
         assert [row[0] for row in skipped] == ["material_id", "notes"], run
-    assert list(rows[0]) == ["material_id", "prediction", "group", "looser_group", "n_frames"]  # no truth known
+    assert list(rows[0]) == ["material_id", "density (g/cm3)", "group", "looser_group", "n_frames"]  # no truth known
     assert "neither pymatgen nor ASE reads notes.txt" in skipped[1][1]
     assert "skipped 1 of 5 structure(s)" in result.stderr and "hidden" not in result.stderr
     assert "4 prediction(s) written" in result.stdout
-    same = [float(row["prediction"]) for row in rows[:3]]  # one crystal in three formats
+    same = [float(row["density (g/cm3)"]) for row in rows[:3]]  # one crystal in three formats
     assert np.allclose(same, same[0], rtol=1e-4) and len({row["group"] for row in rows[:3]}) == 1
     listed = predict_cli(trained, small_store, tmp_path / "listed.csv", folder / "TiO2.vasp", folder / "POSCAR")
     assert listed.returncode == 0, listed.stderr
     rows_of_files = list(csv.DictReader(open(tmp_path / "listed.csv")))
     assert [row["material_id"] for row in rows_of_files] == ["TiO2", "POSCAR"]  # in the order given
-    assert rows_of_files[0]["prediction"] == rows[3]["prediction"]
+    assert rows_of_files[0]["density (g/cm3)"] == rows[3]["density (g/cm3)"]
     assert not (tmp_path / "listed.skipped.csv").exists()
 
 
@@ -430,7 +431,8 @@ def test_predict_limit_is_never_silently_ignored(trained, small_store, data_dir,
     assert result.returncode == 0, result.stderr
     assert f"note: --limit 100, but {data_dir} has only 13 structure(s): predicting all" in result.stderr
     rows_all = list(csv.DictReader(open(tmp_path / "all.csv")))
-    assert len(rows_all) == 12 and [row["prediction"] for row in rows_all[:5]] == [row["prediction"] for row in rows]
+    column = "density (g/cm3)"
+    assert len(rows_all) == 12 and [row[column] for row in rows_all[:5]] == [row[column] for row in rows]
     bad = run_basisdb("predict", "--checkpoint", str(trained), "--data", str(data_dir), "--out", "x", "--limit", "0")
     assert bad.returncode == 2 and "argument --limit: expected a number > 0" in bad.stderr
 

@@ -1,6 +1,8 @@
 """The HTTP service through TestClient: every answer equals the Python API on the same store."""
 
 import io
+import subprocess
+import sys
 from fractions import Fraction
 
 import h5py
@@ -465,3 +467,21 @@ def test_no_endpoint_takes_a_file_path(client):
         for operation in operations.values():
             names = {p["name"] for p in operation.get("parameters", [])}
             assert not names & {"path", "file", "filename", "store"}, path
+
+
+def test_the_service_reads_cif_without_pymatgen(small_store):
+    """The service image installs no pymatgen: CIF is read by the core's gemmi reader. Run
+    in a fresh interpreter, so that what this test session has imported does not count."""
+    script = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from basisdb.service import ServiceSettings, create_app\n"
+        f"cif = {CIF!r}\n"
+        f"with TestClient(create_app(ServiceSettings(store={str(small_store)!r}))) as client:\n"
+        "    answer = client.post('/v1/encode/structure', json={'cif': cif, 'radius': 3})\n"
+        "assert answer.status_code == 200, answer.text\n"
+        "assert answer.json()['group'] == 225, answer.json()\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('pymatgen', 'monty', 'ase')], 'imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
