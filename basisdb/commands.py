@@ -134,10 +134,15 @@ def _run_added(name: str, entry: EntryPoint, argv: Sequence[str]) -> int:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith(entry.module):
             raise  # the command's own module is gone: a broken install, which a traceback shows
-        extra = entry.module.split(".")[1] if entry.module.count(".") else entry.module
-        raise BasisDBError(
-            f"`basisdb {name}` needs {exc.name!r}, which is not installed: pip install 'basisdb[{extra}]'"
-        ) from None
+        package, *inside = entry.module.split(".")
+        # the project's own parts come with an extra of their name; another package's command
+        # needs what that package declares
+        remedy = (
+            f"pip install 'basisdb[{inside[0]}]'"
+            if package == "basisdb" and inside
+            else f"install it, or reinstall {entry.dist.name if entry.dist else package} with its dependencies"
+        )
+        raise BasisDBError(f"`basisdb {name}` needs {exc.name!r}, which is not installed: {remedy}") from None
     return command(list(argv))
 
 

@@ -1,9 +1,9 @@
 """``basisdb train (--data DIR [--target T --unit U] | --dataset NAME --target T) --out CKPT [--pretrained CKPT]``
 
 DIR is a CGCNN-style folder: ``id_prop.csv`` with ``material_id,value`` rows and one
-``<material_id>.cif`` (or other structure file) per row; ``--target`` and ``--unit`` name its
-values, for the checkpoint and the predictions' column.  NAME is a built-in Materials Project dataset
-(``basisdb data list``; fetch it once with ``basisdb data fetch``), for
+``<material_id>.cif`` (or other structure file) per row; ``--target`` and ``--unit`` name
+its values, for the checkpoint and the predictions' column.  NAME is a built-in Materials
+Project dataset (``basisdb data list``; fetch it once with ``basisdb data fetch``), for
 example ``--dataset elastic_tensor --target log10_K_VRH``.  Runs unchanged under
 ``torchrun --nproc_per_node N``.
 """
@@ -42,7 +42,7 @@ from .training import DistributedContext, Regression, fit
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser("basisdb train", __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="folder with id_prop.csv and CIF files")
+    source.add_argument("--data", type=Path, help="folder with id_prop.csv and one structure file per row")
     source.add_argument(
         "--dataset", choices=sorted(DATASETS), help="a built-in Materials Project dataset (needs --target)"
     )

@@ -99,26 +99,33 @@ def test_the_basisdb_command_lists_what_the_service_and_the_model_add():
 
 def test_a_command_whose_extra_is_missing_says_which_to_install(tmp_path, monkeypatch, capsys):
     """An added command whose dependency is not installed (the model's torch, say) names the
-    extra to install instead of ending in an ImportError; a command whose own module is
-    missing is a broken install, and stays a traceback."""
+    extra to install instead of ending in an ImportError; another package's command says to
+    install what it needs; a command whose own module is missing is a broken install, and
+    stays a traceback."""
     from importlib.metadata import EntryPoint
 
+    import basisdb
     from basisdb.commands import _run_added
 
-    package = tmp_path / "addon" / "model"
-    package.mkdir(parents=True)
+    needy = "import a_dependency_that_is_not_installed\n"
+    part = tmp_path / "inside" / "extra_part"  # a part of basisdb, as basisdb.model is
+    part.mkdir(parents=True)
+    (part / "__init__.py").write_text("")
+    (part / "train.py").write_text(needy)
+    monkeypatch.setattr(basisdb, "__path__", [*basisdb.__path__, str(tmp_path / "inside")])
+    (tmp_path / "addon").mkdir()
     (tmp_path / "addon" / "__init__.py").write_text("")
-    (package / "__init__.py").write_text("")
-    (package / "train.py").write_text("import a_dependency_that_is_not_installed\n")
+    (tmp_path / "addon" / "train.py").write_text(needy)
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry = EntryPoint("train", "addon.model.train:main", "basisdb.commands")
-    assert run_command(lambda argv: _run_added("train", entry, argv), []) == EXIT_USAGE
-    message = capsys.readouterr().err
-    assert message == (
-        "error: `basisdb train` needs 'a_dependency_that_is_not_installed', which is not installed: "
-        "pip install 'basisdb[model]'\n"
-    )
-    gone = EntryPoint("train", "addon.model.gone:main", "basisdb.commands")
+    missing = "error: `basisdb train` needs 'a_dependency_that_is_not_installed', which is not installed: "
+    for module, remedy in [
+        ("basisdb.extra_part.train", "pip install 'basisdb[extra_part]'"),
+        ("addon.train", "install it, or reinstall addon with its dependencies"),
+    ]:
+        entry = EntryPoint("train", f"{module}:main", "basisdb.commands")
+        assert run_command(lambda argv, entry=entry: _run_added("train", entry, argv), []) == EXIT_USAGE
+        assert capsys.readouterr().err == missing + remedy + "\n"
+    gone = EntryPoint("train", "addon.gone:main", "basisdb.commands")
     with pytest.raises(ModuleNotFoundError):
         _run_added("train", gone, [])
 
