@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisdb import N_GROUPS, TRANSLATION_DENOMINATOR, default_hall_number
+from basisdb import N_GROUPS, TRANSLATION_DENOMINATOR, Cell, default_hall_number
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The checkout's folders and the names they install under (pyproject's package-dir): a bare
@@ -137,6 +137,24 @@ def lattice_from_parameters(a, b, c, alpha, beta, gamma):
 
 def generic_lattice(setting):
     return lattice_from_parameters(*GENERIC[setting.crystal_system])
+
+
+# --- comparing cells -------------------------------------------------------------------------
+
+
+def same_cell(a: Cell, b: Cell, tolerance: float = 1e-6) -> bool:
+    """The same lattice up to a rotation (metric tensors to 1e-5: a CIF keeps only lengths and
+    angles) and a one-to-one matching of atoms of the same element whose fractional positions
+    agree within ``tolerance`` (per axis, modulo 1)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if a.n_atoms != b.n_atoms or not np.allclose(a.lattice @ a.lattice.T, b.lattice @ b.lattice.T, atol=1e-5):
+        return False
+    delta = a.positions[:, None, :] - b.positions[None]
+    delta -= np.rint(delta)
+    cost = np.abs(delta).max(axis=-1) + (a.numbers[:, None] != b.numbers[None])
+    rows, columns = linear_sum_assignment(cost)
+    return bool(cost[rows, columns].max() < tolerance)
 
 
 # --- real structures --------------------------------------------------------------------------

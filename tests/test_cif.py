@@ -12,10 +12,11 @@ import gemmi
 import numpy as np
 import pytest
 import spglib
-from scipy.optimize import linear_sum_assignment
 
 from basisdb import Cell, StructureError, StructureTooLargeError, default_hall_number
 from basisdb.cif import SITE_TOLERANCE, parse_operation, read_cif
+
+from .helpers import REAL, real, same_cell
 
 CELL = (
     "_cell_length_a {a} _cell_length_b {b} _cell_length_c {c} "
@@ -49,20 +50,6 @@ def metric(number: int) -> dict[str, float]:
     raise ValueError(number)
 
 
-def _same_atoms(cell: Cell, reference, tolerance: float) -> bool:
-    """Same lattice (lengths and angles), and a one-to-one matching of atoms of the same
-    element whose fractional coordinates agree within ``tolerance`` (periodically)."""
-    lengths = np.linalg.norm(cell.lattice, axis=1)
-    if cell.n_atoms != len(reference) or not np.allclose(lengths, reference.lattice.abc, atol=1e-6):
-        return False
-    reference_numbers = np.array([specie.Z for specie in reference.species])
-    difference = cell.positions[:, None, :] - reference.frac_coords[None]
-    difference -= np.round(difference)
-    cost = np.abs(difference).max(axis=-1) + (cell.numbers[:, None] != reference_numbers[None])
-    rows, columns = linear_sum_assignment(cost)
-    return cost[rows, columns].max() < tolerance
-
-
 def test_the_same_crystal_as_pymatgen_reads_on_real_structures(dataset_dir):
     """Real Materials Project structures of many groups, written by pymatgen's CifWriter as
     the asymmetric unit with the symmetry operations (special positions, shifted origins
@@ -71,8 +58,6 @@ def test_the_same_crystal_as_pymatgen_reads_on_real_structures(dataset_dir):
     from pymatgen.io.cif import CifParser, CifWriter
 
     from basisdb.model.datasets import load_dataset
-
-    from .helpers import REAL, real
 
     structures = [real(name) for name in REAL]
     for dataset, target in [("elastic_tensor", "log10_K_VRH"), ("dielectric_constant", "band_gap")]:
@@ -85,7 +70,7 @@ def test_the_same_crystal_as_pymatgen_reads_on_real_structures(dataset_dir):
                 text = str(CifWriter(structure, symprec=symprec))
                 reference = CifParser.from_str(text).parse_structures(primitive=False)[0]
                 cell = Cell.from_cif(text)
-                if not _same_atoms(cell, reference, 2e-4):
+                if not same_cell(cell, Cell.from_pymatgen(reference), tolerance=2e-4):
                     differ.append(f"{structure.composition.reduced_formula} (symprec {symprec})")
             groups.add(spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=0.01).number)
     assert not differ, differ

@@ -5,7 +5,6 @@ The command itself, on a trained checkpoint, is tested in test_model.py."""
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -15,7 +14,7 @@ from basisdb.model.data import as_cell, read_structure, read_structure_directory
 from basisdb.model.datasets import DatasetError
 from basisdb.model.predict import skipped_path, value_column
 
-from .helpers import real
+from .helpers import real, same_cell
 
 
 def write_formats(directory: Path, structure) -> dict[str, Path]:
@@ -33,19 +32,6 @@ def write_formats(directory: Path, structure) -> dict[str, Path]:
     structure.to(filename=str(paths["json"]))
     ase.io.write(paths["extxyz"], AseAtomsAdaptor.get_atoms(structure), format="extxyz")
     return paths
-
-
-def same_cell(a: Cell, b: Cell) -> bool:
-    """The same lattice up to a rotation (a CIF keeps only lengths and angles) and the same
-    atoms (in any order, fractional positions modulo 1) to 1e-6."""
-    metric_a, metric_b = a.lattice @ a.lattice.T, b.lattice @ b.lattice.T
-    if not np.allclose(metric_a, metric_b, atol=1e-5) or sorted(a.numbers) != sorted(b.numbers):
-        return False
-    for position, number in zip(a.positions, a.numbers):
-        delta = b.positions[b.numbers == number] - position
-        if not (np.abs(delta - np.rint(delta)).max(axis=1) < 1e-6).any():
-            return False
-    return True
 
 
 def test_every_format_reads_to_the_same_crystal(tmp_path):
