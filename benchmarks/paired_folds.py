@@ -49,6 +49,10 @@ def method_label(method: str, run: dict) -> str:
         variant.append("no lattice branch")
     if not cft.get("radial_bias", True):
         variant.append("no radial bias")
+    if cft.get("environment", False):
+        variant.append("environment")
+    if settings["train"].get("ema_decay"):
+        variant.append(f"EMA {settings['train']['ema_decay']:g}")
     if cft["radius"] != 4.0:
         variant.append(f"radius {cft['radius']:g}")
     return method + (f" [{', '.join(variant)}]" if variant else "")

@@ -28,7 +28,7 @@ __all__ = [
     "parse_groups",
     "positive",
     "fraction",
-    "dropout_rate",
+    "rate",
     "option_type",
     "parse_option",
     "add_model_arguments",
@@ -113,7 +113,7 @@ def _between(low: float, high: float, *, low_included: bool = False) -> Callable
 
 
 fraction = _between(0, 1)
-dropout_rate = _between(0, 1, low_included=True)
+rate = _between(0, 1, low_included=True)  # dropout, a decay
 
 
 def parse_option(parser: argparse.ArgumentParser, option: str, parse: Callable[[str], object], text: str):
@@ -149,7 +149,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
     )
     if not encoder_only:
         group.add_argument("--layers", type=positive(), default=recipe.layers, help="Transformer layers")
-        group.add_argument("--dropout", type=dropout_rate, default=recipe.dropout, help="dropout everywhere")
+        group.add_argument("--dropout", type=rate, default=recipe.dropout, help="dropout everywhere")
+        group.add_argument(
+            "--environment",
+            action=argparse.BooleanOptionalAction,
+            default=recipe.environment,
+            help="add to each atom's token its neighbourhood: neighbour distances resolved by neighbour species",
+        )
     return group
 
 
@@ -191,6 +197,12 @@ def add_training_arguments(
         "with a cosine schedule ending at it "
         "(compute-matched); default: none, train to convergence (0 too)",
     )
+    group.add_argument(
+        "--ema",
+        type=rate,
+        default=recipe.ema_decay,
+        help="validate and keep an exponential moving average of the weights with this decay per step (0: off)",
+    )
     add_device_argument(group)
     group.add_argument(
         "--threads",
@@ -221,6 +233,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "encoder_blocks": "blocks",
         "layers": "layers",
         "dropout": "dropout",
+        "environment": "environment",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
     return CFTConfig(n_slots=n_slots, **given, **fields)
@@ -235,6 +248,7 @@ def train_config_from(args: argparse.Namespace, seed: int) -> TrainConfig:
         patience=args.patience,
         seed=seed,
         max_minutes=args.minutes,
+        ema_decay=args.ema,
     )
 
 

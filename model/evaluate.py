@@ -197,6 +197,7 @@ def _fit_neural(
     info = {
         "epochs": epochs,
         "best_epoch": result.best_epoch,
+        "best_val_mae": result.best_val_mae,  # what a variant is chosen on; the test folds stay unseen
         "train_seconds": train_seconds,
         "train_structures_per_second": epochs * len(fit_rows) / train_seconds,
         "predict_structures_per_second": sum(len(r) for r in predict) / max(predict_seconds, 1e-9),
@@ -475,7 +476,10 @@ def main(argv=None) -> int:
     store = BasisStore.open(args.store)
     featurizer = StructureFeaturizer(store, args.radius, args.symprec, args.invariance, routing=args.routing)
     cft_config = cft_config_from(
-        args, featurizer.n_slots, lattice_branch=not args.no_lattice_branch, radial_bias=not args.no_radial_bias
+        args,
+        featurizer.n_slots,
+        lattice_branch=not args.no_lattice_branch,
+        radial_bias=not args.no_radial_bias,
     )
     pretrained = None
     if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .data import RADIAL_CENTRES, Batch
-from .modules import ElementEmbedding, PositionalEncoder
+from .modules import AtomEnvironment, ElementEmbedding, PositionalEncoder
 
 __all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer"]
 
@@ -31,6 +31,8 @@ class CFTConfig:
             pair's radial profile (:func:`basisdb.model.data.pair_radial`).
         lattice_branch: scale the positional encoding by a function of the lattice
             (:class:`basisdb.model.modules.PositionalEncoder`); False is an ablation.
+        environment: add to each atom's token its neighbourhood, neighbour distances
+            resolved by neighbour species (:class:`basisdb.model.modules.AtomEnvironment`).
     """
 
     radius: float = 4.0
@@ -45,6 +47,7 @@ class CFTConfig:
     group_embedding: bool = False
     radial_bias: bool = True
     lattice_branch: bool = True
+    environment: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +89,8 @@ class CrystalFourierTransformer(nn.Module):
             self.radial_bias = nn.Linear(len(RADIAL_CENTRES), config.heads)
             nn.init.zeros_(self.radial_bias.weight)  # starts as plain attention
             nn.init.zeros_(self.radial_bias.bias)
+        if config.environment:
+            self.environment = AtomEnvironment(len(RADIAL_CENTRES), config.d_model)
 
     def atom_states(self, batch: Batch) -> torch.Tensor:
         """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage)."""
@@ -100,6 +105,9 @@ class CrystalFourierTransformer(nn.Module):
         atoms = batch.mask.new_zeros(batch.radial.shape[:2]).index_copy_(
             0, batch.owner, batch.mask
         )  # (S, N): frames share atoms
+        if self.config.environment:  # once per structure, shared by its frames
+            numbers = batch.numbers.new_zeros(atoms.shape).index_copy_(0, batch.owner, batch.numbers)
+            tokens = tokens + self.environment(batch.radial, self.element(numbers), atoms)[batch.owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         if self.config.radial_bias:

@@ -13,6 +13,7 @@ __all__ = [
     "ResidualBlock",
     "PositionalEncoder",
     "ElementEmbedding",
+    "AtomEnvironment",
     "element_property_table",
     "segment_mean",
     "N_GROUP_EMBEDDINGS",
@@ -76,6 +77,29 @@ class ElementEmbedding(nn.Module):
 
     def forward(self, numbers: torch.Tensor) -> torch.Tensor:
         return self.learned(numbers) + self.from_properties(self.properties[numbers])
+
+
+class AtomEnvironment(nn.Module):
+    """Each atom's neighbourhood as a token-wide vector: for atom i, the sum over the atoms j
+    of the pair radial profile R_ij (K Gaussians of the distances to j's periodic images)
+    times a learned species vector of j, i.e. neighbour distances resolved by neighbour
+    chemistry, through an MLP.  It depends on distances and elements only, so every frame of
+    a structure gets the same one; the positional encoding says where an atom sits, this
+    says what surrounds it."""
+
+    def __init__(self, radial: int, width: int, species: int = 16):
+        super().__init__()
+        self.species = nn.Linear(width, species)
+        self.out = nn.Sequential(
+            nn.LayerNorm(radial * species), nn.Linear(radial * species, width), nn.GELU(), nn.Linear(width, width)
+        )
+
+    def forward(self, radial: torch.Tensor, elements: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
+        """radial (S, N, N, K) pair profiles; elements (S, N, width) element embeddings;
+        atoms (S, N) bool, False where padded.  Returns (S, N, width)."""
+        species = self.species(elements) * atoms.unsqueeze(-1).to(elements.dtype)  # padding contributes nothing
+        moments = torch.einsum("sijk,sjc->sikc", radial, species)
+        return self.out(moments.flatten(2))
 
 
 class ResidualBlock(nn.Module):

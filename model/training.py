@@ -64,6 +64,9 @@ class TrainConfig:
     and training stops after ``patience`` such epochs or at ``epochs`` (a generous cap).  With
     ``max_minutes``, the fit is compute-matched: its wall time, the inside of an epoch
     included, is bounded, and the learning rate anneals (cosine) to zero at the budget's end.
+
+    ``ema_decay`` (0: off): validate, keep and return an exponential moving average of the
+    weights, updated after every step with this decay, instead of the weights themselves.
     """
 
     epochs: int = 1000
@@ -73,6 +76,11 @@ class TrainConfig:
     patience: int = 30
     seed: int = 0
     max_minutes: float | None = None
+    ema_decay: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -393,9 +401,11 @@ def train_one_epoch(
     context: DistributedContext,
     deadline: float | None,
     description: str,
+    averaged: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> tuple[list[float], bool]:
     """The steps of one epoch; returns their losses and whether the time budget ended it
-    (checked before every step but the first, so that every epoch takes a step)."""
+    (checked before every step but the first, so that every epoch takes a step).
+    ``averaged`` is updated after every step."""
     from tqdm.auto import tqdm
 
     wrapped.train()
@@ -405,6 +415,8 @@ def train_one_epoch(
         if losses and _past(deadline, context):  # the budget ends inside this epoch
             return losses, True
         losses.append(take_step(task.loss(wrapped, batch, rng, context.device), parameters, optimizer, scheduler))
+        if averaged is not None:
+            averaged.update_parameters(model)
     return losses, False
 
 
@@ -436,8 +448,16 @@ def fit(
         remaining = max(1e-3, start + budget - time.monotonic())
         scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup, budget_seconds=remaining)
     rng = np.random.default_rng(config.seed)
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+        )
+        if config.ema_decay
+        else None
+    )
+    scored = model if averaged is None else averaged.module  # the weights validated, kept and returned
     best, best_epoch, history, steps, stopped = math.inf, -1, [], 0, "epochs"
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = copy.deepcopy(scored.state_dict())
     validation_seconds = 0.0  # of the last epoch: steps stop early enough to validate within the budget
 
     def steps_deadline() -> float | None:
@@ -446,11 +466,21 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         batches = task.epoch_batches(rng, config.batch_size, context)
         losses, out_of_time = train_one_epoch(
-            wrapped, model, task, batches, optimizer, scheduler, rng, context, steps_deadline(), f"epoch {epoch}"
+            wrapped,
+            model,
+            task,
+            batches,
+            optimizer,
+            scheduler,
+            rng,
+            context,
+            steps_deadline(),
+            f"epoch {epoch}",
+            averaged,
         )
         steps += len(losses)
         validating = time.monotonic()
-        val_mae = task.validate(model, context.device)
+        val_mae = task.validate(scored, context.device)
         validation_seconds = time.monotonic() - validating
         history.append(
             {
@@ -466,9 +496,9 @@ def fit(
             scheduler.epoch_end(improved)
         if improved:
             best, best_epoch = val_mae, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
             if on_best is not None and context.main:
-                on_best(model, epoch, val_mae)
+                on_best(scored, epoch, val_mae)
         if context.main:
             print(
                 f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  val MAE {val_mae:.4f}{'  *' if improved else ''}",

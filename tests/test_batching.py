@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from basisdb import BasisStore, crystal_frames
-from basisdb.model.data import StructureFeaturizer, collate
+from basisdb.model.data import RADIAL_CENTRES, StructureFeaturizer, collate
 from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
+from basisdb.model.modules import AtomEnvironment
 from basisdb.model.training import predict_normalized, shuffled_batches, size_batches
 
 
@@ -109,10 +110,13 @@ def test_shuffled_batches_use_every_item_once_and_pool_alike_sizes():
         assert sum(len(b) for b in members) == len(pool)
 
 
-def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encoded):
+@pytest.mark.parametrize("environment", [False, True])
+def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encoded, environment):
+    """Padding (atoms, frames, rows) reaches no real atom's output."""
     featurizer, _, items = encoded
     torch.manual_seed(0)
-    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64))
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, environment=environment)
+    model = CrystalFourierTransformer(config)
     nn.init.normal_(model.radial_bias.weight)
     reference = np.array([predict_normalized(model, [item], "cpu")[0] for item in items])  # one at a time
     permutation = np.random.default_rng(1).permutation(len(items))
@@ -150,6 +154,32 @@ def test_cft_without_lattice_branch_or_radial_bias_has_neither(encoded):
     moved.lattice, moved.radial = moved.lattice + 1.0, moved.radial + 1.0  # neither reaches the output any more
     with torch.no_grad():
         assert torch.equal(model.eval()(batch), model(moved))
+
+
+def test_atom_environment_is_the_species_resolved_sum_over_neighbours(encoded):
+    """Against a direct sum over each structure's real atoms (float64): for atom i, the sum
+    over atoms j of R_ij times j's species vector, in a padded batch of alike and unalike sizes."""
+    _, _, items = encoded
+    torch.manual_seed(1)
+    environment = AtomEnvironment(len(RADIAL_CENTRES), width=8, species=3).double()
+    elements = nn.Embedding(119, 8).double()
+    batch = collate(items, frames="all")
+    atoms = batch.mask.new_zeros(batch.radial.shape[:2]).index_copy_(0, batch.owner, batch.mask)
+    numbers = batch.numbers.new_zeros(atoms.shape).index_copy_(0, batch.owner, batch.numbers)
+    with torch.no_grad():
+        got = environment(batch.radial.double(), elements(numbers), atoms)
+        for k, item in enumerate(items):
+            species = environment.species(elements(torch.from_numpy(np.asarray(item.numbers, dtype=np.int64))))
+            radial = torch.from_numpy(item.radial).double()  # (M, M, K)
+            direct = torch.stack(
+                [
+                    torch.stack([radial[i, j, :, None] * species[j] for j in range(item.n_atoms)]).sum(0)
+                    for i in range(item.n_atoms)
+                ]
+            )  # (M, K, species)
+            expected = environment.out(direct.flatten(1))
+            assert torch.allclose(got[k, : item.n_atoms], expected, atol=1e-10), k
+    assert max(item.n_atoms for item in items) > min(item.n_atoms for item in items)  # padding was exercised
 
 
 def test_encoding_structures_does_not_load_torch(small_store):

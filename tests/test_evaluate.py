@@ -184,6 +184,7 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
     options = (
         "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --training-seed 7 --limit 30 --methods cft"
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --routing identity --no-lattice-branch --no-radial-bias"
+        " --environment"
     )
     paths = ("--store", str(small_store), "--out", str(out))
     result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
@@ -192,7 +193,10 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
     assert (report["protocol"], report["seed"], report["training_seed"]) == ("converged", 3, 7)
     assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] is None
     assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
-    assert [fold["epochs"] for fold in report["results"]["cft"]["folds"]] == [2, 2]
+    assert report["settings"]["cft"]["environment"]
+    folds = report["results"]["cft"]["folds"]
+    assert [fold["epochs"] for fold in folds] == [2, 2]
+    assert all(0 < fold["best_val_mae"] < 10 and fold["best_epoch"] in (1, 2) for fold in folds)
 
 
 def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
@@ -205,8 +209,9 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     out = tmp_path / "ckpt"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
     options = "--dataset elastic_tensor --target log10_G_VRH --radius 3 --d-model 32 --hidden 64"
-    result = run_basisdb("train", *options.split(), "--limit", "24", "--epochs", "1", "--store", str(small_store),
-                       "--out", str(out), env=env)  # fmt: skip
+    variant = ("--environment", "--ema", "0.9")  # recorded, and the checkpoint predicts with them
+    result = run_basisdb("train", *options.split(), *variant, "--limit", "24", "--epochs", "1",
+                         "--store", str(small_store), "--out", str(out), env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_train"] + metrics["n_val"] == 24
@@ -215,9 +220,12 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     )
     assert missing.returncode == 2 and "needs --target" in missing.stderr
     # the checkpoint records the dataset's own target and unit; a --unit of one's own is refused
-    from basisdb.model.checkpoint import read_checkpoint
+    from basisdb.model.checkpoint import load_checkpoint, read_checkpoint
 
     assert (read_checkpoint(out)["target"], read_checkpoint(out)["unit"]) == ("log10_G_VRH", "log10(GPa)")
+    assert read_checkpoint(out)["config"]["environment"] and read_checkpoint(out)["train_config"]["ema_decay"] == 0.9
+    predictor = load_checkpoint(out, small_store)
+    assert hasattr(predictor.model, "environment") and np.isfinite(predictor.predict([real("CsCl")])).all()
     unit = run_basisdb("train", *options.split(), "--unit", "GPa", "--out", str(tmp_path / "x"))
     assert unit.returncode == 2 and "--unit goes with --data: elastic_tensor's log10_G_VRH" in unit.stderr
     # too few structures: the message names the dataset (it once said "in None")

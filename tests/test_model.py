@@ -27,8 +27,8 @@ def predictor(small_store):
     torch.manual_seed(0)
     store = BasisStore.open(small_store)
     featurizer = StructureFeaturizer(store, radius=4)
-    model = CrystalFourierTransformer(CFTConfig(radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, layers=2))
-    return Predictor(model, featurizer, target_mean=1.0, target_std=2.0, device="cpu")
+    config = CFTConfig(radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, layers=2, environment=True)
+    return Predictor(CrystalFourierTransformer(config), featurizer, target_mean=1.0, target_std=2.0, device="cpu")
 
 
 # -- orbit distance ------------------------------------------------------------------------

@@ -113,3 +113,45 @@ def test_device_errors_name_the_device_and_the_available_ones():
         resolve_device(missing)
     with pytest.raises(DeviceError, match="unknown device 'gpu'; available: cpu"):
         resolve_device("gpu")
+
+
+def test_ema_validates_keeps_and_returns_the_averaged_weights(encoded):
+    """With ``ema_decay`` the fit's scores are those of the moving average, recomputed here
+    from every step's weights, and the model ends holding the best average."""
+    featurizer, items, values = encoded
+    decay, task = 0.5, regression(items, values)
+    torch.manual_seed(0)
+    model = model_for(featurizer)
+    average = {}  # starts at the weights after the first step, as torch's AveragedModel does
+    seen = []
+
+    def track(module, epoch, score):  # runs at every better score, with the averaged weights
+        seen.append((epoch, score, {k: v.detach().clone() for k, v in module.state_dict().items()}))
+
+    original_step = torch.optim.AdamW.step
+
+    def step_and_average(self, *args, **kwargs):  # the expected average, from the raw weights after each step
+        out = original_step(self, *args, **kwargs)
+        for name, tensor in model.state_dict().items():
+            if name not in average or not tensor.is_floating_point():
+                average[name] = tensor.detach().clone()
+            else:
+                average[name].mul_(decay).add_(tensor.detach(), alpha=1 - decay)
+        return out
+
+    torch.optim.AdamW.step = step_and_average
+    try:
+        config = TrainConfig(epochs=3, batch_size=8, patience=10, ema_decay=decay)
+        result = fit(model, task, config, DistributedContext("cpu"), on_best=track)
+    finally:
+        torch.optim.AdamW.step = original_step
+    assert seen and seen[-1][0] == result.best_epoch
+    best_weights = seen[-1][2]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, best_weights[name]), name
+    if result.best_epoch == 3:  # the average after the last step is what was kept
+        for name, tensor in model.state_dict().items():
+            assert torch.allclose(tensor, average[name], atol=1e-6), name
+    assert task.validate(model, torch.device("cpu")) == pytest.approx(result.best_val_mae, rel=1e-6)
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        TrainConfig(ema_decay=1.0)
