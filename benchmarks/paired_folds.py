@@ -15,6 +15,9 @@ other method (negative: the CFT is better) with the folds it wins. A neural meth
 for the same training seed is taken from the last file read, and a note on stderr names both
 files: name the roots to choose (older budgeted runs predate the speed fixes).
 
+``--score validation`` compares the best validation MAEs of the neural fits instead (runs that
+record them, from 2026-12-02): what a variant is chosen on, without looking at the test folds.
+
     python benchmarks/paired_folds.py --protocol converged benchmarks/results
 """
 
@@ -64,6 +67,12 @@ def main() -> None:
         "roots", nargs="*", type=Path, default=[Path("benchmarks/results")], help="folders searched for results.json"
     )
     parser.add_argument("--protocol", choices=("converged", "compute-matched"), default="converged")
+    parser.add_argument(
+        "--score",
+        choices=("test", "validation"),
+        default="test",
+        help="test: MAE on each fold's test set; validation: each neural fit's best validation MAE",
+    )
     args = parser.parse_args()
     # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> (file, its folds)
     found: dict[tuple, dict[str, dict[int, tuple[Path, list[dict]]]]] = defaultdict(lambda: defaultdict(dict))
@@ -76,6 +85,8 @@ def main() -> None:
             for method, result in run["results"].items():
                 if method in NEURAL and protocol_of(run) != args.protocol:
                     continue
+                if args.score == "validation" and not all("best_val_mae" in fold for fold in result["folds"]):
+                    continue
                 label, training_seed = method_label(method, run), run.get("training_seed", run["seed"])
                 if (
                     method in NEURAL and training_seed in found[key][label]
@@ -86,10 +97,14 @@ def main() -> None:
                         file=sys.stderr,
                     )
                 found[key][label][training_seed] = (path, result["folds"])
+    score = (lambda fold: fold["best_val_mae"]) if args.score == "validation" else (lambda fold: fold["test"]["mae"])
     for (dataset, target, seed, folds, n), runs in sorted(found.items()):
-        print(f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}")
+        print(
+            f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}, "
+            f"{args.score} MAE"
+        )
         methods = {
-            label: {s: np.array([fold["test"]["mae"] for fold in fs]) for s, (_, fs) in seeds.items()}
+            label: {s: np.array([score(fold) for fold in fs]) for s, (_, fs) in seeds.items()}
             for label, seeds in runs.items()
         }
         per_fold = {label: np.mean(list(seeds.values()), axis=0) for label, seeds in methods.items()}
