@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from basisdb import BasisStore
 from basisdb.model.data import StructureFeaturizer
@@ -128,23 +129,19 @@ def test_ema_validates_keeps_and_returns_the_averaged_weights(encoded):
     def track(module, epoch, score):  # runs at every better score, with the averaged weights
         seen.append((epoch, score, {k: v.detach().clone() for k, v in module.state_dict().items()}))
 
-    original_step = torch.optim.AdamW.step
-
-    def step_and_average(self, *args, **kwargs):  # the expected average, from the raw weights after each step
-        out = original_step(self, *args, **kwargs)
+    def average_after_step(optimizer, args, kwargs):  # the expected average, from the raw weights after each step
         for name, tensor in model.state_dict().items():
             if name not in average or not tensor.is_floating_point():
                 average[name] = tensor.detach().clone()
             else:
                 average[name].mul_(decay).add_(tensor.detach(), alpha=1 - decay)
-        return out
 
-    torch.optim.AdamW.step = step_and_average
+    hook = register_optimizer_step_post_hook(average_after_step)
     try:
         config = TrainConfig(epochs=3, batch_size=8, patience=10, ema_decay=decay)
         result = fit(model, task, config, DistributedContext("cpu"), on_best=track)
     finally:
-        torch.optim.AdamW.step = original_step
+        hook.remove()
     assert seen and seen[-1][0] == result.best_epoch
     best_weights = seen[-1][2]
     for name, tensor in model.state_dict().items():
