@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_SYMPREC",
     "MAX_FRACTIONAL",
     "MIN_ATOM_DISTANCE",
+    "is_cif_text",
 ]
 
 # Fractional coordinates beyond this many cells from the origin are refused: at 1e16, float64
@@ -220,7 +221,7 @@ class Cell:
                 structure = structure.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise StructureError(f"cannot read {label or 'CIF bytes'}: not UTF-8 text ({exc})") from None
-        if isinstance(structure, str) and _is_cif_text(structure):
+        if isinstance(structure, str) and is_cif_text(structure):
             return cls.from_cif(structure, label=label or _cif_block_name(structure))
         if isinstance(structure, (str, os.PathLike)):
             return cls._from_path(Path(structure), label)
@@ -301,7 +302,7 @@ def atomic_number(species: object, label: str = "") -> int:
     )
 
 
-def _is_cif_text(text: str) -> bool:
+def is_cif_text(text: str) -> bool:
     """Whether a string is CIF text rather than a path: a path holds no line break, and a
     one-line string that starts with CIF's ``data_`` block header is text unless a file of
     that name exists (``data_1.cif``)."""

@@ -27,15 +27,11 @@ import httpx
 import numpy as np
 import psutil
 
-from basisdb import command_parser, random_crystal
+from basisdb import command_parser
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO))  # the hostile payloads are the tests' own
+from tests.helpers import fcc_cif, free_port, p1_structure  # noqa: E402
 
 
 class Watch:
@@ -99,19 +95,6 @@ def get(url: str, path: str, **kwargs) -> int:
         return f"{type(exc).__name__}"  # type: ignore[return-value]
 
 
-def fcc_cif(sites: int) -> str:
-    rng = np.random.default_rng(3)
-    rows = "\n".join(
-        f"Si{i} Si {x:.5f} {y:.5f} {z:.5f}" for i, (x, y, z) in enumerate(rng.random((sites, 3)) * 0.25 + 0.01)
-    )
-    return (
-        "data_big\n_symmetry_space_group_name_H-M 'F m -3 m'\n_cell_length_a 40\n_cell_length_b 40\n_cell_length_c 40\n"
-        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
-        "loop_\n_atom_site_label\n_atom_site_type_symbol\n"
-        f"_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n{rows}\n"
-    )
-
-
 def attacks(url: str, port: int, idle_connections: int) -> dict[str, Callable[[], list]]:
     rng = np.random.default_rng(0)
     salt = {
@@ -154,15 +137,7 @@ def attacks(url: str, port: int, idle_connections: int) -> dict[str, Callable[[]
         return [counts]
 
     def p1(n):
-        cell = random_crystal(n, rng)
-        return {
-            "structure": {
-                "lattice": cell.lattice.tolist(),
-                "species": cell.numbers.tolist(),
-                "positions": cell.positions.tolist(),
-            },
-            "radius": 2,
-        }
+        return {"structure": p1_structure(n, seed=int(rng.integers(2**31))), "radius": 2}
 
     return {
         "GET /v1/export?groups=1-9999999999&radii=2": lambda: [

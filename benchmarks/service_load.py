@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,12 +29,8 @@ import numpy as np
 from basisdb import BasisStore, build_store, command_parser
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO))
+from tests.helpers import free_port  # noqa: E402
 
 
 def start_server(store: Path, workers: int, cache: int) -> tuple[subprocess.Popen, str]:

@@ -39,6 +39,7 @@ from basisdb import (
     crystal_frames,
     frequency_set,
 )
+from basisdb.structures import is_cif_text
 
 from .datasets import DatasetError
 from .encoded import EncodedStructure
@@ -342,6 +343,14 @@ class Batch(TensorBatch):
     owner: torch.Tensor
     weight: torch.Tensor
 
+    def first_sequences(self) -> torch.Tensor:
+        """(S,) int64: the first sequence of each structure.  A structure's frames share its
+        atoms, so ``mask[first_sequences()]`` and ``numbers[first_sequences()]`` are (S, N)."""
+        import torch
+
+        structures = torch.arange(self.radial.shape[0], device=self.owner.device)
+        return torch.searchsorted(self.owner, structures)  # collate lays each structure's frames out together
+
 
 def collate(
     structures: Sequence[EncodedStructure], frames: str = "all", rng: np.random.Generator | None = None
@@ -432,8 +441,9 @@ def as_cell(structure: Any, label: str = "") -> Cell:
     ``Cell`` or a path (``str`` or ``os.PathLike``) to a structure file; a path's label is
     its file name without the suffix.  A ``*.cif`` file is read by the core's CIF reader,
     as the service reads CIF (the same crystal, the same cell); any other file with
-    :func:`read_structure`."""
-    if isinstance(structure, (str, os.PathLike)):
+    :func:`read_structure`.  CIF text (a string with a line break, or one that starts with
+    ``data_``) is read as text, not taken for a path."""
+    if isinstance(structure, os.PathLike) or (isinstance(structure, str) and not is_cif_text(structure)):
         path = Path(structure)
         if path.suffix.lower() == ".cif":
             return Cell.from_any(path, label=label or path.stem)

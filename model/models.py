@@ -102,11 +102,10 @@ class CrystalFourierTransformer(nn.Module):
         # One additive attention mask (B, heads, N, N): -inf on padded keys, plus the radial
         # bias, built once per structure and shared by its frames.
         n = batch.mask.shape[1]
-        atoms = batch.mask.new_zeros(batch.radial.shape[:2]).index_copy_(
-            0, batch.owner, batch.mask
-        )  # (S, N): frames share atoms
+        first = batch.first_sequences()
+        atoms = batch.mask[first]  # (S, N)
         if self.config.environment:  # once per structure, shared by its frames
-            numbers = batch.numbers.new_zeros(atoms.shape).index_copy_(0, batch.owner, batch.numbers)
+            numbers = batch.numbers[first]
             tokens = tokens + self.environment(batch.radial, self.element(numbers), atoms)[batch.owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)

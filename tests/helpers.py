@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from basisdb import N_GROUPS, TRANSLATION_DENOMINATOR, Cell, default_hall_number
+from basisdb.redescriptions import random_crystal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The checkout's folders and the names they install under (pyproject's package-dir): a bare
@@ -170,3 +171,26 @@ def real(name: str):
     from pymatgen.core import Structure
 
     return Structure.from_file(str(files("pymatgen.util") / "structures" / f"{name}.json"))
+
+
+# --- hostile payloads (also sent by benchmarks/service_abuse.py) ------------------------------
+
+
+def p1_structure(n: int, seed: int = 0) -> dict:
+    """A random P1 crystal of n atoms in the service's JSON structure form."""
+    cell = random_crystal(n, np.random.default_rng(seed))
+    return {"lattice": cell.lattice.tolist(), "species": cell.numbers.tolist(), "positions": cell.positions.tolist()}
+
+
+def fcc_cif(sites: int) -> str:
+    """An Fm-3m CIF whose general-position sites expand 192-fold."""
+    rng = np.random.default_rng(3)
+    rows = "\n".join(
+        f"Si{i} Si {x:.5f} {y:.5f} {z:.5f}" for i, (x, y, z) in enumerate(rng.random((sites, 3)) * 0.25 + 0.01)
+    )
+    return (
+        "data_big\n_symmetry_space_group_name_H-M 'F m -3 m'\n_cell_length_a 40\n_cell_length_b 40\n_cell_length_c 40\n"
+        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+        "loop_\n_atom_site_label\n_atom_site_type_symbol\n"
+        f"_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n{rows}\n"
+    )

@@ -52,6 +52,8 @@ def test_collate_gives_each_atom_its_own_features_in_every_frame(encoded):
         batch.row_structure.numpy(), np.repeat(np.arange(len(items)), [len(item.rows) for item in items])
     )
     assert np.allclose(torch.zeros(len(items)).index_add_(0, batch.owner, batch.weight).numpy(), 1.0)
+    starts = np.cumsum([0] + [item.n_frames for item in items[:-1]])
+    assert batch.first_sequences().tolist() == starts.tolist()
 
     rng = np.random.default_rng(3)
     random = collate(items, frames="random", rng=rng)
@@ -164,8 +166,8 @@ def test_atom_environment_is_the_species_resolved_sum_over_neighbours(encoded):
     environment = AtomEnvironment(len(RADIAL_CENTRES), width=8, species=3).double()
     elements = nn.Embedding(119, 8).double()
     batch = collate(items, frames="all")
-    atoms = batch.mask.new_zeros(batch.radial.shape[:2]).index_copy_(0, batch.owner, batch.mask)
-    numbers = batch.numbers.new_zeros(atoms.shape).index_copy_(0, batch.owner, batch.numbers)
+    first = batch.first_sequences()
+    atoms, numbers = batch.mask[first], batch.numbers[first]
     with torch.no_grad():
         got = environment(batch.radial.double(), elements(numbers), atoms)
         for k, item in enumerate(items):

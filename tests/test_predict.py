@@ -42,6 +42,8 @@ def test_every_format_reads_to_the_same_crystal(tmp_path):
         assert same_cell(cell, reference), kind
         assert cell.label == path.stem
     assert type(read_structure(tmp_path / "crystal.extxyz")).__name__ == "Atoms"  # pymatgen has no extxyz reader
+    text = (tmp_path / "crystal.cif").read_text()
+    assert same_cell(as_cell(text), reference)  # CIF text is read as text, not taken for a path
     assert type(read_structure(tmp_path / "POSCAR")).__name__ == "Structure"
 
 

@@ -21,9 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from basisdb.redescriptions import random_crystal
-
-from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, wait_until_healthy
+from .helpers import BASISDB_COMMAND, REPO_ROOT, fcc_cif, free_port, p1_structure, wait_until_healthy
 
 MEMORY_CAP = 3 << 30  # address space of the server process: a runaway allocation fails, not the machine
 
@@ -226,28 +224,6 @@ def test_work_stops_when_the_client_leaves(server):
     while httpx.get(f"{server.url}/v1/health").json()["heavy_requests"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert httpx.get(f"{server.url}/v1/health").json()["heavy_requests"] == 0
-
-
-# -- structures ------------------------------------------------------------------------------
-
-
-def p1_structure(n: int, seed: int = 0) -> dict:
-    cell = random_crystal(n, np.random.default_rng(seed))
-    return {"lattice": cell.lattice.tolist(), "species": cell.numbers.tolist(), "positions": cell.positions.tolist()}
-
-
-def fcc_cif(sites: int) -> str:
-    """An Fm-3m CIF whose general-position sites expand 192-fold."""
-    rng = np.random.default_rng(3)
-    rows = "\n".join(
-        f"Si{i} Si {x:.5f} {y:.5f} {z:.5f}" for i, (x, y, z) in enumerate(rng.random((sites, 3)) * 0.25 + 0.01)
-    )
-    return (
-        "data_big\n_symmetry_space_group_name_H-M 'F m -3 m'\n_cell_length_a 40\n_cell_length_b 40\n_cell_length_c 40\n"
-        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
-        "loop_\n_atom_site_label\n_atom_site_type_symbol\n"
-        f"_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n{rows}\n"
-    )
 
 
 def test_structures_are_standardized_in_worker_processes_while_health_answers(small_store):
