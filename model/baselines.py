@@ -115,7 +115,10 @@ def structure_features(structures: Sequence, groups: Sequence[int], primitive_si
 
 
 def _atomic_radius(element) -> float:
-    for radius in (element.atomic_radius, element.atomic_radius_calculated, element.van_der_waals_radius):
+    # One property at a time: pymatgen warns on each missing one it is asked for (Ce, La, Pu ...
+    # have no calculated radius), so asking only as far as needed keeps logs quiet.
+    for name in ("atomic_radius", "atomic_radius_calculated", "van_der_waals_radius"):
+        radius = getattr(element, name)
         if radius is not None:
             return float(radius)
     raise ValueError(f"no radius for {element}")
