@@ -53,7 +53,7 @@ from .settings import (
 )
 from .store import BasisStore, export_store
 from .store_format import SCHEMA_VERSION, dataset_checksum, default_store_path
-from .structures import DEFAULT_SYMPREC, Cell, Standardization, standardize
+from .structures import DEFAULT_SYMPREC, Cell, Standardization, is_cif_text, standardize
 
 __all__ = [
     "__version__",
@@ -91,6 +91,7 @@ __all__ = [
     "Cell",
     "Standardization",
     "standardize",
+    "is_cif_text",
     "Invariance",
     "INVARIANCES",
     "MAX_ANCHORS",

@@ -38,8 +38,8 @@ from basisdb import (
     StructureError,
     crystal_frames,
     frequency_set,
+    is_cif_text,
 )
-from basisdb.structures import is_cif_text
 
 from .datasets import DatasetError
 from .encoded import EncodedStructure
