@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The compute-matched protocol of BENCHMARKS.md: the neural methods get the same wall-clock
-# budget per fit (2 minutes on elastic_tensor and dielectric_constant, 2.5 on flla_2015), with a cosine schedule that ends at the budget,
-# on the same seeded folds (fold seed 0), once per training seed. A budget is a statement about
-# the machine: run with one torch thread per run and at most one run per core, nothing else.
+# budget per fit (2 minutes on elastic_tensor and dielectric_constant, 2.5 on flla_2015), with a
+# cosine schedule that ends at the budget, on the same seeded folds (fold seed 0), once per
+# training seed. A budget is a statement about the machine: run with one torch thread per run
+# and at most one run per core, nothing else.
 #
 #   bash benchmarks/compute_matched.sh [TRAINING_SEEDS...]     # default: 0 1 2
 #

@@ -39,9 +39,7 @@ $K --out $V/cft-rerun/elastic_tensor-log10_K_VRH
 $K --environment --out $V/environment/elastic_tensor-log10_K_VRH
 $K --ema 0.999 --out $V/ema-0.999/elastic_tensor-log10_K_VRH
 C="basisdb evaluate --folds 5 --seed 0 --threads 1 --methods cft"
-$C --dataset flla_2015 --target formation_energy_per_atom --environment --out $V/environment/flla_2015-formation_energy_per_atom
-$C --dataset flla_2015 --target formation_energy_per_atom --out $V/cft-rerun/flla_2015-formation_energy_per_atom
-for pair in "elastic_tensor log10_G_VRH" "dielectric_constant band_gap"; do
+for pair in "flla_2015 formation_energy_per_atom" "elastic_tensor log10_G_VRH" "dielectric_constant band_gap"; do
   set -- $pair
   $C --dataset "$1" --target "$2" --environment --out "$V/environment/$1-$2"
   $C --dataset "$1" --target "$2" --out "$V/cft-rerun/$1-$2"
