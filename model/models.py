@@ -98,15 +98,15 @@ class CrystalFourierTransformer(nn.Module):
         positional = self.encoder(
             batch.rows, batch.ita_numbers[batch.row_structure], batch.lattice[batch.row_structure]
         )
-        tokens = self.element(batch.numbers) + positional[batch.row_of]
+        elements = self.element(batch.numbers)
+        tokens = elements + positional[batch.row_of]
         # One additive attention mask (B, heads, N, N): -inf on padded keys, plus the radial
         # bias, built once per structure and shared by its frames.
         n = batch.mask.shape[1]
         first = batch.first_sequences()
         atoms = batch.mask[first]  # (S, N)
         if self.config.environment:  # once per structure, shared by its frames
-            numbers = batch.numbers[first]
-            tokens = tokens + self.environment(batch.radial, self.element(numbers), atoms)[batch.owner]
+            tokens = tokens + self.environment(batch.radial, elements[first], atoms)[batch.owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         if self.config.radial_bias:

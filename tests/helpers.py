@@ -6,7 +6,6 @@ Test modules import from here and never from each other, so that each can run al
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import numpy as np
 
 from basisdb import N_GROUPS, TRANSLATION_DENOMINATOR, Cell, default_hall_number
 from basisdb.redescriptions import random_crystal
+from basisdb.service.__main__ import free_port as choose_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The checkout's folders and the names they install under (pyproject's package-dir): a bare
@@ -56,9 +56,8 @@ def run_basisdb(*args: str, timeout: float = 600, **kwargs) -> subprocess.Comple
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, chosen as ``basisdb serve --port 0`` chooses one."""
+    return choose_port("127.0.0.1")
 
 
 def serve(command, env=None) -> subprocess.Popen:

@@ -44,3 +44,13 @@ def test_fold_errors_are_those_of_the_out_of_fold_predictions(path):
         assert np.abs(predicted - truth[in_folds]).mean() == pytest.approx(
             (sizes * fold_mae).sum() / sizes.sum(), rel=1e-9
         ), method
+
+
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: str(p.relative_to(RESULTS).parent))
+def test_recorded_command_writes_where_the_results_are_shipped(path):
+    """A run made in a scratch folder and copied here must say the folder that reproduces it."""
+    command = json.loads(path.read_text())["command"].split()
+    if "--out" not in command:  # the default folder
+        return
+    out = Path(command[command.index("--out") + 1])
+    assert out == path.parent.relative_to(RESULTS.parents[1]), f"{path}: --out {out}"
