@@ -11,7 +11,8 @@ a paired difference uses the training seeds both methods have (all, if they shar
 
 For each target it prints every method's fold MAEs, their mean and sample standard deviation
 over folds, the neural fits' wall time and epochs, and the CFT's paired differences to every
-other method (negative: the CFT is better) with the folds it wins. A neural method found twice
+other method (negative: the CFT is better) with the folds it wins; ``--reference`` pairs
+another method instead (a variant, such as ``"cft [environment]"``). A neural method found twice
 for the same training seed is taken from the last file read, and a note on stderr names both
 files: name the roots to choose (older budgeted runs predate the speed fixes).
 
@@ -73,6 +74,11 @@ def main() -> None:
         default="test",
         help="test: MAE on each fold's test set; validation: each neural fit's best validation MAE",
     )
+    parser.add_argument(
+        "--reference",
+        default="cft",
+        help='the method paired with every other, as labelled in the output (e.g. "cft [environment]")',
+    )
     args = parser.parse_args()
     # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> (file, its folds)
     found: dict[tuple, dict[str, dict[int, tuple[Path, list[dict]]]]] = defaultdict(lambda: defaultdict(dict))
@@ -125,20 +131,21 @@ def main() -> None:
                     f"best {min(f['best_epoch'] for f in done)}-{max(f['best_epoch'] for f in done)}"
                 )
             print(line)
-        if "cft" not in per_fold:
+        reference = args.reference
+        if reference not in per_fold:
             continue
         for label in per_fold:
-            if label == "cft":
+            if label == reference:
                 continue
-            common = sorted(set(methods["cft"]) & set(methods[label]))  # pair seeds with seeds where both have them
+            common = sorted(set(methods[reference]) & set(methods[label]))  # pair seeds with seeds where both have them
             if common:
-                difference = np.mean([methods["cft"][s] - methods[label][s] for s in common], axis=0)
+                difference = np.mean([methods[reference][s] - methods[label][s] for s in common], axis=0)
             else:
-                difference = per_fold["cft"] - per_fold[label]
+                difference = per_fold[reference] - per_fold[label]
             seeds = f"seeds {common}" if common else "all seeds"
             print(
-                f"  cft - {label:28s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   "
-                f"cft better on {int((difference < 0).sum())} of {folds} folds ({seeds})"
+                f"  {reference} - {label:28s} {difference.mean():+.4f} ± {difference.std(ddof=1):.4f}   "
+                f"{reference} better on {int((difference < 0).sum())} of {folds} folds ({seeds})"
             )
 
 

@@ -8,6 +8,8 @@ and a hand-edited or truncated file is caught.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,28 @@ def test_recorded_command_writes_where_the_results_are_shipped(path):
         return
     out = Path(command[command.index("--out") + 1])
     assert out == path.parent.relative_to(RESULTS.parents[1]), f"{path}: --out {out}"
+
+
+def test_paired_folds_pairs_a_chosen_reference_over_the_seeds_both_methods_have():
+    """``benchmarks/paired_folds.py --reference`` prints the per-fold difference of the seed
+    averages, recomputed here from the shipped files (formation energy, converged)."""
+    reference = "cft [environment]"
+    roots = [str(RESULTS / "converged"), str(RESULTS / "variants" / "environment")]
+    script = str(RESULTS.parent / "paired_folds.py")
+    command = [sys.executable, script, "--reference", reference, "--protocol", "converged", *roots]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    section = output.split("flla_2015 formation_energy_per_atom")[1].split("\n\n")[0]
+    line = next(row for row in section.splitlines() if row.strip().startswith(f"{reference} - cgcnn "))
+
+    def fold_maes(paths, method: str) -> dict[int, list[float]]:
+        runs = [json.loads(path.read_text()) for path in paths]
+        return {run["training_seed"]: [fold["test"]["mae"] for fold in run["results"][method]["folds"]] for run in runs}
+
+    target = "flla_2015-formation_energy_per_atom"
+    environment = fold_maes((RESULTS / "variants" / "environment").rglob(f"{target}/results.json"), "cft")
+    cgcnn = fold_maes((RESULTS / "converged").rglob(f"{target}-cgcnn/results.json"), "cgcnn")
+    common = sorted(set(environment) & set(cgcnn))
+    assert len(common) >= 3
+    difference = np.mean([np.subtract(environment[s], cgcnn[s]) for s in common], axis=0)
+    assert f"{difference.mean():+.4f} ± {difference.std(ddof=1):.4f}" in line
+    assert f"better on {int((difference < 0).sum())} of 5 folds (seeds {common})" in line
