@@ -103,6 +103,7 @@ def main() -> None:
                         file=sys.stderr,
                     )
                 found[key][label][training_seed] = (path, result["folds"])
+    reference = args.reference
     score = (lambda fold: fold["best_val_mae"]) if args.score == "validation" else (lambda fold: fold["test"]["mae"])
     for (dataset, target, seed, folds, n), runs in sorted(found.items()):
         print(
@@ -131,7 +132,6 @@ def main() -> None:
                     f"best {min(f['best_epoch'] for f in done)}-{max(f['best_epoch'] for f in done)}"
                 )
             print(line)
-        reference = args.reference
         if reference not in per_fold:
             continue
         for label in per_fold:
