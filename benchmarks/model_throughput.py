@@ -10,7 +10,7 @@ processes, and read back from the on-disk encoding cache (what every later fold,
 and run of ``basisdb evaluate`` and ``basisdb train`` pays).
 
     basisdb data fetch   # once
-    python benchmarks/model_throughput.py [--structures 400] [--epochs 2] [--threads 2]
+    python benchmarks/model_throughput.py [--structures 400] [--epochs 2] [--threads 2] [--no-environment]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 from basisdb import BasisStore
 from basisdb.model.baselines import CGCNN, crystal_graph, graph_collate
+from basisdb.model.cli import add_environment_argument
 from basisdb.model.data import StructureFeaturizer
 from basisdb.model.datasets import load_dataset
 from basisdb.model.encoding_cache import EncodingCache
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--radius", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3, help="inference timings: best of this many, after a warm-up")
+    add_environment_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -66,9 +68,10 @@ def main() -> None:
             lambda: featurizer.encode_many(pairs, cache=cache, workers=args.threads, progress=False)
         )
         _, cached_seconds = timed(lambda: featurizer.encode_many(pairs, cache=cache, progress=False))
+    processes = f"{args.threads} process{'es' if args.threads > 1 else ''}"
     print(
         f"CFT preparation, structures/s: one process {n / encode_seconds:.1f} (naive baseline); "
-        f"{args.threads} processes {n / parallel_seconds:.1f} ({encode_seconds / parallel_seconds:.1f}x); "
+        f"{processes} {n / parallel_seconds:.1f} ({encode_seconds / parallel_seconds:.1f}x); "
         f"from the encoding cache {n / cached_seconds:.0f} ({encode_seconds / cached_seconds:.0f}x)"
     )
     graphs, graph_seconds = timed(lambda: [crystal_graph(s) for s in data.structures])
@@ -83,7 +86,9 @@ def main() -> None:
     )
     models = {
         "CFT": (
-            CrystalFourierTransformer(CFTConfig(radius=args.radius, n_slots=featurizer.n_slots)),
+            CrystalFourierTransformer(
+                CFTConfig(radius=args.radius, n_slots=featurizer.n_slots, environment=args.environment)
+            ),
             items,
             cft_collate,
             encode_seconds,

@@ -4,16 +4,18 @@ Methods of one (dataset, target, fold seed, folds, structures) may come from sev
 ``basisdb evaluate`` (the neural models from one run, new baselines from another,
 ablations from others): the folds are the same because they are drawn from the seed. Neural
 methods are taken from runs of one protocol (``--protocol``: converged or compute-matched); the
-forests and the mean do not train by epochs and are taken from any run. A CFT run with an
-ablation switch is its own method (``cft [no radial bias]``). Runs of one method with several
-``--training-seed`` values are averaged per fold, and the spread of their means is shown;
-a paired difference uses the training seeds both methods have (all, if they share none).
+forests and the mean do not train by epochs and are taken from any run. A CFT run with a
+switch away from today's defaults is its own method (``cft [no radial bias]``; runs made
+before the environment term became the default, 2026-12-02, are ``cft [no environment]``).
+Runs of one method with several ``--training-seed`` values are averaged per fold, and the
+spread of their means is shown; a paired difference uses the training seeds both methods have
+(all, if they share none).
 
 For each target it prints every method's fold MAEs, their mean and sample standard deviation
 over folds, the neural fits' wall time and epochs, and the CFT's paired differences to every
 other method (negative: the CFT is better) with the folds it wins; ``--reference`` pairs
-another method instead (a variant, such as ``"cft [environment]"``). A neural method found twice
-for the same training seed is taken from the last file read, and a note on stderr names both
+another method instead (such as ``"cft [no environment]"``). A neural method found twice for
+the same training seed is taken from the last file read, and a note on stderr names both
 files: name the roots to choose (older budgeted runs predate the speed fixes).
 
 ``--score validation`` compares the best validation MAEs of the neural fits instead (runs that
@@ -42,7 +44,7 @@ def protocol_of(run: dict) -> str:
 
 
 def method_label(method: str, run: dict) -> str:
-    """``cft`` with its ablations named, e.g. ``cft [identity routing, radius 3]``."""
+    """``cft`` with its departures from today's defaults named, e.g. ``cft [identity routing, radius 3]``."""
     if not method.startswith("cft"):
         return method
     settings, cft = run["settings"], run["settings"]["cft"]
@@ -53,8 +55,8 @@ def method_label(method: str, run: dict) -> str:
         variant.append("no lattice branch")
     if not cft.get("radial_bias", True):
         variant.append("no radial bias")
-    if cft.get("environment", False):
-        variant.append("environment")
+    if not cft.get("environment", False):  # files from before the term record no such field
+        variant.append("no environment")
     if settings["train"].get("ema_decay"):
         variant.append(f"EMA {settings['train']['ema_decay']:g}")
     if cft["radius"] != 4.0:
@@ -77,7 +79,7 @@ def main() -> None:
     parser.add_argument(
         "--reference",
         default="cft",
-        help='the method paired with every other, as labelled in the output (e.g. "cft [environment]")',
+        help='the method paired with every other, as labelled in the output (e.g. "cft [no environment]")',
     )
     args = parser.parse_args()
     # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> (file, its folds)
@@ -118,7 +120,7 @@ def main() -> None:
         for label, values in per_fold.items():
             seeds = methods[label]
             line = (
-                f"  {label:34s} {values.mean():.4f} ± {values.std(ddof=1):.4f}   folds {np.round(values, 4).tolist()}"
+                f"  {label:40s} {values.mean():.4f} ± {values.std(ddof=1):.4f}   folds {np.round(values, 4).tolist()}"
             )
             if len(seeds) > 1:
                 means = [v.mean() for v in seeds.values()]

@@ -6,15 +6,16 @@ relative, and the worst relative change of the prediction and of any atom's enco
 prediction's change is relative to the larger of its magnitude and the spread (standard
 deviation) of the predictions over the sample, so that a value near zero does not turn
 float32 rounding into a large ratio.  The
-model is the benchmark recipe (d_model 128, hidden 256, 3 blocks, 2 layers, radius 4),
-untrained unless ``--checkpoint`` is given: invariance is a property of the pipeline, and a
-random network is as sensitive to a broken frame as a trained one.  The naive baseline is
+model is the benchmark recipe (d_model 128, hidden 256, 3 blocks, 2 layers, radius 4, the
+environment term unless ``--no-environment``), untrained unless ``--checkpoint`` is given:
+invariance is a property of the pipeline, and a random network is as sensitive to a broken
+frame as a trained one.  The naive baseline is
 the same model on a single standardization (spglib's choice, no frames), measured in the
 same run.  Noise is reported apart: it changes the crystal, so its figure is a sensitivity,
 not a failure.
 
     basisdb data fetch   # once
-    python benchmarks/same_crystal.py [--structures 150] [--dataset flla_2015] [--checkpoint CKPT]
+    python benchmarks/same_crystal.py [--structures 150] [--dataset flla_2015] [--checkpoint CKPT] [--no-environment]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 
 from basisdb import REDESCRIPTIONS, BasisStore, Cell, StructureError, mirrored, noisy
 from basisdb.model.checkpoint import Predictor, load_checkpoint
+from basisdb.model.cli import add_environment_argument
 from basisdb.model.data import StructureFeaturizer
 from basisdb.model.datasets import DATASETS, load_dataset
 from basisdb.model.models import CFTConfig, CrystalFourierTransformer
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    add_environment_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # looser-group warnings of individual structures
@@ -93,7 +96,7 @@ def main() -> None:
         torch.manual_seed(args.seed)
         featurizer = StructureFeaturizer(BasisStore.open(), 4.0)
         model = CrystalFourierTransformer(
-            CFTConfig(radius=4.0, n_slots=featurizer.n_slots, d_model=128, hidden=256, encoder_blocks=3, layers=2)
+            CFTConfig(n_slots=featurizer.n_slots, environment=args.environment)  # the recipe's sizes
         )
         predictor = Predictor(model, featurizer, 0.0, 1.0, device="cpu")
     naive = Predictor(

@@ -163,7 +163,8 @@ def load_checkpoint(
         recorded = Path(payload["store"]["path"])
         store = BasisStore.open(store if store is not None else (recorded if recorded.is_file() else None))
     check_store(payload, store, str(path))
-    config = CFTConfig(**payload["config"])
+    # a checkpoint from before the environment term has no such field and no such weights
+    config = CFTConfig(**{"environment": False, **payload["config"]})
     model = CrystalFourierTransformer(config)
     model.load_state_dict(payload["state_dict"])
     invariance = invariance or payload.get("invariance", "e3")  # checkpoints before frames had none

@@ -32,6 +32,7 @@ __all__ = [
     "option_type",
     "parse_option",
     "add_model_arguments",
+    "add_environment_argument",
     "add_structure_arguments",
     "add_training_arguments",
     "add_seed_argument",
@@ -150,13 +151,19 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
     if not encoder_only:
         group.add_argument("--layers", type=positive(), default=recipe.layers, help="Transformer layers")
         group.add_argument("--dropout", type=rate, default=recipe.dropout, help="dropout everywhere")
-        group.add_argument(
-            "--environment",
-            action=argparse.BooleanOptionalAction,
-            default=recipe.environment,
-            help="add to each atom's token its neighbourhood: neighbour distances resolved by neighbour species",
-        )
+        add_environment_argument(group)
     return group
+
+
+def add_environment_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--environment`` / ``--no-environment``, default :attr:`CFTConfig.environment` (on)."""
+    parser.add_argument(
+        "--environment",
+        action=argparse.BooleanOptionalAction,
+        default=CFTConfig().environment,
+        help="add to each atom's token its neighbourhood: neighbour distances resolved by neighbour species "
+        "(default: on; --no-environment is the recipe before 2026-12-02)",
+    )
 
 
 def add_structure_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -32,7 +32,8 @@ class CFTConfig:
         lattice_branch: scale the positional encoding by a function of the lattice
             (:class:`basisdb.model.modules.PositionalEncoder`); False is an ablation.
         environment: add to each atom's token its neighbourhood, neighbour distances
-            resolved by neighbour species (:class:`basisdb.model.modules.AtomEnvironment`).
+            resolved by neighbour species (:class:`basisdb.model.modules.AtomEnvironment`);
+            the recipe since 2026-12-02, False is the recipe before it.
     """
 
     radius: float = 4.0
@@ -47,7 +48,7 @@ class CFTConfig:
     group_embedding: bool = False
     radial_bias: bool = True
     lattice_branch: bool = True
-    environment: bool = False
+    environment: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)

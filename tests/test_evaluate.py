@@ -184,7 +184,7 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
     options = (
         "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --training-seed 7 --limit 30 --methods cft"
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --routing identity --no-lattice-branch --no-radial-bias"
-        " --environment"
+        " --no-environment"
     )
     paths = ("--store", str(small_store), "--out", str(out))
     result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
@@ -193,7 +193,7 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
     assert (report["protocol"], report["seed"], report["training_seed"]) == ("converged", 3, 7)
     assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] is None
     assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
-    assert report["settings"]["cft"]["environment"]
+    assert not report["settings"]["cft"]["environment"]
     folds = report["results"]["cft"]["folds"]
     assert [fold["epochs"] for fold in folds] == [2, 2]
     assert all(0 < fold["best_val_mae"] < 10 and fold["best_epoch"] in (1, 2) for fold in folds)
@@ -209,7 +209,7 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     out = tmp_path / "ckpt"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
     options = "--dataset elastic_tensor --target log10_G_VRH --radius 3 --d-model 32 --hidden 64"
-    variant = ("--environment", "--ema", "0.9")  # recorded, and the checkpoint predicts with them
+    variant = ("--ema", "0.9")  # recorded, and the checkpoint predicts with it and the default environment term
     result = run_basisdb("train", *options.split(), *variant, "--limit", "24", "--epochs", "1",
                          "--store", str(small_store), "--out", str(out), env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr

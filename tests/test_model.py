@@ -265,6 +265,7 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
     assert (pretrain.RECIPE.batch_size, pretrain.RECIPE.learning_rate, pretrain.RECIPE.max_minutes) == (512, 2e-3, 30.0)
     for values in (parsed[train], parsed[evaluate]):  # pretraining trains the positional encoder alone
         assert (values["layers"], values["dropout"]) == (architecture.layers, architecture.dropout)
+        assert values["environment"] is architecture.environment is True  # the recipe since 2026-12-02
 
 
 @pytest.mark.parametrize(
@@ -525,3 +526,24 @@ def test_pretrained_encoder_weights_load_without_the_group_embedding(small_store
     wider = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=n_slots, d_model=16, hidden=32, encoder_blocks=2))
     with pytest.raises(CheckpointError, match="another architecture"):
         load_pretrained_encoder(wider, payload)
+
+
+def test_a_checkpoint_from_before_the_environment_term_loads_without_it(small_store, tmp_path):
+    """Checkpoints written before ``CFTConfig.environment`` existed record no such field: they
+    load as the model they were, without the term, although the term is now the default."""
+    from basisdb.model.checkpoint import save_checkpoint
+
+    store = BasisStore.open(small_store)
+    featurizer = StructureFeaturizer(store, radius=3)
+    torch.manual_seed(0)
+    old = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32, environment=False)
+    model = CrystalFourierTransformer(old)
+    extra = {"symprec": featurizer.symprec, "target_mean": 0.0, "target_std": 1.0}
+    path = save_checkpoint(tmp_path / "old", kind="cft", module=model, config=old, store=store, **extra)
+    payload = torch.load(path, weights_only=False)
+    del payload["config"]["environment"]
+    torch.save(payload, path)
+    loaded = load_checkpoint(path, store=store)
+    assert not loaded.model.config.environment and not hasattr(loaded.model, "environment")
+    expected = Predictor(model, featurizer, 0.0, 1.0, device="cpu").predict([real("CsCl")])
+    assert np.allclose(loaded.predict([real("CsCl")]), expected)
