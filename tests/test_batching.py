@@ -146,9 +146,9 @@ def test_identity_routing_encodes_plain_p1_fourier_features(small_store, encoded
 
 def test_cft_without_lattice_branch_or_radial_bias_has_neither(encoded):
     featurizer, _, items = encoded
-    model = CrystalFourierTransformer(
-        CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32, lattice_branch=False, radial_bias=False)
-    )
+    # the environment term reads the pair profiles too: without it and the bias, none reaches the output
+    ablated = {"lattice_branch": False, "radial_bias": False, "environment": False}
+    model = CrystalFourierTransformer(CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32, **ablated))
     names = [name for name, _ in model.named_parameters()]
     assert not any("lattice_branch" in name or name.startswith("radial_bias") for name in names)
     batch = collate(items[:4], frames="all")
