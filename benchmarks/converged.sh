@@ -21,10 +21,10 @@ for seed in ${seeds[@]}; do
   [ "$seed" = 0 ] || where=$where/seed-$seed
   for pair in "${targets[@]}"; do
     set -- $pair
-    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
-      --threads 1 --methods cft --no-environment --out "$where/$1-$2-cft"
-    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
-      --threads 1 --methods cgcnn --out "$where/$1-$2-cgcnn"
+    for method in cft cgcnn; do  # the CGCNN ignores --no-environment
+      basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
+        --threads 1 --methods "$method" --no-environment --out "$where/$1-$2-$method"
+    done
   done
 done
 # Ablations of the CFT (seed 0, log10 K_VRH): what carries its result
