@@ -3,6 +3,8 @@ second, on real Materials Project structures (elastic_tensor), measured in the s
 
 Naive baseline for inference: one structure per forward pass (what a loop over a list of
 structures does); ours: batches of 32 (padding for the CFT, disjoint graphs for the CGCNN).
+The last column counts the floating-point operations of prediction's matrix products and
+attention (``torch.utils.flop_counter``), per structure: what either model must compute.
 Preparation (standardization + basis features + pair profiles for the CFT; neighbour lists
 for the CGCNN) is timed separately: it is done once per structure and cached.  For the CFT it
 is measured three ways: one process without the cache (the naive baseline), ``--threads``
@@ -21,6 +23,8 @@ import time
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  the first optimizer of a process imports it (0.8 s), which is not a cost of the model timed first
+from torch.utils.flop_counter import FlopCounterMode
 
 from basisdb import BasisStore
 from basisdb.model.baselines import CGCNN, crystal_graph, graph_collate
@@ -83,6 +87,7 @@ def main() -> None:
     )
     print(
         f"{'':10s} {'prepare/s':>10s} {'train/s':>10s} {'infer/s':>10s} {'infer 1-by-1/s':>15s} {'batched/naive':>14s}"
+        f" {'infer MFLOP':>12s}"
     )
     models = {
         "CFT": (
@@ -121,9 +126,11 @@ def main() -> None:
                 model, inputs, "cpu", batch_size=1, collate_fn=collate_fn
             ),
         )
+        with FlopCounterMode(display=False) as counter:  # matrix products and attention, per structure
+            predict_normalized(model, inputs, "cpu", batch_size=32, collate_fn=collate_fn)
         print(
             f"{name:10s} {n / prepare_seconds:10.1f} {train_rate:10.1f} {n / batched:10.1f} "
-            f"{n / one_by_one:15.1f} {one_by_one / batched:13.1f}x"
+            f"{n / one_by_one:15.1f} {one_by_one / batched:13.1f}x {counter.get_total_flops() / n / 1e6:12.1f}"
         )
 
 

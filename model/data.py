@@ -52,6 +52,7 @@ __all__ = [
     "EncodedStructure",
     "StructureFeaturizer",
     "Batch",
+    "SizeGroups",
     "TensorBatch",
     "collate",
     "lattice_features",
@@ -350,6 +351,38 @@ class Batch(TensorBatch):
 
         structures = torch.arange(self.radial.shape[0], device=self.owner.device)
         return torch.searchsorted(self.owner, structures)  # collate lays each structure's frames out together
+
+
+@dataclass
+class SizeGroups:
+    """One batch in parts of alike sizes, each a :class:`Batch` padded to its own largest
+    structure: a few large structures no longer pad every structure of the batch to their
+    size, which the pair terms (attention, radial profiles) pay for quadratically.
+
+    Attributes:
+        parts: the parts, each of some of the batch's structures.
+        owner: (B,) int64, the structure (position in the batch) of each sequence, in the
+            order of the parts' sequences one after another, the order a model's outputs
+            for the parts come in; weight: (B,) float32, as in :class:`Batch`.
+    """
+
+    parts: tuple[Batch, ...]
+    owner: torch.Tensor
+    weight: torch.Tensor
+
+    @classmethod
+    def of(cls, parts: Sequence[tuple[np.ndarray, Batch]]) -> SizeGroups:
+        """From each part's structures (their positions in the batch) and its batch."""
+        import torch
+
+        return cls(
+            parts=tuple(batch for _, batch in parts),
+            owner=torch.cat([torch.from_numpy(np.asarray(members))[batch.owner] for members, batch in parts]),
+            weight=torch.cat([batch.weight for _, batch in parts]),
+        )
+
+    def to(self, device) -> SizeGroups:
+        return SizeGroups(tuple(part.to(device) for part in self.parts), self.owner.to(device), self.weight.to(device))
 
 
 def collate(

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .data import RADIAL_CENTRES, Batch
+from .data import RADIAL_CENTRES, Batch, SizeGroups
 from .modules import AtomEnvironment, ElementEmbedding, PositionalEncoder
 
 __all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer"]
@@ -114,8 +114,11 @@ class CrystalFourierTransformer(nn.Module):
             mask = mask + self.radial_bias(batch.radial).permute(0, 3, 1, 2)
         return self.transformer(tokens, mask[batch.owner])
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """(B,) normalized predictions, one per sequence (frame)."""
+    def forward(self, batch: Batch | SizeGroups) -> torch.Tensor:
+        """(B,) normalized predictions, one per sequence (frame); for :class:`SizeGroups`,
+        the parts' predictions one after another."""
+        if isinstance(batch, SizeGroups):
+            return torch.cat([self(part) for part in batch.parts])
         states = self.atom_states(batch)
         weights = batch.mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)

@@ -26,7 +26,7 @@ from torch import nn
 
 from basisdb import BasisDBError
 
-from .data import Batch, EncodedStructure, collate
+from .data import Batch, EncodedStructure, SizeGroups, collate
 from .modules import segment_mean
 
 Collate = Callable[[Sequence, bool, "np.random.Generator | None"], Any]
@@ -202,10 +202,21 @@ class PlateauSchedule(torch.optim.lr_scheduler.LambdaLR):
             self.scale *= self.factor
 
 
-def cft_collate(items: Sequence[EncodedStructure], training: bool, rng: np.random.Generator | None) -> Batch:
+def cft_collate(
+    items: Sequence[EncodedStructure], training: bool, rng: np.random.Generator | None
+) -> Batch | SizeGroups:
     """The CFT's batches: one random origin frame per structure in training, all frames
-    (to be averaged) otherwise."""
-    return collate(items, frames="random" if training else "all", rng=rng)
+    (to be averaged) otherwise.  A training batch of unlike sizes comes in parts of alike
+    sizes (:class:`SizeGroups`; the loss is the same); prediction batches are made of alike
+    sizes already (:func:`predict_normalized`).  Parts pad less: on elastic_tensor, random
+    batches padded to their largest structure held 3.2x the pairs of atoms the structures
+    have, which attention and the pair profiles pay for."""
+    if not training:
+        return collate(items, frames="all", rng=rng)
+    groups = size_batches([item.n_atoms for item in items], len(items))
+    if len(groups) == 1:
+        return collate(items, frames="random", rng=rng)
+    return SizeGroups.of([(group, collate([items[i] for i in group], frames="random", rng=rng)) for group in groups])
 
 
 def size_batches(sizes: Sequence[int], batch_size: int, spread: float = 1.5, slack: int = 8) -> list[np.ndarray]:
@@ -438,7 +449,10 @@ def fit(
     epoch, score)`` runs (on the main rank) at every better validation score."""
     start = time.monotonic() if started is None else started
     wrapped = context.wrap(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # fused: one kernel updates every parameter; per-parameter updates took 14% of a CFT step on a CPU
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
+    )
     steps_per_epoch = task.steps_per_epoch(config.batch_size, context)
     budget = 60 * config.max_minutes if config.max_minutes else None
     warmup = min(100, steps_per_epoch)

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from basisdb import BasisStore, crystal_frames
-from basisdb.model.data import RADIAL_CENTRES, StructureFeaturizer, collate
+from basisdb.model.data import RADIAL_CENTRES, SizeGroups, StructureFeaturizer, collate
 from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
 from basisdb.model.modules import AtomEnvironment
-from basisdb.model.training import predict_normalized, shuffled_batches, size_batches
+from basisdb.model.training import cft_collate, predict_normalized, shuffled_batches, size_batches
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,44 @@ def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encod
     for batch_size in (4, 32):
         shuffled = predict_normalized(model, [items[i] for i in permutation], "cpu", batch_size=batch_size)
         assert np.allclose(shuffled, reference[permutation], rtol=1e-5, atol=1e-6)
+
+
+def test_a_training_batch_of_unlike_sizes_comes_in_parts_each_padded_to_its_own_largest(encoded):
+    _, _, items = encoded
+    sizes = np.array([item.n_atoms for item in items])
+    assert sizes.max() > 1.5 * sizes.min() + 8  # the fixture mixes small and large crystals
+    batch = cft_collate(items, True, np.random.default_rng(0))
+    assert isinstance(batch, SizeGroups) and len(batch.parts) > 1
+    assert sorted(batch.owner.tolist()) == list(range(len(items)))  # one frame of every structure
+    start = 0
+    for part in batch.parts:
+        members = batch.owner[start : start + len(part.owner)].numpy()
+        assert part.mask.shape[1] == sizes[members].max()  # padded to its own largest, not the batch's
+        assert part.mask.sum(1).tolist() == sizes[members].tolist()
+        start += len(part.owner)
+    alike = [item for item in items if item.n_atoms == sizes.min()]
+    assert isinstance(cft_collate(alike, True, np.random.default_rng(0)), type(collate(alike)))  # nothing to cut
+
+
+@pytest.mark.parametrize("environment", [False, True])
+def test_the_cft_predicts_size_groups_as_it_predicts_the_whole_batch(encoded, environment):
+    """What :class:`SizeGroups` changes is padding only: the same sequences, the same outputs."""
+    featurizer, _, items = encoded
+    torch.manual_seed(0)
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, environment=environment)
+    model = CrystalFourierTransformer(config).eval()
+    nn.init.normal_(model.radial_bias.weight)
+    whole = collate(items, frames="all")
+    groups = size_batches([item.n_atoms for item in items], len(items))
+    parts = SizeGroups.of([(group, collate([items[i] for i in group], frames="all")) for group in groups])
+    assert len(parts.parts) > 1
+    with torch.no_grad():
+        expected, predicted = model(whole), model(parts)
+    # each structure's frames, in the order each batch lays them out
+    by_structure = lambda owner, values: [values[owner == k] for k in range(len(items))]  # noqa: E731
+    for mine, reference in zip(by_structure(parts.owner, predicted), by_structure(whole.owner, expected)):
+        assert torch.allclose(mine, reference, rtol=1e-5, atol=1e-6)
+    assert torch.equal(torch.sort(parts.weight).values, torch.sort(whole.weight).values)
 
 
 def test_identity_routing_encodes_plain_p1_fourier_features(small_store, encoded):
