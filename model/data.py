@@ -353,7 +353,7 @@ class Batch(TensorBatch):
         return torch.searchsorted(self.owner, structures)  # collate lays each structure's frames out together
 
 
-@dataclass
+@dataclass(frozen=True)
 class SizeGroups:
     """One batch in parts of alike sizes, each a :class:`Batch` padded to its own largest
     structure: a few large structures no longer pad every structure of the batch to their

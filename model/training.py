@@ -207,10 +207,10 @@ def cft_collate(
 ) -> Batch | SizeGroups:
     """The CFT's batches: one random origin frame per structure in training, all frames
     (to be averaged) otherwise.  A training batch of unlike sizes comes in parts of alike
-    sizes (:class:`SizeGroups`; the loss is the same); prediction batches are made of alike
-    sizes already (:func:`predict_normalized`).  Parts pad less: on elastic_tensor, random
-    batches padded to their largest structure held 3.2x the pairs of atoms the structures
-    have, which attention and the pair profiles pay for."""
+    sizes (:class:`SizeGroups`: the same outputs for the frames drawn, with less padding);
+    prediction batches are made of alike sizes already (:func:`predict_normalized`).  On
+    elastic_tensor, training batches padded whole to their largest structure held 3.2x the
+    atom pairs the structures have, which attention and the pair profiles pay for."""
     if not training:
         return collate(items, frames="all", rng=rng)
     groups = size_batches([item.n_atoms for item in items], len(items))
