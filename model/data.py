@@ -363,12 +363,11 @@ class SizeGroups:
         parts: the parts, each of some of the batch's structures.
         owner: (B,) int64, the structure (position in the batch) of each sequence, in the
             order of the parts' sequences one after another, the order a model's outputs
-            for the parts come in; weight: (B,) float32, as in :class:`Batch`.
+            for the parts come in.
     """
 
     parts: tuple[Batch, ...]
     owner: torch.Tensor
-    weight: torch.Tensor
 
     @classmethod
     def of(cls, parts: Sequence[tuple[np.ndarray, Batch]]) -> SizeGroups:
@@ -378,11 +377,17 @@ class SizeGroups:
         return cls(
             parts=tuple(batch for _, batch in parts),
             owner=torch.cat([torch.from_numpy(np.asarray(members))[batch.owner] for members, batch in parts]),
-            weight=torch.cat([batch.weight for _, batch in parts]),
         )
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """(B,) float32, each sequence's weight in its structure's average, as in :class:`Batch`."""
+        import torch
+
+        return torch.cat([part.weight for part in self.parts])
+
     def to(self, device) -> SizeGroups:
-        return SizeGroups(tuple(part.to(device) for part in self.parts), self.owner.to(device), self.weight.to(device))
+        return SizeGroups(tuple(part.to(device) for part in self.parts), self.owner.to(device))
 
 
 def collate(

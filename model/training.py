@@ -48,6 +48,7 @@ __all__ = [
     "cosine_schedule",
     "PlateauSchedule",
     "cft_collate",
+    "collate_by_size",
     "predict_normalized",
     "atom_counts",
     "size_batches",
@@ -213,10 +214,18 @@ def cft_collate(
     atom pairs the structures have, which attention and the pair profiles pay for."""
     if not training:
         return collate(items, frames="all", rng=rng)
+    return collate_by_size(items, frames="random", rng=rng)
+
+
+def collate_by_size(
+    items: Sequence[EncodedStructure], frames: str = "all", rng: np.random.Generator | None = None
+) -> Batch | SizeGroups:
+    """:func:`collate` in parts of alike sizes (:func:`size_batches`), each padded to its own
+    largest structure; one :class:`Batch` where the sizes are alike already."""
     groups = size_batches([item.n_atoms for item in items], len(items))
     if len(groups) == 1:
-        return collate(items, frames="random", rng=rng)
-    return SizeGroups.of([(group, collate([items[i] for i in group], frames="random", rng=rng)) for group in groups])
+        return collate(items, frames=frames, rng=rng)
+    return SizeGroups.of([(group, collate([items[i] for i in group], frames=frames, rng=rng)) for group in groups])
 
 
 def size_batches(sizes: Sequence[int], batch_size: int, spread: float = 1.5, slack: int = 8) -> list[np.ndarray]:

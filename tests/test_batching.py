@@ -13,7 +13,7 @@ from basisdb import BasisStore, crystal_frames
 from basisdb.model.data import RADIAL_CENTRES, SizeGroups, StructureFeaturizer, collate
 from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
 from basisdb.model.modules import AtomEnvironment
-from basisdb.model.training import cft_collate, predict_normalized, shuffled_batches, size_batches
+from basisdb.model.training import cft_collate, collate_by_size, predict_normalized, shuffled_batches, size_batches
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +152,8 @@ def test_the_cft_predicts_size_groups_as_it_predicts_the_whole_batch(encoded, en
     config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, environment=environment)
     model = CrystalFourierTransformer(config).eval()
     nn.init.normal_(model.radial_bias.weight)
-    whole = collate(items, frames="all")
-    groups = size_batches([item.n_atoms for item in items], len(items))
-    parts = SizeGroups.of([(group, collate([items[i] for i in group], frames="all")) for group in groups])
-    assert len(parts.parts) > 1
+    whole, parts = collate(items, frames="all"), collate_by_size(items, frames="all")
+    assert isinstance(parts, SizeGroups) and len(parts.parts) > 1
     with torch.no_grad():
         expected, predicted = model(whole), model(parts)
     # each structure's frames, in the order each batch lays them out
