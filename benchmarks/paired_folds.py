@@ -20,6 +20,9 @@ files: name the roots to choose (older budgeted runs predate the speed fixes).
 
 ``--score validation`` compares the best validation MAEs of the neural fits instead (runs that
 record them, from 2026-12-02): what a variant is chosen on, without looking at the test folds.
+``--ensemble`` scores each method's training seeds as one model: the MAE, on each fold's test
+set, of the seeds' mean out-of-fold prediction (a forest, trained once, is paired with the
+whole ensemble).
 
     python benchmarks/paired_folds.py --protocol converged benchmarks/results
 """
@@ -30,11 +33,47 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 NEURAL = ("cgcnn", "cft", "cft-pretrained")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One method's results in one results.json: its folds and the file's predictions."""
+
+    path: Path
+    folds: list[dict]
+    predictions: dict
+    method: str
+
+    @property
+    def out_of_fold(self) -> np.ndarray:
+        """(n,) float64 the method's prediction of every structure, made by the fold that tested it."""
+        return np.asarray(self.predictions["out_of_fold"][self.method], dtype=np.float64)
+
+
+def fold_test_sets(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """The test rows of each fold, drawn as ``basisdb evaluate`` draws them (no held-out groups)."""
+    from sklearn.model_selection import KFold
+
+    return [test for _, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(n))]
+
+
+def fold_scores(chosen: Sequence[Run], score, test_sets: list[np.ndarray] | None) -> np.ndarray:
+    """(folds,) one method's score on each fold over the runs of some training seeds: their mean
+    score, or, given the folds' ``test_sets``, the MAE of their mean prediction (an ensemble)."""
+    if test_sets is None:
+        return np.mean([[score(fold) for fold in run.folds] for run in chosen], axis=0)
+    if any(run.predictions["ids"] != chosen[0].predictions["ids"] for run in chosen):
+        raise SystemExit(f"{', '.join(str(run.path) for run in chosen)} hold different structures: no ensemble")
+    truth = np.asarray(chosen[0].predictions["truth"])
+    mean = np.mean([run.out_of_fold for run in chosen], axis=0)
+    return np.array([np.mean(np.abs(mean[rows] - truth[rows])) for rows in test_sets])
 
 
 def protocol_of(run: dict) -> str:
@@ -43,24 +82,39 @@ def protocol_of(run: dict) -> str:
     return "compute-matched" if run["settings"]["train"].get("max_minutes") else "converged"  # older files
 
 
+# the recipe's sizes and dropout (CFTConfig), named in a label where a run departs from them
+SIZES = {"d_model": 128, "hidden": 256, "encoder_blocks": 3, "layers": 2, "dropout": 0.1}
+
+
 def method_label(method: str, run: dict) -> str:
-    """``cft`` with its departures from today's defaults named, e.g. ``cft [identity routing, radius 3]``."""
-    if not method.startswith("cft"):
-        return method
-    settings, cft = run["settings"], run["settings"]["cft"]
-    variant = []
-    if settings.get("routing", "group") != "group":
-        variant.append(f"{settings['routing']} routing")
-    if not cft.get("lattice_branch", True):
-        variant.append("no lattice branch")
-    if not cft.get("radial_bias", True):
-        variant.append("no radial bias")
-    if not cft.get("environment", False):  # files from before the term record no such field
-        variant.append("no environment")
-    if settings["train"].get("ema_decay"):
-        variant.append(f"EMA {settings['train']['ema_decay']:g}")
-    if cft["radius"] != 4.0:
-        variant.append(f"radius {cft['radius']:g}")
+    """The method with its departures from today's defaults named, e.g. ``cft [identity routing,
+    radius 3]`` or ``cgcnn [l1 loss]``."""
+    settings = run["settings"]
+    train, variant = settings["train"], []
+    if method.startswith("cft"):
+        cft = settings["cft"]
+        if settings.get("routing", "group") != "group":
+            variant.append(f"{settings['routing']} routing")
+        if not cft.get("lattice_branch", True):
+            variant.append("no lattice branch")
+        if not cft.get("radial_bias", True):
+            variant.append("no radial bias")
+        if not cft.get("environment", False):  # files from before the term record no such field
+            variant.append("no environment")
+        if cft.get("composition", False):
+            variant.append("composition statistics")
+        if train.get("ema_decay"):
+            variant.append(f"EMA {train['ema_decay']:g}")
+        if cft["radius"] != 4.0:
+            variant.append(f"radius {cft['radius']:g}")
+        for key, default in SIZES.items():
+            if cft.get(key, default) != default:
+                variant.append(f"{key} {cft[key]:g}")
+    if method in ("cft", "cft-pretrained", "cgcnn"):  # the neural methods share the training recipe
+        if train.get("loss", "smooth_l1") != "smooth_l1":
+            variant.append(f"{train['loss']} loss")
+        if train.get("weight_decay", 1e-4) != 1e-4:
+            variant.append(f"weight decay {train['weight_decay']:g}")
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 
@@ -81,9 +135,17 @@ def main() -> None:
         default="cft",
         help='the method paired with every other, as labelled in the output (e.g. "cft [no environment]")',
     )
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="score each method's training seeds as one ensemble: the MAE of their mean out-of-fold "
+        "predictions on each fold's test set (test score only)",
+    )
     args = parser.parse_args()
-    # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> (file, its folds)
-    found: dict[tuple, dict[str, dict[int, tuple[Path, list[dict]]]]] = defaultdict(lambda: defaultdict(dict))
+    if args.ensemble and args.score != "test":
+        parser.error("--ensemble scores the out-of-fold test predictions; it goes with --score test")
+    # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> a Run
+    found: dict[tuple, dict[str, dict[int, Run]]] = defaultdict(lambda: defaultdict(dict))
     for root in args.roots:
         for path in sorted(root.rglob("results.json")):
             run = json.loads(path.read_text())
@@ -101,31 +163,31 @@ def main() -> None:
                 ):  # two runs of one method and seed: say which one counts
                     print(
                         f"note: {label} (training seed {training_seed}) of {key[0]} {key[1]} found again in {path}; "
-                        f"that run replaces {found[key][label][training_seed][0]} (name the roots to choose)",
+                        f"that run replaces {found[key][label][training_seed].path} (name the roots to choose)",
                         file=sys.stderr,
                     )
-                found[key][label][training_seed] = (path, result["folds"])
+                found[key][label][training_seed] = Run(path, result["folds"], run["predictions"], method)
     reference = args.reference
     score = (lambda fold: fold["best_val_mae"]) if args.score == "validation" else (lambda fold: fold["test"]["mae"])
     for (dataset, target, seed, folds, n), runs in sorted(found.items()):
         print(
             f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}, "
-            f"{args.score} MAE"
+            f"{args.score} MAE" + (", training seeds as one ensemble" if args.ensemble else "")
         )
-        methods = {
-            label: {s: np.array([score(fold) for fold in fs]) for s, (_, fs) in seeds.items()}
-            for label, seeds in runs.items()
+        test_sets = fold_test_sets(n, folds, seed) if args.ensemble else None
+
+        per_fold = {
+            label: fold_scores([seeds[s] for s in sorted(seeds)], score, test_sets) for label, seeds in runs.items()
         }
-        per_fold = {label: np.mean(list(seeds.values()), axis=0) for label, seeds in methods.items()}
         for label, values in per_fold.items():
-            seeds = methods[label]
+            seeds = runs[label]
             line = (
                 f"  {label:40s} {values.mean():.4f} ± {values.std(ddof=1):.4f}   folds {np.round(values, 4).tolist()}"
             )
             if len(seeds) > 1:
-                means = [v.mean() for v in seeds.values()]
+                means = [np.mean([score(fold) for fold in run.folds]) for run in seeds.values()]
                 line += f"   {len(seeds)} seeds {sorted(seeds)}, seed means {min(means):.4f}-{max(means):.4f}"
-            done = [fold for _, folds_of_seed in runs[label].values() for fold in folds_of_seed if "epochs" in fold]
+            done = [fold for run in runs[label].values() for fold in run.folds if "epochs" in fold]
             if done:
                 seconds = [f["train_seconds"] for f in done]
                 line += (
@@ -139,9 +201,13 @@ def main() -> None:
         for label in per_fold:
             if label == reference:
                 continue
-            common = sorted(set(methods[reference]) & set(methods[label]))  # pair seeds with seeds where both have them
+            common = sorted(set(runs[reference]) & set(runs[label]))  # pair seeds with seeds where both have them
+            if args.ensemble and label.split(" ")[0] not in NEURAL:
+                common = []  # a forest against the whole ensemble, not against its members of the forest's seed
             if common:
-                difference = np.mean([methods[reference][s] - methods[label][s] for s in common], axis=0)
+                difference = fold_scores([runs[reference][s] for s in common], score, test_sets) - fold_scores(
+                    [runs[label][s] for s in common], score, test_sets
+                )
             else:
                 difference = per_fold[reference] - per_fold[label]
             seeds = f"seeds {common}" if common else "all seeds"

@@ -21,7 +21,7 @@ import torch
 from basisdb import DEFAULT_SYMPREC, INVARIANCES, crystal_system, parse_number_ranges
 
 from .models import CFTConfig
-from .training import TrainConfig
+from .training import LOSSES, TrainConfig
 
 __all__ = [
     "CRYSTAL_SYSTEMS",
@@ -152,6 +152,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
         group.add_argument("--layers", type=positive(), default=recipe.layers, help="Transformer layers")
         group.add_argument("--dropout", type=rate, default=recipe.dropout, help="dropout everywhere")
         add_environment_argument(group)
+        group.add_argument(
+            "--composition",
+            action=argparse.BooleanOptionalAction,
+            default=recipe.composition,
+            help="give the head statistics (mean, min, max, mean deviation) of the atoms' element properties "
+            "(default: %(default)s)",
+        )
     return group
 
 
@@ -180,10 +187,11 @@ def add_structure_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
 
 
 def add_training_arguments(
-    parser: argparse.ArgumentParser, recipe: TrainConfig | None = None
+    parser: argparse.ArgumentParser, recipe: TrainConfig | None = None, *, regression: bool = True
 ) -> argparse._ArgumentGroup:
     """The fit's protocol (:func:`basisdb.model.training.fit`), device and threads, with the defaults
-    of ``recipe`` (the supervised benchmark recipe, ``TrainConfig()``, unless a task has its own)."""
+    of ``recipe`` (the supervised benchmark recipe, ``TrainConfig()``, unless a task has its own).
+    ``regression``: the task is a :class:`~basisdb.model.training.Regression`, whose loss is chosen here."""
     recipe = recipe or TrainConfig()
     group = parser.add_argument_group("training (defaults: the benchmark recipe)")
     group.add_argument("--epochs", type=positive(), default=recipe.epochs, help="epoch cap")
@@ -210,6 +218,16 @@ def add_training_arguments(
         default=recipe.ema_decay,
         help="validate and keep an exponential moving average of the weights with this decay per step (0: off)",
     )
+    group.add_argument(
+        "--weight-decay", type=positive(float, zero=True), default=recipe.weight_decay, help="AdamW's weight decay"
+    )
+    if regression:
+        group.add_argument(
+            "--loss",
+            choices=tuple(LOSSES),
+            default=recipe.loss,
+            help="loss on the normalized targets: smooth_l1 (quadratic within one standard deviation) or l1",
+        )
     add_device_argument(group)
     group.add_argument(
         "--threads",
@@ -241,6 +259,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "layers": "layers",
         "dropout": "dropout",
         "environment": "environment",
+        "composition": "composition",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
     return CFTConfig(n_slots=n_slots, **given, **fields)
@@ -256,6 +275,8 @@ def train_config_from(args: argparse.Namespace, seed: int) -> TrainConfig:
         seed=seed,
         max_minutes=args.minutes,
         ema_decay=args.ema,
+        weight_decay=args.weight_decay,
+        loss=getattr(args, "loss", TrainConfig.loss),
     )
 
 

@@ -183,7 +183,9 @@ def _fit_neural(
     n_val = max(1, int(round(settings.validation_fraction * len(order))))
     val, fit_rows = order[:n_val], order[n_val:]
     config = TrainConfig(**{**settings.train.to_dict(), "seed": seed})
-    task = Regression([items[i] for i in fit_rows], values[fit_rows], [items[i] for i in val], values[val], collate_fn)
+    task = Regression(
+        [items[i] for i in fit_rows], values[fit_rows], [items[i] for i in val], values[val], collate_fn, config.loss
+    )
     began = time.perf_counter()
     result = fit(model, task, config, context)
     train_seconds = time.perf_counter() - began

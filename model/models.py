@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .data import RADIAL_CENTRES, Batch, SizeGroups
-from .modules import AtomEnvironment, ElementEmbedding, PositionalEncoder
+from .modules import ELEMENT_PROPERTIES, AtomEnvironment, CompositionStatistics, ElementEmbedding, PositionalEncoder
 
 __all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer"]
 
@@ -34,6 +34,8 @@ class CFTConfig:
         environment: add to each atom's token its neighbourhood, neighbour distances
             resolved by neighbour species (:class:`basisdb.model.modules.AtomEnvironment`);
             the recipe since 2026-12-02, False is the recipe before it.
+        composition: give the head, beside the pooled atoms, statistics of the atoms' element
+            properties (:class:`basisdb.model.modules.CompositionStatistics`).
     """
 
     radius: float = 4.0
@@ -49,6 +51,7 @@ class CFTConfig:
     radial_bias: bool = True
     lattice_branch: bool = True
     environment: bool = True
+    composition: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,9 +83,13 @@ class CrystalFourierTransformer(nn.Module):
         self.transformer = BiasedTransformer(
             config.d_model, config.heads, config.feedforward, config.dropout, config.layers
         )
+        head_in = config.d_model
+        if config.composition:
+            self.composition = CompositionStatistics()
+            head_in += CompositionStatistics.STATISTICS * len(ELEMENT_PROPERTIES)
         self.head = nn.Sequential(
-            nn.LayerNorm(config.d_model),
-            nn.Linear(config.d_model, config.hidden),
+            nn.LayerNorm(head_in),
+            nn.Linear(head_in, config.hidden),
             nn.GELU(),
             nn.Linear(config.hidden, 1),
         )
@@ -122,6 +129,10 @@ class CrystalFourierTransformer(nn.Module):
         states = self.atom_states(batch)
         weights = batch.mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        if self.config.composition:  # once per structure, shared by its frames
+            first = batch.first_sequences()
+            chemistry = self.composition(self.element.properties, batch.numbers[first], batch.mask[first])
+            pooled = torch.cat([pooled, chemistry[batch.owner]], dim=-1)
         return self.head(pooled).squeeze(-1)
 
 

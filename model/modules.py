@@ -14,6 +14,7 @@ __all__ = [
     "PositionalEncoder",
     "ElementEmbedding",
     "AtomEnvironment",
+    "CompositionStatistics",
     "element_property_table",
     "segment_mean",
     "N_GROUP_EMBEDDINGS",
@@ -100,6 +101,30 @@ class AtomEnvironment(nn.Module):
         species = self.species(elements) * atoms.unsqueeze(-1).to(elements.dtype)  # padding contributes nothing
         moments = torch.einsum("sijk,sjc->sikc", radial, species)
         return self.out(moments.flatten(2))
+
+
+class CompositionStatistics(nn.Module):
+    """A structure's chemistry as statistics of its atoms' tabulated element properties
+    (:func:`element_property_table`): the mean, minimum, maximum and mean absolute deviation
+    of each property over the atoms, as the Magpie descriptors of composition models are.  Mean
+    pooling of learned atom tokens averages; it cannot take an extreme, which these give the
+    head directly.  They depend on the composition alone, so a supercell or another cell of the
+    crystal gets the same ones."""
+
+    STATISTICS = 4
+
+    def forward(self, properties: torch.Tensor, numbers: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
+        """properties (119, P) the element table; numbers (S, N) int64; atoms (S, N) bool,
+        False where padded.  Returns (S, 4 P)."""
+        values = properties[numbers]  # (S, N, P)
+        present = atoms.unsqueeze(-1)
+        weights = present.to(values.dtype)
+        count = weights.sum(1).clamp_min(1.0)
+        mean = (values * weights).sum(1) / count
+        deviation = ((values - mean.unsqueeze(1)).abs() * weights).sum(1) / count
+        low = values.masked_fill(~present, float("inf")).amin(1)
+        high = values.masked_fill(~present, float("-inf")).amax(1)
+        return torch.cat([mean, low, high, deviation], dim=-1)
 
 
 class ResidualBlock(nn.Module):

@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_seed_argument(parser, "the pairs, the initialization and the batches")
     add_model_arguments(parser, encoder_only=True)
-    add_training_arguments(parser, recipe=RECIPE)
+    add_training_arguments(parser, recipe=RECIPE, regression=False)  # its loss is the orbit distance's
     return parser
 
 

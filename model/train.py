@@ -122,7 +122,13 @@ def main(argv=None) -> int:
         if pretrained:
             load_pretrained_encoder(model, pretrained)
         train_config = train_config_from(args, seed=args.seed)
-        task = Regression([items[i] for i in train_index], y[train_index], [items[i] for i in val_index], y[val_index])
+        task = Regression(
+            [items[i] for i in train_index],
+            y[train_index],
+            [items[i] for i in val_index],
+            y[val_index],
+            loss=train_config.loss,
+        )
         unit = DATASETS[args.dataset].targets[args.target].unit if args.dataset else args.unit
         common = {
             "target": args.target,

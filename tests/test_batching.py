@@ -12,7 +12,7 @@ from torch import nn
 from basisdb import BasisStore, crystal_frames
 from basisdb.model.data import RADIAL_CENTRES, SizeGroups, StructureFeaturizer, collate
 from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
-from basisdb.model.modules import AtomEnvironment
+from basisdb.model.modules import AtomEnvironment, CompositionStatistics, element_property_table
 from basisdb.model.training import cft_collate, collate_by_size, predict_normalized, shuffled_batches, size_batches
 
 
@@ -112,12 +112,17 @@ def test_shuffled_batches_use_every_item_once_and_pool_alike_sizes():
         assert sum(len(b) for b in members) == len(pool)
 
 
-@pytest.mark.parametrize("environment", [False, True])
-def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encoded, environment):
+# the CFT's optional terms, each read from the padded batch in its own way
+TERMS = [{"environment": False}, {"environment": True}, {"environment": True, "composition": True}]
+TERM_IDS = ["plain", "environment", "environment+composition"]
+
+
+@pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
+def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encoded, terms):
     """Padding (atoms, frames, rows) reaches no real atom's output."""
     featurizer, _, items = encoded
     torch.manual_seed(0)
-    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, environment=environment)
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, **terms)
     model = CrystalFourierTransformer(config)
     nn.init.normal_(model.radial_bias.weight)
     reference = np.array([predict_normalized(model, [item], "cpu")[0] for item in items])  # one at a time
@@ -144,12 +149,12 @@ def test_a_training_batch_of_unlike_sizes_comes_in_parts_each_padded_to_its_own_
     assert isinstance(cft_collate(alike, True, np.random.default_rng(0)), type(collate(alike)))  # nothing to cut
 
 
-@pytest.mark.parametrize("environment", [False, True])
-def test_the_cft_predicts_size_groups_as_it_predicts_the_whole_batch(encoded, environment):
+@pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
+def test_the_cft_predicts_size_groups_as_it_predicts_the_whole_batch(encoded, terms):
     """What :class:`SizeGroups` changes is padding only: the same sequences, the same outputs."""
     featurizer, _, items = encoded
     torch.manual_seed(0)
-    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, environment=environment)
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, **terms)
     model = CrystalFourierTransformer(config).eval()
     nn.init.normal_(model.radial_bias.weight)
     whole, parts = collate(items, frames="all"), collate_by_size(items, frames="all")
@@ -218,6 +223,26 @@ def test_atom_environment_is_the_species_resolved_sum_over_neighbours(encoded):
             expected = environment.out(direct.flatten(1))
             assert torch.allclose(got[k, : item.n_atoms], expected, atol=1e-10), k
     assert max(item.n_atoms for item in items) > min(item.n_atoms for item in items)  # padding was exercised
+
+
+def test_composition_statistics_are_those_of_each_structures_atoms(encoded):
+    """Against numpy over each structure's real atoms, in a batch padded to its largest; a
+    supercell (every atom twice) has the same statistics."""
+    _, _, items = encoded
+    table = element_property_table()
+    batch = collate(items, frames="all")
+    first = batch.first_sequences()
+    statistics = CompositionStatistics()
+    got = statistics(torch.from_numpy(table), batch.numbers[first], batch.mask[first]).numpy()
+    for k, item in enumerate(items):
+        values = table[item.numbers]
+        mean = values.mean(0)
+        expected = np.concatenate([mean, values.min(0), values.max(0), np.abs(values - mean).mean(0)])
+        assert np.allclose(got[k], expected, atol=1e-6), k
+        doubled = torch.from_numpy(np.tile(item.numbers, 2)[None])
+        again = statistics(torch.from_numpy(table), doubled, torch.ones_like(doubled, dtype=torch.bool))
+        assert np.allclose(again[0].numpy(), expected, atol=1e-6), k
+    assert got.shape == (len(items), CompositionStatistics.STATISTICS * table.shape[1])
 
 
 def test_encoding_structures_does_not_load_torch(small_store):

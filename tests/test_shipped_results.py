@@ -85,3 +85,25 @@ def test_paired_folds_pairs_a_chosen_reference_over_the_seeds_both_methods_have(
     assert f"better on {int((difference < 0).sum())} of 5 folds (seeds {common})" in line
     default = next(row for row in section.splitlines() if row.split("  ")[1:2] == ["cft"])
     assert "seed means 0.1170-0.1222" in default  # the environment runs, not mixed into the reference
+
+
+def test_paired_folds_scores_the_training_seeds_as_one_ensemble():
+    """``--ensemble``: each method's fold MAEs are those of its seeds' mean out-of-fold
+    prediction.  Checked through the identity that their fold-size-weighted mean is the MAE of
+    that mean prediction over all structures (band gap, converged, the CGCNN's three seeds)."""
+    script = str(RESULTS.parent / "paired_folds.py")
+    command = [sys.executable, script, "--ensemble", "--protocol", "converged", str(RESULTS / "converged")]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    section = output.split("dielectric_constant band_gap")[1].split("\n\n")[0]
+    assert "training seeds as one ensemble" in section
+    line = next(row for row in section.splitlines() if row.strip().startswith("cgcnn "))
+    printed = np.array(json.loads(line.split("folds ")[1].split("]")[0] + "]"))
+    paths = (RESULTS / "converged").rglob("dielectric_constant-*-cgcnn/results.json")
+    runs = [json.loads(path.read_text()) for path in paths]
+    assert sorted(run["training_seed"] for run in runs) == [0, 1, 2]
+    truth = np.asarray(runs[0]["predictions"]["truth"])
+    mean = np.mean([run["predictions"]["out_of_fold"]["cgcnn"] for run in runs], axis=0)
+    sizes = np.array([fold["n_test"] for fold in runs[0]["results"]["cgcnn"]["folds"]])
+    assert (sizes * printed).sum() / sizes.sum() == pytest.approx(np.abs(mean - truth).mean(), abs=1e-4)
+    single = np.mean([[fold["test"]["mae"] for fold in run["results"]["cgcnn"]["folds"]] for run in runs])
+    assert printed.mean() < single  # averaging the seeds' predictions beats their average error here

@@ -12,7 +12,15 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from basisdb import BasisStore
 from basisdb.model.data import StructureFeaturizer
 from basisdb.model.models import CFTConfig, CrystalFourierTransformer
-from basisdb.model.training import DistributedContext, Normalization, PlateauSchedule, Regression, TrainConfig, fit
+from basisdb.model.training import (
+    DistributedContext,
+    Normalization,
+    PlateauSchedule,
+    Regression,
+    TrainConfig,
+    cft_collate,
+    fit,
+)
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +160,21 @@ def test_ema_validates_keeps_and_returns_the_averaged_weights(encoded):
     assert task.validate(model, torch.device("cpu")) == pytest.approx(result.best_val_mae, rel=1e-6)
     with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
         TrainConfig(ema_decay=1.0)
+
+
+@pytest.mark.parametrize("loss", ["smooth_l1", "l1"])
+def test_a_regression_minimizes_the_loss_it_is_given(encoded, loss):
+    """Against the loss written out by hand, on the normalized targets of one batch's sequences."""
+    featurizer, items, values = encoded
+    model = model_for(featurizer).eval()  # no dropout: the same outputs twice
+    task = Regression(items[:16], values[:16], items[16:], values[16:], loss=loss)
+    batch = np.arange(8)
+    with torch.no_grad():
+        got = task.loss(model, batch, np.random.default_rng(0), torch.device("cpu")).item()
+        inputs = cft_collate([items[i] for i in batch], True, np.random.default_rng(0))  # the same frames drawn
+        error = (model(inputs) - torch.as_tensor(task.normalization.normalize(values[batch]))[inputs.owner]).double()
+    magnitude = error.abs()
+    expected = magnitude if loss == "l1" else torch.where(magnitude < 1, 0.5 * error**2, magnitude - 0.5)
+    assert got == pytest.approx(expected.mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"loss must be one of \('smooth_l1', 'l1'\), got 'l2'"):
+        TrainConfig(loss="l2")
