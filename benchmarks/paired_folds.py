@@ -39,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from basisdb.model.models import CFTConfig
+from basisdb.model.training import TrainConfig
+
 NEURAL = ("cgcnn", "cft", "cft-pretrained")
 
 
@@ -82,8 +85,10 @@ def protocol_of(run: dict) -> str:
     return "compute-matched" if run["settings"]["train"].get("max_minutes") else "converged"  # older files
 
 
-# the recipe's sizes and dropout (CFTConfig), named in a label where a run departs from them
-SIZES = {"d_model": 128, "hidden": 256, "encoder_blocks": 3, "layers": 2, "dropout": 0.1}
+# the recipe's sizes and dropout, and its training loss and weight decay, named in a label where
+# a run departs from them
+SIZES = {key: getattr(CFTConfig(), key) for key in ("d_model", "hidden", "encoder_blocks", "layers", "dropout")}
+RECIPE = TrainConfig()
 
 
 def method_label(method: str, run: dict) -> str:
@@ -111,9 +116,9 @@ def method_label(method: str, run: dict) -> str:
             if cft.get(key, default) != default:
                 variant.append(f"{key} {cft[key]:g}")
     if method in ("cft", "cft-pretrained", "cgcnn"):  # the neural methods share the training recipe
-        if train.get("loss", "smooth_l1") != "smooth_l1":
+        if train.get("loss", RECIPE.loss) != RECIPE.loss:
             variant.append(f"{train['loss']} loss")
-        if train.get("weight_decay", 1e-4) != 1e-4:
+        if train.get("weight_decay", RECIPE.weight_decay) != RECIPE.weight_decay:
             variant.append(f"weight decay {train['weight_decay']:g}")
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
@@ -202,7 +207,7 @@ def main() -> None:
             if label == reference:
                 continue
             common = sorted(set(runs[reference]) & set(runs[label]))  # pair seeds with seeds where both have them
-            if args.ensemble and label.split(" ")[0] not in NEURAL:
+            if args.ensemble and next(iter(runs[label].values())).method not in NEURAL:
                 common = []  # a forest against the whole ensemble, not against its members of the forest's seed
             if common:
                 difference = fold_scores([runs[reference][s] for s in common], score, test_sets) - fold_scores(

@@ -362,7 +362,7 @@ class Regression:
         val: Sequence,
         val_targets: np.ndarray,
         collate_fn: Collate = cft_collate,
-        loss: str = "smooth_l1",
+        loss: str = TrainConfig.loss,
     ):
         self.train, self.val, self.val_targets, self.collate_fn = train, val, val_targets, collate_fn
         self._loss = LOSSES[loss]
