@@ -355,6 +355,10 @@ class Standardization:
         equivalent_atoms: (N_std,) int64, for each standardized atom the first atom of its
             orbit (Wyckoff orbit) under the group.
         wyckoffs: (N_std,) Wyckoff letters of the standardized atoms.
+        primitive_atoms: (N_std,) int64, the atom of spglib's primitive cell at each
+            standardized atom: two standardized atoms share one exactly when a centring
+            translation of the setting maps one onto the other, so each is shared by as many
+            standardized atoms as the setting has centring translations (1 when primitive).
         symprec: the tolerance used, Angstrom.
         inverted: the cell standardized is the input's mirror image x -> -x (only with
             ``canonical_handedness``, for the second member of an enantiomorphic pair).
@@ -371,6 +375,7 @@ class Standardization:
     input_to_standardized: np.ndarray = field(repr=False)
     equivalent_atoms: np.ndarray = field(repr=False)
     wyckoffs: tuple[str, ...] = field(repr=False)
+    primitive_atoms: np.ndarray = field(repr=False)
     symprec: float = DEFAULT_SYMPREC
     inverted: bool = False
     looser_group: int | None = None
@@ -427,6 +432,7 @@ def standardize(
         input_to_standardized=input_to_standardized,
         equivalent_atoms=equivalent_atoms,
         wyckoffs=wyckoffs,
+        primitive_atoms=np.asarray(dataset.std_mapping_to_primitive, dtype=np.int64),
         symprec=float(symprec),
         inverted=inverted,
         looser_group=_looser_group(cell, symprec, setting.group),

@@ -102,11 +102,25 @@ D="basisdb evaluate --folds 5 --seed 0 --threads 1 --dataset elastic_tensor --ta
 $D --methods cft-pretrained --out benchmarks/results/converged/default/elastic_tensor-log10_K_VRH-cft-pretrained
 $D --holdout-groups cubic --methods cft,cft-pretrained \
   --out benchmarks/results/converged/default/elastic_tensor-log10_K_VRH-holdout-cubic
-# Statistics of the atoms' element properties in the CFT's head (--composition), on band gap,
-# where a forest on Magpie statistics leads
+# Statistics of the atoms' element properties in the CFT's head (--composition): band gap,
+# where a forest on Magpie statistics leads, and K (2026-12-03), seeds 0-2; formation energy,
+# seeds 0-1
 for seed in 0 1 2; do
   where=""
   [ "$seed" = 0 ] || where="seed-$seed/"
-  $C --training-seed "$seed" --dataset dielectric_constant --target band_gap --composition \
-    --out "$V/composition/${where}dielectric_constant-band_gap"
+  for pair in "dielectric_constant band_gap" "elastic_tensor log10_K_VRH" "flla_2015 formation_energy_per_atom"; do
+    set -- $pair
+    [ "$1" = flla_2015 ] && [ "$seed" = 2 ] && continue
+    $C --training-seed "$seed" --dataset "$1" --target "$2" --composition --out "$V/composition/$where$1-$2"
+  done
+done
+# The default CFT again after it kept one atom per centring class (2026-12-03): the same
+# model, on a fraction of the atoms
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for pair in "elastic_tensor log10_K_VRH" "dielectric_constant band_gap"; do
+    set -- $pair
+    $C --training-seed "$seed" --dataset "$1" --target "$2" --out "$V/centring/$where$1-$2"
+  done
 done

@@ -1,5 +1,6 @@
 """Training and inference throughput of the CFT and the CGCNN baseline, in structures per
-second, on real Materials Project structures (elastic_tensor), measured in the same run.
+second, on real Materials Project structures (elastic_tensor, or another built-in dataset
+with ``--dataset``), measured in the same run.
 
 Naive baseline for inference: one structure per forward pass (what a loop over a list of
 structures does); ours: batches of 32 (padding for the CFT, disjoint graphs for the CGCNN).
@@ -12,7 +13,7 @@ processes, and read back from the on-disk encoding cache (what every later fold,
 and run of ``basisdb evaluate`` and ``basisdb train`` pays).
 
     basisdb data fetch   # once
-    python benchmarks/model_throughput.py [--structures 400] [--epochs 2] [--threads 2] [--no-environment]
+    python benchmarks/model_throughput.py [--dataset flla_2015] [--structures 400] [--epochs 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from basisdb import BasisStore
 from basisdb.model.baselines import CGCNN, crystal_graph, graph_collate
 from basisdb.model.cli import add_environment_argument
 from basisdb.model.data import StructureFeaturizer
-from basisdb.model.datasets import load_dataset
+from basisdb.model.datasets import DATASETS, load_dataset
 from basisdb.model.encoding_cache import EncodingCache
 from basisdb.model.models import CFTConfig, CrystalFourierTransformer
 from basisdb.model.training import DistributedContext, Regression, TrainConfig, cft_collate, fit, predict_normalized
@@ -50,6 +51,7 @@ def best_of(repeats: int, function) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="elastic_tensor")
     parser.add_argument("--structures", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -59,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    data = load_dataset("elastic_tensor", "log10_K_VRH")
+    data = load_dataset(args.dataset, next(iter(DATASETS[args.dataset].targets)))
     data = data.subset(np.random.default_rng(0).choice(len(data), args.structures, replace=False))
     pairs = list(zip(data.ids, data.structures))
     n = len(pairs)
@@ -81,8 +83,10 @@ def main() -> None:
     graphs, graph_seconds = timed(lambda: [crystal_graph(s) for s in data.structures])
     frames = np.mean([item.n_frames for item in items])
     atoms = np.mean([item.n_atoms for item in items])
+    standardized = np.mean([item.n_atoms * item.n_copies for item in items])
     print(
-        f"{n} elastic_tensor structures: {atoms:.1f} atoms per standardized cell, "
+        f"{n} {args.dataset} structures: {atoms:.1f} atoms per CFT sequence (one per centring class; "
+        f"{standardized:.1f} in the standardized cell), "
         f"{frames:.2f} origin frames on average; {args.threads} torch threads"
     )
     print(

@@ -57,6 +57,7 @@ __all__ = [
     "collate",
     "lattice_features",
     "pair_radial",
+    "centring_classes",
     "RADIAL_CENTRES",
     "as_cell",
     "read_structure",
@@ -91,17 +92,19 @@ RADIAL_WIDTH = 0.5
 SUBNORMAL_CUT = 1e-30
 
 
-def pair_radial(lattice: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """(M, M, K) float32 radial profile of every atom pair: for atoms i and j, the sum over
-    all periodic images of j within 8 A of i (i itself excluded) of Gaussians exp(-((d -
-    c_k) / 0.5)^2) centred at c_k = 0, 0.5, ..., 8 A.  Unlike one minimum-image distance it
-    counts every image, so coordination shells of small cells are seen whole."""
+def pair_radial(lattice: np.ndarray, positions: np.ndarray, centres: np.ndarray | None = None) -> np.ndarray:
+    """(C, M, K) float32 radial profile of atom pairs: for a centre atom i and an atom j, the
+    sum over all periodic images of j within 8 A of i (i itself excluded) of Gaussians
+    exp(-((d - c_k) / 0.5)^2) centred at c_k = 0, 0.5, ..., 8 A.  Unlike one minimum-image
+    distance it counts every image, so coordination shells of small cells are seen whole.
+    ``centres`` (C,) are the centre atoms' indices, every atom (C = M) when None."""
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
     cartesian = np.ascontiguousarray(positions @ lattice, dtype=np.float64)
+    centres = np.arange(len(positions)) if centres is None else np.asarray(centres, dtype=np.int64)
     centre, neighbour, _, distance = find_points_in_spheres(
         cartesian,
-        cartesian,
+        np.ascontiguousarray(cartesian[centres]),
         float(RADIAL_CENTRES[-1] + RADIAL_WIDTH),
         np.ones(3, dtype=np.int64),
         np.ascontiguousarray(lattice, dtype=np.float64),
@@ -109,10 +112,24 @@ def pair_radial(lattice: np.ndarray, positions: np.ndarray) -> np.ndarray:
     keep = distance > 1e-8
     centre, neighbour, distance = centre[keep], neighbour[keep], distance[keep]
     n = len(positions)
-    out = np.zeros((n * n, len(RADIAL_CENTRES)), dtype=np.float64)
+    out = np.zeros((len(centres) * n, len(RADIAL_CENTRES)), dtype=np.float64)
     np.add.at(out, centre * n + neighbour, np.exp(-(((distance[:, None] - RADIAL_CENTRES) / RADIAL_WIDTH) ** 2)))
     out[out < SUBNORMAL_CUT] = 0.0
-    return out.reshape(n, n, -1).astype(np.float32)
+    return out.reshape(len(centres), n, -1).astype(np.float32)
+
+
+def centring_classes(primitive_atoms: np.ndarray, label: str = "") -> np.ndarray:
+    """(P, C) int64: row p holds the C standardized atoms at primitive atom p
+    (:attr:`basisdb.Standardization.primitive_atoms`), which the setting's C centring
+    translations map onto each other; the first of each row is the one the model keeps."""
+    primitive_atoms = np.asarray(primitive_atoms, dtype=np.int64)
+    counts = np.bincount(primitive_atoms)
+    if counts.min() != counts.max():
+        raise StructureError(
+            f"{label or 'structure'}: spglib maps {counts.min()} to {counts.max()} standardized atoms onto one "
+            "primitive atom, where a centring gives every primitive atom the same number; try another symprec"
+        )
+    return np.argsort(primitive_atoms, kind="stable").reshape(len(counts), int(counts[0]))
 
 
 class StructureFeaturizer:
@@ -172,20 +189,34 @@ class StructureFeaturizer:
         framed = crystal_frames(cell, symprec=self.symprec, invariance=self.invariance, max_anchors=self.max_anchors)
         standard = framed.standardization
         hall = standard.setting.hall_number
-        n_frames, n_atoms, _ = framed.positions.shape
-        features = self.features(hall if self.routing == "group" else P1_HALL, framed.positions.reshape(-1, 3))
+        # A centring translation maps the structure onto itself, so the atoms it relates have
+        # the same invariant features in every frame, the same neighbourhood and the same
+        # Transformer outputs: the model keeps one atom per class, and each pair's profile per
+        # copy of the second atom (see CrystalFourierTransformer.pair_bias).  Plain P1
+        # features (the identity-routing ablation) tell the copies apart: it keeps every atom.
+        if self.routing == "group":
+            classes = centring_classes(standard.primitive_atoms, cell.label)
+        else:
+            classes = np.arange(standard.cell.n_atoms)[:, None]
+        kept = classes[:, 0]
+        positions = framed.positions[:, kept]
+        n_frames, n_atoms, _ = positions.shape
+        features = self.features(hall if self.routing == "group" else P1_HALL, positions.reshape(-1, 3))
         rows, row_index = _distinct_rows(features)
+        atom_of_standardized = np.empty(standard.cell.n_atoms, dtype=np.int64)
+        atom_of_standardized[classes] = np.arange(len(classes))[:, None]
+        radial = pair_radial(standard.cell.lattice, standard.cell.positions, centres=kept)
         return EncodedStructure(
             label=cell.label,
             group=standard.setting.group,
             hall_number=hall,
-            numbers=standard.cell.numbers,
+            numbers=standard.cell.numbers[kept],
             rows=rows,
             row_index=row_index.reshape(n_frames, n_atoms).astype(np.int32),
             weights=framed.weights,
             lattice=lattice_features(standard.cell.lattice),
-            radial=pair_radial(standard.cell.lattice, standard.cell.positions),
-            input_to_standardized=standard.input_to_standardized,
+            radial=radial[:, classes],
+            input_to_standardized=atom_of_standardized[standard.input_to_standardized],
             looser_group=standard.looser_group,
         )
 
@@ -326,8 +357,10 @@ class Batch(TensorBatch):
             (:attr:`EncodedStructure.rows`); row_structure: (R,) int64, the structure of each.
         row_of: (B, N) int64, the row of each atom of each sequence (0 where padded).
         numbers: (B, N) int64; mask: (B, N) bool, True for real atoms.
-        ita_numbers: (S,) int64 space groups; lattice: (S, 6) float32; radial: (S, N, N, K)
-        float32 pair radial profiles (0 where padded).
+        ita_numbers: (S,) int64 space groups; lattice: (S, 6) float32; radial: (S, N, N, C, K)
+        float32 pair radial profiles, one per centring copy of the second atom
+        (:attr:`EncodedStructure.radial`; 0 where padded); copies: (S, C) bool, True for
+        the centring copies a structure has (C is the batch's most).
         owner: (B,) int64, the structure each sequence belongs to (several frames of one
         structure share it); weight: (B,) float32, the sequence's weight in its structure's
         average.
@@ -341,6 +374,7 @@ class Batch(TensorBatch):
     ita_numbers: torch.Tensor
     lattice: torch.Tensor
     radial: torch.Tensor
+    copies: torch.Tensor
     owner: torch.Tensor
     weight: torch.Tensor
 
@@ -414,7 +448,9 @@ def collate(
     row_of = np.zeros((n_sequences, n_max), dtype=np.int64)
     numbers = np.zeros((n_sequences, n_max), dtype=np.int64)
     mask = np.zeros((n_sequences, n_max), dtype=bool)
-    radial = np.zeros((len(structures), n_max, n_max, len(RADIAL_CENTRES)), dtype=np.float32)
+    n_copies = max(item.n_copies for item in structures)
+    radial = np.zeros((len(structures), n_max, n_max, n_copies, len(RADIAL_CENTRES)), dtype=np.float32)
+    copies = np.zeros((len(structures), n_copies), dtype=bool)
     owner, weight, row_structure = [], [], []
     sequence = offset = 0
     for k, (item, (frame_list, rows, local)) in enumerate(zip(structures, chosen)):
@@ -422,7 +458,8 @@ def collate(
         row_of[sequence : sequence + f, :m] = offset + local
         numbers[sequence : sequence + f, :m] = item.numbers
         mask[sequence : sequence + f, :m] = True
-        radial[k, :m, :m] = item.radial
+        radial[k, :m, :m, : item.n_copies] = item.radial
+        copies[k, : item.n_copies] = True
         owner.extend([k] * f)
         weight.extend(item.weights[list(frame_list)] if frames != "random" else [1.0])
         row_structure.extend([k] * len(rows))
@@ -436,6 +473,7 @@ def collate(
         ita_numbers=torch.tensor([item.group for item in structures]),
         lattice=torch.from_numpy(np.stack([item.lattice for item in structures])),
         radial=torch.from_numpy(radial),
+        copies=torch.from_numpy(copies),
         owner=torch.tensor(owner),
         weight=torch.tensor(weight, dtype=torch.float32),
     )

@@ -17,7 +17,12 @@ class EncodedStructure:
     Attributes:
         label: name for messages.
         group: ITA number; hall_number: the store setting used.
-        numbers: (M,) int64 atomic numbers of the standardized cell.
+        numbers: (M,) int64 atomic numbers of the atoms of the standardized cell, one per
+            centring class (:func:`basisdb.model.data.centring_classes`): a centring
+            translation maps the crystal onto itself, so the atoms it relates have the same
+            features and outputs, and M is the primitive cell's number of atoms (every atom
+            of the standardized cell, C = 1, for the identity-routing ablation, whose plain
+            P1 features tell the copies apart).
         rows: (U, n_slots) float32, the distinct slot-feature rows over every atom in every
             frame (:func:`basisdb.crystal_frames`).  The atoms of one orbit share a row, and
             frames map orbits onto each other, so U is about a quarter of F x M: the
@@ -25,9 +30,10 @@ class EncodedStructure:
         row_index: (F, M) int32, the row of each atom in each frame.
         weights: (F,) float64, each frame's weight in an average (summing to 1).
         lattice: (6,) float32 lattice features of the standardized cell.
-        radial: (M, M, K) float32 pair radial profiles (:func:`pair_radial`) of the
-            standardized cell; the same in every frame.
-        input_to_standardized: (N,) int64, standardized atom of each input atom.
+        radial: (M, M, C, K) float32 pair radial profiles (:func:`pair_radial`) in the
+            standardized cell, from atom i to each of the C centring copies of atom j (C = 1
+            for a primitive setting); the same in every frame.
+        input_to_standardized: (N,) int64, the atom (of the M) at the image of each input atom.
         looser_group: the larger group spglib finds at ten times symprec, or None
             (:attr:`basisdb.Standardization.looser_group`).
     """
@@ -47,6 +53,11 @@ class EncodedStructure:
     @property
     def n_atoms(self) -> int:
         return int(self.numbers.shape[0])
+
+    @property
+    def n_copies(self) -> int:
+        """The setting's centring translations: atoms of the standardized cell per atom here."""
+        return int(self.radial.shape[2])
 
     @property
     def n_frames(self) -> int:

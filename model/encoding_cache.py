@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["EncodingCache", "cell_key", "default_cache_directory", "add_cache_arguments", "cache_from_arguments"]
 
 FORMAT = "basisdb-encodings"
-FORMAT_VERSION = 2  # 2: distinct feature rows and each atom's row, instead of every frame's features
+# 2: distinct feature rows and each atom's row, instead of every frame's features;
+# 3: one atom per centring class, and pair profiles per centring copy (n_copies)
+FORMAT_VERSION = 3
 
 
 def default_cache_directory() -> Path:
@@ -182,6 +184,7 @@ def _pack(encodings: dict[str, EncodedStructure]) -> dict[str, np.ndarray]:
             [-1 if item.looser_group is None else item.looser_group for item in items], dtype=np.int64
         ),
         "n_atoms": np.array([item.n_atoms for item in items], dtype=np.int64),
+        "n_copies": np.array([item.n_copies for item in items], dtype=np.int64),
         "n_frames": np.array([item.n_frames for item in items], dtype=np.int64),
         "n_rows": np.array([len(item.rows) for item in items], dtype=np.int64),
         "n_inputs": np.array([len(item.input_to_standardized) for item in items], dtype=np.int64),
@@ -210,11 +213,12 @@ def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, EncodedStructure]:
         return np.concatenate([[0], np.cumsum(counts)])
 
     atom_at, frame_at, input_at, row_at = starts(atoms), starts(frames), starts(inputs), starts(arrays["n_rows"])
-    index_at, pair_at = starts(frames * atoms), starts(atoms * atoms)
+    copies = arrays["n_copies"]
+    index_at, pair_at = starts(frames * atoms), starts(atoms * atoms * copies)
     n_radial = arrays["radial"].shape[-1]
     out = {}
     for i, key in enumerate(arrays["keys"]):
-        m, f = int(atoms[i]), int(frames[i])
+        m, f, c = int(atoms[i]), int(frames[i]), int(copies[i])
         looser = int(arrays["looser_group"][i])
         out[key.decode()] = EncodedStructure(
             label="",
@@ -225,7 +229,7 @@ def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, EncodedStructure]:
             row_index=arrays["row_index"][index_at[i] : index_at[i + 1]].reshape(f, m),
             weights=arrays["weights"][frame_at[i] : frame_at[i + 1]],
             lattice=arrays["lattice"][i],
-            radial=arrays["radial"][pair_at[i] : pair_at[i + 1]].reshape(m, m, n_radial),
+            radial=arrays["radial"][pair_at[i] : pair_at[i + 1]].reshape(m, m, c, n_radial),
             input_to_standardized=arrays["input_to_standardized"][input_at[i] : input_at[i + 1]],
             looser_group=None if looser < 0 else looser,
         )

@@ -152,10 +152,11 @@ def prepare(
 
 
 def _primitive_sites(item) -> int:
-    """Sites in the primitive cell: the standardized cell's over its lattice points (the
-    setting's operations per point-group operation)."""
+    """Sites in the primitive cell: the standardized cell's (the atoms kept times their
+    centring copies) over its lattice points (the setting's operations per point-group
+    operation)."""
     setting = get_setting(hall=item.hall_number)
-    return item.n_atoms * setting.point_group_order // setting.n_operations
+    return item.n_atoms * item.n_copies * setting.point_group_order // setting.n_operations
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from torch import nn
 from .data import RADIAL_CENTRES, Batch, SizeGroups
 from .modules import ELEMENT_PROPERTIES, AtomEnvironment, CompositionStatistics, ElementEmbedding, PositionalEncoder
 
-__all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer"]
+__all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer", "attention_dropping_copies"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,12 @@ class CrystalFourierTransformer(nn.Module):
     The symmetry-adapted positional encoding says where an atom sits relative to the
     group's symmetry elements; the radial bias says at which distances, in Angstrom, each
     atom sees the images of each other atom, which fractional coordinates leave to the
-    lattice branch to infer."""
+    lattice branch to infer.
+
+    It runs on the primitive cell's atoms (one per centring class of the standardized cell):
+    a centring translation maps the crystal onto itself, so its outputs, mean pooling and
+    attention are those of the whole standardized cell (:meth:`pair_bias`), with a quarter of
+    its atoms on a face-centred cell."""
 
     def __init__(self, config: CFTConfig):
         super().__init__()
@@ -113,13 +118,45 @@ class CrystalFourierTransformer(nn.Module):
         n = batch.mask.shape[1]
         first = batch.first_sequences()
         atoms = batch.mask[first]  # (S, N)
-        if self.config.environment:  # once per structure, shared by its frames
-            tokens = tokens + self.environment(batch.radial, elements[first], atoms)[batch.owner]
+        if self.config.environment:  # once per structure, shared by its frames; summed over centring copies
+            tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[batch.owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
-        if self.config.radial_bias:
-            mask = mask + self.radial_bias(batch.radial).permute(0, 3, 1, 2)
-        return self.transformer(tokens, mask[batch.owner])
+        per_copy = self.radial_bias(batch.radial) if self.config.radial_bias else None  # (S, N, N, C, heads)
+        if per_copy is not None:
+            mask = mask + self.pair_bias(per_copy, batch.copies)
+        shares = None
+        if self.training and self.config.dropout > 0 and batch.copies.shape[1] > 1:
+            shares = self.copy_shares(per_copy, batch.copies)[batch.owner]
+        return self.transformer(tokens, mask[batch.owner], shares)
+
+    @staticmethod
+    def pair_bias(per_copy: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
+        """(S, heads, N, N) attention bias of each structure's atom pairs, from the bias
+        ``per_copy`` (S, N, N, C, heads) of each centring copy of the second atom
+        (``copies`` (S, C) bool, False where padded).
+
+        The model sees one atom per centring class: in the standardized cell, the C atoms
+        of a class have the same key and value, so attending to them is attending to one
+        atom with the summed weight: its bias is the log of the sum over the copies of
+        exp(bias), which gives exactly the attention over the whole cell."""
+        if per_copy.shape[3] == 1:
+            bias = per_copy[:, :, :, 0]
+        else:
+            bias = per_copy.masked_fill(~copies[:, None, None, :, None], float("-inf")).logsumexp(3)
+        return bias.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def copy_shares(per_copy: torch.Tensor | None, copies: torch.Tensor) -> torch.Tensor:
+        """(S, heads, N, N, C) each centring copy's share of its class's attention weight
+        (the softmax of ``per_copy`` over the copies; equal shares without a radial bias, as
+        (S, 1, 1, 1, C)): attention dropout drops each copy on its own with these, as it
+        does in the whole standardized cell (:func:`attention_dropping_copies`)."""
+        if per_copy is None:
+            equal = copies.float()
+            return (equal / equal.sum(1, keepdim=True))[:, None, None, None, :]
+        masked = per_copy.masked_fill(~copies[:, None, None, :, None], float("-inf"))
+        return masked.softmax(3).permute(0, 4, 1, 2, 3)
 
     def forward(self, batch: Batch | SizeGroups) -> torch.Tensor:
         """(B,) normalized predictions, one per sequence (frame); for :class:`SizeGroups`,
@@ -146,10 +183,12 @@ class BiasedTransformer(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(_BiasedLayer(width, heads, feedforward, dropout) for _ in range(layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, N, width); mask (B, heads, N, N) float, added to the attention logits."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, shares: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, width); mask (B, heads, N, N) float, added to the attention logits;
+        shares (B, heads, N, N, C) or None: in training, attention dropout drops each centring
+        copy of a key on its own (:func:`attention_dropping_copies`)."""
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, shares)
         return x
 
 
@@ -162,13 +201,29 @@ class _BiasedLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.dropout, self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, shares: torch.Tensor | None = None) -> torch.Tensor:
         b, n, width = x.shape
         attention = self.self_attn
         qkv = nn.functional.linear(self.norm1(x), attention.in_proj_weight, attention.in_proj_bias)
         q, k, v = qkv.view(b, n, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        mixed = nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=attention.dropout if self.training else 0.0
-        )
+        dropout = attention.dropout if self.training else 0.0
+        if dropout > 0 and shares is not None:
+            mixed = attention_dropping_copies(q, k, v, mask, shares, dropout)
+        else:
+            mixed = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         x = x + self.dropout1(attention.out_proj(mixed.transpose(1, 2).reshape(b, n, width)))
         return x + self.dropout2(self.linear2(self.dropout(nn.functional.relu(self.linear1(self.norm2(x))))))
+
+
+def attention_dropping_copies(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, shares: torch.Tensor, dropout: float
+) -> torch.Tensor:
+    """Attention (q, k, v (B, heads, N, d); mask (B, heads, N, N) additive) whose dropout
+    drops each of a key's C centring copies on its own, with probability ``dropout``: a key
+    keeps the ``shares`` (B, heads, N, N, C) of its weight that its kept copies carry.  This
+    is dropout in attention over the whole standardized cell, where the copies are keys of
+    their own; dropping a class at once would drop all of them together."""
+    weights = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + mask, dim=-1)
+    kept = torch.empty(*weights.shape, shares.shape[-1], dtype=weights.dtype, device=weights.device)
+    kept.bernoulli_(1.0 - dropout)
+    return (weights * (kept * shares).sum(-1) / (1.0 - dropout)) @ v

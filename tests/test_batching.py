@@ -10,8 +10,17 @@ import torch
 from torch import nn
 
 from basisdb import BasisStore, crystal_frames
-from basisdb.model.data import RADIAL_CENTRES, SizeGroups, StructureFeaturizer, collate
-from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer
+from basisdb.model.data import (
+    RADIAL_CENTRES,
+    SizeGroups,
+    StructureFeaturizer,
+    centring_classes,
+    collate,
+    lattice_features,
+    pair_radial,
+)
+from basisdb.model.encoded import EncodedStructure
+from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer, attention_dropping_copies
 from basisdb.model.modules import AtomEnvironment, CompositionStatistics, element_property_table
 from basisdb.model.training import cft_collate, collate_by_size, predict_normalized, shuffled_batches, size_batches
 
@@ -25,17 +34,23 @@ def encoded(small_store, real_crystals):
 
 
 def test_distinct_rows_rebuild_every_frame_exactly(encoded):
+    """The rows give every kept atom (one per centring class) its features in every frame, and
+    the atoms a centring translation relates to it have the same ones."""
     featurizer, cells, items = encoded
     shared = 0
     for cell, item in zip(cells, items):
         framed = crystal_frames(cell, symprec=featurizer.symprec, invariance=featurizer.invariance)
         hall = item.hall_number
-        direct = np.stack([featurizer.features(hall, positions) for positions in framed.positions])
-        assert np.array_equal(item.frames, direct), cell.label
+        direct = np.stack([featurizer.features(hall, positions) for positions in framed.positions])  # every atom
+        classes = centring_classes(framed.standardization.primitive_atoms)
+        assert np.array_equal(item.frames, direct[:, classes[:, 0]]), cell.label
+        copies = direct[:, classes]  # (F, M, C, n_slots)
+        assert np.allclose(copies, copies[:, :, :1], atol=1e-6), cell.label
         assert len(np.unique(item.rows, axis=0)) == len(item.rows)  # distinct
         assert item.row_index.shape == (item.n_frames, item.n_atoms) and item.row_index.max() < len(item.rows)
         shared += item.n_frames * item.n_atoms - len(item.rows)
     assert shared > 0  # orbits and frames share rows, so the positional encoder runs on fewer rows
+    assert {item.n_copies for item in items} >= {1, 2, 4}  # primitive, body- and face-centred cells
 
 
 def test_collate_gives_each_atom_its_own_features_in_every_frame(encoded):
@@ -168,6 +183,78 @@ def test_the_cft_predicts_size_groups_as_it_predicts_the_whole_batch(encoded, te
     assert torch.equal(torch.sort(parts.weight).values, torch.sort(whole.weight).values)
 
 
+def whole_standardized_cell(featurizer, cell) -> tuple[EncodedStructure, np.ndarray]:
+    """The encoding of every atom of the standardized cell, each with its own features and
+    pair profiles (what the CFT saw before it kept one atom per centring class), and the
+    centring classes of those atoms."""
+    framed = crystal_frames(cell, symprec=featurizer.symprec, invariance=featurizer.invariance)
+    standard = framed.standardization
+    features = np.stack([featurizer.features(standard.setting.hall_number, x) for x in framed.positions])
+    n_frames, n_atoms, width = features.shape
+    whole = EncodedStructure(
+        label=cell.label,
+        group=standard.setting.group,
+        hall_number=standard.setting.hall_number,
+        numbers=standard.cell.numbers,
+        rows=features.reshape(-1, width),
+        row_index=np.arange(n_frames * n_atoms, dtype=np.int32).reshape(n_frames, n_atoms),
+        weights=framed.weights,
+        lattice=lattice_features(standard.cell.lattice),
+        radial=pair_radial(standard.cell.lattice, standard.cell.positions)[:, :, None],
+        input_to_standardized=standard.input_to_standardized,
+    )
+    return whole, centring_classes(standard.primitive_atoms)
+
+
+@pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
+def test_one_atom_per_centring_class_gives_the_outputs_of_the_whole_standardized_cell(encoded, terms):
+    """Attention over the kept atoms, each pair biased by the log-sum-exp over the second
+    atom's centring copies, is attention over the whole cell: every frame's prediction, and
+    every atom's output (the copies' equal to their kept atom's)."""
+    featurizer, cells, items = encoded
+    torch.manual_seed(0)
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, **terms)
+    model = CrystalFourierTransformer(config).eval()
+    nn.init.normal_(model.radial_bias.weight)  # a zero bias would weigh every copy alike
+    whole = [whole_standardized_cell(featurizer, cell) for cell in cells]
+    centred = [k for k, item in enumerate(items) if item.n_copies > 1]
+    assert {items[k].n_copies for k in centred} >= {2, 4}  # body- and face-centred among them
+    with torch.no_grad():
+        expected = model(collate([cell for cell, _ in whole]))
+        assert torch.allclose(model(collate(items)), expected, rtol=1e-5, atol=1e-5)
+        for k in centred:
+            (cell, classes), item = whole[k], items[k]
+            # each input atom's kept atom is the class of its standardized atom
+            assert (classes[item.input_to_standardized] == cell.input_to_standardized[:, None]).any(1).all()
+            kept = model.atom_states(collate([item]))  # (F, M, width)
+            full = model.atom_states(collate([cell]))[:, torch.from_numpy(classes)]  # (F, M, C, width)
+            assert torch.allclose(full, kept[:, :, None].expand_as(full), rtol=1e-4, atol=1e-5), item.label
+            assert np.array_equal(item.numbers, cell.numbers[classes[:, 0]])
+
+
+def test_attention_dropout_drops_each_centring_copy_on_its_own_as_in_the_whole_cell():
+    """With the same random draws, attention over the kept atoms (bias: the log-sum-exp over
+    copies; dropout: each copy's share) equals attention over every copy as a key of its own,
+    each with its own bias and dropped on its own."""
+    torch.manual_seed(0)
+    b, heads, n, width, c, p = 3, 2, 5, 4, 3, 0.3
+    q, k, v = (torch.randn(b, heads, n, width, dtype=torch.float64) for _ in range(3))
+    copies = torch.ones(b, c, dtype=torch.bool)
+    copies[1, 1:] = False  # a primitive structure in the batch: one copy, plain dropout
+    per_copy = torch.randn(b, heads, n, n, c, dtype=torch.float64).masked_fill(
+        ~copies[:, None, None, None, :], float("-inf")
+    )
+    torch.manual_seed(1)
+    got = attention_dropping_copies(q, k, v, per_copy.logsumexp(-1), per_copy.softmax(-1), p)
+    torch.manual_seed(1)
+    kept = torch.empty(b, heads, n, n, c, dtype=torch.float64).bernoulli_(1 - p)  # the same draws
+    logits = (q @ k.transpose(-1, -2) * width**-0.5)[..., None] + per_copy  # (b, heads, n, n keys, c copies)
+    weights = logits.flatten(-2).softmax(-1).view_as(logits)  # over every copy of every key
+    expected = ((weights * kept).sum(-1) / (1 - p)) @ v  # a copy's value is its class's
+    assert torch.allclose(got, expected, atol=1e-12)
+    assert not torch.allclose(got, (weights.sum(-1) * kept[..., 0] / (1 - p)) @ v)  # not classes dropped whole
+
+
 def test_identity_routing_encodes_plain_p1_fourier_features(small_store, encoded):
     """The ablation keeps the group's frames but not its invariant functions: the atoms of an
     orbit no longer share a row."""
@@ -201,7 +288,8 @@ def test_cft_without_lattice_branch_or_radial_bias_has_neither(encoded):
 
 def test_atom_environment_is_the_species_resolved_sum_over_neighbours(encoded):
     """Against a direct sum over each structure's real atoms (float64): for atom i, the sum
-    over atoms j of R_ij times j's species vector, in a padded batch of alike and unalike sizes."""
+    over the atoms j of the standardized cell (every centring copy) of R_ij times j's species
+    vector, in a padded batch of alike and unalike sizes."""
     _, _, items = encoded
     torch.manual_seed(1)
     environment = AtomEnvironment(len(RADIAL_CENTRES), width=8, species=3).double()
@@ -210,13 +298,19 @@ def test_atom_environment_is_the_species_resolved_sum_over_neighbours(encoded):
     first = batch.first_sequences()
     atoms, numbers = batch.mask[first], batch.numbers[first]
     with torch.no_grad():
-        got = environment(batch.radial.double(), elements(numbers), atoms)
+        got = environment(batch.radial.double().sum(3), elements(numbers), atoms)
         for k, item in enumerate(items):
             species = environment.species(elements(torch.from_numpy(np.asarray(item.numbers, dtype=np.int64))))
-            radial = torch.from_numpy(item.radial).double()  # (M, M, K)
+            radial = torch.from_numpy(item.radial).double()  # (M, M, C, K)
             direct = torch.stack(
                 [
-                    torch.stack([radial[i, j, :, None] * species[j] for j in range(item.n_atoms)]).sum(0)
+                    torch.stack(
+                        [
+                            radial[i, j, c, :, None] * species[j]
+                            for j in range(item.n_atoms)
+                            for c in range(item.n_copies)
+                        ]
+                    ).sum(0)
                     for i in range(item.n_atoms)
                 ]
             )  # (M, K, species)

@@ -122,6 +122,28 @@ def test_orbits_and_wyckoff_letters_equal_spglib_on_the_standardized_cell(real_c
         assert standard.wyckoffs == tuple(oracle.wyckoffs), cell.label
 
 
+def test_primitive_atoms_group_the_atoms_a_centring_translation_relates(real_crystals):
+    """Each primitive atom stands for one standardized atom per centring translation of the
+    setting, and those atoms are that atom moved by the translations (found here from the
+    setting's operations, not from spglib)."""
+    seen = set()
+    for cell in real_crystals:
+        standard = standardize(cell)
+        setting = standard.setting
+        pure = (setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2))
+        centrings = setting.fractional_translations[pure]  # (C, 3), the zero vector among them
+        counts = np.bincount(standard.primitive_atoms)
+        assert (counts == len(centrings)).all(), cell.label
+        positions = standard.cell.positions
+        for atoms in (np.flatnonzero(standard.primitive_atoms == p) for p in range(len(counts))):
+            moved = positions[atoms[0]] + centrings  # (C, 3)
+            delta = moved[:, None] - positions[atoms][None]  # each translation against each atom
+            distance = np.linalg.norm((delta - np.rint(delta)) @ standard.cell.lattice, axis=-1)
+            assert (distance.min(1) < 1e-6).all() and (distance.min(0) < 1e-6).all(), cell.label
+        seen.add(len(centrings))
+    assert seen == {1, 2, 3, 4}  # P, A/B/C/I, R (hexagonal axes) and F settings
+
+
 def rock_salt():
     return Structure.from_spacegroup(225, Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
