@@ -122,41 +122,41 @@ class CrystalFourierTransformer(nn.Module):
             tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[batch.owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
-        per_copy = self.radial_bias(batch.radial) if self.config.radial_bias else None  # (S, N, N, C, heads)
-        if per_copy is not None:
-            mask = mask + self.pair_bias(per_copy, batch.copies)
+        per_copy = None  # (S, N, N, C, heads): the bias of each centring copy of the second atom
+        if self.config.radial_bias:
+            per_copy = self.radial_bias(batch.radial)
+            if per_copy.shape[3] > 1:  # a padded copy weighs nothing
+                per_copy = per_copy.masked_fill(~batch.copies[:, None, None, :, None], float("-inf"))
+            mask = mask + self.pair_bias(per_copy)
         shares = None
         if self.training and self.config.dropout > 0 and batch.copies.shape[1] > 1:
             shares = self.copy_shares(per_copy, batch.copies)[batch.owner]
         return self.transformer(tokens, mask[batch.owner], shares)
 
     @staticmethod
-    def pair_bias(per_copy: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
+    def pair_bias(per_copy: torch.Tensor) -> torch.Tensor:
         """(S, heads, N, N) attention bias of each structure's atom pairs, from the bias
-        ``per_copy`` (S, N, N, C, heads) of each centring copy of the second atom
-        (``copies`` (S, C) bool, False where padded).
+        ``per_copy`` (S, N, N, C, heads) of each centring copy of the second atom (-inf for
+        padded copies).
 
         The model sees one atom per centring class: in the standardized cell, the C atoms
         of a class have the same key and value, so attending to them is attending to one
         atom with the summed weight: its bias is the log of the sum over the copies of
         exp(bias), which gives exactly the attention over the whole cell."""
-        if per_copy.shape[3] == 1:
-            bias = per_copy[:, :, :, 0]
-        else:
-            bias = per_copy.masked_fill(~copies[:, None, None, :, None], float("-inf")).logsumexp(3)
+        bias = per_copy[:, :, :, 0] if per_copy.shape[3] == 1 else per_copy.logsumexp(3)
         return bias.permute(0, 3, 1, 2)
 
     @staticmethod
     def copy_shares(per_copy: torch.Tensor | None, copies: torch.Tensor) -> torch.Tensor:
         """(S, heads, N, N, C) each centring copy's share of its class's attention weight
-        (the softmax of ``per_copy`` over the copies; equal shares without a radial bias, as
-        (S, 1, 1, 1, C)): attention dropout drops each copy on its own with these, as it
-        does in the whole standardized cell (:func:`attention_dropping_copies`)."""
+        (the softmax of ``per_copy``, as :meth:`pair_bias` takes it, over the copies; equal
+        shares without a radial bias, as (S, 1, 1, 1, C)): attention dropout drops each copy
+        on its own with these, as it does in the whole standardized cell
+        (:func:`attention_dropping_copies`)."""
         if per_copy is None:
             equal = copies.float()
             return (equal / equal.sum(1, keepdim=True))[:, None, None, None, :]
-        masked = per_copy.masked_fill(~copies[:, None, None, :, None], float("-inf"))
-        return masked.softmax(3).permute(0, 4, 1, 2, 3)
+        return per_copy.softmax(3).permute(0, 4, 1, 2, 3)
 
     def forward(self, batch: Batch | SizeGroups) -> torch.Tensor:
         """(B,) normalized predictions, one per sequence (frame); for :class:`SizeGroups`,
