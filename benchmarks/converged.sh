@@ -124,3 +124,34 @@ for seed in 0 1 2; do
     $C --training-seed "$seed" --dataset "$1" --target "$2" --out "$V/centring/$where$1-$2"
   done
 done
+# Smaller CFTs, to predict at the CGCNN's rate with every frame (2026-12-03): seeds 0-2, one
+# layer on K, G and band gap, width 32 on K
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for pair in "elastic_tensor log10_K_VRH" "elastic_tensor log10_G_VRH" "dielectric_constant band_gap"; do
+    set -- $pair
+    $C --training-seed "$seed" --dataset "$1" --target "$2" --d-model 64 --hidden 64 --blocks 2 --layers 1 \
+      --out "$V/compact-1layer/$where$1-$2"
+  done
+  $C --training-seed "$seed" --dataset elastic_tensor --target log10_K_VRH --d-model 32 --hidden 64 --blocks 2 \
+    --out "$V/compact-d32/${where}elastic_tensor-log10_K_VRH"
+done
+# Pretraining with each draw of pairs for three epochs (2026-12-03; only its metrics are
+# shipped), and fine-tuning from the shipped encoder over training seeds 0-2 with today's code
+basisdb pretrain --out benchmarks/results/pretraining/orbit-distance-redraw3 --minutes 30 --threads 1 \
+  --redraw-every 3 --epochs 1000
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for pair in "elastic_tensor log10_K_VRH" "elastic_tensor log10_G_VRH" "dielectric_constant band_gap"; do
+    set -- $pair
+    basisdb evaluate --folds 5 --seed 0 --threads 1 --methods cft-pretrained --pretrained "$PRE" \
+      --training-seed "$seed" --dataset "$1" --target "$2" --out "$V/pretrained/$where$1-$2"
+  done
+done
+# Training on the loss of the frame-averaged prediction (2026-12-03): K, seed 0
+$C --dataset elastic_tensor --target log10_K_VRH --train-frames all --out "$V/all-frames/elastic_tensor-log10_K_VRH"
+# The same pretraining with an encoder twice as wide (2026-12-03; only its metrics are shipped)
+basisdb pretrain --out benchmarks/results/pretraining/orbit-distance-hidden512 --minutes 30 --threads 1 \
+  --redraw-every 3 --epochs 1000 --hidden 512

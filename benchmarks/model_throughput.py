@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from basisdb import BasisStore
 from basisdb.model.baselines import CGCNN, crystal_graph, graph_collate
-from basisdb.model.cli import add_environment_argument
+from basisdb.model.cli import add_model_arguments, cft_config_from
 from basisdb.model.data import StructureFeaturizer
 from basisdb.model.datasets import DATASETS, load_dataset
 from basisdb.model.encoding_cache import EncodingCache
@@ -55,9 +55,8 @@ def main() -> None:
     parser.add_argument("--structures", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--radius", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3, help="inference timings: best of this many, after a warm-up")
-    add_environment_argument(parser)
+    add_model_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -65,7 +64,7 @@ def main() -> None:
     data = data.subset(np.random.default_rng(0).choice(len(data), args.structures, replace=False))
     pairs = list(zip(data.ids, data.structures))
     n = len(pairs)
-    featurizer = StructureFeaturizer(BasisStore.open(None), args.radius)
+    featurizer = StructureFeaturizer(BasisStore.open(args.store), args.radius)
     featurizer.encode(data.structures[0])  # opens the store
     (items, _), encode_seconds = timed(lambda: featurizer.encode_many(pairs, progress=False))
     with tempfile.TemporaryDirectory() as directory:
@@ -89,19 +88,20 @@ def main() -> None:
         f"{standardized:.1f} in the standardized cell), "
         f"{frames:.2f} origin frames on average; {args.threads} torch threads"
     )
+    config = cft_config_from(args, featurizer.n_slots)
+    changed = {k: v for k, v in config.to_dict().items() if v != getattr(CFTConfig(), k)}
+    print(f"CFT: the benchmark recipe{''.join(f', {k} {v}' for k, v in changed.items())}")
     print(
         f"{'':10s} {'prepare/s':>10s} {'train/s':>10s} {'infer/s':>10s} {'infer 1-by-1/s':>15s} {'batched/naive':>14s}"
         f" {'infer MFLOP':>12s}"
     )
     models = {
         "CFT": (
-            CrystalFourierTransformer(
-                CFTConfig(radius=args.radius, n_slots=featurizer.n_slots, environment=args.environment)
-            ),
+            CrystalFourierTransformer(config),
             items,
             cft_collate,
             encode_seconds,
-        ),  # the benchmark recipe
+        ),  # the benchmark recipe unless the model options say otherwise
         "CGCNN": (CGCNN(), graphs, graph_collate, graph_seconds),
     }
     context = DistributedContext("cpu")

@@ -120,6 +120,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"{train['loss']} loss")
         if train.get("weight_decay", RECIPE.weight_decay) != RECIPE.weight_decay:
             variant.append(f"weight decay {train['weight_decay']:g}")
+        if train.get("frames", RECIPE.frames) != RECIPE.frames:
+            variant.append(f"trained on {train['frames']} frames")
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 

@@ -21,7 +21,7 @@ import torch
 from basisdb import DEFAULT_SYMPREC, INVARIANCES, crystal_system, parse_number_ranges
 
 from .models import CFTConfig
-from .training import LOSSES, TrainConfig
+from .training import LOSSES, TRAINING_FRAMES, TrainConfig
 
 __all__ = [
     "CRYSTAL_SYSTEMS",
@@ -228,6 +228,13 @@ def add_training_arguments(
             default=recipe.loss,
             help="loss on the normalized targets: smooth_l1 (quadratic within one standard deviation) or l1",
         )
+        group.add_argument(
+            "--train-frames",
+            choices=TRAINING_FRAMES,
+            default=recipe.frames,
+            help="origin frames a training step sees of a structure: one drawn at random each epoch, or all, "
+            "the loss being that of their average, the prediction itself (default: %(default)s)",
+        )
     add_device_argument(group)
     group.add_argument(
         "--threads",
@@ -277,6 +284,7 @@ def train_config_from(args: argparse.Namespace, seed: int) -> TrainConfig:
         ema_decay=args.ema,
         weight_decay=args.weight_decay,
         loss=getattr(args, "loss", TrainConfig.loss),
+        frames=getattr(args, "train_frames", TrainConfig.frames),
     )
 
 

@@ -185,7 +185,13 @@ def _fit_neural(
     val, fit_rows = order[:n_val], order[n_val:]
     config = TrainConfig(**{**settings.train.to_dict(), "seed": seed})
     task = Regression(
-        [items[i] for i in fit_rows], values[fit_rows], [items[i] for i in val], values[val], collate_fn, config.loss
+        [items[i] for i in fit_rows],
+        values[fit_rows],
+        [items[i] for i in val],
+        values[val],
+        collate_fn,
+        config.loss,
+        config.frames,
     )
     began = time.perf_counter()
     result = fit(model, task, config, context)

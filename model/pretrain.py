@@ -2,14 +2,16 @@
 
 Random lattices per crystal family and pairs of random points; the target is the exact orbit
 distance (see :mod:`basisdb.model.geometry`).  The encoder learns embeddings whose Euclidean
-distance equals it.  Training pairs are drawn afresh every epoch (``--pairs fresh``, the
-default: a fixed set is learnt by heart), held-out pairs once, on lattices of their own; the
-held-out pairs validate every epoch.  Training is :func:`basisdb.model.training.fit`, as for
-properties, with the same options; their defaults are pretraining's own recipe
-(:data:`RECIPE`: batches of 512, learning rate 2e-3, 30 minutes), and the benchmark's
-pretraining (BENCHMARKS.md) adds ``--threads 1``.  ``--minutes``
-bounds the whole run, drawing included, and is checked at every step.  Held-out MAE, and MAE
-divided by the mean distance, overall and per crystal system, go to ``CKPT/metrics.json``.
+distance equals it.  Training pairs are drawn afresh (``--pairs fresh``, the default: a fixed
+set is learnt by heart) every ``--redraw-every`` epochs, held-out pairs once, on lattices of
+their own; the held-out pairs validate every epoch.  A draw costs about a third of an epoch's
+time, so reusing each for a few epochs buys steps within the budget.  Training is
+:func:`basisdb.model.training.fit`, as for properties, with the same options; their defaults
+are pretraining's own recipe (:data:`RECIPE`: batches of 512, learning rate 2e-3, 30
+minutes), and the benchmark's pretraining (BENCHMARKS.md) adds ``--threads 1``.
+``--minutes`` bounds the whole run, drawing included, and is checked at every step.
+Held-out MAE, and MAE divided by the mean distance, overall and per crystal system, go to
+``CKPT/metrics.json``.
 """
 
 from __future__ import annotations
@@ -91,8 +93,9 @@ class OrbitDistances:
     the held-out pairs (A).
 
     The held-out pairs are drawn first, on ``held_out`` of the lattices and pairs of each
-    group, then the training pairs; with ``fresh``, new training pairs (lattices and points)
-    are drawn at the start of every epoch after the first.  All pairs live on ``device``."""
+    group, then the training pairs; new training pairs (lattices and points) are drawn at the
+    start of every ``redraw_every``-th epoch after the first (0: never).  All pairs live on
+    ``device``."""
 
     def __init__(
         self,
@@ -101,11 +104,13 @@ class OrbitDistances:
         samples_per_group: int,
         lattices_per_group: int,
         held_out: float,
-        fresh: bool,
+        redraw_every: int,
         seed: int,
         device: torch.device,
     ):
-        self.featurizer, self.groups, self.fresh, self.device = featurizer, list(groups), fresh, device
+        if redraw_every < 0:
+            raise ValueError(f"redraw_every must be a number of epochs >= 0 (0: never), got {redraw_every}")
+        self.featurizer, self.groups, self.redraw_every, self.device = featurizer, list(groups), redraw_every, device
         self.rng = np.random.default_rng(seed)
         held_per_group = max(1, int(round(held_out * samples_per_group)))
         held_lattices = max(1, int(round(held_out * lattices_per_group)))
@@ -114,7 +119,7 @@ class OrbitDistances:
         self.held, self.held_systems = self._draw(held_per_group, held_lattices)  # new lattices too: never trained on
         self.pairs, _ = self._draw(self.train_per_group, self.train_lattices)
         self.n_train = len(self.pairs["distance"])
-        self.epochs_begun = self.pairs_seen = 0
+        self.epochs_begun = self.pairs_seen = self.draws = 0
         self.drawing_seconds = 0.0  # redrawing training pairs, after the first draw
 
     def _draw(self, samples_per_group: int, lattices_per_group: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
@@ -131,10 +136,11 @@ class OrbitDistances:
 
     def epoch_batches(self, rng: np.random.Generator, batch_size: int, context) -> list[np.ndarray]:
         self.epochs_begun += 1
-        if self.epochs_begun > 1 and self.fresh:
+        if self.epochs_begun > 1 and self.redraw_every and (self.epochs_begun - 1) % self.redraw_every == 0:
             drawn = time.monotonic()
             self.pairs, _ = self._draw(self.train_per_group, self.train_lattices)
             self.drawing_seconds += time.monotonic() - drawn
+            self.draws += 1
         order = rng.permutation(self.n_train)
         return [order[i : i + batch_size] for i in range(0, self.n_train, batch_size)]
 
@@ -204,8 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--pairs",
         choices=("fresh", "fixed"),
         default="fresh",
-        help="fresh: new training pairs (lattices and points) every epoch; fixed: one set drawn once; "
-        "the held-out pairs are drawn once either way",
+        help="fresh: new training pairs (lattices and points) every --redraw-every epochs; fixed: one set drawn "
+        "once; the held-out pairs are drawn once either way",
+    )
+    parser.add_argument(
+        "--redraw-every",
+        type=positive(),
+        default=1,
+        help="with --pairs fresh: epochs that each draw of training pairs is used for (default: %(default)s)",
     )
     parser.add_argument(
         "--held-out", type=fraction, default=0.1, help="share of each group's pairs and lattices held out to validate"
@@ -232,7 +244,7 @@ def main(argv=None) -> int:
         args.samples_per_group,
         args.lattices_per_group,
         args.held_out,
-        args.pairs == "fresh",
+        args.redraw_every if args.pairs == "fresh" else 0,
         args.seed,
         context.device,
     )
@@ -256,6 +268,8 @@ def main(argv=None) -> int:
             "steps": result.steps,
             "pairs_seen": task.pairs_seen,
             "pairs": args.pairs,
+            "redraw_every": args.redraw_every if args.pairs == "fresh" else None,
+            "draws": 1 + task.draws,
             "train_seconds": result.seconds,
             "drawing_seconds": task.drawing_seconds,
             "n_pairs_per_epoch": task.n_train,

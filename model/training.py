@@ -59,6 +59,7 @@ __all__ = [
 # Regression losses on normalized targets: smooth L1 (quadratic within one standard deviation)
 # or L1, the mean absolute error the benchmarks score.
 LOSSES = {"smooth_l1": nn.functional.smooth_l1_loss, "l1": nn.functional.l1_loss}
+TRAINING_FRAMES = ("one", "all")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class TrainConfig:
     weights, updated after every step with this decay, instead of the weights themselves.
 
     ``loss``: what a regression minimizes on the normalized targets, one of :data:`LOSSES`.
+
+    ``frames``: what a regression's loss sees of a structure's origin frames, one of
+    :data:`TRAINING_FRAMES`: ``"one"`` drawn at random each epoch (the recipe), or ``"all"``,
+    the loss then being that of the frames' weighted average, the prediction itself (a
+    structure costs its frame count, 4-6 on average, in every step).
     """
 
     epochs: int = 1000
@@ -86,12 +92,15 @@ class TrainConfig:
     max_minutes: float | None = None
     ema_decay: float = 0.0
     loss: str = "smooth_l1"
+    frames: str = "one"
 
     def __post_init__(self):
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
+        if self.frames not in TRAINING_FRAMES:
+            raise ValueError(f"frames must be one of {TRAINING_FRAMES}, got {self.frames!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -351,8 +360,9 @@ class Regression:
 
     Any regressor fits that maps a batch to one output per sequence: ``collate_fn(items,
     training, rng)`` makes the batch (with ``.to(device)`` and ``.owner``, the item of each
-    sequence).  For the CFT, each epoch sees one random origin frame per structure and
-    validation averages over all frames.  Under DDP every rank takes an equal shard of each
+    sequence).  For the CFT, each epoch sees one random origin frame per structure, or with
+    ``frames="all"`` every frame, the loss taken on their average; validation averages over
+    all frames.  Under DDP every rank takes an equal shard of each
     epoch's shuffled items."""
 
     def __init__(
@@ -363,9 +373,12 @@ class Regression:
         val_targets: np.ndarray,
         collate_fn: Collate = cft_collate,
         loss: str = TrainConfig.loss,
+        frames: str = TrainConfig.frames,
     ):
+        if frames not in TRAINING_FRAMES:
+            raise ValueError(f"frames must be one of {TRAINING_FRAMES}, got {frames!r}")
         self.train, self.val, self.val_targets, self.collate_fn = train, val, val_targets, collate_fn
-        self._loss = LOSSES[loss]
+        self._loss, self.frames = LOSSES[loss], frames
         self.normalization = Normalization.of(train_targets)
         self._targets = self.normalization.normalize(train_targets)
         self._sizes = atom_counts(train)
@@ -381,8 +394,12 @@ class Regression:
         return shuffled_batches(order, self._sizes, batch_size, rng)
 
     def loss(self, model: nn.Module, batch: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
-        inputs = self.collate_fn([self.train[i] for i in batch], True, rng).to(device)
         target = torch.as_tensor(self._targets[batch], dtype=torch.float32, device=device)
+        if self.frames == "all":  # the loss of the prediction itself: every frame, averaged as predict_normalized does
+            inputs = self.collate_fn([self.train[i] for i in batch], False, rng).to(device)
+            averaged = segment_mean(model(inputs), inputs.owner, len(batch), getattr(inputs, "weight", None))
+            return self._loss(averaged, target)
+        inputs = self.collate_fn([self.train[i] for i in batch], True, rng).to(device)
         return self._loss(model(inputs), target[inputs.owner])
 
     def validate(self, model: nn.Module, device: torch.device) -> float:

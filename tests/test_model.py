@@ -173,6 +173,7 @@ def test_pretrain_cli(pretrained_encoder):
     assert "held-out MAE" in (pretrained_encoder / "stdout.txt").read_text()
     # fresh training pairs every epoch, the held-out ones (on lattices of their own) drawn once
     assert metrics["pairs"] == "fresh" and metrics["epochs"] == 2 and metrics["drawing_seconds"] > 0
+    assert metrics["redraw_every"] == 1 and metrics["draws"] == 2
     assert (
         metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
     )
@@ -182,6 +183,26 @@ def test_pretrain_cli(pretrained_encoder):
     assert metrics["overall"]["mae"] == pytest.approx(
         metrics["history"][metrics["best_epoch"] - 1]["val_mae"], rel=1e-5
     )
+
+
+@pytest.mark.parametrize("redraw_every, drawn_at", [(1, [2, 3, 4, 5]), (2, [3, 5]), (3, [4]), (0, [])])
+def test_pretraining_redraws_its_training_pairs_every_so_many_epochs(small_store, redraw_every, drawn_at):
+    """Each draw of training pairs serves ``redraw_every`` epochs (0: the first draw serves
+    them all); the held-out pairs never change."""
+    from basisdb.model.pretrain import OrbitDistances
+
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), 3.0)
+    task = OrbitDistances(featurizer, [1, 14], 20, 3, 0.2, redraw_every, seed=0, device=torch.device("cpu"))
+    held, rng, drawn = task.held, np.random.default_rng(0), []
+    for epoch in range(1, 6):
+        before = task.pairs["distance"].clone()
+        batches = task.epoch_batches(rng, 8, None)
+        assert sorted(np.concatenate(batches)) == list(range(task.n_train))  # every training pair, once per epoch
+        if not torch.equal(before, task.pairs["distance"]):
+            drawn.append(epoch)
+    assert drawn == drawn_at and task.draws == len(drawn_at) and task.held is held
+    with pytest.raises(ValueError, match="redraw_every must be a number of epochs >= 0"):
+        OrbitDistances(featurizer, [1], 20, 3, 0.2, -1, seed=0, device=torch.device("cpu"))
 
 
 def test_pretraining_stops_on_its_budget_inside_an_epoch(small_store, tmp_path):

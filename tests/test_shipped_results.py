@@ -114,3 +114,19 @@ def test_paired_folds_scores_the_training_seeds_as_one_ensemble():
     assert (sizes * printed).sum() / sizes.sum() == pytest.approx(np.abs(mean - truth).mean(), abs=1e-4)
     single = np.mean([[fold["test"]["mae"] for fold in run["results"]["cgcnn"]["folds"]] for run in runs])
     assert printed.mean() < single  # averaging the seeds' predictions beats their average error here
+
+
+def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
+    """A variant's label names its departures from today's defaults, model and training, so
+    that two variants of one method in one table are never merged under one name."""
+    roots = [RESULTS / "variants" / name for name in ("all-frames", "compact-1layer", "pretrained")]
+    script = str(RESULTS.parent / "paired_folds.py")
+    command = [sys.executable, script, "--protocol", "converged", *map(str, roots)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = [line.strip().split(" ± ")[0] for line in output.splitlines() if line.startswith("  ") and " ± " in line]
+    labels = {row.rsplit(" ", 1)[0].strip() for row in rows}  # each row: the label, then its MAE
+    assert {
+        "cft [trained on all frames]",
+        "cft [d_model 64, hidden 64, encoder_blocks 2, layers 1]",
+        "cft-pretrained",
+    } <= labels

@@ -178,3 +178,27 @@ def test_a_regression_minimizes_the_loss_it_is_given(encoded, loss):
     assert got == pytest.approx(expected.mean().item(), rel=1e-5)
     with pytest.raises(ValueError, match=r"loss must be one of \('smooth_l1', 'l1'\), got 'l2'"):
         TrainConfig(loss="l2")
+
+
+def test_training_on_all_frames_takes_the_loss_of_the_prediction_itself(encoded):
+    """``frames="all"``: the loss of a batch is that of the frame-averaged prediction, which
+    ``predict_normalized`` gives, whatever the order the batch lists its structures in."""
+    from basisdb.model.training import predict_normalized
+
+    featurizer, items, values = encoded
+    assert max(item.n_frames for item in items[:16]) > 1  # some structure has frames to average
+    model = model_for(featurizer).eval()
+    task = Regression(items[:16], values[:16], items[16:], values[16:], loss="l1", frames="all")
+    batch = np.array([5, 0, 11, 3, 14, 8, 1, 9])
+    with torch.no_grad():
+        got = task.loss(model, batch, np.random.default_rng(0), torch.device("cpu")).item()
+    predicted = predict_normalized(model, [items[i] for i in batch], "cpu")
+    expected = np.abs(predicted - task.normalization.normalize(values[batch])).mean()
+    assert got == pytest.approx(expected, rel=1e-5)
+    one = Regression(items[:16], values[:16], items[16:], values[16:], loss="l1")  # one random frame: another loss
+    with torch.no_grad():
+        assert one.loss(model, batch, np.random.default_rng(0), torch.device("cpu")).item() != pytest.approx(got)
+    with pytest.raises(ValueError, match=r"frames must be one of \('one', 'all'\), got 'some'"):
+        TrainConfig(frames="some")
+    with pytest.raises(ValueError, match=r"frames must be one of \('one', 'all'\), got 'some'"):
+        Regression(items[:16], values[:16], items[16:], values[16:], frames="some")
