@@ -14,6 +14,9 @@ and run of ``basisdb evaluate`` and ``basisdb train`` pays).
 
     basisdb data fetch   # once
     python benchmarks/model_throughput.py [--dataset flla_2015] [--structures 400] [--epochs 2] [--threads 2]
+
+It takes the model options of ``basisdb train`` (``--d-model 64 --layers 1``, ...): the CFT
+measured is the benchmark recipe unless they say otherwise, and the run prints what differs.
 """
 
 from __future__ import annotations

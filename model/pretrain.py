@@ -232,6 +232,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     groups = parse_option(parser, "--groups", parse_groups, args.groups)
+    if args.pairs == "fixed" and args.redraw_every != 1:
+        parser.error("argument --redraw-every: only with --pairs fresh (a fixed set is drawn once)")
     context = DistributedContext(args.device)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
             "steps": result.steps,
             "pairs_seen": task.pairs_seen,
             "pairs": args.pairs,
-            "redraw_every": args.redraw_every if args.pairs == "fresh" else None,
+            "redraw_every": task.redraw_every or None,
             "draws": 1 + task.draws,
             "train_seconds": result.seconds,
             "drawing_seconds": task.drawing_seconds,

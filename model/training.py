@@ -50,6 +50,7 @@ __all__ = [
     "cft_collate",
     "collate_by_size",
     "predict_normalized",
+    "frame_averaged",
     "atom_counts",
     "size_batches",
     "shuffled_batches",
@@ -60,6 +61,11 @@ __all__ = [
 # or L1, the mean absolute error the benchmarks score.
 LOSSES = {"smooth_l1": nn.functional.smooth_l1_loss, "l1": nn.functional.l1_loss}
 TRAINING_FRAMES = ("one", "all")
+
+
+def _check_frames(frames: str) -> None:
+    if frames not in TRAINING_FRAMES:
+        raise ValueError(f"frames must be one of {TRAINING_FRAMES}, got {frames!r}")
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
-        if self.frames not in TRAINING_FRAMES:
-            raise ValueError(f"frames must be one of {TRAINING_FRAMES}, got {self.frames!r}")
+        _check_frames(self.frames)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -291,6 +296,12 @@ def atom_counts(items: Sequence) -> np.ndarray | None:
     return np.array([item.n_atoms for item in items], dtype=np.int64)
 
 
+def frame_averaged(model: nn.Module, batch, n_items: int) -> torch.Tensor:
+    """(n_items,) the model's outputs for ``batch`` averaged over the sequences (frames) of
+    each item, weighted by the batch's ``weight`` when it has one: the prediction."""
+    return segment_mean(model(batch), batch.owner, n_items, getattr(batch, "weight", None))
+
+
 @torch.no_grad()
 def predict_normalized(
     model: nn.Module, items: Sequence, device, batch_size: int = 32, collate_fn: Collate = cft_collate
@@ -303,7 +314,7 @@ def predict_normalized(
     sizes = atom_counts(items)
     for chunk in size_batches(np.zeros(len(items), dtype=np.int64) if sizes is None else sizes, batch_size):
         batch = collate_fn([items[i] for i in chunk], False, None).to(device)
-        out[chunk] = segment_mean(model(batch), batch.owner, len(chunk), getattr(batch, "weight", None)).cpu().numpy()
+        out[chunk] = frame_averaged(model, batch, len(chunk)).cpu().numpy()
     return out
 
 
@@ -375,8 +386,7 @@ class Regression:
         loss: str = TrainConfig.loss,
         frames: str = TrainConfig.frames,
     ):
-        if frames not in TRAINING_FRAMES:
-            raise ValueError(f"frames must be one of {TRAINING_FRAMES}, got {frames!r}")
+        _check_frames(frames)
         self.train, self.val, self.val_targets, self.collate_fn = train, val, val_targets, collate_fn
         self._loss, self.frames = LOSSES[loss], frames
         self.normalization = Normalization.of(train_targets)
@@ -395,10 +405,9 @@ class Regression:
 
     def loss(self, model: nn.Module, batch: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
         target = torch.as_tensor(self._targets[batch], dtype=torch.float32, device=device)
-        if self.frames == "all":  # the loss of the prediction itself: every frame, averaged as predict_normalized does
+        if self.frames == "all":  # the loss of the prediction itself
             inputs = self.collate_fn([self.train[i] for i in batch], False, rng).to(device)
-            averaged = segment_mean(model(inputs), inputs.owner, len(batch), getattr(inputs, "weight", None))
-            return self._loss(averaged, target)
+            return self._loss(frame_averaged(model, inputs, len(batch)), target)
         inputs = self.collate_fn([self.train[i] for i in batch], True, rng).to(device)
         return self._loss(model(inputs), target[inputs.owner])
 

@@ -294,6 +294,11 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
     [
         ("pretrain", ["--out", "x", "--minutes", "-1"], "argument --minutes: expected a number >= 0, got '-1'"),
         (
+            "pretrain",
+            ["--out", "x", "--pairs", "fixed", "--redraw-every", "3"],
+            "argument --redraw-every: only with --pairs fresh",
+        ),
+        (
             "train",
             ["--data", "x", "--out", "x", "--val-fraction", "1.5"],
             "argument --val-fraction: expected a number above 0 and below 1",

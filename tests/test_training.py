@@ -20,6 +20,7 @@ from basisdb.model.training import (
     TrainConfig,
     cft_collate,
     fit,
+    predict_normalized,
 )
 
 
@@ -183,8 +184,6 @@ def test_a_regression_minimizes_the_loss_it_is_given(encoded, loss):
 def test_training_on_all_frames_takes_the_loss_of_the_prediction_itself(encoded):
     """``frames="all"``: the loss of a batch is that of the frame-averaged prediction, which
     ``predict_normalized`` gives, whatever the order the batch lists its structures in."""
-    from basisdb.model.training import predict_normalized
-
     featurizer, items, values = encoded
     assert max(item.n_frames for item in items[:16]) > 1  # some structure has frames to average
     model = model_for(featurizer).eval()
