@@ -155,3 +155,35 @@ $C --dataset elastic_tensor --target log10_K_VRH --train-frames all --out "$V/al
 # The same pretraining with an encoder twice as wide (2026-12-03; only its metrics are shipped)
 basisdb pretrain --out benchmarks/results/pretraining/orbit-distance-hidden512 --minutes 30 --threads 1 \
   --redraw-every 3 --epochs 1000 --hidden 512
+# Values filtered by the pair's distances in attention (--pair-filter, 2026-12-03): K and G, seeds 0-2
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for target in log10_K_VRH log10_G_VRH; do
+    $C --training-seed "$seed" --dataset elastic_tensor --target "$target" --pair-filter \
+      --out "$V/pair-filter/${where}elastic_tensor-$target"
+  done
+done
+# The CFT without its positional encoding (--no-positions, 2026-12-03): tokens carry elements and
+# environments alone. K, G, band gap and the cubic hold-out (beside the default's, for seeds 1
+# and 2) over seeds 0-2; formation energy on seed 0
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  $C --training-seed "$seed" --dataset elastic_tensor --target log10_K_VRH --no-positions --out "$A/${where}no-positions"
+  $C --training-seed "$seed" --dataset elastic_tensor --target log10_G_VRH --no-positions \
+    --out "$A/${where}no-positions-log10_G_VRH"
+  $C --training-seed "$seed" --dataset dielectric_constant --target band_gap --no-positions \
+    --out "$A/${where}no-positions-band_gap"
+done
+$C --dataset flla_2015 --target formation_energy_per_atom --no-positions \
+  --out "$A/no-positions-formation_energy_per_atom"
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  $C --training-seed "$seed" --dataset elastic_tensor --target log10_K_VRH --no-positions --holdout-groups cubic \
+    --out "$A/${where}no-positions-holdout-cubic"
+  [ "$seed" = 0 ] && continue  # the default's seed 0 is the hold-out run above
+  $C --training-seed "$seed" --dataset elastic_tensor --target log10_K_VRH --holdout-groups cubic \
+    --out "benchmarks/results/converged/default/${where}elastic_tensor-log10_K_VRH-holdout-cubic"
+done

@@ -104,10 +104,14 @@ def method_label(method: str, run: dict) -> str:
             variant.append("no lattice branch")
         if not cft.get("radial_bias", True):
             variant.append("no radial bias")
+        if not cft.get("positional_encoding", True):
+            variant.append("no positional encoding")
         if not cft.get("environment", False):  # files from before the term record no such field
             variant.append("no environment")
         if cft.get("composition", False):
             variant.append("composition statistics")
+        if cft.get("pair_filter", False):
+            variant.append("pair filter")
         if train.get("ema_decay"):
             variant.append(f"EMA {train['ema_decay']:g}")
         if cft["radius"] != 4.0:

@@ -159,6 +159,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             help="give the head statistics (mean, min, max, mean deviation) of the atoms' element properties "
             "(default: %(default)s)",
         )
+        group.add_argument(
+            "--pair-filter",
+            action=argparse.BooleanOptionalAction,
+            default=recipe.pair_filter,
+            help="in attention, scale each value by a learned function of the pair's radial profile "
+            "(default: %(default)s)",
+        )
     return group
 
 
@@ -267,6 +274,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "dropout": "dropout",
         "environment": "environment",
         "composition": "composition",
+        "pair_filter": "pair_filter",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
     return CFTConfig(n_slots=n_slots, **given, **fields)

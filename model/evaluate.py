@@ -466,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-lattice-branch", action="store_true", help="drop the lattice branch of the positional encoder"
     )
     ablation.add_argument("--no-radial-bias", action="store_true", help="drop the radial pair bias of the attention")
+    ablation.add_argument(
+        "--no-positions",
+        action="store_true",
+        help="drop the positional encoding: atom tokens carry elements and environments alone",
+    )
     add_cache_arguments(parser)
     return parser
 
@@ -479,6 +484,8 @@ def main(argv=None) -> int:
         parser.error("cft-pretrained needs --pretrained CKPT (written by basisdb pretrain)")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
+    if args.pretrained and args.no_positions:
+        parser.error("--pretrained fine-tunes the positional encoder, which --no-positions drops")
     holdout = parse_option(parser, "--holdout-groups", parse_groups, args.holdout_groups) if args.holdout_groups else []
     training_seed = args.seed if args.training_seed is None else args.training_seed
     set_threads(args.threads)
@@ -489,6 +496,7 @@ def main(argv=None) -> int:
         featurizer.n_slots,
         lattice_branch=not args.no_lattice_branch,
         radial_bias=not args.no_radial_bias,
+        positional_encoding=not args.no_positions,
     )
     pretrained = None
     if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization

@@ -10,7 +10,13 @@ from torch import nn
 from .data import RADIAL_CENTRES, Batch, SizeGroups
 from .modules import ELEMENT_PROPERTIES, AtomEnvironment, CompositionStatistics, ElementEmbedding, PositionalEncoder
 
-__all__ = ["CFTConfig", "CrystalFourierTransformer", "BiasedTransformer", "attention_dropping_copies"]
+__all__ = [
+    "CFTConfig",
+    "CrystalFourierTransformer",
+    "BiasedTransformer",
+    "attention_dropping_copies",
+    "attention_with_pair_filter",
+]
 
 
 @dataclass(frozen=True)
@@ -31,11 +37,18 @@ class CFTConfig:
             pair's radial profile (:func:`basisdb.model.data.pair_radial`).
         lattice_branch: scale the positional encoding by a function of the lattice
             (:class:`basisdb.model.modules.PositionalEncoder`); False is an ablation.
+        positional_encoding: give each atom's token its symmetry-adapted positional encoding;
+            False is an ablation: tokens are elements (and environments) alone, and the
+            frames, which differ in positions only, all give the same prediction.
         environment: add to each atom's token its neighbourhood, neighbour distances
             resolved by neighbour species (:class:`basisdb.model.modules.AtomEnvironment`);
             the recipe since 2026-12-02, False is the recipe before it.
         composition: give the head, beside the pooled atoms, statistics of the atoms' element
             properties (:class:`basisdb.model.modules.CompositionStatistics`).
+        pair_filter: in attention, scale each value by a learned linear function (per head and
+            channel) of the pair's radial profile, as a continuous-filter convolution does, so
+            that what an atom takes from another depends on how far apart they are
+            (:func:`attention_with_pair_filter`).
     """
 
     radius: float = 4.0
@@ -50,8 +63,10 @@ class CFTConfig:
     group_embedding: bool = False
     radial_bias: bool = True
     lattice_branch: bool = True
+    positional_encoding: bool = True
     environment: bool = True
     composition: bool = False
+    pair_filter: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,18 +90,27 @@ class CrystalFourierTransformer(nn.Module):
     def __init__(self, config: CFTConfig):
         super().__init__()
         self.config = config
-        self.encoder = PositionalEncoder(
-            config.n_slots,
-            config.hidden,
-            config.d_model,
-            config.encoder_blocks,
-            config.dropout,
-            config.group_embedding,
-            config.lattice_branch,
+        self.encoder = (
+            PositionalEncoder(
+                config.n_slots,
+                config.hidden,
+                config.d_model,
+                config.encoder_blocks,
+                config.dropout,
+                config.group_embedding,
+                config.lattice_branch,
+            )
+            if config.positional_encoding
+            else None
         )
         self.element = ElementEmbedding(config.d_model)
         self.transformer = BiasedTransformer(
-            config.d_model, config.heads, config.feedforward, config.dropout, config.layers
+            config.d_model,
+            config.heads,
+            config.feedforward,
+            config.dropout,
+            config.layers,
+            len(RADIAL_CENTRES) if config.pair_filter else None,
         )
         head_in = config.d_model
         if config.composition:
@@ -105,18 +129,20 @@ class CrystalFourierTransformer(nn.Module):
         if config.environment:
             self.environment = AtomEnvironment(len(RADIAL_CENTRES), config.d_model)
 
-    def atom_states(self, batch: Batch) -> torch.Tensor:
-        """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage)."""
-        # The positional encoder runs once per distinct feature row, not per atom and frame.
-        positional = self.encoder(
-            batch.rows, batch.ita_numbers[batch.row_structure], batch.lattice[batch.row_structure]
-        )
+    def atom_states(self, batch: Batch, first: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage);
+        ``first``: ``batch.first_sequences()``, when the caller has it already."""
         elements = self.element(batch.numbers)
-        tokens = elements + positional[batch.row_of]
+        tokens = elements
+        if self.encoder is not None:  # once per distinct feature row, not per atom and frame
+            positional = self.encoder(
+                batch.rows, batch.ita_numbers[batch.row_structure], batch.lattice[batch.row_structure]
+            )
+            tokens = elements + positional[batch.row_of]
         # One additive attention mask (B, heads, N, N): -inf on padded keys, plus the radial
         # bias, built once per structure and shared by its frames.
         n = batch.mask.shape[1]
-        first = batch.first_sequences()
+        first = batch.first_sequences() if first is None else first
         atoms = batch.mask[first]  # (S, N)
         if self.config.environment:  # once per structure, shared by its frames; summed over centring copies
             tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[batch.owner]
@@ -128,10 +154,12 @@ class CrystalFourierTransformer(nn.Module):
             if per_copy.shape[3] > 1:  # a padded copy weighs nothing
                 per_copy = per_copy.masked_fill(~batch.copies[:, None, None, :, None], float("-inf"))
             mask = mask + self.pair_bias(per_copy)
-        shares = None
-        if self.training and self.config.dropout > 0 and batch.copies.shape[1] > 1:
+        shares, radial = None, None
+        if self.config.pair_filter:  # each copy has its own distances, so its own share of the weight
+            shares, radial = self.copy_shares(per_copy, batch.copies)[batch.owner], batch.radial[batch.owner]
+        elif self.training and self.config.dropout > 0 and batch.copies.shape[1] > 1:
             shares = self.copy_shares(per_copy, batch.copies)[batch.owner]
-        return self.transformer(tokens, mask[batch.owner], shares)
+        return self.transformer(tokens, mask[batch.owner], shares, radial)
 
     @staticmethod
     def pair_bias(per_copy: torch.Tensor) -> torch.Tensor:
@@ -163,11 +191,11 @@ class CrystalFourierTransformer(nn.Module):
         the parts' predictions one after another."""
         if isinstance(batch, SizeGroups):
             return torch.cat([self(part) for part in batch.parts])
-        states = self.atom_states(batch)
+        first = batch.first_sequences()
+        states = self.atom_states(batch, first)
         weights = batch.mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         if self.config.composition:  # once per structure, shared by its frames
-            first = batch.first_sequences()
             chemistry = self.composition(self.element.properties, batch.numbers[first], batch.mask[first])
             pooled = torch.cat([pooled, chemistry[batch.owner]], dim=-1)
         return self.head(pooled).squeeze(-1)
@@ -179,35 +207,63 @@ class BiasedTransformer(nn.Module):
     named as in ``nn.TransformerEncoder`` of ``nn.TransformerEncoderLayer(norm_first=True)``,
     whose mask path copies the (B * heads, N, N) mask several times."""
 
-    def __init__(self, width: int, heads: int, feedforward: int, dropout: float, layers: int):
+    def __init__(
+        self, width: int, heads: int, feedforward: int, dropout: float, layers: int, pair_filter: int | None = None
+    ):
+        """``pair_filter``: the K of the radial profiles that filter the values in attention
+        (:func:`attention_with_pair_filter`), None for plain values."""
         super().__init__()
-        self.layers = nn.ModuleList(_BiasedLayer(width, heads, feedforward, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            _BiasedLayer(width, heads, feedforward, dropout, pair_filter) for _ in range(layers)
+        )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, shares: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        shares: torch.Tensor | None = None,
+        radial: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """x (B, N, width); mask (B, heads, N, N) float, added to the attention logits;
         shares (B, heads, N, N, C) or None: in training, attention dropout drops each centring
-        copy of a key on its own (:func:`attention_dropping_copies`)."""
+        copy of a key on its own (:func:`attention_dropping_copies`); radial (B, N, N, C, K):
+        the pair profiles, given exactly when the layers filter their values by them
+        (``pair_filter``)."""
         for layer in self.layers:
-            x = layer(x, mask, shares)
+            x = layer(x, mask, shares, radial)
         return x
 
 
 class _BiasedLayer(nn.Module):
-    def __init__(self, width: int, heads: int, feedforward: int, dropout: float):
+    def __init__(self, width: int, heads: int, feedforward: int, dropout: float, pair_filter: int | None = None):
         super().__init__()
         self.heads = heads
+        self.filter_weight = self.filter_bias = None
+        if pair_filter is not None:  # starts as plain attention: a filter of ones
+            self.filter_weight = nn.Parameter(torch.zeros(heads, pair_filter, width // heads))
+            self.filter_bias = nn.Parameter(torch.ones(heads, width // heads))
         self.self_attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)  # holds the projections
         self.linear1, self.linear2 = nn.Linear(width, feedforward), nn.Linear(feedforward, width)
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.dropout, self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, shares: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        shares: torch.Tensor | None = None,
+        radial: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         b, n, width = x.shape
         attention = self.self_attn
         qkv = nn.functional.linear(self.norm1(x), attention.in_proj_weight, attention.in_proj_bias)
         q, k, v = qkv.view(b, n, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         dropout = attention.dropout if self.training else 0.0
-        if dropout > 0 and shares is not None:
+        if self.filter_weight is not None:
+            mixed = attention_with_pair_filter(
+                q, k, v, mask, shares, radial, self.filter_weight, self.filter_bias, dropout
+            )
+        elif dropout > 0 and shares is not None:
             mixed = attention_dropping_copies(q, k, v, mask, shares, dropout)
         else:
             mixed = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
@@ -227,3 +283,36 @@ def attention_dropping_copies(
     kept = torch.empty(*weights.shape, shares.shape[-1], dtype=weights.dtype, device=weights.device)
     kept.bernoulli_(1.0 - dropout)
     return (weights * (kept * shares).sum(-1) / (1.0 - dropout)) @ v
+
+
+def attention_with_pair_filter(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor,
+    shares: torch.Tensor,
+    radial: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    dropout: float,
+) -> torch.Tensor:
+    """Attention whose value of key j for query i is v_j times a filter of the pair's radial
+    profile, (radial_ij @ weight + bias) per head and channel: the continuous-filter
+    convolution of SchNet inside attention.  q, k, v (B, heads, N, d); mask (B, heads, N, N)
+    additive; shares (B, heads, N, N, C) or broadcastable: each centring copy of a key's share
+    of its weight (:meth:`CrystalFourierTransformer.copy_shares`); radial (B, N, N, C, K) the
+    profile of each copy, whose filter differs from the others'; weight (heads, K, d); bias
+    (heads, d).  Dropout drops each copy on its own, as :func:`attention_dropping_copies`.
+
+    The filter is linear in the profile, so the sum over keys factors through the profile:
+    sum_j w_ij v_j (r_ij W + b) = b sum_j w_ij v_j + sum_k W_k sum_j (w_ij r_ijk) v_j, which
+    never forms a (B, heads, N, N, d) filter."""
+    scores = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + mask, dim=-1)
+    per_copy = scores.unsqueeze(-1) * shares  # (B, heads, N, N, C)
+    if dropout > 0:
+        kept = torch.empty_like(per_copy).bernoulli_(1.0 - dropout)
+        per_copy = per_copy * kept / (1.0 - dropout)
+    plain = per_copy.sum(-1) @ v  # (B, heads, N, d)
+    profile = torch.einsum("bhijc,bijck->bhijk", per_copy, radial)  # each pair's weighted profile
+    gathered = torch.einsum("bhijk,bhjd->bhikd", profile, v)
+    return plain * bias[:, None, :] + torch.einsum("bhikd,hkd->bhid", gathered, weight)

@@ -20,7 +20,13 @@ from basisdb.model.data import (
     pair_radial,
 )
 from basisdb.model.encoded import EncodedStructure
-from basisdb.model.models import BiasedTransformer, CFTConfig, CrystalFourierTransformer, attention_dropping_copies
+from basisdb.model.models import (
+    BiasedTransformer,
+    CFTConfig,
+    CrystalFourierTransformer,
+    attention_dropping_copies,
+    attention_with_pair_filter,
+)
 from basisdb.model.modules import AtomEnvironment, CompositionStatistics, element_property_table
 from basisdb.model.training import cft_collate, collate_by_size, predict_normalized, shuffled_batches, size_batches
 
@@ -128,8 +134,23 @@ def test_shuffled_batches_use_every_item_once_and_pool_alike_sizes():
 
 
 # the CFT's optional terms, each read from the padded batch in its own way
-TERMS = [{"environment": False}, {"environment": True}, {"environment": True, "composition": True}]
-TERM_IDS = ["plain", "environment", "environment+composition"]
+TERMS = [
+    {"environment": False},
+    {"environment": True},
+    {"environment": True, "composition": True},
+    {"environment": True, "pair_filter": True},
+]
+TERM_IDS = ["plain", "environment", "environment+composition", "environment+pair-filter"]
+
+
+def randomize_pair_terms(model: CrystalFourierTransformer) -> None:
+    """Random weights for the terms that start neutral (a zero radial bias weighs every copy
+    alike, a zero filter is plain attention), so that a test of them can fail."""
+    nn.init.normal_(model.radial_bias.weight)
+    for layer in model.transformer.layers:
+        if layer.filter_weight is not None:
+            nn.init.normal_(layer.filter_weight, std=0.3)
+            nn.init.normal_(layer.filter_bias, mean=1.0, std=0.3)
 
 
 @pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
@@ -139,7 +160,7 @@ def test_prediction_does_not_depend_on_the_order_or_batching_of_structures(encod
     torch.manual_seed(0)
     config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, **terms)
     model = CrystalFourierTransformer(config)
-    nn.init.normal_(model.radial_bias.weight)
+    randomize_pair_terms(model)
     reference = np.array([predict_normalized(model, [item], "cpu")[0] for item in items])  # one at a time
     permutation = np.random.default_rng(1).permutation(len(items))
     for batch_size in (4, 32):
@@ -171,7 +192,7 @@ def test_the_cft_predicts_size_groups_as_it_predicts_the_whole_batch(encoded, te
     torch.manual_seed(0)
     config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, **terms)
     model = CrystalFourierTransformer(config).eval()
-    nn.init.normal_(model.radial_bias.weight)
+    randomize_pair_terms(model)
     whole, parts = collate(items, frames="all"), collate_by_size(items, frames="all")
     assert isinstance(parts, SizeGroups) and len(parts.parts) > 1
     with torch.no_grad():
@@ -215,7 +236,7 @@ def test_one_atom_per_centring_class_gives_the_outputs_of_the_whole_standardized
     torch.manual_seed(0)
     config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=32, hidden=64, **terms)
     model = CrystalFourierTransformer(config).eval()
-    nn.init.normal_(model.radial_bias.weight)  # a zero bias would weigh every copy alike
+    randomize_pair_terms(model)
     whole = [whole_standardized_cell(featurizer, cell) for cell in cells]
     centred = [k for k, item in enumerate(items) if item.n_copies > 1]
     assert {items[k].n_copies for k in centred} >= {2, 4}  # body- and face-centred among them
@@ -255,6 +276,59 @@ def test_attention_dropout_drops_each_centring_copy_on_its_own_as_in_the_whole_c
     assert not torch.allclose(got, (weights.sum(-1) * kept[..., 0] / (1 - p)) @ v)  # not classes dropped whole
 
 
+def test_pair_filter_scales_each_copys_value_by_a_function_of_its_own_distances():
+    """Against the filter formed in full: every copy of every key a key of its own, with the
+    value v_j (r_ijc W + b), each dropped on its own with the same draws."""
+    torch.manual_seed(0)
+    b, heads, n, width, c, k, p = 3, 2, 5, 4, 3, 6, 0.3
+    q, key, v = (torch.randn(b, heads, n, width, dtype=torch.float64) for _ in range(3))
+    copies = torch.ones(b, c, dtype=torch.bool)
+    copies[1, 1:] = False
+    per_copy = torch.randn(b, heads, n, n, c, dtype=torch.float64).masked_fill(
+        ~copies[:, None, None, None, :], float("-inf")
+    )
+    radial = torch.rand(b, n, n, c, k, dtype=torch.float64) * copies[:, None, None, :, None]
+    weight, bias = torch.randn(heads, k, width, dtype=torch.float64), torch.randn(heads, width, dtype=torch.float64)
+    for dropout in (0.0, p):
+        torch.manual_seed(1)
+        got = attention_with_pair_filter(
+            q, key, v, per_copy.logsumexp(-1), per_copy.softmax(-1), radial, weight, bias, dropout
+        )
+        torch.manual_seed(1)
+        kept = torch.empty(b, heads, n, n, c, dtype=torch.float64).bernoulli_(1 - dropout) / (1 - dropout)
+        logits = (q @ key.transpose(-1, -2) * width**-0.5)[..., None] + per_copy
+        weights = logits.flatten(-2).softmax(-1).view_as(logits) * kept  # (b, heads, n, n keys, c copies)
+        filters = torch.einsum("bijck,hkd->bhijcd", radial, weight) + bias[None, :, None, None, None, :]
+        expected = torch.einsum("bhijc,bhjd,bhijcd->bhid", weights, v, filters)
+        assert torch.allclose(got, expected, atol=1e-12), dropout
+    mask, shares = per_copy.logsumexp(-1), per_copy.softmax(-1)
+    reference = nn.functional.scaled_dot_product_attention(q, key, v, attn_mask=mask)
+    plain = attention_with_pair_filter(q, key, v, mask, shares, radial, 0 * weight, 1 + 0 * bias, 0.0)
+    assert torch.allclose(plain, reference, atol=1e-12)  # a zero filter, as initialized, is plain attention
+    assert not torch.allclose(attention_with_pair_filter(q, key, v, mask, shares, radial, weight, bias, 0.0), reference)
+
+
+@pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
+def test_the_cft_in_training_drops_each_centring_copy_on_its_own(encoded, terms):
+    """Wired into the model: with attention dropout alone, the kept atoms of a face-centred
+    crystal take more outcomes than the 2^N of dropping each of its N classes whole."""
+    featurizer, _, items = encoded
+    item = min((item for item in items if item.n_copies == 4), key=lambda item: item.n_atoms)
+    torch.manual_seed(0)
+    config = CFTConfig(
+        radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32, heads=1, layers=1, dropout=0.5, **terms
+    )
+    model = CrystalFourierTransformer(config).train()
+    randomize_pair_terms(model)  # copies of unlike profiles: unequal shares of the weight
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0  # attention's own dropout is left
+    batch = collate([item], frames="random", rng=np.random.default_rng(0))
+    with torch.no_grad():
+        outcomes = {tuple(model.atom_states(batch)[0, 0].tolist()) for _ in range(300)}
+    assert len(outcomes) > 2**item.n_atoms, (item.label, item.n_atoms, len(outcomes))
+
+
 def test_identity_routing_encodes_plain_p1_fourier_features(small_store, encoded):
     """The ablation keeps the group's frames but not its invariant functions: the atoms of an
     orbit no longer share a row."""
@@ -284,6 +358,22 @@ def test_cft_without_lattice_branch_or_radial_bias_has_neither(encoded):
     moved.lattice, moved.radial = moved.lattice + 1.0, moved.radial + 1.0  # neither reaches the output any more
     with torch.no_grad():
         assert torch.equal(model.eval()(batch), model(moved))
+
+
+def test_cft_without_positional_encoding_sees_no_positions_and_predicts_every_frame_alike(encoded):
+    featurizer, _, items = encoded
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32, positional_encoding=False)
+    model = CrystalFourierTransformer(config).eval()
+    assert model.encoder is None and not any(name.startswith("encoder.") for name, _ in model.named_parameters())
+    batch, moved = collate(items[:6], frames="all"), collate(items[:6], frames="all")
+    moved.rows = torch.randn_like(moved.rows)  # positions no longer reach the output
+    with torch.no_grad():
+        predicted = model(batch)
+        assert torch.equal(predicted, model(moved))
+    for k in range(6):
+        frames = predicted[batch.owner == k]
+        assert torch.allclose(frames, frames[:1].expand_as(frames), atol=1e-6)
+    assert any(item.n_frames > 1 for item in items[:6])
 
 
 def test_atom_environment_is_the_species_resolved_sum_over_neighbours(encoded):

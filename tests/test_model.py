@@ -315,6 +315,11 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
         ),
         ("evaluate", ["--dataset", "flla_2015", "--target", "t", "--folds", "1"], "--folds must be at least 2, got 1"),
         (
+            "evaluate",
+            ["--dataset", "flla_2015", "--target", "t", "--pretrained", "x", "--no-positions"],
+            "--pretrained fine-tunes the positional encoder, which --no-positions drops",
+        ),
+        (
             "train",
             ["--dataset", "elastic_tensor", "--out", "x"],
             "--dataset elastic_tensor needs --target, one of log10_K_VRH",
