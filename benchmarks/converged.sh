@@ -165,19 +165,17 @@ for seed in 0 1 2; do
   done
 done
 # The CFT without its positional encoding (--no-positions, 2026-12-03): tokens carry elements and
-# environments alone. K, G, band gap and the cubic hold-out (beside the default's, for seeds 1
-# and 2) over seeds 0-2; formation energy on seed 0
+# environments alone. Every target and the cubic hold-out (beside the default's, for seeds 1 and
+# 2) over seeds 0-2
 for seed in 0 1 2; do
   where=""
   [ "$seed" = 0 ] || where="seed-$seed/"
   $C --training-seed "$seed" --dataset elastic_tensor --target log10_K_VRH --no-positions --out "$A/${where}no-positions"
-  $C --training-seed "$seed" --dataset elastic_tensor --target log10_G_VRH --no-positions \
-    --out "$A/${where}no-positions-log10_G_VRH"
-  $C --training-seed "$seed" --dataset dielectric_constant --target band_gap --no-positions \
-    --out "$A/${where}no-positions-band_gap"
+  for pair in "elastic_tensor log10_G_VRH" "dielectric_constant band_gap" "flla_2015 formation_energy_per_atom"; do
+    set -- $pair
+    $C --training-seed "$seed" --dataset "$1" --target "$2" --no-positions --out "$A/${where}no-positions-$2"
+  done
 done
-$C --dataset flla_2015 --target formation_energy_per_atom --no-positions \
-  --out "$A/no-positions-formation_energy_per_atom"
 for seed in 0 1 2; do
   where=""
   [ "$seed" = 0 ] || where="seed-$seed/"

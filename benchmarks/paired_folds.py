@@ -22,7 +22,9 @@ files: name the roots to choose (older budgeted runs predate the speed fixes).
 record them, from 2026-12-02): what a variant is chosen on, without looking at the test folds.
 ``--ensemble`` scores each method's training seeds as one model: the MAE, on each fold's test
 set, of the seeds' mean out-of-fold prediction (a forest, trained once, is paired with the
-whole ensemble).
+whole ensemble).  ``--held-out`` compares the runs with held-out groups (``basisdb evaluate
+--holdout-groups``), which are skipped otherwise: ``--score test`` is then the seen-group MAE,
+``--score unseen`` the MAE of each fold's model on the held-out groups.
 
     python benchmarks/paired_folds.py --protocol converged benchmarks/results
 """
@@ -43,6 +45,12 @@ from basisdb.model.models import CFTConfig
 from basisdb.model.training import TrainConfig
 
 NEURAL = ("cgcnn", "cft", "cft-pretrained")
+# what a fold is scored by (--score)
+SCORES = {
+    "test": lambda fold: fold["test"]["mae"],
+    "validation": lambda fold: fold["best_val_mae"],
+    "unseen": lambda fold: fold["unseen"]["mae"],
+}
 
 
 @dataclass(frozen=True)
@@ -137,9 +145,15 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("converged", "compute-matched"), default="converged")
     parser.add_argument(
         "--score",
-        choices=("test", "validation"),
+        choices=tuple(SCORES),
         default="test",
-        help="test: MAE on each fold's test set; validation: each neural fit's best validation MAE",
+        help="test: MAE on each fold's test set; validation: each neural fit's best validation MAE; "
+        "unseen (with --held-out): each fold's MAE on the held-out groups",
+    )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="compare the runs with held-out groups (--holdout-groups) instead of skipping them",
     )
     parser.add_argument(
         "--reference",
@@ -153,16 +167,21 @@ def main() -> None:
         "predictions on each fold's test set (test score only)",
     )
     args = parser.parse_args()
-    if args.ensemble and args.score != "test":
-        parser.error("--ensemble scores the out-of-fold test predictions; it goes with --score test")
-    # (dataset, target, fold seed, folds, structures) -> method label -> training seed -> a Run
+    if args.ensemble and (args.score != "test" or args.held_out):
+        parser.error(
+            "--ensemble scores the out-of-fold test predictions; it goes with --score test, without --held-out"
+        )
+    if args.score == "unseen" and not args.held_out:
+        parser.error("--score unseen scores the held-out groups of runs that have them: add --held-out")
+    # (dataset, target, fold seed, folds, structures, held-out groups) -> method label -> training seed -> a Run
     found: dict[tuple, dict[str, dict[int, Run]]] = defaultdict(lambda: defaultdict(dict))
     for root in args.roots:
         for path in sorted(root.rglob("results.json")):
             run = json.loads(path.read_text())
-            if run["n_unseen"]:
-                continue  # held-out groups: another comparison
-            key = (run["dataset"], run["target"], run["seed"], run["folds"], run["n_structures"])
+            if bool(run["n_unseen"]) != args.held_out:
+                continue  # held-out groups are another comparison
+            held_out = run.get("holdout_spec") or ",".join(map(str, run.get("holdout_groups", [])))
+            key = (run["dataset"], run["target"], run["seed"], run["folds"], run["n_structures"], held_out)
             for method, result in run["results"].items():
                 if method in NEURAL and protocol_of(run) != args.protocol:
                     continue
@@ -179,11 +198,16 @@ def main() -> None:
                     )
                 found[key][label][training_seed] = Run(path, result["folds"], run["predictions"], method)
     reference = args.reference
-    score = (lambda fold: fold["best_val_mae"]) if args.score == "validation" else (lambda fold: fold["test"]["mae"])
-    for (dataset, target, seed, folds, n), runs in sorted(found.items()):
+    score = SCORES[args.score]
+    for (dataset, target, seed, folds, n, held_out), runs in sorted(found.items()):
+        scored = f"{args.score} MAE"
+        if held_out:
+            scored = f"groups {held_out} held out, " + ("unseen-group" if args.score == "unseen" else "seen-group ")
+            scored += f"{args.score} MAE" if args.score != "unseen" else " MAE"
         print(
             f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}, "
-            f"{args.score} MAE" + (", training seeds as one ensemble" if args.ensemble else "")
+            + scored
+            + (", training seeds as one ensemble" if args.ensemble else "")
         )
         test_sets = fold_test_sets(n, folds, seed) if args.ensemble else None
 

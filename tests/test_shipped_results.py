@@ -116,6 +116,36 @@ def test_paired_folds_scores_the_training_seeds_as_one_ensemble():
     assert printed.mean() < single  # averaging the seeds' predictions beats their average error here
 
 
+def test_paired_folds_compares_held_out_groups_only_when_asked():
+    """``--held-out --score unseen`` pairs the unseen-group MAEs of runs with held-out groups
+    (recomputed here from the shipped cubic hold-out of the CFT with and without positions,
+    training seeds 0-2); without ``--held-out`` those runs are skipped."""
+    roots = [RESULTS / "ablations" / "default", RESULTS / "converged" / "default"]
+    script = str(RESULTS.parent / "paired_folds.py")
+    reference = "cft [no positional encoding]"
+    command = [sys.executable, script, "--held-out", "--score", "unseen", "--reference", reference, *map(str, roots)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    section = output.split("groups cubic held out, unseen-group MAE")[1].split("\n\n")[0]
+    line = next(row for row in section.splitlines() if row.strip().startswith(f"{reference} - cft "))
+
+    def unseen(paths) -> np.ndarray:
+        runs = [json.loads(path.read_text()) for path in paths]
+        assert sorted(run["training_seed"] for run in runs) == [0, 1, 2]
+        return np.mean([[fold["unseen"]["mae"] for fold in run["results"]["cft"]["folds"]] for run in runs], axis=0)
+
+    ablated = unseen(roots[0].rglob("no-positions-holdout-cubic/results.json"))
+    default = unseen(roots[1].rglob("*-holdout-cubic/results.json"))
+    difference = ablated - default
+    assert f"{difference.mean():+.4f} ± {difference.std(ddof=1):.4f}" in line
+    assert f"better on {int((difference < 0).sum())} of 5 folds (seeds [0, 1, 2])" in line
+    plain = subprocess.run([sys.executable, script, *map(str, roots)], capture_output=True, text=True, check=True)
+    assert "held out" not in plain.stdout and "no positional encoding" in plain.stdout  # the K ablation alone
+    refused = subprocess.run(
+        [sys.executable, script, "--score", "unseen", str(roots[0])], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "add --held-out" in refused.stderr
+
+
 def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
     """A variant's label names its departures from today's defaults, model and training, so
     that two variants of one method in one table are never merged under one name."""
