@@ -200,10 +200,9 @@ def main() -> None:
     reference = args.reference
     score = SCORES[args.score]
     for (dataset, target, seed, folds, n, held_out), runs in sorted(found.items()):
-        scored = f"{args.score} MAE"
+        scored = "unseen-group MAE" if args.score == "unseen" else f"{args.score} MAE"
         if held_out:
-            scored = f"groups {held_out} held out, " + ("unseen-group" if args.score == "unseen" else "seen-group ")
-            scored += f"{args.score} MAE" if args.score != "unseen" else " MAE"
+            scored = f"groups {held_out} held out, " + (scored if args.score == "unseen" else f"seen-group {scored}")
         print(
             f"\n{dataset} {target}: {n} structures, {folds} folds (seed {seed}), neural methods {args.protocol}, "
             + scored
