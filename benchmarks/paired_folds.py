@@ -120,6 +120,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append("composition statistics")
         if cft.get("pair_filter", False):
             variant.append("pair filter")
+        if cft.get("position_dropout", 0):
+            variant.append(f"position dropout {cft['position_dropout']:g}")
         if train.get("ema_decay"):
             variant.append(f"EMA {train['ema_decay']:g}")
         if cft["radius"] != 4.0:

@@ -199,6 +199,9 @@ class Prediction:
         group: ITA number detected at the predictor's symprec; hall_number: its setting.
         looser_group: the larger group found at ten times symprec, or None.
         n_frames: frames averaged (:func:`basisdb.crystal_frames`).
+        positions: whether the prediction used the positional encoding; False for a group the
+            model was not trained on when it was trained with ``position_dropout``
+            (:meth:`~basisdb.model.models.CrystalFourierTransformer.predicts_with_positions`).
     """
 
     label: str
@@ -207,6 +210,7 @@ class Prediction:
     hall_number: int
     looser_group: int | None
     n_frames: int
+    positions: bool
 
 
 class Predictor:
@@ -273,7 +277,15 @@ class Predictor:
         a list for a sequence."""
         items = self.encode(structures, labels)
         results = [
-            Prediction(item.label, float(value), item.group, item.hall_number, item.looser_group, item.n_frames)
+            Prediction(
+                item.label,
+                float(value),
+                item.group,
+                item.hall_number,
+                item.looser_group,
+                item.n_frames,
+                self.model.predicts_with_positions(item.group),
+            )
             for item, value in zip(items, self.predict_encoded(items, batch_size))
         ]
         return results[0] if is_one_structure(structures) else results

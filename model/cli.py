@@ -166,6 +166,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             help="in attention, scale each value by a learned function of the pair's radial profile "
             "(default: %(default)s)",
         )
+        group.add_argument(
+            "--position-dropout",
+            type=rate,
+            default=recipe.position_dropout,
+            help="in training, leave out each structure's positional encoding with this probability; the model "
+            "then predicts space groups it was not trained on without positions (default: %(default)s, off)",
+        )
     return group
 
 
@@ -275,6 +282,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "environment": "environment",
         "composition": "composition",
         "pair_filter": "pair_filter",
+        "position_dropout": "position_dropout",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
     return CFTConfig(n_slots=n_slots, **given, **fields)

@@ -193,6 +193,8 @@ def _fit_neural(
         config.loss,
         config.frames,
     )
+    if isinstance(model, CrystalFourierTransformer):
+        model.record_training_groups(items[i].group for i in fit_rows)
     began = time.perf_counter()
     result = fit(model, task, config, context)
     train_seconds = time.perf_counter() - began
@@ -486,6 +488,8 @@ def main(argv=None) -> int:
         parser.error(f"--folds must be at least 2, got {args.folds}")
     if args.pretrained and args.no_positions:
         parser.error("--pretrained fine-tunes the positional encoder, which --no-positions drops")
+    if args.position_dropout and args.no_positions:
+        parser.error("--position-dropout leaves out the positional encoding at times; --no-positions drops it always")
     holdout = parse_option(parser, "--holdout-groups", parse_groups, args.holdout_groups) if args.holdout_groups else []
     training_seed = args.seed if args.training_seed is None else args.training_seed
     set_threads(args.threads)

@@ -49,6 +49,11 @@ class CFTConfig:
             channel) of the pair's radial profile, as a continuous-filter convolution does, so
             that what an atom takes from another depends on how far apart they are
             (:func:`attention_with_pair_filter`).
+        position_dropout: in training, leave out each structure's positional encoding with this
+            probability, so that the model also predicts from elements and environments alone;
+            in prediction, a structure of a space group it was not trained on goes without
+            positions (:meth:`CrystalFourierTransformer.positions_used`). 0 (the recipe): every
+            structure has its positions.
     """
 
     radius: float = 4.0
@@ -67,6 +72,7 @@ class CFTConfig:
     environment: bool = True
     composition: bool = False
     pair_filter: bool = False
+    position_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,6 +134,40 @@ class CrystalFourierTransformer(nn.Module):
             nn.init.zeros_(self.radial_bias.bias)
         if config.environment:
             self.environment = AtomEnvironment(len(RADIAL_CENTRES), config.d_model)
+        if config.position_dropout > 0:
+            # (231,) bool by ITA number: the groups whose positions the model trusts; every group
+            # until record_training_groups says which it was trained on. A buffer, so checkpoints keep it.
+            self.register_buffer("trained_groups", torch.ones(231, dtype=torch.bool))
+
+    def record_training_groups(self, groups) -> None:
+        """Remember the space groups (ITA numbers) of the structures the model is about to be
+        trained on; with ``position_dropout``, it predicts every other group without positions."""
+        if self.config.position_dropout > 0:
+            seen = torch.zeros_like(self.trained_groups)
+            seen[torch.as_tensor(list(groups), dtype=torch.long, device=seen.device)] = True
+            self.trained_groups.copy_(seen)
+
+    def predicts_with_positions(self, group: int) -> bool:
+        """Whether a structure of space group ``group`` (ITA number) is predicted with its
+        positional encoding (see :meth:`positions_used`)."""
+        if self.encoder is None:
+            return False
+        return self.config.position_dropout == 0 or bool(self.trained_groups[group])
+
+    def positions_used(self, batch: Batch) -> torch.Tensor:
+        """(S,) bool, whether each structure's tokens get its positional encoding.
+
+        Always, unless ``position_dropout`` is set; then, in training, each structure's is left
+        out with that probability, and in prediction, those of space groups the model was not
+        trained on are: an unseen group's basis functions fill the encoder's input slots with
+        functions it never learned, while elements, environments and distances look alike in
+        every group."""
+        structures = len(batch.ita_numbers)
+        if self.config.position_dropout == 0:
+            return torch.ones(structures, dtype=torch.bool, device=batch.ita_numbers.device)
+        if self.training:
+            return torch.rand(structures, device=batch.ita_numbers.device) >= self.config.position_dropout
+        return self.trained_groups[batch.ita_numbers]
 
     def atom_states(self, batch: Batch, first: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage);
@@ -138,6 +178,8 @@ class CrystalFourierTransformer(nn.Module):
             positional = self.encoder(
                 batch.rows, batch.ita_numbers[batch.row_structure], batch.lattice[batch.row_structure]
             )
+            if self.config.position_dropout > 0:
+                positional = positional * self.positions_used(batch)[batch.row_structure, None].to(positional.dtype)
             tokens = elements + positional[batch.row_of]
         # One additive attention mask (B, heads, N, N): -inf on padded keys, plus the radial
         # bias, built once per structure and shared by its frames.

@@ -9,7 +9,10 @@ Writes one row per structure: its id, the prediction (the column is named after 
 and its unit where the checkpoint knows them, else ``prediction``), the value ``id_prop.csv``
 gives (column ``true``, with such a folder), the space group it was predicted with, the
 larger group a ten times looser tolerance finds (empty when none: see
-:class:`basisdb.SymmetryToleranceWarning`) and the number of frames averaged.  Structures
+:class:`basisdb.SymmetryToleranceWarning`) and the number of frames averaged; for a model trained
+with ``--position-dropout``, also whether its positions were used (``positions``: ``no`` for a
+space group the model was not trained on, which it predicts from elements and distances alone,
+as the note on stderr says).  Structures
 that cannot be used are listed with the reason in ``<out>.skipped.csv`` (``<out>`` without
 its suffix) and summarized on stderr; when none could be predicted the command ends with
 exit status 1.
@@ -107,16 +110,29 @@ def main(argv=None) -> int:
     values = predictor.predict_encoded(items, args.batch_size) if items else []
 
     with_truth = bool(truths)
+    # a model trained with --position-dropout predicts the groups it was not trained on without positions
+    with_positions = predictor.model.config.position_dropout > 0
+    without = sorted({item.group for item in items if not predictor.model.predicts_with_positions(item.group)})
+    if without:
+        print(
+            f"note: groups {without} were not in the model's training data: their structures are predicted "
+            "without positions (column 'positions')",
+            file=sys.stderr,
+        )
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["material_id", value_column(predictor.target, predictor.unit)]
             + (["true"] if with_truth else [])
             + ["group", "looser_group", "n_frames"]
+            + (["positions"] if with_positions else [])
         )
         for item, value in zip(items, values):
             truth = [repr(truths[item.label])] if with_truth else []
-            writer.writerow([item.label, f"{value:.6g}", *truth, item.group, item.looser_group or "", item.n_frames])
+            positions = ["yes" if item.group not in without else "no"] if with_positions else []
+            writer.writerow(
+                [item.label, f"{value:.6g}", *truth, item.group, item.looser_group or "", item.n_frames, *positions]
+            )
     if rejected:
         with open(skipped_file, "w", newline="") as handle:
             writer = csv.writer(handle)

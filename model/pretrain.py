@@ -216,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redraw-every",
         type=positive(),
-        default=1,
-        help="with --pairs fresh: epochs that each draw of training pairs is used for (default: %(default)s)",
+        help="with --pairs fresh: epochs that each draw of training pairs is used for (default: 1)",
     )
     parser.add_argument(
         "--held-out", type=fraction, default=0.1, help="share of each group's pairs and lattices held out to validate"
@@ -232,7 +231,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     groups = parse_option(parser, "--groups", parse_groups, args.groups)
-    if args.pairs == "fixed" and args.redraw_every != 1:
+    if args.pairs == "fixed" and args.redraw_every is not None:
         parser.error("argument --redraw-every: only with --pairs fresh (a fixed set is drawn once)")
     context = DistributedContext(args.device)
     set_threads(args.threads)
@@ -246,7 +245,7 @@ def main(argv=None) -> int:
         args.samples_per_group,
         args.lattices_per_group,
         args.held_out,
-        args.redraw_every if args.pairs == "fresh" else 0,
+        (args.redraw_every or 1) if args.pairs == "fresh" else 0,
         args.seed,
         context.device,
     )

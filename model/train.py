@@ -121,6 +121,7 @@ def main(argv=None) -> int:
         model = CrystalFourierTransformer(config)
         if pretrained:
             load_pretrained_encoder(model, pretrained)
+        model.record_training_groups(items[i].group for i in train_index)
         train_config = train_config_from(args, seed=args.seed)
         task = Regression(
             [items[i] for i in train_index],

@@ -376,6 +376,63 @@ def test_cft_without_positional_encoding_sees_no_positions_and_predicts_every_fr
     assert any(item.n_frames > 1 for item in items[:6])
 
 
+def position_dropout_model(featurizer) -> CrystalFourierTransformer:
+    torch.manual_seed(0)
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32, dropout=0.0, position_dropout=0.5)
+    return CrystalFourierTransformer(config)
+
+
+def test_position_dropout_predicts_groups_it_was_not_trained_on_without_positions(encoded):
+    """In prediction, a structure whose space group is not among the recorded training groups
+    gets no positional encoding (random feature rows leave its prediction alone, and every
+    frame gives the same one), while the others keep theirs; before any record, every group
+    keeps its positions."""
+    featurizer, _, items = encoded
+    model = position_dropout_model(featurizer).eval()
+    batch, moved = collate(items[:8], frames="all"), collate(items[:8], frames="all")
+    moved.rows = torch.randn_like(moved.rows)
+    groups = [item.group for item in items[:8]]
+    trained = groups[:4]
+    unseen = torch.tensor([group not in trained for group in groups])
+    assert 0 < unseen.sum() < len(groups)
+    with torch.no_grad():
+        assert not torch.isclose(model(batch), model(moved)).any()  # every group is trusted until recorded
+        model.record_training_groups(trained)
+        assert model.trained_groups.sum() == len(set(trained)) and model.trained_groups[trained].all()
+        predicted, changed = model(batch), model(moved)
+    same = torch.isclose(predicted, changed, rtol=0, atol=1e-6)
+    assert torch.equal(same, unseen[batch.owner])
+    for k in torch.nonzero(unseen).flatten().tolist():
+        frames = predicted[batch.owner == k]
+        assert torch.allclose(frames, frames[:1].expand_as(frames), atol=1e-6)
+
+
+def test_position_dropout_in_training_leaves_out_whole_structures_at_its_rate(encoded):
+    """In training, each structure's positions are left out with the configured probability,
+    all of its atoms and frames together: with the same draws, the structures drawn out are
+    those whose outputs random feature rows do not change."""
+    featurizer, _, items = encoded
+    model = position_dropout_model(featurizer).train()
+    model.record_training_groups([])  # training ignores the record
+    batch, moved = collate(items[:8], frames="all"), collate(items[:8], frames="all")
+    moved.rows = torch.randn_like(moved.rows)
+    outcomes = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        used = model.positions_used(batch)
+        torch.manual_seed(seed)
+        predicted = model(batch)
+        torch.manual_seed(seed)
+        changed = model(moved)
+        same = torch.isclose(predicted, changed, rtol=0, atol=1e-6)
+        assert torch.equal(same, ~used[batch.owner])
+        outcomes.add(tuple(used.tolist()))
+    assert len(outcomes) > 1  # drawn anew at each step
+    torch.manual_seed(0)
+    rate = torch.stack([model.positions_used(batch) for _ in range(2000)]).float().mean()
+    assert abs(rate - 0.5) < 0.02  # 16,000 draws: 0.02 is more than five standard deviations
+
+
 def test_atom_environment_is_the_species_resolved_sum_over_neighbours(encoded):
     """Against a direct sum over each structure's real atoms (float64): for atom i, the sum
     over the atoms j of the standardized cell (every centring copy) of R_ij times j's species

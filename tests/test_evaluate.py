@@ -130,6 +130,29 @@ def test_prepare_reports_structures_that_fail_and_aligns_the_rest(dataset_dir, s
     assert np.array_equal(prepared.structure[:, 4], primitive)  # pymatgen's primitive cell, as an oracle
 
 
+def test_each_fold_records_the_groups_its_cft_trains_on(dataset_dir, small_store):
+    """With ``--position-dropout``, a fold's CFT records the space groups of the structures it
+    fits (none of those it only predicts), so that it predicts the held-out and
+    test-only groups without positions."""
+    from basisdb.model.evaluate import NeuralSettings, _fit_neural
+    from basisdb.model.training import TrainConfig, cft_collate
+
+    data = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).subset(np.arange(40))
+    prepared, _ = prepare(data, StructureFeaturizer(BasisStore.open(small_store), radius=3), report=None)
+    cubic = prepared.groups >= 195
+    train, held_out = np.flatnonzero(~cubic), np.flatnonzero(cubic)
+    assert len(held_out) > 0
+    config = CFTConfig(radius=3, n_slots=prepared.items[0].rows.shape[1], d_model=16, hidden=32, position_dropout=0.5)
+    settings = NeuralSettings(train=TrainConfig(epochs=1, batch_size=8), cft=config, pretrained=None, device="cpu")
+    model = CrystalFourierTransformer(config)
+    _fit_neural(model, prepared.items, prepared.values, train, [held_out], settings, 0, cft_collate)
+    recorded = set(torch.nonzero(model.trained_groups).flatten().tolist())
+    assert recorded <= set(prepared.groups[train].tolist()) and not recorded & set(range(195, 231))
+    validated = len(train) - round(0.9 * len(train))  # the 10% of the fold that validates
+    counts = np.bincount(prepared.groups[train], minlength=231)
+    assert set(np.flatnonzero(counts > validated).tolist()) <= recorded  # too many to all validate
+
+
 def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained_encoder, tmp_path):
     out = tmp_path / "evaluation"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}

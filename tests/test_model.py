@@ -299,6 +299,11 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
             "argument --redraw-every: only with --pairs fresh",
         ),
         (
+            "pretrain",
+            ["--out", "x", "--pairs", "fixed", "--redraw-every", "1"],  # the default's value, given
+            "argument --redraw-every: only with --pairs fresh",
+        ),
+        (
             "train",
             ["--data", "x", "--out", "x", "--val-fraction", "1.5"],
             "argument --val-fraction: expected a number above 0 and below 1",
@@ -318,6 +323,16 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
             "evaluate",
             ["--dataset", "flla_2015", "--target", "t", "--pretrained", "x", "--no-positions"],
             "--pretrained fine-tunes the positional encoder, which --no-positions drops",
+        ),
+        (
+            "evaluate",
+            ["--dataset", "flla_2015", "--target", "t", "--position-dropout", "0.5", "--no-positions"],
+            "--position-dropout leaves out the positional encoding at times; --no-positions drops it always",
+        ),
+        (
+            "train",
+            ["--data", "x", "--out", "x", "--position-dropout", "1"],
+            "argument --position-dropout: expected a number at least 0 and below 1, got '1'",
         ),
         (
             "train",
@@ -387,6 +402,36 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
     predictor = load_checkpoint(trained, store=small_store)
     again = predictor.predict([Structure.from_file(data_dir / f"{rows[0]['material_id']}.cif")])[0]
     assert np.isclose(again, float(rows[0]["density (g/cm3)"]), rtol=1e-5)
+
+
+def test_a_model_trained_with_position_dropout_keeps_its_training_groups(data_dir, small_store, tmp_path):
+    """``basisdb train --position-dropout`` records the space groups of its training split in
+    the checkpoint (each of the six crystals is there twice, so one validating copy leaves
+    every group in training), which the loaded model keeps: it predicts any other group
+    without positions."""
+    out = tmp_path / "ckpt"
+    options = "--radius 3 --epochs 2 --batch-size 4 --d-model 16 --hidden 32 --position-dropout 0.5"
+    result = run_basisdb(
+        "train", *options.split(), "--data", str(data_dir), "--out", str(out), "--store", str(small_store)
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "metrics.json").read_text())["n_val"] == 1
+    predictor = load_checkpoint(out, store=small_store)
+    assert predictor.model.config.position_dropout == 0.5
+    encoded = [predictor.featurizer.encode(Structure.from_file(path)) for path in sorted(data_dir.glob("m*.cif"))]
+    groups = {item.group for item in encoded}
+    assert len(groups) == len(REAL)
+    assert set(torch.nonzero(predictor.model.trained_groups).flatten().tolist()) == groups
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])  # 227: never trained on
+    silicon.to(filename=str(tmp_path / "si.cif"))
+    seen, unseen = predictor.predictions([real("CsCl"), silicon])
+    assert (seen.group, seen.positions) == (221, True) and (unseen.group, unseen.positions) == (227, False)
+    rows = tmp_path / "preds.csv"
+    result = predict_cli(out, small_store, rows, data_dir / "m5.cif", tmp_path / "si.cif")
+    assert result.returncode == 0, result.stderr
+    assert "note: groups [227] were not in the model's training data" in result.stderr
+    written = list(csv.DictReader(open(rows)))
+    assert [(row["group"], row["positions"]) for row in written] == [(str(seen.group), "yes"), ("227", "no")]
 
 
 def predict_cli(checkpoint, store, out, *data, options=()):
