@@ -9,6 +9,7 @@ the library; the ``basisdb build`` command around it is :mod:`basisdb.commands`.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import signal
 import sys
@@ -149,7 +150,10 @@ def _local_results(halls, radii, n_points, seed, workers) -> Iterator[FamilyReco
         for hall in halls:
             yield build_family(hall, radii, n_points, seed)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Spawned, not forked: the workers start while the store being written is open, and a
+    # forked child holds copies of its HDF5 handles, which it can close (flushing metadata
+    # into the parent's file) when its garbage collector frees them.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(build_family, h, radii, n_points, seed) for h in halls]
         try:
             for future in as_completed(futures):
