@@ -210,3 +210,26 @@ for seed in 0 1; do
   $C --training-seed "$seed" --dataset elastic_tensor --target log10_K_VRH --position-dropout 0.5 \
     --holdout-groups cubic --out "$V/position-dropout-0.5/${where}elastic_tensor-log10_K_VRH-holdout-cubic"
 done
+# The forest's structure features in the CFT's head (--cell-statistics: log volume per atom, log
+# density, packing fraction, log primitive sites; 2026-12-03): K and G over seeds 0-2, and with
+# --composition on band gap over seeds 0-2 and on K, seed 0
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for target in log10_K_VRH log10_G_VRH; do
+    $C --training-seed "$seed" --dataset elastic_tensor --target $target --cell-statistics \
+      --out "$V/cell-statistics/${where}elastic_tensor-$target"
+  done
+  $C --training-seed "$seed" --dataset dielectric_constant --target band_gap --composition --cell-statistics \
+    --out "$V/composition-cell/${where}dielectric_constant-band_gap"
+done
+$C --training-seed 0 --dataset elastic_tensor --target log10_K_VRH --composition --cell-statistics \
+  --out "$V/composition-cell/elastic_tensor-log10_K_VRH"
+# A third of the learning rate (K and G, seed 0), and three Transformer layers or the pair filter
+# on formation energy (seed 0)
+for target in log10_K_VRH log10_G_VRH; do
+  $C --dataset elastic_tensor --target $target --lr 3e-4 --out "$V/learning-rate/elastic_tensor-$target"
+done
+$C --dataset flla_2015 --target formation_energy_per_atom --layers 3 --out "$V/layers-3/flla_2015-formation_energy_per_atom"
+$C --dataset flla_2015 --target formation_energy_per_atom --pair-filter \
+  --out "$V/pair-filter/flla_2015-formation_energy_per_atom"

@@ -118,6 +118,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append("no environment")
         if cft.get("composition", False):
             variant.append("composition statistics")
+        if cft.get("cell_statistics", False):
+            variant.append("cell statistics")
         if cft.get("pair_filter", False):
             variant.append("pair filter")
         if cft.get("position_dropout", 0):
@@ -132,6 +134,10 @@ def method_label(method: str, run: dict) -> str:
     if method in ("cft", "cft-pretrained", "cgcnn"):  # the neural methods share the training recipe
         if train.get("loss", RECIPE.loss) != RECIPE.loss:
             variant.append(f"{train['loss']} loss")
+        if train.get("learning_rate", RECIPE.learning_rate) != RECIPE.learning_rate:
+            variant.append(f"learning rate {train['learning_rate']:g}")
+        if train.get("batch_size", RECIPE.batch_size) != RECIPE.batch_size:
+            variant.append(f"batch {train['batch_size']}")
         if train.get("weight_decay", RECIPE.weight_decay) != RECIPE.weight_decay:
             variant.append(f"weight decay {train['weight_decay']:g}")
         if train.get("frames", RECIPE.frames) != RECIPE.frames:

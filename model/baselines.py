@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .data import SUBNORMAL_CUT, TensorBatch
-from .modules import ElementEmbedding, segment_mean
+from .modules import ElementEmbedding, atomic_radius, segment_mean
 
 __all__ = [
     "MeanBaseline",
@@ -102,7 +102,7 @@ def structure_features(structures: Sequence, groups: Sequence[int], primitive_si
     rows = []
     for structure in structures:
         spheres = sum(
-            count * 4.0 / 3.0 * np.pi * _atomic_radius(element) ** 3 for element, count in structure.composition.items()
+            count * 4.0 / 3.0 * np.pi * atomic_radius(element) ** 3 for element, count in structure.composition.items()
         )
         rows.append((float(structure.density), structure.volume / len(structure), spheres / structure.volume))
     return np.column_stack(
@@ -112,16 +112,6 @@ def structure_features(structures: Sequence, groups: Sequence[int], primitive_si
             np.asarray(primitive_sites, dtype=np.float64),
         ]
     )
-
-
-def _atomic_radius(element) -> float:
-    # One property at a time: pymatgen warns on each missing one it is asked for (Ce, La, Pu ...
-    # have no calculated radius), so asking only as far as needed keeps logs quiet.
-    for name in ("atomic_radius", "atomic_radius_calculated", "van_der_waals_radius"):
-        radius = getattr(element, name)
-        if radius is not None:
-            return float(radius)
-    raise ValueError(f"no radius for {element}")
 
 
 @dataclass(frozen=True, eq=False)

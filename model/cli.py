@@ -160,6 +160,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             "(default: %(default)s)",
         )
         group.add_argument(
+            "--cell-statistics",
+            action=argparse.BooleanOptionalAction,
+            default=recipe.cell_statistics,
+            help="give the head the cell's volume per atom, density, packing fraction and primitive sites "
+            "(default: %(default)s)",
+        )
+        group.add_argument(
             "--pair-filter",
             action=argparse.BooleanOptionalAction,
             default=recipe.pair_filter,
@@ -281,6 +288,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "dropout": "dropout",
         "environment": "environment",
         "composition": "composition",
+        "cell_statistics": "cell_statistics",
         "pair_filter": "pair_filter",
         "position_dropout": "position_dropout",
     }

@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from .data import RADIAL_CENTRES, Batch, SizeGroups
-from .modules import ELEMENT_PROPERTIES, AtomEnvironment, CompositionStatistics, ElementEmbedding, PositionalEncoder
+from .modules import (
+    ELEMENT_PROPERTIES,
+    AtomEnvironment,
+    CellStatistics,
+    CompositionStatistics,
+    ElementEmbedding,
+    PositionalEncoder,
+)
 
 __all__ = [
     "CFTConfig",
@@ -45,6 +52,9 @@ class CFTConfig:
             the recipe since 2026-12-02, False is the recipe before it.
         composition: give the head, beside the pooled atoms, statistics of the atoms' element
             properties (:class:`basisdb.model.modules.CompositionStatistics`).
+        cell_statistics: give the head, beside the pooled atoms, the cell's volume per atom,
+            density, packing fraction and atoms in the primitive cell
+            (:class:`basisdb.model.modules.CellStatistics`).
         pair_filter: in attention, scale each value by a learned linear function (per head and
             channel) of the pair's radial profile, as a continuous-filter convolution does, so
             that what an atom takes from another depends on how far apart they are
@@ -71,6 +81,7 @@ class CFTConfig:
     positional_encoding: bool = True
     environment: bool = True
     composition: bool = False
+    cell_statistics: bool = False
     pair_filter: bool = False
     position_dropout: float = 0.0
 
@@ -122,6 +133,9 @@ class CrystalFourierTransformer(nn.Module):
         if config.composition:
             self.composition = CompositionStatistics()
             head_in += CompositionStatistics.STATISTICS * len(ELEMENT_PROPERTIES)
+        if config.cell_statistics:
+            self.cell = CellStatistics()
+            head_in += CellStatistics.STATISTICS
         self.head = nn.Sequential(
             nn.LayerNorm(head_in),
             nn.Linear(head_in, config.hidden),
@@ -240,6 +254,9 @@ class CrystalFourierTransformer(nn.Module):
         if self.config.composition:  # once per structure, shared by its frames
             chemistry = self.composition(self.element.properties, batch.numbers[first], batch.mask[first])
             pooled = torch.cat([pooled, chemistry[batch.owner]], dim=-1)
+        if self.config.cell_statistics:
+            packing = self.cell(batch.lattice, batch.numbers[first], batch.mask[first], batch.copies)
+            pooled = torch.cat([pooled, packing[batch.owner]], dim=-1)
         return self.head(pooled).squeeze(-1)
 
 

@@ -15,6 +15,8 @@ __all__ = [
     "ElementEmbedding",
     "AtomEnvironment",
     "CompositionStatistics",
+    "CellStatistics",
+    "atomic_radius",
     "element_property_table",
     "segment_mean",
     "N_GROUP_EMBEDDINGS",
@@ -125,6 +127,78 @@ class CompositionStatistics(nn.Module):
         low = values.masked_fill(~present, float("inf")).amin(1)
         high = values.masked_fill(~present, float("-inf")).amax(1)
         return torch.cat([mean, low, high, deviation], dim=-1)
+
+
+def atomic_radius(element) -> float:
+    """pymatgen's atomic radius of ``element`` (Angstrom), or its calculated radius, then its
+    van der Waals radius, for elements without one (the noble gases)."""
+    # One property at a time: pymatgen warns on each missing one it is asked for (Ce, La, Pu ...
+    # have no calculated radius), so asking only as far as needed keeps logs quiet.
+    for name in ("atomic_radius", "atomic_radius_calculated", "van_der_waals_radius"):
+        radius = getattr(element, name)
+        if radius is not None:
+            return float(radius)
+    raise ValueError(f"no radius for {element}")
+
+
+def element_mass_and_sphere() -> np.ndarray:
+    """(119, 2) float64 each element's atomic mass (g/mol) and the volume (A^3) of a sphere of
+    its :func:`atomic_radius`; row 0 (padding) is 0, and so is the sphere of an element
+    pymatgen gives no radius (Lr and heavier)."""
+    import warnings
+
+    from pymatgen.core import Element
+
+    table = np.zeros((N_ELEMENTS, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns for each radius an element lacks
+        for z in range(1, N_ELEMENTS):
+            element = Element.from_Z(z)
+            table[z, 0] = float(element.atomic_mass)
+            try:
+                table[z, 1] = 4.0 / 3.0 * np.pi * atomic_radius(element) ** 3
+            except ValueError:
+                pass
+    return table
+
+
+class CellStatistics(nn.Module):
+    """A structure's packing as the simple structure features of the forest that leads on
+    shear moduli (:func:`basisdb.model.baselines.structure_features`): log volume per atom,
+    log density, packing fraction (spheres of :func:`atomic_radius`) and log atoms in the
+    primitive cell.  The positional encoding is in fractional coordinates and the radial
+    profiles are pairwise; none of them states the cell's volume per atom, which these give the
+    head directly.  A supercell or another cell of the crystal gets the same ones."""
+
+    STATISTICS = 4
+    AVOGADRO_CM3 = 1.0 / 0.602214076  # (g/mol per A^3) -> g/cm^3
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mass_and_sphere", torch.from_numpy(element_mass_and_sphere()).float())
+
+    def forward(self, lattice: torch.Tensor, numbers: torch.Tensor, atoms: torch.Tensor, copies: torch.Tensor):
+        """lattice (S, 6) :func:`basisdb.model.data.lattice_features` of the standardized cell;
+        numbers (S, N) int64, one atom per centring class; atoms (S, N) bool, False where padded;
+        copies (S, C) bool, the centring copies of each structure.  Returns (S, 4)."""
+        lengths, cosines = lattice[:, :3], lattice[:, 3:]
+        alpha, beta, gamma = cosines.unbind(1)
+        shape = 1.0 - (cosines**2).sum(1) + 2.0 * alpha * beta * gamma  # (V / abc)^2
+        log_volume = lengths.sum(1) + 0.5 * shape.clamp_min(1e-12).log()
+        # the model's atoms are one centring class each: the cell holds `copies` of each
+        log_copies = copies.sum(1).to(lattice.dtype).log()
+        totals = (self.mass_and_sphere[numbers] * atoms.unsqueeze(-1).to(lattice.dtype)).sum(1)  # (S, 2), per class
+        log_per_class = log_volume - log_copies  # the volume of one atom of every class
+        sites = atoms.sum(1).to(lattice.dtype)
+        return torch.stack(
+            [
+                log_per_class - sites.log(),
+                (totals[:, 0] * self.AVOGADRO_CM3).log() - log_per_class,
+                totals[:, 1] / log_per_class.exp(),
+                sites.log(),
+            ],
+            dim=1,
+        )
 
 
 class ResidualBlock(nn.Module):

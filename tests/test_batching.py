@@ -27,7 +27,7 @@ from basisdb.model.models import (
     attention_dropping_copies,
     attention_with_pair_filter,
 )
-from basisdb.model.modules import AtomEnvironment, CompositionStatistics, element_property_table
+from basisdb.model.modules import AtomEnvironment, CellStatistics, CompositionStatistics, element_property_table
 from basisdb.model.training import cft_collate, collate_by_size, predict_normalized, shuffled_batches, size_batches
 
 
@@ -139,8 +139,12 @@ TERMS = [
     {"environment": True},
     {"environment": True, "composition": True},
     {"environment": True, "pair_filter": True},
+    {"environment": True, "composition": True, "cell_statistics": True},
 ]
-TERM_IDS = ["plain", "environment", "environment+composition", "environment+pair-filter"]
+TERM_IDS = ["plain", "environment", "environment+composition", "environment+pair-filter", "environment+both-statistics"]
+# the whole standardized cell encoded as one class has every atom as a primitive site, so the cell
+# statistics (which count them) differ from the crystal's by construction
+PER_ATOM_TERMS, PER_ATOM_IDS = zip(*((t, i) for t, i in zip(TERMS, TERM_IDS) if not t.get("cell_statistics")))
 
 
 def randomize_pair_terms(model: CrystalFourierTransformer) -> None:
@@ -227,7 +231,7 @@ def whole_standardized_cell(featurizer, cell) -> tuple[EncodedStructure, np.ndar
     return whole, centring_classes(standard.primitive_atoms)
 
 
-@pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
+@pytest.mark.parametrize("terms", PER_ATOM_TERMS, ids=PER_ATOM_IDS)
 def test_one_atom_per_centring_class_gives_the_outputs_of_the_whole_standardized_cell(encoded, terms):
     """Attention over the kept atoms, each pair biased by the log-sum-exp over the second
     atom's centring copies, is attention over the whole cell: every frame's prediction, and
@@ -484,6 +488,36 @@ def test_composition_statistics_are_those_of_each_structures_atoms(encoded):
         again = statistics(torch.from_numpy(table), doubled, torch.ones_like(doubled, dtype=torch.bool))
         assert np.allclose(again[0].numpy(), expected, atol=1e-6), k
     assert got.shape == (len(items), CompositionStatistics.STATISTICS * table.shape[1])
+
+
+def test_cell_statistics_are_the_forests_structure_features(encoded):
+    """Volume per atom, density, packing fraction and primitive sites from the model's batch
+    (one atom per centring class, the standardized cell's lattice features) against the
+    forest's :func:`structure_features` of pymatgen structures; a supercell of each, diagonal
+    and not, is encoded and gets the same."""
+    from basisdb.model.baselines import structure_features
+
+    featurizer, cells, items = encoded
+    statistics = CellStatistics()
+    batch = collate(items, frames="all")
+    first = batch.first_sequences()
+    got = statistics(batch.lattice, batch.numbers[first], batch.mask[first], batch.copies).double().numpy()
+    structures = [cell.to_pymatgen() for cell in cells]
+    reference = structure_features(structures, [item.group for item in items], [item.n_atoms for item in items])
+    expected = np.column_stack(
+        [np.log(reference[:, 1]), np.log(reference[:, 0]), reference[:, 2], np.log(reference[:, 4])]
+    )
+    assert np.allclose(got, expected, rtol=0, atol=2e-5)
+    assert len(np.unique(np.round(expected[:, 0], 3))) > 10  # the crystals differ, so the check can fail
+    bigger = [
+        structure.make_supercell(scaling, in_place=False)
+        for structure, scaling in zip(structures[:6], [[2, 1, 1], [[1, 1, 0], [0, 1, 0], [0, 0, 2]]] * 3)
+    ]
+    supercells = [featurizer.encode(structure) for structure in bigger]
+    again = collate(supercells, frames="all")
+    first = again.first_sequences()
+    got_again = statistics(again.lattice, again.numbers[first], again.mask[first], again.copies).double().numpy()
+    assert np.allclose(got_again, got[:6], rtol=0, atol=2e-5)
 
 
 def test_encoding_structures_does_not_load_torch(small_store):

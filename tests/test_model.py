@@ -91,6 +91,43 @@ def test_predictions_and_atom_encodings_are_invariant(predictor, real_crystals, 
     assert worst < 1e-5, worst
 
 
+@pytest.fixture(scope="module")
+def every_term_predictor(small_store, real_crystals):
+    """A CFT with every optional term on: environment, composition and cell statistics, the
+    pair filter and position dropout, trained (as recorded) on the groups of every 8th crystal
+    (one crystal per group), so that the rest are predicted without positions; the terms that start neutral
+    get random weights."""
+    torch.manual_seed(1)
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=4)
+    terms = dict(environment=True, composition=True, cell_statistics=True, pair_filter=True, position_dropout=0.25)
+    config = CFTConfig(radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, layers=2, **terms)
+    model = CrystalFourierTransformer(config)
+    torch.nn.init.normal_(model.radial_bias.weight)
+    for layer in model.transformer.layers:
+        torch.nn.init.normal_(layer.filter_weight, std=0.3)
+        torch.nn.init.normal_(layer.filter_bias, mean=1.0, std=0.3)
+    model.record_training_groups({featurizer.encode(cell).group for cell in real_crystals[::8]})
+    return Predictor(model, featurizer, target_mean=1.0, target_std=2.0, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "name", ["supercell [[1,1,0],[-1,1,0],[0,0,1]]", "random proper cell, origin and order", "mirror image"]
+)
+def test_predictions_with_every_optional_term_are_invariant(every_term_predictor, real_crystals, name):
+    """The terms that are not the default's still give the same crystal the same answer, on
+    every 4th real crystal, both those predicted with their positions and those without."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    predictor, worst, used = every_term_predictor, 0.0, set()
+    for cell in real_crystals[::4]:
+        other, _ = mirrored(cell) if name == "mirror image" else REDESCRIPTIONS[name](cell, rng)
+        first, second = predictor.predictions([cell, other])
+        assert first.positions == second.positions, cell.label
+        used.add(first.positions)
+        worst = max(worst, abs(first.value - second.value) / max(abs(first.value), 1.0))
+    assert used == {True, False}  # both paths were exercised
+    assert worst < 1e-5, worst
+
+
 def test_pymatgen_and_ase_inputs(predictor):
     from pymatgen.io.ase import AseAtomsAdaptor
 
