@@ -24,7 +24,10 @@ record them, from 2026-12-02): what a variant is chosen on, without looking at t
 set, of the seeds' mean out-of-fold prediction (a forest, trained once, is paired with the
 whole ensemble).  ``--held-out`` compares the runs with held-out groups (``basisdb evaluate
 --holdout-groups``), which are skipped otherwise: ``--score test`` is then the seen-group MAE,
-``--score unseen`` the MAE of each fold's model on the held-out groups.
+``--score unseen`` the MAE of each fold's model on the held-out groups.  ``--by-system`` adds,
+per target, each method's MAE over the structures of each crystal system (its out-of-fold
+predictions, averaged over training seeds as the fold MAEs are), to show where two methods
+differ.
 
     python benchmarks/paired_folds.py --protocol converged benchmarks/results
 """
@@ -41,8 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
+from basisdb.model.cli import CRYSTAL_SYSTEMS
 from basisdb.model.models import CFTConfig
 from basisdb.model.training import TrainConfig
+from basisdb.settings import crystal_system
 
 NEURAL = ("cgcnn", "cft", "cft-pretrained")
 # what a fold is scored by (--score)
@@ -145,6 +150,19 @@ def method_label(method: str, run: dict) -> str:
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 
+def print_by_system(runs: dict[str, dict[int, Run]]) -> None:
+    """Each method's MAE over each crystal system's structures: the absolute errors of its
+    out-of-fold predictions, averaged over its training seeds."""
+    predictions = next(iter(next(iter(runs.values())).values())).predictions
+    truth = np.asarray(predictions["truth"], dtype=np.float64)
+    systems = np.array([crystal_system(int(group)) for group in predictions["group"]])
+    present = [system for system in CRYSTAL_SYSTEMS if (systems == system).any()]
+    print("  by crystal system (structures): " + ", ".join(f"{s} ({(systems == s).sum()})" for s in present))
+    for label, seeds in runs.items():
+        errors = np.mean([np.abs(run.out_of_fold - truth) for run in seeds.values()], axis=0)
+        print(f"  {label:40s} " + "  ".join(f"{errors[systems == s].mean():.4f}" for s in present))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -174,7 +192,14 @@ def main() -> None:
         help="score each method's training seeds as one ensemble: the MAE of their mean out-of-fold "
         "predictions on each fold's test set (test score only)",
     )
+    parser.add_argument(
+        "--by-system",
+        action="store_true",
+        help="also print each method's MAE over the structures of each crystal system (test score only)",
+    )
     args = parser.parse_args()
+    if args.by_system and (args.score != "test" or args.held_out or args.ensemble):
+        parser.error("--by-system scores the out-of-fold test predictions; it goes with --score test alone")
     if args.ensemble and (args.score != "test" or args.held_out):
         parser.error(
             "--ensemble scores the out-of-fold test predictions; it goes with --score test, without --held-out"
@@ -238,6 +263,8 @@ def main() -> None:
                     f"best {min(f['best_epoch'] for f in done)}-{max(f['best_epoch'] for f in done)}"
                 )
             print(line)
+        if args.by_system:
+            print_by_system(runs)
         if reference not in per_fold:
             continue
         for label in per_fold:

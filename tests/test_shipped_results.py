@@ -8,6 +8,7 @@ and a hand-edited or truncated file is caught.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,35 @@ def test_paired_folds_scores_the_training_seeds_as_one_ensemble():
     assert (sizes * printed).sum() / sizes.sum() == pytest.approx(np.abs(mean - truth).mean(), abs=1e-4)
     single = np.mean([[fold["test"]["mae"] for fold in run["results"]["cgcnn"]["folds"]] for run in runs])
     assert printed.mean() < single  # averaging the seeds' predictions beats their average error here
+
+
+def test_paired_folds_splits_each_methods_error_by_crystal_system():
+    """``--by-system``: per crystal system, the mean absolute error of each method's
+    out-of-fold predictions averaged over its training seeds, recomputed here from the shipped
+    formation-energy CGCNN runs (three seeds) with the systems of spglib's ITA numbers; weighted
+    by the printed structure counts they give back the method's overall MAE."""
+    script = str(RESULTS.parent / "paired_folds.py")
+    command = [sys.executable, script, "--by-system", "--protocol", "converged", str(RESULTS / "converged")]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    section = output.split("flla_2015 formation_energy_per_atom")[1].split("\n\n")[0]
+    header = next(row for row in section.splitlines() if "by crystal system" in row)
+    counts = {name: int(count) for name, count in re.findall(r"(\w+) \((\d+)\)", header.split(":", 1)[1])}
+    line = next(row for row in section.splitlines() if row.strip().startswith("cgcnn ") and "folds" not in row)
+    printed = dict(zip(counts, map(float, line.split()[1:])))
+    runs = [json.loads(p.read_text()) for p in (RESULTS / "converged").rglob("flla_2015-*-cgcnn/results.json")]
+    assert sorted(run["training_seed"] for run in runs) == [0, 1, 2]
+    truth = np.asarray(runs[0]["predictions"]["truth"])
+    errors = np.mean([np.abs(np.asarray(run["predictions"]["out_of_fold"]["cgcnn"]) - truth) for run in runs], 0)
+    groups = np.asarray(runs[0]["predictions"]["group"])
+    bounds = {"triclinic": (1, 2), "monoclinic": (3, 15), "orthorhombic": (16, 74), "tetragonal": (75, 142),
+              "trigonal": (143, 167), "hexagonal": (168, 194), "cubic": (195, 230)}  # fmt: skip
+    assert set(counts) == set(bounds)  # flla_2015 has every system
+    for name, (low, high) in bounds.items():
+        members = (groups >= low) & (groups <= high)
+        assert counts[name] == members.sum()
+        assert printed[name] == pytest.approx(errors[members].mean(), abs=6e-5)
+    weighted = sum(counts[name] * printed[name] for name in counts) / sum(counts.values())
+    assert weighted == pytest.approx(errors.mean(), abs=1e-4)
 
 
 def test_paired_folds_compares_held_out_groups_only_when_asked():
