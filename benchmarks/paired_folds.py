@@ -44,10 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
+from basisdb import crystal_system
 from basisdb.model.cli import CRYSTAL_SYSTEMS
 from basisdb.model.models import CFTConfig
 from basisdb.model.training import TrainConfig
-from basisdb.settings import crystal_system
 
 NEURAL = ("cgcnn", "cft", "cft-pretrained")
 # what a fold is scored by (--score)
@@ -143,6 +143,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"learning rate {train['learning_rate']:g}")
         if train.get("batch_size", RECIPE.batch_size) != RECIPE.batch_size:
             variant.append(f"batch {train['batch_size']}")
+        if train.get("patience", RECIPE.patience) != RECIPE.patience:
+            variant.append(f"patience {train['patience']}")
         if train.get("weight_decay", RECIPE.weight_decay) != RECIPE.weight_decay:
             variant.append(f"weight decay {train['weight_decay']:g}")
         if train.get("frames", RECIPE.frames) != RECIPE.frames:
