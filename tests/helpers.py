@@ -193,3 +193,15 @@ def fcc_cif(sites: int) -> str:
         "loop_\n_atom_site_label\n_atom_site_type_symbol\n"
         f"_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n{rows}\n"
     )
+
+
+def randomize_pair_terms(model) -> None:
+    """Random weights for the CFT's terms that start neutral (a zero radial bias weighs every
+    centring copy alike, a zero pair filter is plain attention), so that a test of them can fail."""
+    from torch import nn
+
+    nn.init.normal_(model.radial_bias.weight)
+    for layer in model.transformer.layers:
+        if layer.filter_weight is not None:
+            nn.init.normal_(layer.filter_weight, std=0.3)
+            nn.init.normal_(layer.filter_bias, mean=1.0, std=0.3)

@@ -30,6 +30,8 @@ from basisdb.model.models import (
 from basisdb.model.modules import AtomEnvironment, CellStatistics, CompositionStatistics, element_property_table
 from basisdb.model.training import cft_collate, collate_by_size, predict_normalized, shuffled_batches, size_batches
 
+from .helpers import randomize_pair_terms
+
 
 @pytest.fixture(scope="module")
 def encoded(small_store, real_crystals):
@@ -145,16 +147,6 @@ TERM_IDS = ["plain", "environment", "environment+composition", "environment+pair
 # the whole standardized cell encoded as one class has every atom as a primitive site, so the cell
 # statistics (which count them) differ from the crystal's by construction
 PER_ATOM_TERMS, PER_ATOM_IDS = zip(*((t, i) for t, i in zip(TERMS, TERM_IDS) if not t.get("cell_statistics")))
-
-
-def randomize_pair_terms(model: CrystalFourierTransformer) -> None:
-    """Random weights for the terms that start neutral (a zero radial bias weighs every copy
-    alike, a zero filter is plain attention), so that a test of them can fail."""
-    nn.init.normal_(model.radial_bias.weight)
-    for layer in model.transformer.layers:
-        if layer.filter_weight is not None:
-            nn.init.normal_(layer.filter_weight, std=0.3)
-            nn.init.normal_(layer.filter_bias, mean=1.0, std=0.3)
 
 
 @pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)

@@ -19,7 +19,7 @@ from basisdb.model.data import StructureFeaturizer
 from basisdb.model.geometry import lattice_from_parameters, orbit_distance
 from basisdb.redescriptions import REDESCRIPTIONS, mirrored
 
-from .helpers import REAL, free_port, real, run_basisdb, run_cli
+from .helpers import REAL, free_port, randomize_pair_terms, real, run_basisdb, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +102,7 @@ def every_term_predictor(small_store, real_crystals):
     terms = dict(environment=True, composition=True, cell_statistics=True, pair_filter=True, position_dropout=0.25)
     config = CFTConfig(radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, layers=2, **terms)
     model = CrystalFourierTransformer(config)
-    torch.nn.init.normal_(model.radial_bias.weight)
-    for layer in model.transformer.layers:
-        torch.nn.init.normal_(layer.filter_weight, std=0.3)
-        torch.nn.init.normal_(layer.filter_bias, mean=1.0, std=0.3)
+    randomize_pair_terms(model)
     model.record_training_groups({featurizer.encode(cell).group for cell in real_crystals[::8]})
     return Predictor(model, featurizer, target_mean=1.0, target_std=2.0, device="cpu")
 
