@@ -238,3 +238,13 @@ for seed in 1 2; do  # the one that looked better on seed 0
     --out "$V/learning-rate-2e-3/seed-$seed/elastic_tensor-log10_G_VRH"
 done
 $C --dataset flla_2015 --target formation_energy_per_atom --layers 3 --out "$V/layers-3/flla_2015-formation_energy_per_atom"
+# One round of message passing between neighbours after every Transformer layer
+# (--interactions, 2026-12-04): formation energy, K and G over seeds 0-2
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for pair in "flla_2015 formation_energy_per_atom" "elastic_tensor log10_K_VRH" "elastic_tensor log10_G_VRH"; do
+    set -- $pair
+    $C --training-seed "$seed" --dataset "$1" --target "$2" --interactions --out "$V/interactions/${where}$1-$2"
+  done
+done

@@ -121,6 +121,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append("no positional encoding")
         if not cft.get("environment", False):  # files from before the term record no such field
             variant.append("no environment")
+        if cft.get("interactions", False):
+            variant.append("interactions")
         if cft.get("composition", False):
             variant.append("composition statistics")
         if cft.get("cell_statistics", False):

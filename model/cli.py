@@ -153,6 +153,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
         group.add_argument("--dropout", type=rate, default=recipe.dropout, help="dropout everywhere")
         add_environment_argument(group)
         group.add_argument(
+            "--interactions",
+            action=argparse.BooleanOptionalAction,
+            default=recipe.interactions,
+            help="after every Transformer layer, one round of message passing between each atom and its "
+            "neighbours' states, resolved by distance (default: %(default)s)",
+        )
+        group.add_argument(
             "--composition",
             action=argparse.BooleanOptionalAction,
             default=recipe.composition,
@@ -287,6 +294,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "layers": "layers",
         "dropout": "dropout",
         "environment": "environment",
+        "interactions": "interactions",
         "composition": "composition",
         "cell_statistics": "cell_statistics",
         "pair_filter": "pair_filter",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from .modules import (
     CellStatistics,
     CompositionStatistics,
     ElementEmbedding,
+    NeighbourInteraction,
     PositionalEncoder,
 )
 
@@ -50,6 +52,9 @@ class CFTConfig:
         environment: add to each atom's token its neighbourhood, neighbour distances
             resolved by neighbour species (:class:`basisdb.model.modules.AtomEnvironment`);
             the recipe since 2026-12-02, False is the recipe before it.
+        interactions: after every Transformer layer, one round of message passing between each
+            atom and its neighbours' states, resolved by distance
+            (:class:`basisdb.model.modules.NeighbourInteraction`).
         composition: give the head, beside the pooled atoms, statistics of the atoms' element
             properties (:class:`basisdb.model.modules.CompositionStatistics`).
         cell_statistics: give the head, beside the pooled atoms, the cell's volume per atom,
@@ -80,6 +85,7 @@ class CFTConfig:
     lattice_branch: bool = True
     positional_encoding: bool = True
     environment: bool = True
+    interactions: bool = False
     composition: bool = False
     cell_statistics: bool = False
     pair_filter: bool = False
@@ -148,6 +154,10 @@ class CrystalFourierTransformer(nn.Module):
             nn.init.zeros_(self.radial_bias.bias)
         if config.environment:
             self.environment = AtomEnvironment(len(RADIAL_CENTRES), config.d_model)
+        if config.interactions:
+            self.interactions = nn.ModuleList(
+                NeighbourInteraction(len(RADIAL_CENTRES), config.d_model) for _ in range(config.layers)
+            )
         if config.position_dropout > 0:
             # (231,) bool by ITA number: the groups whose positions the model trusts; every group
             # until record_training_groups says which it was trained on. A buffer, so checkpoints keep it.
@@ -200,8 +210,9 @@ class CrystalFourierTransformer(nn.Module):
         n = batch.mask.shape[1]
         first = batch.first_sequences() if first is None else first
         atoms = batch.mask[first]  # (S, N)
+        profiles = batch.radial.sum(3) if self.config.environment or self.config.interactions else None
         if self.config.environment:  # once per structure, shared by its frames; summed over centring copies
-            tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[batch.owner]
+            tokens = tokens + self.environment(profiles, elements[first], atoms)[batch.owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         per_copy = None  # (S, N, N, C, heads): the bias of each centring copy of the second atom
@@ -215,7 +226,11 @@ class CrystalFourierTransformer(nn.Module):
             shares, radial = self.copy_shares(per_copy, batch.copies)[batch.owner], batch.radial[batch.owner]
         elif self.training and self.config.dropout > 0 and batch.copies.shape[1] > 1:
             shares = self.copy_shares(per_copy, batch.copies)[batch.owner]
-        return self.transformer(tokens, mask[batch.owner], shares, radial)
+        after = None
+        if self.config.interactions:  # on each frame's states: they differ between frames
+            frame_profiles, frame_atoms = profiles[batch.owner], atoms[batch.owner]
+            after = [partial(step, radial=frame_profiles, atoms=frame_atoms) for step in self.interactions]
+        return self.transformer(tokens, mask[batch.owner], shares, radial, after)
 
     @staticmethod
     def pair_bias(per_copy: torch.Tensor) -> torch.Tensor:
@@ -282,14 +297,18 @@ class BiasedTransformer(nn.Module):
         mask: torch.Tensor,
         shares: torch.Tensor | None = None,
         radial: torch.Tensor | None = None,
+        after: list | None = None,
     ) -> torch.Tensor:
         """x (B, N, width); mask (B, heads, N, N) float, added to the attention logits;
         shares (B, heads, N, N, C) or None: in training, attention dropout drops each centring
         copy of a key on its own (:func:`attention_dropping_copies`); radial (B, N, N, C, K):
         the pair profiles, given exactly when the layers filter their values by them
-        (``pair_filter``)."""
-        for layer in self.layers:
+        (``pair_filter``); after: one function of the states per layer, applied to its output
+        (the model's neighbour interactions), or None."""
+        for i, layer in enumerate(self.layers):
             x = layer(x, mask, shares, radial)
+            if after is not None:
+                x = after[i](x)
         return x
 
 

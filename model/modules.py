@@ -14,6 +14,7 @@ __all__ = [
     "PositionalEncoder",
     "ElementEmbedding",
     "AtomEnvironment",
+    "NeighbourInteraction",
     "CompositionStatistics",
     "CellStatistics",
     "atomic_radius",
@@ -103,6 +104,32 @@ class AtomEnvironment(nn.Module):
         species = self.species(elements) * atoms.unsqueeze(-1).to(elements.dtype)  # padding contributes nothing
         moments = torch.einsum("sijk,sjc->sikc", radial, species)
         return self.out(moments.flatten(2))
+
+
+class NeighbourInteraction(nn.Module):
+    """One round of message passing between an atom and its neighbours: to each atom's state
+    x_i it adds an MLP of [its normalized state, the environment term of its neighbours'
+    normalized states] (:class:`AtomEnvironment` with token states for element embeddings),
+    i.e. the neighbours' states resolved by distance, read by the receiving atom.  Applied
+    after a Transformer layer, it is the per-distance, per-channel exchange that a CGCNN's
+    convolutions make and that attention, with a scalar bias per pair and head, does not."""
+
+    def __init__(self, radial: int, width: int, species: int = 16):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.species = nn.Linear(width, species)
+        self.moments = nn.LayerNorm(radial * species)
+        self.out = nn.Sequential(nn.Linear(radial * species + width, width), nn.GELU(), nn.Linear(width, width))
+        nn.init.zeros_(self.out[-1].weight)  # a residual branch that starts as the identity
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x: torch.Tensor, radial: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
+        """x (B, N, width) token states; radial (B, N, N, K) pair profiles, summed over centring
+        copies; atoms (B, N) bool, False where padded.  Returns x plus the update, (B, N, width)."""
+        state = self.norm(x)
+        species = self.species(state) * atoms.unsqueeze(-1).to(x.dtype)  # padding sends nothing
+        moments = torch.einsum("bijk,bjc->bikc", radial, species).flatten(2)
+        return x + self.out(torch.cat([self.moments(moments), state], dim=-1))
 
 
 class CompositionStatistics(nn.Module):

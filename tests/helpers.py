@@ -197,7 +197,8 @@ def fcc_cif(sites: int) -> str:
 
 def randomize_pair_terms(model) -> None:
     """Random weights for the CFT's terms that start neutral (a zero radial bias weighs every
-    centring copy alike, a zero pair filter is plain attention), so that a test of them can fail."""
+    centring copy alike, a zero pair filter is plain attention, a neighbour interaction's zero
+    last layer adds nothing), so that a test of them can fail."""
     from torch import nn
 
     nn.init.normal_(model.radial_bias.weight)
@@ -205,3 +206,6 @@ def randomize_pair_terms(model) -> None:
         if layer.filter_weight is not None:
             nn.init.normal_(layer.filter_weight, std=0.3)
             nn.init.normal_(layer.filter_bias, mean=1.0, std=0.3)
+    for interaction in getattr(model, "interactions", ()):
+        nn.init.normal_(interaction.out[-1].weight, std=0.3)
+        nn.init.normal_(interaction.out[-1].bias, std=0.3)

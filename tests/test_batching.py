@@ -141,9 +141,17 @@ TERMS = [
     {"environment": True},
     {"environment": True, "composition": True},
     {"environment": True, "pair_filter": True},
+    {"environment": True, "interactions": True},
     {"environment": True, "composition": True, "cell_statistics": True},
 ]
-TERM_IDS = ["plain", "environment", "environment+composition", "environment+pair-filter", "environment+both-statistics"]
+TERM_IDS = [
+    "plain",
+    "environment",
+    "environment+composition",
+    "environment+pair-filter",
+    "environment+interactions",
+    "environment+both-statistics",
+]
 # the whole standardized cell encoded as one class has every atom as a primitive site, so the cell
 # statistics (which count them) differ from the crystal's by construction
 PER_ATOM_TERMS, PER_ATOM_IDS = zip(*((t, i) for t, i in zip(TERMS, TERM_IDS) if not t.get("cell_statistics")))

@@ -93,13 +93,20 @@ def test_predictions_and_atom_encodings_are_invariant(predictor, real_crystals, 
 
 @pytest.fixture(scope="module")
 def every_term_predictor(small_store, real_crystals):
-    """A CFT with every optional term on: environment, composition and cell statistics, the
-    pair filter and position dropout, trained (as recorded) on the groups of every 8th crystal
+    """A CFT with every optional term on: environment, neighbour interactions, composition and
+    cell statistics, the pair filter and position dropout, trained (as recorded) on the groups of every 8th crystal
     (one crystal per group), so that the rest are predicted without positions; the terms that start neutral
     get random weights."""
     torch.manual_seed(1)
     featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=4)
-    terms = dict(environment=True, composition=True, cell_statistics=True, pair_filter=True, position_dropout=0.25)
+    terms = dict(
+        environment=True,
+        interactions=True,
+        composition=True,
+        cell_statistics=True,
+        pair_filter=True,
+        position_dropout=0.25,
+    )
     config = CFTConfig(radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, layers=2, **terms)
     model = CrystalFourierTransformer(config)
     randomize_pair_terms(model)
