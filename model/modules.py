@@ -101,9 +101,15 @@ class AtomEnvironment(nn.Module):
     def forward(self, radial: torch.Tensor, elements: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
         """radial (S, N, N, K) pair profiles; elements (S, N, width) element embeddings;
         atoms (S, N) bool, False where padded.  Returns (S, N, width)."""
-        species = self.species(elements) * atoms.unsqueeze(-1).to(elements.dtype)  # padding contributes nothing
-        moments = torch.einsum("sijk,sjc->sikc", radial, species)
-        return self.out(moments.flatten(2))
+        return self.out(neighbour_moments(radial, self.species(elements), atoms))
+
+
+def neighbour_moments(radial: torch.Tensor, species: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
+    """(S, N, K * C): for each atom i, sum_j radial_ijk * species_jc, the neighbours' vectors
+    ``species`` (S, N, C) resolved by the pair profiles ``radial`` (S, N, N, K); padded atoms
+    (``atoms`` (S, N) False) contribute nothing."""
+    species = species * atoms.unsqueeze(-1).to(species.dtype)
+    return torch.einsum("sijk,sjc->sikc", radial, species).flatten(2)
 
 
 class NeighbourInteraction(nn.Module):
@@ -127,8 +133,7 @@ class NeighbourInteraction(nn.Module):
         """x (B, N, width) token states; radial (B, N, N, K) pair profiles, summed over centring
         copies; atoms (B, N) bool, False where padded.  Returns x plus the update, (B, N, width)."""
         state = self.norm(x)
-        species = self.species(state) * atoms.unsqueeze(-1).to(x.dtype)  # padding sends nothing
-        moments = torch.einsum("bijk,bjc->bikc", radial, species).flatten(2)
+        moments = neighbour_moments(radial, self.species(state), atoms)
         return x + self.out(torch.cat([self.moments(moments), state], dim=-1))
 
 
