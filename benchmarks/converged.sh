@@ -247,12 +247,8 @@ for seed in 0 1 2; do
     set -- $pair
     $C --training-seed "$seed" --dataset "$1" --target "$2" --interactions --out "$V/interactions/${where}$1-$2"
   done
-done
-# --interactions with a third Transformer layer on formation energy, and with the composition
-# statistics on band gap and K (2026-12-04), seeds 0-2
-for seed in 0 1 2; do
-  where=""
-  [ "$seed" = 0 ] || where="seed-$seed/"
+  # and with a third Transformer layer on formation energy, with the composition statistics on
+  # band gap and K
   $C --training-seed "$seed" --dataset flla_2015 --target formation_energy_per_atom --interactions --layers 3 \
     --out "$V/interactions-layers-3/${where}flla_2015-formation_energy_per_atom"
   for pair in "dielectric_constant band_gap" "elastic_tensor log10_K_VRH"; do
