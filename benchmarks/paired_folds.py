@@ -122,7 +122,7 @@ def method_label(method: str, run: dict) -> str:
         if not cft.get("environment", False):  # files from before the term record no such field
             variant.append("no environment")
         if cft.get("interactions", False):
-            variant.append("interactions")
+            variant.append("gated interactions" if cft.get("interaction_gates", False) else "interactions")
         if cft.get("composition", False):
             variant.append("composition statistics")
         if cft.get("cell_statistics", False):

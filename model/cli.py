@@ -160,6 +160,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             "neighbours' states, resolved by distance (default: %(default)s)",
         )
         group.add_argument(
+            "--interaction-gates",
+            action=argparse.BooleanOptionalAction,
+            default=recipe.interaction_gates,
+            help="gate what each neighbour sends in the interactions by a function of both atoms' states and "
+            "their distances, as a CGCNN convolution does; implies --interactions (default: %(default)s)",
+        )
+        group.add_argument(
             "--composition",
             action=argparse.BooleanOptionalAction,
             default=recipe.composition,
@@ -295,12 +302,15 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "dropout": "dropout",
         "environment": "environment",
         "interactions": "interactions",
+        "interaction_gates": "interaction_gates",
         "composition": "composition",
         "cell_statistics": "cell_statistics",
         "pair_filter": "pair_filter",
         "position_dropout": "position_dropout",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
+    if given.get("interaction_gates"):  # the gates are a part of the interactions
+        given["interactions"] = True
     return CFTConfig(n_slots=n_slots, **given, **fields)
 
 

@@ -55,6 +55,8 @@ class CFTConfig:
         interactions: after every Transformer layer, one round of message passing between each
             atom and its neighbours' states, resolved by distance
             (:class:`basisdb.model.modules.NeighbourInteraction`).
+        interaction_gates: with ``interactions``, gate what each neighbour sends by a function
+            of both atoms' states and their distances (a CGCNN convolution's edge gating).
         composition: give the head, beside the pooled atoms, statistics of the atoms' element
             properties (:class:`basisdb.model.modules.CompositionStatistics`).
         cell_statistics: give the head, beside the pooled atoms, the cell's volume per atom,
@@ -86,10 +88,15 @@ class CFTConfig:
     positional_encoding: bool = True
     environment: bool = True
     interactions: bool = False
+    interaction_gates: bool = False
     composition: bool = False
     cell_statistics: bool = False
     pair_filter: bool = False
     position_dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.interaction_gates and not self.interactions:
+            raise ValueError("interaction_gates gate the neighbour interactions: set interactions=True as well")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,7 +163,8 @@ class CrystalFourierTransformer(nn.Module):
             self.environment = AtomEnvironment(len(RADIAL_CENTRES), config.d_model)
         if config.interactions:
             self.interactions = nn.ModuleList(
-                NeighbourInteraction(len(RADIAL_CENTRES), config.d_model) for _ in range(config.layers)
+                NeighbourInteraction(len(RADIAL_CENTRES), config.d_model, gates=config.interaction_gates)
+                for _ in range(config.layers)
             )
         if config.position_dropout > 0:
             # (231,) bool by ITA number: the groups whose positions the model trusts; every group
@@ -210,9 +218,8 @@ class CrystalFourierTransformer(nn.Module):
         n = batch.mask.shape[1]
         first = batch.first_sequences() if first is None else first
         atoms = batch.mask[first]  # (S, N)
-        profiles = batch.radial.sum(3) if self.config.environment or self.config.interactions else None
         if self.config.environment:  # once per structure, shared by its frames; summed over centring copies
-            tokens = tokens + self.environment(profiles, elements[first], atoms)[batch.owner]
+            tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[batch.owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         per_copy = None  # (S, N, N, C, heads): the bias of each centring copy of the second atom
@@ -228,8 +235,10 @@ class CrystalFourierTransformer(nn.Module):
             shares = self.copy_shares(per_copy, batch.copies)[batch.owner]
         after = None
         if self.config.interactions:  # on each frame's states: they differ between frames
-            frame_profiles, frame_atoms = profiles[batch.owner], atoms[batch.owner]
-            after = [partial(step, radial=frame_profiles, atoms=frame_atoms) for step in self.interactions]
+            # ungated, only the sum over centring copies counts: it goes as one copy
+            per_pair = batch.radial if self.config.interaction_gates else batch.radial.sum(3, keepdim=True)
+            frame_radial, frame_atoms = per_pair[batch.owner], atoms[batch.owner]
+            after = [partial(step, radial=frame_radial, atoms=frame_atoms) for step in self.interactions]
         return self.transformer(tokens, mask[batch.owner], shares, radial, after)
 
     @staticmethod

@@ -118,9 +118,15 @@ class NeighbourInteraction(nn.Module):
     normalized states] (:class:`AtomEnvironment` with token states for element embeddings),
     i.e. the neighbours' states resolved by distance, read by the receiving atom.  Applied
     after a Transformer layer, it is the per-distance, per-channel exchange that a CGCNN's
-    convolutions make and that attention, with a scalar bias per pair and head, does not."""
+    convolutions make and that attention, with a scalar bias per pair and head, does not.
 
-    def __init__(self, radial: int, width: int, species: int = 16):
+    With ``gates``, what neighbour j sends to atom i is gated per channel by
+    sigmoid(a(x_i) + b(x_j) + c(R_ij)), a function of both atoms' states and their distances,
+    before it is resolved by distance: the edge gating of a CGCNN convolution, which lets a
+    pair's message depend on the receiver as well as the sender.  The gates start uniform
+    (zero weights), where the normalized result equals the ungated one."""
+
+    def __init__(self, radial: int, width: int, species: int = 16, gates: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.species = nn.Linear(width, species)
@@ -128,12 +134,34 @@ class NeighbourInteraction(nn.Module):
         self.out = nn.Sequential(nn.Linear(radial * species + width, width), nn.GELU(), nn.Linear(width, width))
         nn.init.zeros_(self.out[-1].weight)  # a residual branch that starts as the identity
         nn.init.zeros_(self.out[-1].bias)
+        self.gates = None
+        if gates:
+            self.gates = nn.ModuleDict(
+                {
+                    "receiver": nn.Linear(width, species),
+                    "sender": nn.Linear(width, species, bias=False),
+                    "distance": nn.Linear(radial, species, bias=False),
+                }
+            )
+            for gate in self.gates.values():
+                nn.init.zeros_(gate.weight)
+            nn.init.zeros_(self.gates["receiver"].bias)
 
     def forward(self, x: torch.Tensor, radial: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
-        """x (B, N, width) token states; radial (B, N, N, K) pair profiles, summed over centring
-        copies; atoms (B, N) bool, False where padded.  Returns x plus the update, (B, N, width)."""
+        """x (B, N, width) token states; radial (B, N, N, C, K) pair profiles of each centring
+        copy of the second atom (zero for padded copies); atoms (B, N) bool, False where
+        padded.  Returns x plus the update, (B, N, width)."""
         state = self.norm(x)
-        moments = neighbour_moments(radial, self.species(state), atoms)
+        if self.gates is None:
+            moments = neighbour_moments(radial.sum(3), self.species(state), atoms)
+        else:  # each centring copy is a neighbour of its own, at its own distances, so has its own gate
+            sent = self.species(state) * atoms.unsqueeze(-1).to(state.dtype)  # (B, N, M)
+            gate = torch.sigmoid(
+                self.gates["receiver"](state)[:, :, None, None]
+                + self.gates["sender"](state)[:, None, :, None]
+                + self.gates["distance"](radial)
+            )  # (B, N receivers, N senders, C copies, M)
+            moments = torch.einsum("bijck,bijcm->bikm", radial, gate * sent[:, None, :, None]).flatten(2)
         return x + self.out(torch.cat([self.moments(moments), state], dim=-1))
 
 

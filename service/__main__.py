@@ -22,6 +22,8 @@ from basisdb import BasisStore, ChecksumMismatchError, command_parser, default_s
 from .config import ENV_PREFIX, ServiceSettings, SettingsError, load_settings
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server cannot start
+BACKLOG = 2048  # uvicorn's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,17 +62,25 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def free_port(host: str) -> int:
-    """A port the system gives for ``--port 0``, chosen here so that the address printed is
-    the one served (uvicorn binds it again, with SO_REUSEADDR, a moment later)."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket uvicorn serves, bound here: with ``port`` 0 the system chooses the port, and
+    since it stays bound from then on, the address printed is the one served (no other process
+    can be given the port in between, as it could if it were probed and bound again)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, 0))
-        except OSError as exc:
-            raise SettingsError(f"--host ({ENV_PREFIX}HOST): cannot listen on {host!r}: {exc}") from None
-        return probe.getsockname()[1]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: restarts reuse the port
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        where = "a port" if port == 0 else f"port {port}"
+        raise SettingsError(
+            f"cannot listen on {host!r}, {where}: {exc.strerror or exc}; choose another --host "
+            f"({ENV_PREFIX}HOST) or --port ({ENV_PREFIX}PORT; 0 lets the system choose a free one)"
+        ) from None
+    sock.listen(BACKLOG)  # from now on a client waits for the server rather than being refused
+    sock.set_inheritable(True)  # worker processes serve it too
+    return sock
 
 
 def announce(store: BasisStore, settings: ServiceSettings, port: int) -> None:
@@ -96,34 +106,51 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:
             os.environ[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
     settings = load_settings()
-    port = settings.port or free_port(settings.host)
+    sock = listening_socket(settings.host, settings.port)
+    port = sock.getsockname()[1]
     # Open (or build) and verify the store once here, so that workers never race to build it
     # and do not each read every dataset again.
-    with BasisStore.open(settings.store) as store:
-        if settings.verify_store:
-            failures = store.verify_checksums()
-            if failures:
-                problems = "; ".join(failures[:3])
-                raise ChecksumMismatchError(
-                    f"{store.path} failed verification: {problems}; rebuild it with `basisdb build`"
-                )
-            os.environ[f"{ENV_PREFIX}STORE_VERIFIED"] = store.fingerprint
-        os.environ[f"{ENV_PREFIX}STORE"] = str(store.path)
-        announce(store, settings, port)
-    import uvicorn
+    with sock:
+        with BasisStore.open(settings.store) as store:
+            if settings.verify_store:
+                failures = store.verify_checksums()
+                if failures:
+                    problems = "; ".join(failures[:3])
+                    raise ChecksumMismatchError(
+                        f"{store.path} failed verification: {problems}; rebuild it with `basisdb build`"
+                    )
+                os.environ[f"{ENV_PREFIX}STORE_VERIFIED"] = store.fingerprint
+            os.environ[f"{ENV_PREFIX}STORE"] = str(store.path)
+            announce(store, settings, port)
+        return 0 if serve(settings, sock, args.log_level) else STARTUP_FAILURE
 
-    uvicorn.run(
+
+def serve(settings: ServiceSettings, sock: socket.socket, log_level: str) -> bool:
+    """Run uvicorn on the bound socket ``sock`` (with ``settings.workers`` processes, under
+    uvicorn's supervisor) until it is stopped; False if the server failed to start."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
         "basisdb.service.app:app",
         host=settings.host,
-        port=port,
+        port=sock.getsockname()[1],
         workers=settings.workers,
-        log_level=args.log_level,
+        log_level=log_level,
         http="basisdb.service.protocol:GuardedHttpToolsProtocol",
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         access_log=False,
     )
-    return 0
+    if settings.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return True
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    return server.started
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 
 from basisdb import N_GROUPS, TRANSLATION_DENOMINATOR, Cell, default_hall_number
 from basisdb.redescriptions import random_crystal
-from basisdb.service.__main__ import free_port as choose_port
+from basisdb.service.__main__ import listening_socket
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The checkout's folders and the names they install under (pyproject's package-dir): a bare
@@ -56,8 +56,10 @@ def run_basisdb(*args: str, timeout: float = 600, **kwargs) -> subprocess.Comple
 
 
 def free_port() -> int:
-    """A free loopback port, chosen as ``basisdb serve --port 0`` chooses one."""
-    return choose_port("127.0.0.1")
+    """A free loopback port, for a server that is told its port (``basisdb serve --port 0``
+    chooses and keeps its own, and prints it)."""
+    with listening_socket("127.0.0.1", 0) as sock:
+        return sock.getsockname()[1]
 
 
 def serve(command, env=None) -> subprocess.Popen:
@@ -198,7 +200,7 @@ def fcc_cif(sites: int) -> str:
 def randomize_pair_terms(model) -> None:
     """Random weights for the CFT's terms that start neutral (a zero radial bias weighs every
     centring copy alike, a zero pair filter is plain attention, a neighbour interaction's zero
-    last layer adds nothing), so that a test of them can fail."""
+    last layer adds nothing, its zero gates are uniform), so that a test of them can fail."""
     from torch import nn
 
     nn.init.normal_(model.radial_bias.weight)
@@ -209,3 +211,5 @@ def randomize_pair_terms(model) -> None:
     for interaction in getattr(model, "interactions", ()):
         nn.init.normal_(interaction.out[-1].weight, std=0.3)
         nn.init.normal_(interaction.out[-1].bias, std=0.3)
+        for gate in (interaction.gates or {}).values():
+            nn.init.normal_(gate.weight, std=0.3)

@@ -142,6 +142,7 @@ TERMS = [
     {"environment": True, "composition": True},
     {"environment": True, "pair_filter": True},
     {"environment": True, "interactions": True},
+    {"environment": True, "interactions": True, "interaction_gates": True},
     {"environment": True, "composition": True, "cell_statistics": True},
 ]
 TERM_IDS = [
@@ -150,6 +151,7 @@ TERM_IDS = [
     "environment+composition",
     "environment+pair-filter",
     "environment+interactions",
+    "environment+gated-interactions",
     "environment+both-statistics",
 ]
 # the whole standardized cell encoded as one class has every atom as a primitive site, so the cell

@@ -93,7 +93,7 @@ def test_predictions_and_atom_encodings_are_invariant(predictor, real_crystals, 
 
 @pytest.fixture(scope="module")
 def every_term_predictor(small_store, real_crystals):
-    """A CFT with every optional term on: environment, neighbour interactions, composition and
+    """A CFT with every optional term on: environment, gated neighbour interactions, composition and
     cell statistics, the pair filter and position dropout, trained (as recorded) on the groups of every 8th crystal
     (one crystal per group), so that the rest are predicted without positions; the terms that start neutral
     get random weights."""
@@ -102,6 +102,7 @@ def every_term_predictor(small_store, real_crystals):
     terms = dict(
         environment=True,
         interactions=True,
+        interaction_gates=True,
         composition=True,
         cell_statistics=True,
         pair_filter=True,
@@ -115,7 +116,14 @@ def every_term_predictor(small_store, real_crystals):
 
 
 @pytest.mark.parametrize(
-    "name", ["supercell [[1,1,0],[-1,1,0],[0,0,1]]", "random proper cell, origin and order", "mirror image"]
+    "name",
+    [
+        "supercell [[1,1,0],[-1,1,0],[0,0,1]]",
+        "relabelled (a+b,-a,c)",
+        "relabelled (b,a,-c)",  # the c axis, polar in polar groups, reversed
+        "random proper cell, origin and order",
+        "mirror image",
+    ],
 )
 def test_predictions_with_every_optional_term_are_invariant(every_term_predictor, real_crystals, name):
     """The terms that are not the default's still give the same crystal the same answer, on

@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ import pytest
 from basisdb import BasisStore
 from basisdb.service.config import ServiceSettings
 
-from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, serve, stop, wait_until_healthy
+from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, run_basisdb, serve, stop, wait_until_healthy
 
 
 def exercise(url, store_path):
@@ -46,6 +47,19 @@ def test_python_dash_m_service(small_store):
         stop(process)
 
 
+def test_a_port_in_use_is_a_clear_error_before_the_store_is_read(tmp_path):
+    """A port another process listens on stops ``basisdb serve`` at once, with the port and
+    what to do, before it opens (or would build) the store."""
+    missing = tmp_path / "never-built.h5"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_basisdb("serve", "--store", str(missing), "--port", str(port), timeout=60)
+    assert result.returncode != 0 and not missing.exists()
+    assert f"cannot listen on '127.0.0.1', port {port}" in result.stderr, result.stderr
+    assert "--port (BASISDB_SERVICE_PORT; 0 lets the system choose a free one)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def _read_lines(process: subprocess.Popen, count: int, timeout: float = 60) -> list[str]:
     """The first ``count`` lines of a process's stdout, or a failure (with its stderr) if they
     do not come within ``timeout`` seconds."""
@@ -60,11 +74,13 @@ def _read_lines(process: subprocess.Popen, count: int, timeout: float = 60) -> l
     return [line.rstrip("\n") for line in lines]
 
 
-def test_python_dash_m_service_says_what_it_serves_and_where(small_store):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_python_dash_m_service_says_what_it_serves_and_where(small_store, workers):
     """Two lines on stdout before uvicorn starts: the store (path, settings, fingerprint) and
-    the address, with the explorer's; --port 0 prints the port the system gave."""
+    the address, with the explorer's; --port 0 prints the port the system gave, which the
+    server (one process, or uvicorn's supervisor of several) keeps bound and serves."""
     process = subprocess.Popen(
-        [BASISDB_COMMAND, "serve", "--store", str(small_store), "--port", "0"],
+        [BASISDB_COMMAND, "serve", "--store", str(small_store), "--port", "0", "--workers", str(workers)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -80,6 +96,8 @@ def test_python_dash_m_service_says_what_it_serves_and_where(small_store):
         assert match, address_line
         url, port = match.group(1), int(match.group(2))
         assert port != 0 and match.group(3) == f"{url}/explorer" and match.group(4) == f"{url}/docs"
+        with socket.socket() as other, pytest.raises(OSError):  # bound since it was chosen
+            other.bind(("127.0.0.1", port))
         health = wait_until_healthy(url, process)  # the printed address is the one served
         assert health["store"]["fingerprint"] == fingerprint
         assert httpx.get(f"{url}/explorer").status_code == 200
