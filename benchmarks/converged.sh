@@ -256,4 +256,9 @@ for seed in 0 1 2; do
     $C --training-seed "$seed" --dataset "$1" --target "$2" --interactions --composition \
       --out "$V/interactions-composition/${where}$1-$2"
   done
+  # with edge gates in the interactions (--interaction-gates, 2026-12-04)
+  for pair in "flla_2015 formation_energy_per_atom" "elastic_tensor log10_K_VRH" "elastic_tensor log10_G_VRH"; do
+    set -- $pair
+    $C --training-seed "$seed" --dataset "$1" --target "$2" --interaction-gates --out "$V/interactions-gates/${where}$1-$2"
+  done
 done
