@@ -23,7 +23,6 @@ from .config import ENV_PREFIX, ServiceSettings, SettingsError, load_settings
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server cannot start
-BACKLOG = 2048  # uvicorn's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,8 +77,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
             f"cannot listen on {host!r}, {where}: {exc.strerror or exc}; choose another --host "
             f"({ENV_PREFIX}HOST) or --port ({ENV_PREFIX}PORT; 0 lets the system choose a free one)"
         ) from None
-    sock.listen(BACKLOG)  # from now on a client waits for the server rather than being refused
-    sock.set_inheritable(True)  # worker processes serve it too
+    sock.set_inheritable(True)  # worker processes serve it too; uvicorn listens when it starts
     return sock
 
 
