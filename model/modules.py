@@ -104,12 +104,19 @@ class AtomEnvironment(nn.Module):
         return self.out(neighbour_moments(radial, self.species(elements), atoms))
 
 
-def neighbour_moments(radial: torch.Tensor, species: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
+def neighbour_moments(
+    radial: torch.Tensor, species: torch.Tensor, atoms: torch.Tensor, gate: torch.Tensor | None = None
+) -> torch.Tensor:
     """(S, N, K * C): for each atom i, sum_j radial_ijk * species_jc, the neighbours' vectors
     ``species`` (S, N, C) resolved by the pair profiles ``radial`` (S, N, N, K); padded atoms
-    (``atoms`` (S, N) False) contribute nothing."""
+    (``atoms`` (S, N) False) contribute nothing.  With ``gate`` (S, N, N, P, C), the profiles
+    are those of each centring copy of j, (S, N, N, P, K), and what each copy sends to i is
+    ``species_j`` times its gate."""
     species = species * atoms.unsqueeze(-1).to(species.dtype)
-    return torch.einsum("sijk,sjc->sikc", radial, species).flatten(2)
+    if gate is None:
+        return torch.einsum("sijk,sjc->sikc", radial, species).flatten(2)
+    # c: copies, m: channels; these labels fix torch's contraction order, that of the shipped runs
+    return torch.einsum("bijck,bijcm->bikm", radial, gate * species[:, None, :, None]).flatten(2)
 
 
 class NeighbourInteraction(nn.Module):
@@ -152,16 +159,16 @@ class NeighbourInteraction(nn.Module):
         copy of the second atom (zero for padded copies); atoms (B, N) bool, False where
         padded.  Returns x plus the update, (B, N, width)."""
         state = self.norm(x)
+        species = self.species(state)
         if self.gates is None:
-            moments = neighbour_moments(radial.sum(3), self.species(state), atoms)
+            moments = neighbour_moments(radial.sum(3), species, atoms)
         else:  # each centring copy is a neighbour of its own, at its own distances, so has its own gate
-            sent = self.species(state) * atoms.unsqueeze(-1).to(state.dtype)  # (B, N, M)
             gate = torch.sigmoid(
                 self.gates["receiver"](state)[:, :, None, None]
                 + self.gates["sender"](state)[:, None, :, None]
                 + self.gates["distance"](radial)
             )  # (B, N receivers, N senders, C copies, M)
-            moments = torch.einsum("bijck,bijcm->bikm", radial, gate * sent[:, None, :, None]).flatten(2)
+            moments = neighbour_moments(radial, species, atoms, gate)
         return x + self.out(torch.cat([self.moments(moments), state], dim=-1))
 
 
