@@ -102,6 +102,9 @@ def protocol_of(run: dict) -> str:
 # a run departs from them
 SIZES = {key: getattr(CFTConfig(), key) for key in ("d_model", "hidden", "encoder_blocks", "layers", "dropout")}
 RECIPE = TrainConfig()
+# the shipped encoder most fine-tuned runs start from; a run from another shipped one
+# (benchmarks/results/pretraining/orbit-distance-*) is labelled with its folder
+FIRST_ENCODER = "orbit-distance-fresh"
 
 
 def method_label(method: str, run: dict) -> str:
@@ -135,6 +138,9 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"EMA {train['ema_decay']:g}")
         if cft["radius"] != 4.0:
             variant.append(f"radius {cft['radius']:g}")
+        encoder = Path(settings.get("pretrained") or "").name
+        if method == "cft-pretrained" and encoder.startswith("orbit-distance-") and encoder != FIRST_ENCODER:
+            variant.append(f"encoder {encoder}")
         for key, default in SIZES.items():
             if cft.get(key, default) != default:
                 variant.append(f"{key} {cft[key]:g}")

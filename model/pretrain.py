@@ -12,6 +12,14 @@ minutes), and the benchmark's pretraining (BENCHMARKS.md) adds ``--threads 1``.
 ``--minutes`` bounds the whole run, drawing included, and is checked at every step.
 Held-out MAE, and MAE divided by the mean distance, overall and per crystal system, go to
 ``CKPT/metrics.json``.
+
+``--readout`` says which function of two embeddings is taken as their orbit distance: their
+Euclidean distance (``distance``, the paper's task, the default), or its square
+(``squared``).  An orbit distance lives on a flat torus folded by the group, which no
+Euclidean space holds with its distances kept (on a circle, a half-turn's chord is shorter
+than its arc), so the first has a floor above zero whatever the encoder; the square root of
+a torus's distance nearly embeds, so the second's floor is a few times lower
+(``benchmarks/embedding_floor.py`` measures both; BENCHMARKS.md, "Pretraining").
 """
 
 from __future__ import annotations
@@ -51,7 +59,15 @@ from .training import DistributedContext, TrainConfig, fit
 # Pretraining's recipe (BENCHMARKS.md, "Pretraining"): cheap pairs in large batches, 30 minutes.
 RECIPE = TrainConfig(epochs=200, batch_size=512, learning_rate=2e-3, max_minutes=30.0)
 
-__all__ = ["RECIPE", "OrbitDistances", "make_pairs", "embedding_distance", "main"]
+# What two embeddings e1, e2 give as their orbit distance: |e1 - e2|, or |e1 - e2|^2.
+READOUTS = ("distance", "squared")
+
+__all__ = ["RECIPE", "READOUTS", "OrbitDistances", "make_pairs", "embedding_distance", "main"]
+
+
+def _check_readout(readout: str) -> None:
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
 
 
 def make_pairs(
@@ -78,19 +94,25 @@ def make_pairs(
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def embedding_distance(encoder: PositionalEncoder, pairs: dict[str, torch.Tensor], index) -> torch.Tensor:
-    """(n,) Euclidean distances between the embeddings of the pairs ``index``."""
+def embedding_distance(
+    encoder: PositionalEncoder, pairs: dict[str, torch.Tensor], index, readout: str = "distance"
+) -> torch.Tensor:
+    """(n,) the orbit distances the embeddings of the pairs ``index`` state: their Euclidean
+    distance, or its square (``readout``, one of :data:`READOUTS`)."""
+    _check_readout(readout)
     ita_numbers, lattice = pairs["ita_numbers"][index], pairs["lattice"][index]
     difference = encoder(pairs["first"][index], ita_numbers, lattice) - encoder(
         pairs["second"][index], ita_numbers, lattice
     )
-    return torch.sqrt((difference**2).sum(-1) + 1e-12)
+    squared = (difference**2).sum(-1)
+    return squared if readout == "squared" else torch.sqrt(squared + 1e-12)
 
 
 class OrbitDistances:
     """Orbit-distance pretraining as a :class:`basisdb.model.training.Task`: a smooth L1 loss
-    (beta 0.1 A) between embedding distances and orbit distances, validated by the MAE on
-    the held-out pairs (A).
+    (beta 0.1 A) between the distances the embeddings state (``readout``, see
+    :func:`embedding_distance`) and orbit distances, validated by the MAE on the held-out
+    pairs (A).
 
     The held-out pairs are drawn first, on ``held_out`` of the lattices and pairs of each
     group, then the training pairs; new training pairs (lattices and points) are drawn at the
@@ -107,10 +129,13 @@ class OrbitDistances:
         redraw_every: int,
         seed: int,
         device: torch.device,
+        readout: str = "distance",
     ):
         if redraw_every < 0:
             raise ValueError(f"redraw_every must be a number of epochs >= 0 (0: never), got {redraw_every}")
+        _check_readout(readout)
         self.featurizer, self.groups, self.redraw_every, self.device = featurizer, list(groups), redraw_every, device
+        self.readout = readout
         self.rng = np.random.default_rng(seed)
         held_per_group = max(1, int(round(held_out * samples_per_group)))
         held_lattices = max(1, int(round(held_out * lattices_per_group)))
@@ -150,7 +175,7 @@ class OrbitDistances:
         index = torch.as_tensor(batch, device=device)
         self.pairs_seen += len(index)
         return nn.functional.smooth_l1_loss(
-            embedding_distance(encoder, self.pairs, index), self.pairs["distance"][index], beta=0.1
+            embedding_distance(encoder, self.pairs, index, self.readout), self.pairs["distance"][index], beta=0.1
         )
 
     @torch.no_grad()
@@ -160,7 +185,10 @@ class OrbitDistances:
         index = torch.arange(len(self.held_systems), device=self.device)
         predicted = (
             torch.cat(
-                [embedding_distance(encoder, self.held, index[i : i + batch]) for i in range(0, len(index), batch)]
+                [
+                    embedding_distance(encoder, self.held, index[i : i + batch], self.readout)
+                    for i in range(0, len(index), batch)
+                ]
             )
             .cpu()
             .numpy()
@@ -221,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--held-out", type=fraction, default=0.1, help="share of each group's pairs and lattices held out to validate"
     )
+    parser.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default="distance",
+        help="what two embeddings state as their orbit distance: their Euclidean distance (the paper's task) or its "
+        "square, whose floor is lower: no Euclidean space holds a torus's distances (default: %(default)s)",
+    )
     add_seed_argument(parser, "the pairs, the initialization and the batches")
     add_model_arguments(parser, encoder_only=True)
     add_training_arguments(parser, recipe=RECIPE, regression=False)  # its loss is the orbit distance's
@@ -248,6 +283,7 @@ def main(argv=None) -> int:
         (args.redraw_every or 1) if args.pairs == "fresh" else 0,
         args.seed,
         context.device,
+        args.readout,
     )
     print(
         f"{task.n_train} training pairs ({args.pairs}) and {len(task.held_systems)} held-out pairs "
@@ -269,6 +305,7 @@ def main(argv=None) -> int:
             "steps": result.steps,
             "pairs_seen": task.pairs_seen,
             "pairs": args.pairs,
+            "readout": args.readout,
             "redraw_every": task.redraw_every or None,
             "draws": 1 + task.draws,
             "train_seconds": result.seconds,

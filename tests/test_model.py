@@ -222,6 +222,7 @@ def test_pretrain_cli(pretrained_encoder):
     assert "held-out MAE" in (pretrained_encoder / "stdout.txt").read_text()
     # fresh training pairs every epoch, the held-out ones (on lattices of their own) drawn once
     assert metrics["pairs"] == "fresh" and metrics["epochs"] == 2 and metrics["drawing_seconds"] > 0
+    assert metrics["readout"] == "distance"  # the paper's task unless --readout says otherwise
     assert metrics["redraw_every"] == 1 and metrics["draws"] == 2
     assert (
         metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
@@ -252,6 +253,42 @@ def test_pretraining_redraws_its_training_pairs_every_so_many_epochs(small_store
     assert drawn == drawn_at and task.draws == len(drawn_at) and task.held is held
     with pytest.raises(ValueError, match="redraw_every must be a number of epochs >= 0"):
         OrbitDistances(featurizer, [1], 20, 3, 0.2, -1, seed=0, device=torch.device("cpu"))
+
+
+def test_pretraining_readout_states_the_distance_or_its_square(small_store):
+    """``readout="squared"`` takes the square of the embeddings' Euclidean distance as their
+    orbit distance, in the loss and in validation alike; an unknown readout is refused."""
+    from basisdb.model.modules import PositionalEncoder
+    from basisdb.model.pretrain import READOUTS, OrbitDistances, embedding_distance
+
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), 3.0)
+    cpu = torch.device("cpu")
+    tasks = {
+        readout: OrbitDistances(featurizer, [1, 221], 20, 2, 0.2, 1, seed=0, device=cpu, readout=readout)
+        for readout in READOUTS
+    }
+    held = tasks["distance"].held
+    assert torch.equal(held["distance"], tasks["squared"].held["distance"])  # the same pairs, from the same seed
+    torch.manual_seed(0)
+    encoder = PositionalEncoder(featurizer.n_slots, 32, 16, 1, group_embedding=True).eval()
+    index = torch.arange(len(held["distance"]))
+    with torch.no_grad():
+        distance = embedding_distance(encoder, held, index)
+        squared = embedding_distance(encoder, held, index, "squared")
+    assert torch.allclose(squared, distance**2, rtol=1e-4, atol=1e-6) and not torch.allclose(squared, distance)
+    truth = held["distance"]
+    for readout, stated in (("distance", distance), ("squared", squared)):
+        assert tasks[readout].validate(encoder, cpu) == pytest.approx(float((stated - truth).abs().mean()), rel=1e-5)
+    batch = np.arange(len(tasks["squared"].pairs["distance"]))
+    loss = tasks["squared"].loss(encoder, batch, np.random.default_rng(0), cpu)
+    with torch.no_grad():
+        stated = embedding_distance(encoder, tasks["squared"].pairs, torch.as_tensor(batch), "squared")
+    expected = torch.nn.functional.smooth_l1_loss(stated, tasks["squared"].pairs["distance"], beta=0.1)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="readout must be one of"):
+        OrbitDistances(featurizer, [1], 20, 2, 0.2, 1, seed=0, device=cpu, readout="cube")
+    with pytest.raises(ValueError, match="readout must be one of"):
+        embedding_distance(encoder, held, index, "cube")
 
 
 def test_pretraining_stops_on_its_budget_inside_an_epoch(small_store, tmp_path):
