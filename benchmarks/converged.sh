@@ -262,3 +262,16 @@ for seed in 0 1 2; do
     $C --training-seed "$seed" --dataset "$1" --target "$2" --interaction-gates --out "$V/interactions-gates/${where}$1-$2"
   done
 done
+# Pretraining with the embeddings' squared distance as the orbit distance (--readout squared,
+# 2026-12-04; the encoder is shipped), and fine-tuning from it on K and G over seeds 0-2
+PRE_SQUARED=benchmarks/results/pretraining/orbit-distance-squared
+basisdb pretrain --out $PRE_SQUARED --minutes 30 --threads 1 --readout squared
+for seed in 0 1 2; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for pair in "elastic_tensor log10_K_VRH" "elastic_tensor log10_G_VRH"; do
+    set -- $pair
+    basisdb evaluate --folds 5 --seed 0 --threads 1 --methods cft-pretrained --pretrained "$PRE_SQUARED" \
+      --training-seed "$seed" --dataset "$1" --target "$2" --out "$V/pretrained-squared/${where}$1-$2"
+  done
+done
