@@ -27,9 +27,9 @@ nearly embeds: on a circle it embeds exactly (a helix-like curve in infinitely m
 dimensions), so this readout's floor is a few times lower.
 
 With ``--distance rounded`` the target is the reference implementation's orbit distance,
-whose minimum image rounds each fractional coordinate (MISSION.md, fault 3): the floor of
-the quantity the paper's ratio was measured on.  The encoder's column (``--encoder-metrics``, by default the shipped
-encoder's) is measured on the exact distance either way.
+whose minimum image rounds each fractional coordinate (MISSION.md, fault 3): the quantity
+that implementation trains and scores on.  The encoder's column (``--encoder-metrics``, by
+default the shipped encoder's) is measured on the exact distance either way.
 
     python benchmarks/embedding_floor.py [--groups 1-230] [--points 128] [--dim 128] [--steps 1000]
         [--readout squared] [--distance rounded]
@@ -59,7 +59,7 @@ def rounded_orbit_distance(setting, lattice: np.ndarray, x1: np.ndarray, x2: np.
     """(P,) the orbit distance as the published reference implementation computes it: each
     fractional coordinate of the difference rounded into [-1/2, 1/2] before the Cartesian
     norm, which is the minimum image only in orthogonal cells and overestimates it in skewed
-    ones (MISSION.md, fault 3).  Measured here for the floor of the paper's own target."""
+    ones (MISSION.md, fault 3)."""
     images = np.einsum("oij,pj->poi", setting.rotations.astype(np.float64), x2) + setting.fractional_translations
     delta = x1[:, None, :] - images
     delta -= np.rint(delta)
