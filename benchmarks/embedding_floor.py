@@ -48,7 +48,7 @@ import torch
 from basisdb import get_setting
 from basisdb.model.cli import CRYSTAL_SYSTEMS, parse_groups
 from basisdb.model.geometry import orbit_distance, random_lattice
-from basisdb.model.pretrain import READOUTS
+from basisdb.model.pretrain import READOUTS, read_out
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "benchmarks" / "results" / "pretraining" / "orbit-distance-fresh" / "metrics.json"
@@ -94,8 +94,8 @@ def pairwise(embedding: torch.Tensor, readout: str) -> torch.Tensor:
     """(G, P, P) the distances each group's (P, dim) embedding states between its rows: their
     Euclidean distance, or its square (``readout``, as in :func:`basisdb.model.pretrain.embedding_distance`)."""
     norms = (embedding**2).sum(-1)
-    squared = (norms[:, :, None] + norms[:, None, :] - 2 * embedding @ embedding.transpose(1, 2)).clamp_min(1e-12)
-    return squared if readout == "squared" else squared.sqrt()
+    squared = norms[:, :, None] + norms[:, None, :] - 2 * embedding @ embedding.transpose(1, 2)
+    return read_out(squared.clamp_min(0.0), readout)  # the Gram form can round below zero
 
 
 def free_embedding_errors(distance: np.ndarray, dim: int, steps: int, seed: int, readout: str) -> np.ndarray:
@@ -110,9 +110,10 @@ def free_embedding_errors(distance: np.ndarray, dim: int, steps: int, seed: int,
     embedding = (torch.randn(groups, points, dim, dtype=torch.float64) * scale).requires_grad_(True)
     optimizer = torch.optim.Adam([embedding], lr=0.02)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    per_group = target[:, upper].sum(1)  # each group's MAE relative to its own distances: alike weights
+    pairs = target[:, upper]  # (G, pairs i < j)
+    per_group = pairs.sum(1)  # each group's MAE relative to its own distances: alike weights
     for _ in range(steps):
-        loss = ((pairwise(embedding, readout)[:, upper] - target[:, upper]).abs().sum(1) / per_group).sum()
+        loss = ((pairwise(embedding, readout)[:, upper] - pairs).abs().sum(1) / per_group).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -62,12 +62,19 @@ RECIPE = TrainConfig(epochs=200, batch_size=512, learning_rate=2e-3, max_minutes
 # What two embeddings e1, e2 give as their orbit distance: |e1 - e2|, or |e1 - e2|^2.
 READOUTS = ("distance", "squared")
 
-__all__ = ["RECIPE", "READOUTS", "OrbitDistances", "make_pairs", "embedding_distance", "main"]
+__all__ = ["RECIPE", "READOUTS", "OrbitDistances", "make_pairs", "embedding_distance", "read_out", "main"]
 
 
 def _check_readout(readout: str) -> None:
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+
+
+def read_out(squared: torch.Tensor, readout: str) -> torch.Tensor:
+    """The orbit distances that embeddings state, from their squared Euclidean distances
+    ``squared`` (any shape, >= 0): their distance, or that square itself (``readout``, one
+    of :data:`READOUTS`)."""
+    return squared if readout == "squared" else torch.sqrt(squared + 1e-12)
 
 
 def make_pairs(
@@ -104,8 +111,7 @@ def embedding_distance(
     difference = encoder(pairs["first"][index], ita_numbers, lattice) - encoder(
         pairs["second"][index], ita_numbers, lattice
     )
-    squared = (difference**2).sum(-1)
-    return squared if readout == "squared" else torch.sqrt(squared + 1e-12)
+    return read_out((difference**2).sum(-1), readout)
 
 
 class OrbitDistances:
