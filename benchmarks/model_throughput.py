@@ -17,6 +17,9 @@ and run of ``basisdb evaluate`` and ``basisdb train`` pays).
 
 It takes the model options of ``basisdb train`` (``--d-model 64 --layers 1``, ...): the CFT
 measured is the benchmark recipe unless they say otherwise, and the run prints what differs.
+``--precision bfloat16`` runs every forward pass of both models, in training and prediction,
+under ``torch.autocast`` (matrix products in bfloat16, accumulated in float32): a measurement
+of what lower precision would buy each model on this CPU, not an option of the library.
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ def best_of(repeats: int, function) -> float:
     return min(timed(function)[1] for _ in range(repeats))
 
 
+class Autocast(torch.nn.Module):
+    """``model`` with its forward passes under ``torch.autocast(dtype)`` on the CPU, and its
+    outputs in float32 (what the losses and the frame averages take)."""
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, batch):
+        with torch.autocast("cpu", dtype=self.dtype):
+            return self.model(batch).float()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="elastic_tensor")
@@ -59,6 +75,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="inference timings: best of this many, after a warm-up")
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16: both models' forward passes under torch.autocast (a measurement, not a library option)",
+    )
     add_model_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -84,16 +106,19 @@ def main() -> None:
     )
     graphs, graph_seconds = timed(lambda: [crystal_graph(s) for s in data.structures])
     frames = np.mean([item.n_frames for item in items])
+    distinct = np.mean([len(item.distinct_frames[0]) for item in items])
     atoms = np.mean([item.n_atoms for item in items])
     standardized = np.mean([item.n_atoms * item.n_copies for item in items])
     print(
         f"{n} {args.dataset} structures: {atoms:.1f} atoms per CFT sequence (one per centring class; "
         f"{standardized:.1f} in the standardized cell), "
-        f"{frames:.2f} origin frames on average; {args.threads} torch threads"
+        f"{frames:.2f} origin frames on average ({distinct:.2f} distinct inputs); {args.threads} torch threads"
     )
     config = cft_config_from(args, featurizer.n_slots)
     changed = {k: v for k, v in config.to_dict().items() if v != getattr(CFTConfig(), k)}
     print(f"CFT: the benchmark recipe{''.join(f', {k} {v}' for k, v in changed.items())}")
+    if args.precision != "float32":
+        print(f"both models' forward passes under torch.autocast({args.precision})")
     print(
         f"{'':10s} {'prepare/s':>10s} {'train/s':>10s} {'infer/s':>10s} {'infer 1-by-1/s':>15s} {'batched/naive':>14s}"
         f" {'infer MFLOP':>12s}"
@@ -109,6 +134,8 @@ def main() -> None:
     }
     context = DistributedContext("cpu")
     for name, (model, inputs, collate_fn, prepare_seconds) in models.items():
+        if args.precision != "float32":
+            model = Autocast(model, getattr(torch, args.precision))
         config = TrainConfig(epochs=args.epochs, batch_size=32, patience=args.epochs + 1)
         split = int(0.9 * n)
         task = Regression(inputs[:split], data.values[:split], inputs[split:], data.values[split:], collate_fn)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -67,3 +68,26 @@ class EncodedStructure:
     def frames(self) -> np.ndarray:
         """(F, M, n_slots) float32 slot features of every atom in every frame."""
         return self.rows[self.row_index]
+
+    @cached_property
+    def distinct_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(D,) int64, the frames that differ in some atom's row, in their order, and (D,)
+        float64, the weight each carries in an average over the frames: its own and that of
+        every frame that gives every atom the same row.  Such frames are one model input, so
+        prediction runs each once (3% of flla_2015's frames repeat another)."""
+        first, inverse = distinct_row_indices(self.row_index)
+        order = np.argsort(first)  # keep the frames' order: without repeats, the frames as they are
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return first[order], np.bincount(rank[inverse], weights=self.weights, minlength=len(first))
+
+
+def distinct_row_indices(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a 2D array: the index of the first of each distinct row (in the order of the rows'
+    bytes) and, for every row, which of them it is.  Rows are compared by their bytes (exact
+    duplicates only), as one opaque value each: 20 times faster than ``np.unique(axis=0)``,
+    which compares column by column."""
+    array = np.ascontiguousarray(array)
+    opaque = array.view(np.dtype((np.void, array.shape[1] * array.itemsize))).ravel()
+    _, first, inverse = np.unique(opaque, return_index=True, return_inverse=True)
+    return first, inverse.ravel()

@@ -207,9 +207,7 @@ class CrystalFourierTransformer(nn.Module):
         elements = self.element(batch.numbers)
         tokens = elements
         if self.encoder is not None:  # once per distinct feature row, not per atom and frame
-            positional = self.encoder(
-                batch.rows, batch.ita_numbers[batch.row_structure], batch.lattice[batch.row_structure]
-            )
+            positional = self.encoder(batch.rows, batch.ita_numbers, batch.lattice, structure=batch.row_structure)
             if self.config.position_dropout > 0:
                 positional = positional * self.positions_used(batch)[batch.row_structure, None].to(positional.dtype)
             tokens = elements + positional[batch.row_of]

@@ -312,11 +312,25 @@ class PositionalEncoder(nn.Module):
         )  # None: an ablation, the positions alone
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, out))
 
-    def forward(self, features: torch.Tensor, ita_numbers: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        ita_numbers: torch.Tensor,
+        lattice: torch.Tensor,
+        structure: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """features (..., A, n_slots) or (..., n_slots) float32; ita_numbers (...,) int64,
-        the space group of each structure; lattice (..., 6) lattice features."""
-        extra = features.dim() - ita_numbers.dim() - 1  # atom axes beyond the structure axes
-        view = lambda t: t.reshape(t.shape[: ita_numbers.dim()] + (1,) * extra + t.shape[ita_numbers.dim() :])  # noqa: E731
+        the space group of each structure; lattice (..., 6) lattice features.
+
+        With ``structure`` (R,) int64, features are R rows (R, n_slots) of S structures,
+        ita_numbers (S,) and lattice (S, 6) one per structure, and ``structure`` the structure
+        of each row: the group and lattice terms are computed once per structure, not once per
+        row (a structure has 31 rows on average on flla_2015)."""
+        if structure is None:
+            extra = features.dim() - ita_numbers.dim() - 1  # atom axes beyond the structure axes
+            view = lambda t: t.reshape(t.shape[: ita_numbers.dim()] + (1,) * extra + t.shape[ita_numbers.dim() :])  # noqa: E731
+        else:
+            view = lambda t: t[structure]  # noqa: E731
         h = self.position_in(features)
         if self.group_embedding is not None:
             h = h + view(self.group_embedding(ita_numbers))

@@ -67,15 +67,20 @@ def test_collate_gives_each_atom_its_own_features_in_every_frame(encoded):
     features = batch.rows[batch.row_of].numpy()  # (B, N, n_slots)
     sequence = 0
     for k, item in enumerate(items):
-        for f in range(item.n_frames):
+        distinct, weights = item.distinct_frames
+        for f, w in zip(distinct, weights):
             assert np.array_equal(features[sequence, : item.n_atoms], item.frames[f])
             assert not batch.mask[sequence, item.n_atoms :].any() and int(batch.owner[sequence]) == k
+            assert float(batch.weight[sequence]) == pytest.approx(w)
             sequence += 1
+        for f in set(range(item.n_frames)) - set(distinct):  # a repeat of a frame in the batch
+            assert any(np.array_equal(item.row_index[f], item.row_index[g]) for g in distinct)
+    assert sequence == len(batch.owner)
     assert np.array_equal(
         batch.row_structure.numpy(), np.repeat(np.arange(len(items)), [len(item.rows) for item in items])
     )
     assert np.allclose(torch.zeros(len(items)).index_add_(0, batch.owner, batch.weight).numpy(), 1.0)
-    starts = np.cumsum([0] + [item.n_frames for item in items[:-1]])
+    starts = np.cumsum([0] + [len(item.distinct_frames[0]) for item in items[:-1]])
     assert batch.first_sequences().tolist() == starts.tolist()
 
     rng = np.random.default_rng(3)
@@ -86,6 +91,38 @@ def test_collate_gives_each_atom_its_own_features_in_every_frame(encoded):
         matches = [f for f in range(item.n_frames) if np.array_equal(features[k, : item.n_atoms], item.frames[f])]
         assert matches, item.label  # the atoms of one drawn frame
         assert len(random.rows[random.row_structure == k]) <= item.n_atoms  # only that frame's rows
+
+
+def test_frames_that_repeat_another_are_predicted_once_with_their_weight(encoded):
+    """A frame that gives every atom the same row as an earlier one is the same input: the
+    batch holds it once, carrying both frames' weights, and the prediction is the average over
+    every frame.  Checked on real crystals with every frame doubled (the halves' weights
+    differing), against the same crystals as encoded."""
+    from dataclasses import replace
+
+    _, _, items = encoded
+    items = items[:10]
+    doubled = []
+    for item in items:
+        share = np.linspace(0.2, 0.7, item.n_frames)  # the first copy's share of each frame's weight
+        doubled.append(
+            replace(
+                item,
+                row_index=np.concatenate([item.row_index, item.row_index]),
+                weights=np.concatenate([item.weights * share, item.weights * (1 - share)]),
+            )
+        )
+    for item, twice in zip(items, doubled):
+        distinct, weights = twice.distinct_frames
+        assert distinct.tolist() == item.distinct_frames[0].tolist() and np.allclose(weights, item.distinct_frames[1])
+    once, merged = collate(items), collate(doubled)
+    assert torch.equal(merged.row_of, once.row_of) and torch.allclose(merged.weight, once.weight)
+    torch.manual_seed(0)
+    model = CrystalFourierTransformer(CFTConfig(radius=3.0, n_slots=items[0].rows.shape[1], d_model=32, hidden=32))
+    assert np.allclose(predict_normalized(model, doubled, "cpu"), predict_normalized(model, items, "cpu"), atol=1e-6)
+    # the frames still count, each with its own weight, where one is drawn for training
+    drawn = collate(doubled, frames="random", rng=np.random.default_rng(0))
+    assert len(drawn.owner) == len(items)
 
 
 def test_biased_transformer_equals_pytorch_transformer_with_the_same_weights():
@@ -246,15 +283,19 @@ def test_one_atom_per_centring_class_gives_the_outputs_of_the_whole_standardized
     whole = [whole_standardized_cell(featurizer, cell) for cell in cells]
     centred = [k for k, item in enumerate(items) if item.n_copies > 1]
     assert {items[k].n_copies for k in centred} >= {2, 4}  # body- and face-centred among them
+    # the whole cells' rows are one per atom and frame, so none of their frames repeats another;
+    # the kept atoms' frames that do are predicted once (EncodedStructure.distinct_frames)
+    starts = np.cumsum([0] + [cell.n_frames for cell, _ in whole[:-1]])
+    distinct = [torch.from_numpy(item.distinct_frames[0]) for item in items]
     with torch.no_grad():
-        expected = model(collate([cell for cell, _ in whole]))
+        expected = model(collate([cell for cell, _ in whole]))[torch.cat([s + d for s, d in zip(starts, distinct)])]
         assert torch.allclose(model(collate(items)), expected, rtol=1e-5, atol=1e-5)
         for k in centred:
             (cell, classes), item = whole[k], items[k]
             # each input atom's kept atom is the class of its standardized atom
             assert (classes[item.input_to_standardized] == cell.input_to_standardized[:, None]).any(1).all()
-            kept = model.atom_states(collate([item]))  # (F, M, width)
-            full = model.atom_states(collate([cell]))[:, torch.from_numpy(classes)]  # (F, M, C, width)
+            kept = model.atom_states(collate([item]))  # (D, M, width)
+            full = model.atom_states(collate([cell]))[distinct[k]][:, torch.from_numpy(classes)]  # (D, M, C, width)
             assert torch.allclose(full, kept[:, :, None].expand_as(full), rtol=1e-4, atol=1e-5), item.label
             assert np.array_equal(item.numbers, cell.numbers[classes[:, 0]])
 

@@ -667,6 +667,23 @@ def test_element_property_table():
     assert np.allclose(table[1:].mean(axis=0), 0, atol=0.05)
 
 
+def test_positional_encoder_takes_the_group_and_lattice_terms_once_per_structure():
+    """With ``structure``, the group and lattice terms are computed per structure and gathered
+    for its rows: the same encoding as giving every row its structure's group and lattice."""
+    from basisdb.model.modules import PositionalEncoder
+
+    torch.manual_seed(0)
+    encoder = PositionalEncoder(24, 32, 16, 2, group_embedding=True).eval()
+    rows, structure = torch.randn(11, 24), torch.tensor([0, 0, 2, 1, 2, 2, 0, 1, 1, 2, 0])
+    ita_numbers, lattice = torch.tensor([1, 225, 62]), torch.randn(3, 6)
+    with torch.no_grad():
+        per_row = encoder(rows, ita_numbers[structure], lattice[structure])
+        gathered = encoder(rows, ita_numbers, lattice, structure=structure)
+        swapped = encoder(rows, ita_numbers.flip(0), lattice.flip(0), structure=structure)
+    assert torch.allclose(gathered, per_row, atol=1e-6)
+    assert not torch.allclose(swapped, per_row, atol=1e-3)  # each row takes its own structure's terms
+
+
 def test_pretrained_encoder_weights_load_without_the_group_embedding(small_store, tmp_path):
     from basisdb.model.checkpoint import load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
     from basisdb.model.modules import PositionalEncoder
