@@ -74,7 +74,7 @@ class EncodedStructure:
         """(D,) int64, the frames that differ in some atom's row, in their order, and (D,)
         float64, the weight each carries in an average over the frames: its own and that of
         every frame that gives every atom the same row.  Such frames are one model input, so
-        prediction runs each once (3% of flla_2015's frames repeat another)."""
+        prediction runs each once (3.5% of flla_2015's frames repeat another)."""
         first, inverse = distinct_row_indices(self.row_index)
         order = np.argsort(first)  # keep the frames' order: without repeats, the frames as they are
         rank = np.empty_like(order)
