@@ -275,3 +275,12 @@ for seed in 0 1 2; do
       --training-seed "$seed" --dataset "$1" --target "$2" --out "$V/pretrained-squared/${where}$1-$2"
   done
 done
+# A narrower positional encoder (2026-12-04; seeds 0-1, K and G so far): BENCHMARKS.md, "A narrower positional encoder"
+for seed in 0 1; do
+  where=benchmarks/results/variants/encoder-hidden-128
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  for target in log10_K_VRH log10_G_VRH; do
+    basisdb evaluate --dataset elastic_tensor --target "$target" --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --hidden 128 --out "$where/elastic_tensor-$target"
+  done
+done
