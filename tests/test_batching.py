@@ -120,9 +120,9 @@ def test_frames_that_repeat_another_are_predicted_once_with_their_weight(encoded
     torch.manual_seed(0)
     model = CrystalFourierTransformer(CFTConfig(radius=3.0, n_slots=items[0].rows.shape[1], d_model=32, hidden=32))
     assert np.allclose(predict_normalized(model, doubled, "cpu"), predict_normalized(model, items, "cpu"), atol=1e-6)
-    # the frames still count, each with its own weight, where one is drawn for training
+    # training draws one of all the frames per structure, with their own weights, as before
     drawn = collate(doubled, frames="random", rng=np.random.default_rng(0))
-    assert len(drawn.owner) == len(items)
+    assert drawn.owner.tolist() == list(range(len(items))) and torch.equal(drawn.weight, torch.ones(len(items)))
 
 
 def test_biased_transformer_equals_pytorch_transformer_with_the_same_weights():
