@@ -12,7 +12,8 @@
 # benchmarks/results/variants/compute-matched/ (the second loop);
 # python benchmarks/paired_folds.py --protocol compute-matched benchmarks/results/compute-matched \
 #   benchmarks/results/magpie-structure-rf prints the tables (the older budgeted runs elsewhere in
-#   benchmarks/results predate the speed fixes, so they are left out).
+#   benchmarks/results predate the speed fixes, so they are left out). Every run here predates the
+#   128-wide positional encoder of 2026-12-04 and passes --hidden 256, the width it was made with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 basisdb data fetch
@@ -24,7 +25,7 @@ for seed in ${seeds[@]}; do
              "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2"; do
     set -- $run
     basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
-      --threads 1 --minutes "$3" --methods cgcnn,cft --no-environment --out "$where/$1-$2"
+      --threads 1 --minutes "$3" --methods cgcnn,cft --no-environment --hidden 256 --out "$where/$1-$2"
   done
 done
 # The CFT's default since 2026-12-02, with the environment term, against the recipe before it
@@ -40,7 +41,7 @@ for seed in ${seeds[@]}; do
   for run in "elastic_tensor log10_K_VRH 2" "elastic_tensor log10_G_VRH 2" \
              "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2"; do
     set -- $run
-    E="basisdb evaluate --dataset $1 --target $2 --folds 5 --seed 0 --training-seed $seed --threads 1 --minutes $3"
+    E="basisdb evaluate --dataset $1 --target $2 --folds 5 --seed 0 --training-seed $seed --threads 1 --minutes $3 --hidden 256"
     $E --methods cgcnn,cft --no-environment --out "$V/cft-rerun/$where$1-$2"
     $E --methods cft --environment --out "$V/environment/$where$1-$2"
   done
@@ -51,6 +52,6 @@ for seed in ${seeds[@]}; do
   where=""
   [ "$seed" = 0 ] || where="seed-$seed/"
   basisdb evaluate --dataset flla_2015 --target formation_energy_per_atom --folds 5 --seed 0 \
-    --training-seed "$seed" --threads 1 --minutes 2.5 --methods cgcnn,cft \
+    --training-seed "$seed" --threads 1 --minutes 2.5 --methods cgcnn,cft --hidden 256 \
     --out "$V/size-groups/${where}flla_2015-formation_energy_per_atom"
 done

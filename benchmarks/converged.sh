@@ -6,7 +6,9 @@
 # before that switch pass --no-environment, so that they still reproduce, and the default's
 # runs are those of benchmarks/results/variants/environment (listed below). Every run but the
 # last loop predates the size groups and fused AdamW: the code of commit ecce99b reproduces them
-# to the digit, today's code within the spread over training seeds.
+# to the digit, today's code within the spread over training seeds. The positional encoder is
+# 128 wide since 2026-12-04 (the last loop); every run before it passes --hidden 256, the width
+# it was made with, so that it still reproduces.
 #
 #   bash benchmarks/converged.sh [TRAINING_SEEDS...]     # default: 0 1 2
 #
@@ -23,14 +25,14 @@ for seed in ${seeds[@]}; do
   [ "$seed" = 0 ] || where=$where/seed-$seed
   for pair in "${targets[@]}"; do
     set -- $pair
-    for method in cft cgcnn; do  # the CGCNN ignores --no-environment
+    for method in cft cgcnn; do  # the CGCNN ignores --no-environment and --hidden
       basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
-        --threads 1 --methods "$method" --no-environment --out "$where/$1-$2-$method"
+        --threads 1 --methods "$method" --no-environment --hidden 256 --out "$where/$1-$2-$method"
     done
   done
 done
 # Ablations of the CFT (seed 0, log10 K_VRH): what carries its result
-K="basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --threads 1 --methods cft --no-environment"
+K="basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --threads 1 --methods cft --no-environment --hidden 256"
 $K --no-radial-bias --out benchmarks/results/ablations/no-radial-bias
 $K --routing identity --out benchmarks/results/ablations/identity-routing
 $K --no-lattice-branch --out benchmarks/results/ablations/no-lattice-branch
@@ -41,7 +43,7 @@ $K --radius 6 --out benchmarks/results/ablations/radius-6
 # rerun beside them because the runs above predate the recording of validation MAEs. The
 # environment term won and is today's default: these runs are its converged rows
 V=benchmarks/results/variants
-C="basisdb evaluate --folds 5 --seed 0 --threads 1 --methods cft"
+C="basisdb evaluate --folds 5 --seed 0 --threads 1 --methods cft --hidden 256"
 $C --dataset elastic_tensor --target log10_K_VRH --no-environment --out $V/cft-rerun/elastic_tensor-log10_K_VRH
 $C --dataset elastic_tensor --target log10_K_VRH --environment --out $V/environment/elastic_tensor-log10_K_VRH
 $C --dataset elastic_tensor --target log10_K_VRH --no-environment --ema 0.999 --out $V/ema-0.999/elastic_tensor-log10_K_VRH
@@ -65,8 +67,8 @@ done
 # Pretraining (30 CPU-minutes, fresh pairs), then fine-tuning against scratch on the same folds,
 # with and without the cubic system held out (made without the environment term)
 PRE=benchmarks/results/pretraining/orbit-distance-fresh
-basisdb pretrain --out $PRE --minutes 30 --threads 1
-E="basisdb evaluate --folds 5 --seed 0 --threads 1 --no-environment"
+basisdb pretrain --out $PRE --minutes 30 --threads 1 --hidden 256
+E="basisdb evaluate --folds 5 --seed 0 --threads 1 --no-environment --hidden 256"
 $E --dataset elastic_tensor --target log10_K_VRH --pretrained $PRE --methods cft-pretrained \
   --out benchmarks/results/converged/elastic_tensor-log10_K_VRH-cft-pretrained
 $E --dataset elastic_tensor --target log10_K_VRH --holdout-groups cubic --pretrained $PRE \
@@ -98,7 +100,7 @@ for seed in 1 2; do
   $K --routing identity --out $A/seed-$seed/identity-routing
   $K --no-lattice-branch --out $A/seed-$seed/no-lattice-branch
 done
-D="basisdb evaluate --folds 5 --seed 0 --threads 1 --dataset elastic_tensor --target log10_K_VRH --pretrained $PRE"
+D="basisdb evaluate --folds 5 --seed 0 --threads 1 --dataset elastic_tensor --target log10_K_VRH --pretrained $PRE --hidden 256"
 $D --methods cft-pretrained --out benchmarks/results/converged/default/elastic_tensor-log10_K_VRH-cft-pretrained
 $D --holdout-groups cubic --methods cft,cft-pretrained \
   --out benchmarks/results/converged/default/elastic_tensor-log10_K_VRH-holdout-cubic
@@ -139,7 +141,7 @@ for seed in 0 1 2; do
 done
 # Pretraining with each draw of pairs for three epochs (2026-12-03; only its metrics are
 # shipped), and fine-tuning from the shipped encoder over training seeds 0-2 with today's code
-basisdb pretrain --out benchmarks/results/pretraining/orbit-distance-redraw3 --minutes 30 --threads 1 \
+basisdb pretrain --out benchmarks/results/pretraining/orbit-distance-redraw3 --minutes 30 --threads 1 --hidden 256 \
   --redraw-every 3 --epochs 1000
 for seed in 0 1 2; do
   where=""
@@ -265,7 +267,7 @@ done
 # Pretraining with the embeddings' squared distance as the orbit distance (--readout squared,
 # 2026-12-04; the encoder is shipped), and fine-tuning from it on K and G over seeds 0-2
 PRE_SQUARED=benchmarks/results/pretraining/orbit-distance-squared
-basisdb pretrain --out $PRE_SQUARED --minutes 30 --threads 1 --readout squared
+basisdb pretrain --out $PRE_SQUARED --minutes 30 --threads 1 --readout squared --hidden 256
 for seed in 0 1 2; do
   where=""
   [ "$seed" = 0 ] || where="seed-$seed/"
@@ -275,12 +277,21 @@ for seed in 0 1 2; do
       --training-seed "$seed" --dataset "$1" --target "$2" --out "$V/pretrained-squared/${where}$1-$2"
   done
 done
-# A narrower positional encoder (2026-12-04; seeds 0-1, K and G so far): BENCHMARKS.md, "A narrower positional encoder"
-for seed in 0 1; do
+# The positional encoder 128 wide (--hidden 128, 2026-12-04), the default since: every target over
+# training seeds 0-2 (BENCHMARKS.md, "Today's default CFT")
+for seed in 0 1 2; do
   where=benchmarks/results/variants/encoder-hidden-128
   [ "$seed" = 0 ] || where=$where/seed-$seed
-  for target in log10_K_VRH log10_G_VRH; do
-    basisdb evaluate --dataset elastic_tensor --target "$target" --folds 5 --seed 0 --training-seed "$seed" \
-      --threads 1 --methods cft --hidden 128 --out "$where/elastic_tensor-$target"
+  for pair in "${targets[@]}"; do
+    set -- $pair
+    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --hidden 128 --out "$where/$1-$2"
   done
+done
+# and with the element-property statistics in the head (--composition), K over seeds 0-2
+for seed in 0 1 2; do
+  where=benchmarks/results/variants/encoder-hidden-128-composition
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --training-seed "$seed" \
+    --threads 1 --methods cft --hidden 128 --composition --out "$where/elastic_tensor-log10_K_VRH"
 done

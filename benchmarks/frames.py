@@ -2,7 +2,7 @@
 
 1. The distribution of frames per structure over the built-in Materials Project datasets
    (about 6,200 crystals), for both invariances, and how the polar origin was fixed.
-2. Prediction time of the CFT (benchmark recipe: d_model 128, hidden 256, 3 blocks, 2
+2. Prediction time of the CFT (benchmark recipe: d_model 128, hidden 128, 3 blocks, 2
    layers, radius 4, untrained: the cost does not depend on the weights) for a 200-atom
    single-species P1 cell, against the naive baseline measured in the same run: anchoring
    the polar origin on every atom of the rarest species (200 anchors, as before the phased

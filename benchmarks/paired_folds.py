@@ -6,7 +6,9 @@ ablations from others): the folds are the same because they are drawn from the s
 methods are taken from runs of one protocol (``--protocol``: converged or compute-matched); the
 forests and the mean do not train by epochs and are taken from any run. A CFT run with a
 switch away from today's defaults is its own method (``cft [no radial bias]``; runs made
-before the environment term became the default, 2026-12-02, are ``cft [no environment]``).
+before the environment term became the default, 2026-12-02, are ``cft [no environment]``, and
+those made with the 256-wide positional encoder of the recipe before 2026-12-04 are
+``cft [hidden 256]``).
 Runs of one method with several ``--training-seed`` values are averaged per fold, and the
 spread of their means is shown; a paired difference uses the training seeds both methods have
 (all, if they share none).
@@ -60,11 +62,12 @@ SCORES = {
 
 @dataclass(frozen=True)
 class Run:
-    """One method's results in one results.json: its folds and the file's predictions."""
+    """One method's results in one results.json: its folds and the file's predictions (None in
+    the two first evaluations, written before results.json kept them)."""
 
     path: Path
     folds: list[dict]
-    predictions: dict
+    predictions: dict | None
     method: str
 
     @property
@@ -101,6 +104,8 @@ def protocol_of(run: dict) -> str:
 # the recipe's sizes and dropout, and its training loss and weight decay, named in a label where
 # a run departs from them
 SIZES = {key: getattr(CFTConfig(), key) for key in ("d_model", "hidden", "encoder_blocks", "layers", "dropout")}
+ENCODER_SIZES = ("hidden", "encoder_blocks")
+PRETRAINED_SIZES = ("d_model", *ENCODER_SIZES)  # a fine-tuned CFT takes these from its encoder
 RECIPE = TrainConfig()
 # the shipped encoder most fine-tuned runs start from; a run from another shipped one
 # (benchmarks/results/pretraining/orbit-distance-*) is labelled with its folder
@@ -142,6 +147,10 @@ def method_label(method: str, run: dict) -> str:
         if method == "cft-pretrained" and encoder.startswith("orbit-distance-") and encoder != FIRST_ENCODER:
             variant.append(f"encoder {encoder}")
         for key, default in SIZES.items():
+            if key in ENCODER_SIZES and not cft.get("positional_encoding", True):
+                continue  # there is no positional encoder to size
+            if key in PRETRAINED_SIZES and method == "cft-pretrained":
+                continue  # the encoder's own, named by its folder above
             if cft.get(key, default) != default:
                 variant.append(f"{key} {cft[key]:g}")
     if method in ("cft", "cft-pretrained", "cgcnn"):  # the neural methods share the training recipe
@@ -223,6 +232,9 @@ def main() -> None:
             run = json.loads(path.read_text())
             if bool(run["n_unseen"]) != args.held_out:
                 continue  # held-out groups are another comparison
+            if "predictions" not in run and (args.ensemble or args.by_system):
+                print(f"note: {path} holds no out-of-fold predictions; skipped", file=sys.stderr)
+                continue
             held_out = run.get("holdout_spec") or ",".join(map(str, run.get("holdout_groups", [])))
             key = (run["dataset"], run["target"], run["seed"], run["folds"], run["n_structures"], held_out)
             for method, result in run["results"].items():
@@ -239,7 +251,7 @@ def main() -> None:
                         f"that run replaces {found[key][label][training_seed].path} (name the roots to choose)",
                         file=sys.stderr,
                     )
-                found[key][label][training_seed] = Run(path, result["folds"], run["predictions"], method)
+                found[key][label][training_seed] = Run(path, result["folds"], run.get("predictions"), method)
     reference = args.reference
     score = SCORES[args.score]
     for (dataset, target, seed, folds, n, held_out), runs in sorted(found.items()):

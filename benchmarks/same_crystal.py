@@ -6,7 +6,7 @@ relative, and the worst relative change of the prediction and of any atom's enco
 prediction's change is relative to the larger of its magnitude and the spread (standard
 deviation) of the predictions over the sample, so that a value near zero does not turn
 float32 rounding into a large ratio.  The
-model is the benchmark recipe (d_model 128, hidden 256, 3 blocks, 2 layers, radius 4, the
+model is the benchmark recipe (d_model 128, hidden 128, 3 blocks, 2 layers, radius 4, the
 environment term unless ``--no-environment``), untrained unless ``--checkpoint`` is given:
 invariance is a property of the pipeline, and a random network is as sensitive to a broken
 frame as a trained one.  The naive baseline is

@@ -63,8 +63,9 @@ def test_paired_folds_pairs_a_chosen_reference_over_the_seeds_both_methods_have(
     """``benchmarks/paired_folds.py --reference`` prints the per-fold difference of the seed
     averages, recomputed here from the shipped files (formation energy, converged): the CFT
     without the environment term (the converged runs) against the CGCNN, with the default CFT
-    (the term on, ``variants/environment``) read beside it under its own label."""
-    reference = "cft [no environment]"
+    of 2026-12-02 (the term on, ``variants/environment``, the 256-wide encoder of its day) read
+    beside it under its own label."""
+    reference = "cft [no environment, hidden 256]"
     roots = [str(RESULTS / "converged"), str(RESULTS / "variants" / "environment")]
     script = str(RESULTS.parent / "paired_folds.py")
     command = [sys.executable, script, "--reference", reference, "--protocol", "converged", *roots]
@@ -84,7 +85,7 @@ def test_paired_folds_pairs_a_chosen_reference_over_the_seeds_both_methods_have(
     difference = np.mean([np.subtract(recipe[s], cgcnn[s]) for s in common], axis=0)
     assert f"{difference.mean():+.4f} ± {difference.std(ddof=1):.4f}" in line
     assert f"better on {int((difference < 0).sum())} of 5 folds (seeds {common})" in line
-    default = next(row for row in section.splitlines() if row.split("  ")[1:2] == ["cft"])
+    default = next(row for row in section.splitlines() if row.split("  ")[1:2] == ["cft [hidden 256]"])
     assert "seed means 0.1170-0.1222" in default  # the environment runs, not mixed into the reference
 
 
@@ -156,7 +157,7 @@ def test_paired_folds_compares_held_out_groups_only_when_asked():
     command = [sys.executable, script, "--held-out", "--score", "unseen", "--reference", reference, *map(str, roots)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     section = output.split("groups cubic held out, unseen-group MAE")[1].split("\n\n")[0]
-    line = next(row for row in section.splitlines() if row.strip().startswith(f"{reference} - cft "))
+    line = next(row for row in section.splitlines() if row.strip().startswith(f"{reference} - cft [hidden 256] "))
 
     def unseen(paths) -> np.ndarray:
         runs = [json.loads(path.read_text()) for path in paths]
@@ -178,15 +179,22 @@ def test_paired_folds_compares_held_out_groups_only_when_asked():
 
 def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
     """A variant's label names its departures from today's defaults, model and training, so
-    that two variants of one method in one table are never merged under one name."""
-    roots = [RESULTS / "variants" / name for name in ("all-frames", "compact-1layer", "pretrained")]
+    that two variants of one method in one table are never merged under one name; sizes that
+    do not apply are left out (the encoder's of a CFT without positions, and those a fine-tuned
+    CFT takes from its encoder, which the label names when it is not the first one)."""
+    names = ("all-frames", "compact-1layer", "pretrained", "encoder-hidden-128", "centring")
+    roots = [RESULTS / "variants" / name for name in names] + [RESULTS / "ablations" / "default"]
     script = str(RESULTS.parent / "paired_folds.py")
     command = [sys.executable, script, "--protocol", "converged", *map(str, roots)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rows = [line.strip().split(" ± ")[0] for line in output.splitlines() if line.startswith("  ") and " ± " in line]
     labels = {row.rsplit(" ", 1)[0].strip() for row in rows}  # each row: the label, then its MAE
     assert {
-        "cft [trained on all frames]",
+        "cft",  # today's recipe: a 128-wide positional encoder
+        "cft [hidden 256]",  # the recipe before 2026-12-04
+        "cft [hidden 256, trained on all frames]",
         "cft [d_model 64, hidden 64, encoder_blocks 2, layers 1]",
+        "cft [no positional encoding]",
+        "cft [identity routing, hidden 256]",
         "cft-pretrained",
     } <= labels
