@@ -27,6 +27,7 @@ import argparse
 import json
 import platform
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -379,7 +380,15 @@ def plots(report: dict, out: Path) -> list[Path]:
     )
     scope = f", groups {report['holdout_spec']} held out" if report["n_unseen"] else ""
     written = []
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.6), squeeze=False, layout="constrained")
+    width = 3.0 * len(methods)  # inches
+    title = textwrap.wrap(  # to the figure's width, at about 12 characters an inch at 10 pt
+        f"{report['dataset']} / {target}: {report['folds']}-fold cross-validation, {protocol}{scope}",
+        int(12 * width),
+        break_on_hyphens=False,
+    )
+    fig, axes = plt.subplots(
+        1, len(methods), figsize=(width, 3.6 + 0.17 * (len(title) - 1)), squeeze=False, layout="constrained"
+    )
     for ax, name in zip(axes[0], methods):
         ax.scatter(truth, predicted[name], s=4, alpha=0.4, linewidths=0)
         ax.plot([low - pad, high + pad], [low - pad, high + pad], color="k", lw=0.8)
@@ -389,9 +398,7 @@ def plots(report: dict, out: Path) -> list[Path]:
         ax.set_xlabel(f"DFT value ({unit})", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel(f"predicted, out of fold ({unit})", fontsize=8)
-    fig.suptitle(
-        f"{report['dataset']} / {target}: {report['folds']}-fold cross-validation, {protocol}{scope}", fontsize=10
-    )
+    fig.suptitle("\n".join(title), fontsize=10)
     path = out / f"parity_{target}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
