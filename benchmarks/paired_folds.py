@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from basisdb import crystal_system
+from basisdb.model.checkpoint import ENCODER_ARCHITECTURE
 from basisdb.model.cli import CRYSTAL_SYSTEMS
 from basisdb.model.models import CFTConfig
 from basisdb.model.training import TrainConfig
@@ -105,7 +106,8 @@ def protocol_of(run: dict) -> str:
 # a run departs from them
 SIZES = {key: getattr(CFTConfig(), key) for key in ("d_model", "hidden", "encoder_blocks", "layers", "dropout")}
 ENCODER_SIZES = ("hidden", "encoder_blocks")
-PRETRAINED_SIZES = ("d_model", *ENCODER_SIZES)  # a fine-tuned CFT takes these from its encoder
+# the sizes a fine-tuned CFT takes from its pretrained encoder (read_pretrained_encoder)
+PRETRAINED_SIZES = [key for key in SIZES if key in ENCODER_ARCHITECTURE]
 RECIPE = TrainConfig()
 # the shipped encoder most fine-tuned runs start from; a run from another shipped one
 # (benchmarks/results/pretraining/orbit-distance-*) is labelled with its folder
