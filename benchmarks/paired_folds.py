@@ -141,6 +141,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append("pair filter")
         if cft.get("position_dropout", 0):
             variant.append(f"position dropout {cft['position_dropout']:g}")
+        if cft.get("frame_average", "predictions") != "predictions":
+            variant.append(f"frames averaged in the {cft['frame_average']}")
         if train.get("ema_decay"):
             variant.append(f"EMA {train['ema_decay']:g}")
         if cft["radius"] != 4.0:

@@ -20,7 +20,7 @@ import torch
 
 from basisdb import DEFAULT_SYMPREC, INVARIANCES, crystal_system, parse_number_ranges
 
-from .models import CFTConfig
+from .models import FRAME_AVERAGES, CFTConfig
 from .training import LOSSES, TRAINING_FRAMES, TrainConfig
 
 __all__ = [
@@ -194,6 +194,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             help="in training, leave out each structure's positional encoding with this probability; the model "
             "then predicts space groups it was not trained on without positions (default: %(default)s, off)",
         )
+        group.add_argument(
+            "--frame-average",
+            choices=FRAME_AVERAGES,
+            default=recipe.frame_average,
+            help="average a structure's frames in its predictions (the Transformer runs on every frame) or in "
+            "its atoms' positional encodings (it runs once per structure, trained on every frame) "
+            "(default: %(default)s)",
+        )
     return group
 
 
@@ -307,6 +315,7 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "cell_statistics": "cell_statistics",
         "pair_filter": "pair_filter",
         "position_dropout": "position_dropout",
+        "frame_average": "frame_average",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
     if given.get("interaction_gates"):  # the gates are a part of the interactions

@@ -192,7 +192,7 @@ def _fit_neural(
         values[val],
         collate_fn,
         config.loss,
-        config.frames,
+        model.training_frames(config.frames) if isinstance(model, CrystalFourierTransformer) else config.frames,
     )
     if isinstance(model, CrystalFourierTransformer):
         model.record_training_groups(items[i].group for i in fit_rows)

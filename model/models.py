@@ -20,12 +20,16 @@ from .modules import (
 )
 
 __all__ = [
+    "FRAME_AVERAGES",
     "CFTConfig",
     "CrystalFourierTransformer",
     "BiasedTransformer",
     "attention_dropping_copies",
     "attention_with_pair_filter",
 ]
+
+# where the CFT averages a structure's frames (CFTConfig.frame_average)
+FRAME_AVERAGES = ("predictions", "encodings")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,14 @@ class CFTConfig:
             in prediction, a structure of a space group it was not trained on goes without
             positions (:meth:`CrystalFourierTransformer.positions_used`). 0 (the recipe): every
             structure has its positions.
+        frame_average: where a structure's frames are averaged, one of :data:`FRAME_AVERAGES`.
+            ``"predictions"`` (the recipe): the Transformer runs on every frame and the
+            prediction is the frames' weighted average.  ``"encodings"``: each atom's token
+            takes the weighted average of its positional encodings over the frames, and the
+            Transformer runs once per structure; as invariant (the frames of a crystal are the
+            same set however it is described), a frame's cost instead of 4-6 frames', but the
+            tokens no longer say which frame placed one atom where another is (the pair
+            profiles still do). Trained on every frame, whatever the training's ``frames``.
     """
 
     radius: float = 4.0
@@ -94,8 +106,11 @@ class CFTConfig:
     cell_statistics: bool = False
     pair_filter: bool = False
     position_dropout: float = 0.0
+    frame_average: str = "predictions"
 
     def __post_init__(self):
+        if self.frame_average not in FRAME_AVERAGES:
+            raise ValueError(f"frame_average must be one of {FRAME_AVERAGES}, got {self.frame_average!r}")
         if self.interaction_gates and not self.interactions:
             raise ValueError("interaction_gates gate the neighbour interactions: set interactions=True as well")
 
@@ -180,6 +195,12 @@ class CrystalFourierTransformer(nn.Module):
             seen[torch.as_tensor(list(groups), dtype=torch.long, device=seen.device)] = True
             self.trained_groups.copy_(seen)
 
+    def training_frames(self, requested: str) -> str:
+        """The origin frames a regression's loss should see of a structure
+        (:class:`basisdb.model.training.TrainConfig` ``frames``): every one (``"all"``) when
+        the model averages their encodings, whose average a single frame is not; else ``requested``."""
+        return "all" if self.config.frame_average == "encodings" else requested
+
     def predicts_with_positions(self, group: int) -> bool:
         """Whether a structure of space group ``group`` (ITA number) is predicted with its
         positional encoding (see :meth:`positions_used`)."""
@@ -204,7 +225,8 @@ class CrystalFourierTransformer(nn.Module):
 
     def atom_states(self, batch: Batch, first: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage);
-        ``first``: ``batch.first_sequences()``, when the caller has it already."""
+        ``first``: ``batch.first_sequences()``, when the caller has it already.  With
+        ``frame_average="encodings"`` the frames of a structure share their states."""
         elements = self.element(batch.numbers)
         tokens = elements
         if self.encoder is not None:  # once per distinct feature row, not per atom and frame
@@ -212,13 +234,18 @@ class CrystalFourierTransformer(nn.Module):
             if self.config.position_dropout > 0:
                 positional = positional * self.positions_used(batch)[batch.row_structure, None].to(positional.dtype)
             tokens = elements + positional[batch.row_of]
-        # One additive attention mask (B, heads, N, N): -inf on padded keys, plus the radial
-        # bias, built once per structure and shared by its frames.
-        n = batch.mask.shape[1]
         first = batch.first_sequences() if first is None else first
+        # the sequences the Transformer runs on, and the structure of each
+        owner = batch.owner
+        if self.config.frame_average == "encodings":  # one per structure, its frames' tokens averaged
+            tokens = self.frames_averaged(tokens, batch)
+            owner = torch.arange(len(first), device=owner.device)
+        # One additive attention mask (sequences, heads, N, N): -inf on padded keys, plus the
+        # radial bias, built once per structure and shared by its frames.
+        n = batch.mask.shape[1]
         atoms = batch.mask[first]  # (S, N)
         if self.config.environment:  # once per structure, shared by its frames; summed over centring copies
-            tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[batch.owner]
+            tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         per_copy = None  # (S, N, N, C, heads): the bias of each centring copy of the second atom
@@ -229,16 +256,28 @@ class CrystalFourierTransformer(nn.Module):
             mask = mask + self.pair_bias(per_copy)
         shares, radial = None, None
         if self.config.pair_filter:  # each copy has its own distances, so its own share of the weight
-            shares, radial = self.copy_shares(per_copy, batch.copies)[batch.owner], batch.radial[batch.owner]
+            shares, radial = self.copy_shares(per_copy, batch.copies)[owner], batch.radial[owner]
         elif self.training and self.config.dropout > 0 and batch.copies.shape[1] > 1:
-            shares = self.copy_shares(per_copy, batch.copies)[batch.owner]
+            shares = self.copy_shares(per_copy, batch.copies)[owner]
         after = None
-        if self.config.interactions:  # on each frame's states: they differ between frames
+        if self.config.interactions:  # on each sequence's states: frames differ
             # ungated, only the sum over centring copies counts: it goes as one copy
             per_pair = batch.radial if self.config.interaction_gates else batch.radial.sum(3, keepdim=True)
-            frame_radial, frame_atoms = per_pair[batch.owner], atoms[batch.owner]
+            frame_radial, frame_atoms = per_pair[owner], atoms[owner]
             after = [partial(step, radial=frame_radial, atoms=frame_atoms) for step in self.interactions]
-        return self.transformer(tokens, mask[batch.owner], shares, radial, after)
+        states = self.transformer(tokens, mask[owner], shares, radial, after)
+        return states if owner is batch.owner else states[batch.owner]
+
+    @staticmethod
+    def frames_averaged(tokens: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(S, N, d) each structure's tokens (B, N, d) averaged over its frames with their
+        weights.  A frame differs from another in its atoms' positional encodings only."""
+        weight = batch.weight.to(tokens.dtype)
+        structures = len(batch.ita_numbers)
+        total = torch.zeros(structures, dtype=tokens.dtype, device=tokens.device).index_add_(0, batch.owner, weight)
+        summed = torch.zeros((structures, *tokens.shape[1:]), dtype=tokens.dtype, device=tokens.device)
+        summed.index_add_(0, batch.owner, tokens * weight[:, None, None])
+        return summed / total[:, None, None]
 
     @staticmethod
     def pair_bias(per_copy: torch.Tensor) -> torch.Tensor:

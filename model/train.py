@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             [items[i] for i in val_index],
             y[val_index],
             loss=train_config.loss,
-            frames=train_config.frames,
+            frames=model.training_frames(train_config.frames),
         )
         unit = DATASETS[args.dataset].targets[args.target].unit if args.dataset else args.unit
         common = {

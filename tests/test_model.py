@@ -140,6 +140,44 @@ def test_predictions_with_every_optional_term_are_invariant(every_term_predictor
     assert worst < 1e-5, worst
 
 
+@pytest.fixture(scope="module")
+def frame_averaging_predictor(small_store):
+    """A CFT that averages each atom's positional encodings over the frames and runs its
+    Transformer once per structure, with neighbour interactions (whose states are per sequence)."""
+    torch.manual_seed(2)
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=4)
+    config = CFTConfig(
+        radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, interactions=True, frame_average="encodings"
+    )
+    model = CrystalFourierTransformer(config)
+    randomize_pair_terms(model)
+    return Predictor(model, featurizer, target_mean=1.0, target_std=2.0, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "supercell [[1,1,0],[-1,1,0],[0,0,1]]",
+        "relabelled (b,a,-c)",  # the c axis, polar in polar groups, reversed
+        "origin shifted",
+        "random proper cell, origin and order",
+        "mirror image",
+    ],
+)
+def test_predictions_averaged_over_frame_encodings_are_invariant(frame_averaging_predictor, real_crystals, name):
+    """Averaging the frames inside the model, in its tokens, gives the same crystal the same
+    answer as averaging its predictions does, on every 4th real crystal."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    worst, averaged = 0.0, 0
+    for cell in real_crystals[::4]:
+        other, _ = mirrored(cell) if name == "mirror image" else REDESCRIPTIONS[name](cell, rng)
+        first, second = frame_averaging_predictor.predictions([cell, other])
+        averaged += first.n_frames > 1
+        worst = max(worst, abs(first.value - second.value) / max(abs(first.value), 1.0))
+    assert averaged > 10  # frames were averaged, not one frame seen
+    assert worst < 1e-5, worst
+
+
 def test_pymatgen_and_ase_inputs(predictor):
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -372,6 +410,7 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
     assert (pretrain.RECIPE.batch_size, pretrain.RECIPE.learning_rate, pretrain.RECIPE.max_minutes) == (512, 2e-3, 30.0)
     for values in (parsed[train], parsed[evaluate]):  # pretraining trains the positional encoder alone
         assert (values["layers"], values["dropout"]) == (architecture.layers, architecture.dropout)
+        assert values["frame_average"] == architecture.frame_average == "predictions"
         assert values["environment"] is architecture.environment is True  # the recipe since 2026-12-02
 
 
@@ -398,6 +437,11 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
             "evaluate",
             ["--dataset", "flla_2015", "--target", "t", "--methods", "cft,forest"],
             "unknown method(s) ['forest']",
+        ),
+        (
+            "train",
+            ["--data", "x", "--out", "x", "--frame-average", "tokens"],
+            "argument --frame-average: invalid choice: 'tokens' (choose from ",  # the choices' quoting varies by Python
         ),
         (
             "evaluate",

@@ -10,7 +10,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from basisdb import BasisStore
-from basisdb.model.data import StructureFeaturizer
+from basisdb.model.data import StructureFeaturizer, collate
 from basisdb.model.models import CFTConfig, CrystalFourierTransformer
 from basisdb.model.training import (
     DistributedContext,
@@ -201,3 +201,44 @@ def test_training_on_all_frames_takes_the_loss_of_the_prediction_itself(encoded)
         TrainConfig(frames="some")
     with pytest.raises(ValueError, match=r"frames must be one of \('one', 'all'\), got 'some'"):
         Regression(items[:16], values[:16], items[16:], values[16:], frames="some")
+
+
+def test_a_model_averaging_frame_encodings_runs_its_transformer_once_per_structure(encoded):
+    """``frame_average="encodings"``: the Transformer's input for a structure is the weighted
+    average over its frames of the tokens the recipe's model gives each frame (the same
+    weights), its states are shared by the frames, and it trains on every frame.  A structure
+    of one distinct frame is predicted as the recipe predicts it; one of several is not."""
+    featurizer, items, values = encoded
+    torch.manual_seed(0)
+    recipe = model_for(featurizer).eval()
+    config = CFTConfig(radius=2.0, n_slots=featurizer.n_slots, d_model=16, hidden=32, frame_average="encodings")
+    averaging = CrystalFourierTransformer(config).eval()
+    averaging.load_state_dict(recipe.state_dict())
+    seen = {}
+    for name, model in (("recipe", recipe), ("averaging", averaging)):
+        model.transformer.register_forward_pre_hook(lambda module, args, name=name: seen.__setitem__(name, args[0]))
+    batch = collate(items[:16], frames="all")
+    with torch.no_grad():
+        states = averaging.atom_states(batch)
+        recipe.atom_states(batch)
+    weight = batch.weight.double()
+    expected = torch.zeros(16, *seen["recipe"].shape[1:], dtype=torch.float64)
+    expected.index_add_(0, batch.owner, seen["recipe"].double() * weight[:, None, None])
+    expected /= torch.zeros(16, dtype=torch.float64).index_add_(0, batch.owner, weight)[:, None, None]
+    assert seen["averaging"].shape[0] == 16 < seen["recipe"].shape[0]  # once per structure, not per frame
+    assert torch.allclose(seen["averaging"].double(), expected, atol=1e-5)
+    assert torch.equal(states, states[batch.first_sequences()][batch.owner])  # the frames share their states
+
+    single = collate(items, frames="random", rng=np.random.default_rng(0))  # one frame each: nothing to average
+    with torch.no_grad():
+        assert torch.allclose(averaging(single), recipe(single), rtol=1e-5, atol=1e-6)
+    several = np.array([len(item.distinct_frames[1]) > 1 for item in items])
+    by_recipe, by_averaging = predict_normalized(recipe, items, "cpu"), predict_normalized(averaging, items, "cpu")
+    assert several.all() and not np.allclose(by_averaging, by_recipe, rtol=1e-3)
+
+    assert (averaging.training_frames("one"), recipe.training_frames("one")) == ("all", "one")
+    task = Regression(items[:16], values[:16], items[16:], values[16:], frames=averaging.training_frames("one"))
+    result = fit(averaging, task, TrainConfig(epochs=2, batch_size=8), DistributedContext("cpu"))
+    assert result.steps == 4 and np.isfinite(result.best_val_mae)
+    with pytest.raises(ValueError, match=r"frame_average must be one of \('predictions', 'encodings'\), got 'tokens'"):
+        CFTConfig(frame_average="tokens")
