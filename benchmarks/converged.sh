@@ -296,7 +296,10 @@ for seed in 0 1 2; do
     --threads 1 --methods cft --hidden 128 --composition --out "$where/elastic_tensor-log10_K_VRH"
 done
 # and with message passing between neighbours and three Transformer layers on formation energy,
-# seed 0 so far
-basisdb evaluate --dataset flla_2015 --target formation_energy_per_atom --folds 5 --seed 0 --training-seed 0 \
-  --threads 1 --methods cft --hidden 128 --interactions --layers 3 \
-  --out benchmarks/results/variants/encoder-hidden-128-interactions-layers-3/flla_2015-formation_energy_per_atom
+# seeds 0-2
+for seed in 0 1 2; do
+  where=benchmarks/results/variants/encoder-hidden-128-interactions-layers-3
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  basisdb evaluate --dataset flla_2015 --target formation_energy_per_atom --folds 5 --seed 0 --training-seed "$seed" \
+    --threads 1 --methods cft --hidden 128 --interactions --layers 3 --out "$where/flla_2015-formation_energy_per_atom"
+done
