@@ -227,25 +227,30 @@ class CrystalFourierTransformer(nn.Module):
         """(B, N, d_model) per-atom outputs of the Transformer (padding rows are garbage);
         ``first``: ``batch.first_sequences()``, when the caller has it already.  With
         ``frame_average="encodings"`` the frames of a structure share their states."""
-        elements = self.element(batch.numbers)
-        tokens = elements
+        states, owner = self.sequence_states(batch, first)
+        return states if owner is batch.owner else states[batch.owner]
+
+    def sequence_states(self, batch: Batch, first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Transformer's outputs (sequences, N, d_model) and the structure (sequences,) of
+        each sequence it ran on: each frame of each structure (``owner`` is ``batch.owner``), or
+        with ``frame_average="encodings"`` each structure once."""
+        first = batch.first_sequences() if first is None else first
+        atoms = batch.mask[first]  # (S, N)
+        elements = self.element(batch.numbers[first])  # a structure's frames share their atoms
+        averaged = self.config.frame_average == "encodings"
+        owner = torch.arange(len(first), device=first.device) if averaged else batch.owner
+        tokens = elements[owner]
         if self.encoder is not None:  # once per distinct feature row, not per atom and frame
             positional = self.encoder(batch.rows, batch.ita_numbers, batch.lattice, structure=batch.row_structure)
             if self.config.position_dropout > 0:
                 positional = positional * self.positions_used(batch)[batch.row_structure, None].to(positional.dtype)
-            tokens = elements + positional[batch.row_of]
-        first = batch.first_sequences() if first is None else first
-        # the sequences the Transformer runs on, and the structure of each
-        owner = batch.owner
-        if self.config.frame_average == "encodings":  # one per structure, its frames' tokens averaged
-            tokens = self.frames_averaged(tokens, batch)
-            owner = torch.arange(len(first), device=owner.device)
+            positional = positional[batch.row_of]
+            tokens = tokens + (self.frames_averaged(positional, batch) if averaged else positional)
         # One additive attention mask (sequences, heads, N, N): -inf on padded keys, plus the
         # radial bias, built once per structure and shared by its frames.
         n = batch.mask.shape[1]
-        atoms = batch.mask[first]  # (S, N)
         if self.config.environment:  # once per structure, shared by its frames; summed over centring copies
-            tokens = tokens + self.environment(batch.radial.sum(3), elements[first], atoms)[owner]
+            tokens = tokens + self.environment(batch.radial.sum(3), elements, atoms)[owner]
         padding = torch.zeros(atoms.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(~atoms, float("-inf"))
         mask = padding[:, None, None, :].expand(-1, self.config.heads, n, n)
         per_copy = None  # (S, N, N, C, heads): the bias of each centring copy of the second atom
@@ -265,13 +270,12 @@ class CrystalFourierTransformer(nn.Module):
             per_pair = batch.radial if self.config.interaction_gates else batch.radial.sum(3, keepdim=True)
             frame_radial, frame_atoms = per_pair[owner], atoms[owner]
             after = [partial(step, radial=frame_radial, atoms=frame_atoms) for step in self.interactions]
-        states = self.transformer(tokens, mask[owner], shares, radial, after)
-        return states if owner is batch.owner else states[batch.owner]
+        return self.transformer(tokens, mask[owner], shares, radial, after), owner
 
     @staticmethod
     def frames_averaged(tokens: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """(S, N, d) each structure's tokens (B, N, d) averaged over its frames with their
-        weights.  A frame differs from another in its atoms' positional encodings only."""
+        """(S, N, d) each structure's per-frame ``tokens`` (B, N, d) averaged over its frames
+        with their weights."""
         weight = batch.weight.to(tokens.dtype)
         structures = len(batch.ita_numbers)
         total = torch.zeros(structures, dtype=tokens.dtype, device=tokens.device).index_add_(0, batch.owner, weight)
@@ -310,16 +314,17 @@ class CrystalFourierTransformer(nn.Module):
         if isinstance(batch, SizeGroups):
             return torch.cat([self(part) for part in batch.parts])
         first = batch.first_sequences()
-        states = self.atom_states(batch, first)
-        weights = batch.mask.unsqueeze(-1).to(states.dtype)
+        states, owner = self.sequence_states(batch, first)
+        weights = batch.mask[first][owner].unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         if self.config.composition:  # once per structure, shared by its frames
             chemistry = self.composition(self.element.properties, batch.numbers[first], batch.mask[first])
-            pooled = torch.cat([pooled, chemistry[batch.owner]], dim=-1)
+            pooled = torch.cat([pooled, chemistry[owner]], dim=-1)
         if self.config.cell_statistics:
             packing = self.cell(batch.lattice, batch.numbers[first], batch.mask[first], batch.copies)
-            pooled = torch.cat([pooled, packing[batch.owner]], dim=-1)
-        return self.head(pooled).squeeze(-1)
+            pooled = torch.cat([pooled, packing[owner]], dim=-1)
+        out = self.head(pooled).squeeze(-1)
+        return out if owner is batch.owner else out[batch.owner]  # one per sequence, frames alike
 
 
 class BiasedTransformer(nn.Module):

@@ -231,14 +231,13 @@ def cft_collate(
     items: Sequence[EncodedStructure], training: bool, rng: np.random.Generator | None
 ) -> Batch | SizeGroups:
     """The CFT's batches: one random origin frame per structure in training, all frames
-    (to be averaged) otherwise.  A training batch of unlike sizes comes in parts of alike
-    sizes (:class:`SizeGroups`: the same outputs for the frames drawn, with less padding);
-    prediction batches are made of alike sizes already (:func:`predict_normalized`).  On
+    (to be averaged) otherwise.  A batch of unlike sizes comes in parts of alike sizes
+    (:class:`SizeGroups`: the same outputs, with less padding): training batches, and those of
+    a loss taken on every frame (:class:`Regression` ``frames="all"``); prediction batches are
+    made of alike sizes already (:func:`predict_normalized`), so they come whole.  On
     elastic_tensor, training batches padded whole to their largest structure held 3.2x the
     atom pairs the structures have, which attention and the pair profiles pay for."""
-    if not training:
-        return collate(items, frames="all", rng=rng)
-    return collate_by_size(items, frames="random", rng=rng)
+    return collate_by_size(items, frames="random" if training else "all", rng=rng)
 
 
 def collate_by_size(
