@@ -143,6 +143,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"position dropout {cft['position_dropout']:g}")
         if cft.get("frame_average", "predictions") != "predictions":
             variant.append(f"frames averaged in the {cft['frame_average']}")
+        if cft.get("frame_pairs", False):
+            variant.append("frame pairs")
         if train.get("ema_decay"):
             variant.append(f"EMA {train['ema_decay']:g}")
         if cft["radius"] != 4.0:

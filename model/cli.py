@@ -202,6 +202,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             "its atoms' positional encodings (it runs once per structure, trained on every frame) "
             "(default: %(default)s)",
         )
+        group.add_argument(
+            "--frame-pairs",
+            action=argparse.BooleanOptionalAction,
+            default=recipe.frame_pairs,
+            help="bias attention by the frames' average of a learned form of two atoms' positional encodings in "
+            "the same frame; implies --frame-average encodings (default: %(default)s)",
+        )
     return group
 
 
@@ -316,10 +323,13 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "pair_filter": "pair_filter",
         "position_dropout": "position_dropout",
         "frame_average": "frame_average",
+        "frame_pairs": "frame_pairs",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
     if given.get("interaction_gates"):  # the gates are a part of the interactions
         given["interactions"] = True
+    if given.get("frame_pairs"):  # they relate the frames whose encodings are averaged
+        given["frame_average"] = "encodings"
     return CFTConfig(n_slots=n_slots, **given, **fields)
 
 

@@ -30,6 +30,8 @@ __all__ = [
 
 # where the CFT averages a structure's frames (CFTConfig.frame_average)
 FRAME_AVERAGES = ("predictions", "encodings")
+# per head, the rank of the bilinear form of CFTConfig.frame_pairs
+FRAME_PAIR_RANK = 16
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ class CFTConfig:
             same set however it is described), a frame's cost instead of 4-6 frames', but the
             tokens no longer say which frame placed one atom where another is (the pair
             profiles still do). Trained on every frame, whatever the training's ``frames``.
+        frame_pairs: with ``frame_average="encodings"``, bias attention, per head, by the
+            frames' weighted average of a learned bilinear form of the two atoms' positional
+            encodings in the same frame (:meth:`CrystalFourierTransformer.frame_pair_bias`):
+            what averaging the encodings loses, where one atom sits relative to another.
     """
 
     radius: float = 4.0
@@ -107,8 +113,13 @@ class CFTConfig:
     pair_filter: bool = False
     position_dropout: float = 0.0
     frame_average: str = "predictions"
+    frame_pairs: bool = False
 
     def __post_init__(self):
+        if self.frame_pairs and self.frame_average != "encodings":
+            raise ValueError(
+                "frame_pairs relate the frames' encodings that are averaged: set frame_average='encodings'"
+            )
         if self.frame_average not in FRAME_AVERAGES:
             raise ValueError(f"frame_average must be one of {FRAME_AVERAGES}, got {self.frame_average!r}")
         if self.interaction_gates and not self.interactions:
@@ -175,6 +186,10 @@ class CrystalFourierTransformer(nn.Module):
             self.radial_bias = nn.Linear(len(RADIAL_CENTRES), config.heads)
             nn.init.zeros_(self.radial_bias.weight)  # starts as plain attention
             nn.init.zeros_(self.radial_bias.bias)
+        if config.frame_pairs:  # (d_model, heads * FRAME_PAIR_RANK) each; starts as no bias
+            self.pair_query = nn.Linear(config.d_model, config.heads * FRAME_PAIR_RANK, bias=False)
+            self.pair_key = nn.Linear(config.d_model, config.heads * FRAME_PAIR_RANK, bias=False)
+            nn.init.zeros_(self.pair_key.weight)
         if config.environment:
             self.environment = AtomEnvironment(len(RADIAL_CENTRES), config.d_model)
         if config.interactions:
@@ -244,6 +259,8 @@ class CrystalFourierTransformer(nn.Module):
             positional = self.encoder(batch.rows, batch.ita_numbers, batch.lattice, structure=batch.row_structure)
             if self.config.position_dropout > 0:
                 positional = positional * self.positions_used(batch)[batch.row_structure, None].to(positional.dtype)
+            if self.config.frame_pairs:
+                frame_pairs = self.frame_pair_bias(positional, batch)
             positional = positional[batch.row_of]
             tokens = tokens + (self.frames_averaged(positional, batch) if averaged else positional)
         # One additive attention mask (sequences, heads, N, N): -inf on padded keys, plus the
@@ -259,6 +276,8 @@ class CrystalFourierTransformer(nn.Module):
             if per_copy.shape[3] > 1:  # a padded copy weighs nothing
                 per_copy = per_copy.masked_fill(~batch.copies[:, None, None, :, None], float("-inf"))
             mask = mask + self.pair_bias(per_copy)
+        if self.config.frame_pairs and self.encoder is not None:
+            mask = mask + frame_pairs
         shares, radial = None, None
         if self.config.pair_filter:  # each copy has its own distances, so its own share of the weight
             shares, radial = self.copy_shares(per_copy, batch.copies)[owner], batch.radial[owner]
@@ -274,14 +293,27 @@ class CrystalFourierTransformer(nn.Module):
 
     @staticmethod
     def frames_averaged(tokens: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """(S, N, d) each structure's per-frame ``tokens`` (B, N, d) averaged over its frames
+        """(S, ...) each structure's per-frame ``tokens`` (B, ...) averaged over its frames
         with their weights."""
         weight = batch.weight.to(tokens.dtype)
         structures = len(batch.ita_numbers)
         total = torch.zeros(structures, dtype=tokens.dtype, device=tokens.device).index_add_(0, batch.owner, weight)
         summed = torch.zeros((structures, *tokens.shape[1:]), dtype=tokens.dtype, device=tokens.device)
-        summed.index_add_(0, batch.owner, tokens * weight[:, None, None])
-        return summed / total[:, None, None]
+        spread = (-1,) + (1,) * (tokens.dim() - 1)
+        summed.index_add_(0, batch.owner, tokens * weight.view(spread))
+        return summed / total.view(spread)
+
+    def frame_pair_bias(self, positional: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(S, heads, N, N) the attention bias of :attr:`CFTConfig.frame_pairs`: for atoms i
+        and j, the weighted average over the frames f of ``q(p_fi) . k(p_fj) / sqrt(rank)``,
+        p_fi being atom i's positional encoding in frame f (``positional`` (R, d_model), one
+        per distinct row) and q, k learned maps to ``heads`` x :data:`FRAME_PAIR_RANK`.  The
+        frames of a crystal are one set however it is described, so the average is invariant."""
+        heads = self.config.heads
+        query = self.pair_query(positional).view(len(positional), heads, FRAME_PAIR_RANK)[batch.row_of]
+        key = self.pair_key(positional).view(len(positional), heads, FRAME_PAIR_RANK)[batch.row_of]
+        per_frame = torch.einsum("bihr,bjhr->bhij", query, key) * FRAME_PAIR_RANK**-0.5
+        return self.frames_averaged(per_frame, batch)
 
     @staticmethod
     def pair_bias(per_copy: torch.Tensor) -> torch.Tensor:

@@ -200,10 +200,13 @@ def fcc_cif(sites: int) -> str:
 def randomize_pair_terms(model) -> None:
     """Random weights for the CFT's terms that start neutral (a zero radial bias weighs every
     centring copy alike, a zero pair filter is plain attention, a neighbour interaction's zero
-    last layer adds nothing, its zero gates are uniform), so that a test of them can fail."""
+    last layer adds nothing, its zero gates are uniform, a zero key of the frames' pairs adds no
+    bias), so that a test of them can fail."""
     from torch import nn
 
     nn.init.normal_(model.radial_bias.weight)
+    if model.config.frame_pairs:
+        nn.init.normal_(model.pair_key.weight, std=0.3)
     for layer in model.transformer.layers:
         if layer.filter_weight is not None:
             nn.init.normal_(layer.filter_weight, std=0.3)

@@ -202,13 +202,13 @@ def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained_
 
 def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_path):
     """The converged protocol (no --minutes) with every ablation switched on, and the frames
-    averaged in the encodings, reseeded on the same folds: the switches reach the model and the
-    featurizer, and are recorded."""
+    averaged in the encodings with their pair bias (--frame-pairs implies the averaging),
+    reseeded on the same folds: the switches reach the model and the featurizer, and are recorded."""
     out = tmp_path / "ablated"
     options = (
         "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --training-seed 7 --limit 30 --methods cft"
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --routing identity --no-lattice-branch --no-radial-bias"
-        " --no-environment --frame-average encodings"
+        " --no-environment --frame-pairs"
     )
     paths = ("--store", str(small_store), "--out", str(out))
     result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
@@ -218,7 +218,7 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
     assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] is None
     assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
     assert not report["settings"]["cft"]["environment"]
-    assert report["settings"]["cft"]["frame_average"] == "encodings"
+    assert (report["settings"]["cft"]["frame_average"], report["settings"]["cft"]["frame_pairs"]) == ("encodings", True)
     folds = report["results"]["cft"]["folds"]
     assert [fold["epochs"] for fold in folds] == [2, 2]
     assert all(0 < fold["best_val_mae"] < 10 and fold["best_epoch"] in (1, 2) for fold in folds)

@@ -143,11 +143,17 @@ def test_predictions_with_every_optional_term_are_invariant(every_term_predictor
 @pytest.fixture(scope="module")
 def frame_averaging_predictor(small_store):
     """A CFT that averages each atom's positional encodings over the frames and runs its
-    Transformer once per structure, with neighbour interactions (whose states are per sequence)."""
+    Transformer once per structure, with the frames' pair bias and neighbour interactions."""
     torch.manual_seed(2)
     featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=4)
     config = CFTConfig(
-        radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, interactions=True, frame_average="encodings"
+        radius=4,
+        n_slots=featurizer.n_slots,
+        d_model=32,
+        hidden=64,
+        interactions=True,
+        frame_average="encodings",
+        frame_pairs=True,
     )
     model = CrystalFourierTransformer(config)
     randomize_pair_terms(model)

@@ -242,3 +242,5 @@ def test_a_model_averaging_frame_encodings_runs_its_transformer_once_per_structu
     assert result.steps == 4 and np.isfinite(result.best_val_mae)
     with pytest.raises(ValueError, match=r"frame_average must be one of \('predictions', 'encodings'\), got 'tokens'"):
         CFTConfig(frame_average="tokens")
+    with pytest.raises(ValueError, match="frame_pairs relate the frames' encodings that are averaged"):
+        CFTConfig(frame_pairs=True)
