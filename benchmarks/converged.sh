@@ -303,3 +303,26 @@ for seed in 0 1 2; do
   basisdb evaluate --dataset flla_2015 --target formation_energy_per_atom --folds 5 --seed 0 --training-seed "$seed" \
     --threads 1 --methods cft --hidden 128 --interactions --layers 3 --out "$where/flla_2015-formation_energy_per_atom"
 done
+# each atom's positional encodings averaged over the frames, the Transformer run once per structure
+# (--frame-average encodings, 2026-12-05): K and G over seeds 0-2, formation energy seed 0
+for seed in 0 1 2; do
+  where=benchmarks/results/variants/frame-averaged-encodings
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  for target in log10_K_VRH log10_G_VRH; do
+    basisdb evaluate --dataset elastic_tensor --target $target --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --frame-average encodings --out "$where/elastic_tensor-$target"
+  done
+done
+basisdb evaluate --dataset flla_2015 --target formation_energy_per_atom --folds 5 --seed 0 --training-seed 0 \
+  --threads 1 --methods cft --frame-average encodings \
+  --out benchmarks/results/variants/frame-averaged-encodings/flla_2015-formation_energy_per_atom
+# and with the frames' pair bias in attention (--frame-pairs, implies --frame-average encodings):
+# K and G over seeds 0-2
+for seed in 0 1 2; do
+  where=benchmarks/results/variants/frame-pairs
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  for target in log10_K_VRH log10_G_VRH; do
+    basisdb evaluate --dataset elastic_tensor --target $target --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --frame-pairs --out "$where/elastic_tensor-$target"
+  done
+done
