@@ -255,6 +255,7 @@ class CrystalFourierTransformer(nn.Module):
         averaged = self.config.frame_average == "encodings"
         owner = torch.arange(len(first), device=first.device) if averaged else batch.owner
         tokens = elements[owner]
+        frame_pairs = None  # (S, heads, N, N), with CFTConfig.frame_pairs
         if self.encoder is not None:  # once per distinct feature row, not per atom and frame
             positional = self.encoder(batch.rows, batch.ita_numbers, batch.lattice, structure=batch.row_structure)
             if self.config.position_dropout > 0:
@@ -276,7 +277,7 @@ class CrystalFourierTransformer(nn.Module):
             if per_copy.shape[3] > 1:  # a padded copy weighs nothing
                 per_copy = per_copy.masked_fill(~batch.copies[:, None, None, :, None], float("-inf"))
             mask = mask + self.pair_bias(per_copy)
-        if self.config.frame_pairs and self.encoder is not None:
+        if frame_pairs is not None:
             mask = mask + frame_pairs
         shares, radial = None, None
         if self.config.pair_filter:  # each copy has its own distances, so its own share of the weight
