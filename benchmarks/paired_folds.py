@@ -172,6 +172,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"weight decay {train['weight_decay']:g}")
         if train.get("frames", RECIPE.frames) != RECIPE.frames:
             variant.append(f"trained on {train['frames']} frames")
+        if settings.get("transfer_from"):
+            variant.append(f"transfer from {settings['transfer_from']}")
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 

@@ -109,6 +109,20 @@ class Prepared:
     structure: np.ndarray
     timings: dict[str, float]
 
+    def subset(self, rows: np.ndarray) -> Prepared:
+        """The rows ``rows`` (indices or a boolean mask) of every representation."""
+        rows = np.arange(len(self.values))[rows]
+        return Prepared(
+            ids=[self.ids[i] for i in rows],
+            values=self.values[rows],
+            groups=self.groups[rows],
+            items=[self.items[i] for i in rows],
+            graphs=[self.graphs[i] for i in rows],
+            composition=self.composition[rows],
+            structure=self.structure[rows],
+            timings=self.timings,
+        )
+
 
 def prepare(
     dataset, featurizer: StructureFeaturizer, report=sys.stderr, cache: EncodingCache | None = None, workers: int = 1
@@ -150,6 +164,59 @@ def prepare(
         },
     )
     return prepared, rejected
+
+
+def parse_transfer(text: str) -> tuple[str, str]:
+    """``DATASET:TARGET`` of ``--transfer-from``, both checked against the built-in datasets."""
+    name, _, target = text.partition(":")
+    if name not in DATASETS:
+        raise ValueError(
+            f"{text!r}: no built-in dataset {name!r}; give DATASET:TARGET, DATASET one of {sorted(DATASETS)}"
+        )
+    if target not in DATASETS[name].targets:
+        raise ValueError(f"{text!r}: {name} has no target {target!r}; it has {sorted(DATASETS[name].targets)}")
+    return name, target
+
+
+def transfer_source(
+    name: str,
+    target: str,
+    evaluated,
+    holdout: Sequence[int],
+    featurizer: StructureFeaturizer,
+    report=sys.stderr,
+    cache: EncodingCache | None = None,
+    workers: int = 1,
+    limit: int | None = None,
+    seed: int = 0,
+) -> tuple[Prepared, dict]:
+    """Another property's dataset, prepared for a transfer to the ``evaluated`` one: without
+    every structure whose reduced formula the evaluated dataset has (so that no compound of a
+    test fold is seen, in any cell, with the other label) or whose space group is held out.
+    Returns it with the record of what was left out."""
+    source = load_dataset(name, target)
+    source.report_rejected(report)
+    if limit:
+        source = source.sample(limit, seed)
+    formulas = set(evaluated.formulas)
+    kept = np.array([i for i, formula in enumerate(source.formulas) if formula not in formulas], dtype=np.int64)
+    print(
+        f"transfer from {name} {target}: {len(source) - len(kept)} of its {len(source)} structures share a "
+        f"formula with {evaluated.dataset} and are left out; encoding the rest ...",
+        file=report,
+    )
+    prepared, rejected = prepare(source.subset(kept), featurizer, report, cache, workers)
+    held_out = np.isin(prepared.groups, holdout)
+    record = {
+        "dataset": name,
+        "target": target,
+        "unit": source.unit,
+        "n_structures": int((~held_out).sum()),
+        "left_out_same_formula": int(len(source) - len(kept)),
+        "left_out_held_out_groups": int(held_out.sum()),
+        "rejected": len(source.rejected) + len(rejected),
+    }
+    return prepared.subset(~held_out), record
 
 
 def _primitive_sites(item) -> int:
@@ -218,9 +285,10 @@ def _fit_neural(
 
 
 def _method(
-    name: str, data: Prepared, settings: NeuralSettings
+    name: str, data: Prepared, settings: NeuralSettings, start: dict | None = None
 ) -> Callable[[np.ndarray, Sequence[np.ndarray], int], tuple[list[np.ndarray], dict]]:
-    """fit-and-predict for one method: (train rows, row sets to predict, seed) -> (predictions, info)."""
+    """fit-and-predict for one method: (train rows, row sets to predict, seed) -> (predictions, info).
+    ``start``: the initial weights of a neural method (:func:`source_weights`)."""
     if name == "mean":
         return lambda train, predict, seed: (
             [MeanBaseline().fit(data.values[train]).predict(len(rows)) for rows in predict],
@@ -236,26 +304,53 @@ def _method(
             return [model.predict(features[rows]) for rows in predict], {}
 
         return forest
-    if name == "cgcnn":
-
-        def cgcnn(train, predict, seed):
-            torch.manual_seed(seed)
-            return _fit_neural(
-                CGCNN(settings.cgcnn), data.graphs, data.values, train, predict, settings, seed, graph_collate
-            )
-
-        return cgcnn
-    if name in ("cft", "cft-pretrained"):
-
-        def cft(train, predict, seed):
-            torch.manual_seed(seed)
-            model = CrystalFourierTransformer(settings.cft)
-            if name == "cft-pretrained":
-                load_pretrained_encoder(model, settings.pretrained)
-            return _fit_neural(model, data.items, data.values, train, predict, settings, seed, cft_collate)
-
-        return cft
+    if name in NEURAL:
+        return _neural(name, data, settings, start)
     raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+
+
+# the neural methods: where their inputs are kept in a Prepared dataset, and how to batch them
+NEURAL = {
+    "cgcnn": ("graphs", graph_collate),
+    "cft": ("items", cft_collate),
+    "cft-pretrained": ("items", cft_collate),
+}
+
+
+def _new_model(name: str, settings: NeuralSettings):
+    if name == "cgcnn":
+        return CGCNN(settings.cgcnn)
+    model = CrystalFourierTransformer(settings.cft)
+    if name == "cft-pretrained":
+        load_pretrained_encoder(model, settings.pretrained)
+    return model
+
+
+def _neural(name: str, data: Prepared, settings: NeuralSettings, start: dict | None):
+    """fit-and-predict of a neural method, each fit from fresh weights, or from ``start`` (a
+    state dict) where the method is transferred from another property."""
+    field, collate_fn = NEURAL[name]
+
+    def fit_predict(train, predict, seed):
+        torch.manual_seed(seed)
+        model = _new_model(name, settings)
+        if start is not None:
+            model.load_state_dict(start)
+        return _fit_neural(model, getattr(data, field), data.values, train, predict, settings, seed, collate_fn)
+
+    return fit_predict
+
+
+def source_weights(name: str, source: Prepared, settings: NeuralSettings, seed: int) -> tuple[dict, dict]:
+    """A neural method fitted to convergence on every structure of ``source`` (10% of them
+    validating): its weights, where the folds' fits of a transfer start, and the fit's record."""
+    field, collate_fn = NEURAL[name]
+    torch.manual_seed(seed)
+    model = _new_model(name, settings)
+    rows = np.arange(len(source.values))
+    _, info = _fit_neural(model, getattr(source, field), source.values, rows, [], settings, seed, collate_fn)
+    info.pop("predict_structures_per_second")  # it predicts nothing
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}, info
 
 
 def evaluate(
@@ -267,9 +362,14 @@ def evaluate(
     settings: NeuralSettings,
     log=sys.stderr,
     training_seed: int | None = None,
+    source: Prepared | None = None,
 ) -> dict:
     """K-fold cross-validation of every method on the same folds (from ``seed``); the models
-    of fold k are seeded with ``training_seed * 1000 + k`` (default: ``seed``)."""
+    of fold k are seeded with ``training_seed * 1000 + k`` (default: ``seed``).
+
+    With a ``source`` dataset (another property, :func:`transfer_source`), each neural method
+    is first fitted on all of it (seeded with ``training_seed * 1000 + 999``), and every fold's
+    fit starts from those weights."""
     training_seed = seed if training_seed is None else training_seed
     from sklearn.model_selection import KFold
 
@@ -278,11 +378,17 @@ def evaluate(
     if len(seen) < 2 * folds:
         raise DatasetError(f"{len(seen)} structures outside the held-out groups cannot make {folds} folds")
     splits = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(seen))
-    runs = {name: _method(name, data, settings) for name in methods}
     out = {
         name: {"folds": [], "out_of_fold": np.full(len(data.values), np.nan), "unseen_predictions": []}
         for name in methods
     }
+    starts = {}
+    for name in methods if source is not None else ():
+        if name in NEURAL:
+            print(f"{name}: fitting on the {len(source.values)} structures of the source first", file=log, flush=True)
+            starts[name], out[name]["source_fit"] = source_weights(name, source, settings, training_seed * 1000 + 999)
+            print(f"{name}: source fit done ({out[name]['source_fit']['train_seconds']:.0f} s)", file=log, flush=True)
+    runs = {name: _method(name, data, settings, starts.get(name)) for name in methods}
     for fold, (train_pos, test_pos) in enumerate(splits):
         train, test = seen[train_pos], seen[test_pos]
         for name in methods:
@@ -459,8 +565,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="orbit-distance pretrained encoder (basisdb pretrain); the CFT then takes its architecture",
     )
+    parser.add_argument(
+        "--transfer-from",
+        metavar="DATASET:TARGET",
+        type=option_type(parse_transfer),
+        help="fit each neural method on another property first (for example flla_2015:formation_energy_per_atom; "
+        "its structures that share a formula with --dataset, or lie in a held-out group, left out) and start "
+        "every fold's fit from those weights",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: evaluation/<dataset>-<target>[-holdout])")
-    parser.add_argument("--limit", type=positive(), help="use a random subset of this many structures (quick checks)")
+    parser.add_argument(
+        "--limit",
+        type=positive(),
+        help="use a random subset of this many structures, of --transfer-from's dataset too (quick checks)",
+    )
     add_model_arguments(parser)
     add_structure_arguments(parser)
     add_training_arguments(parser)
@@ -493,6 +611,12 @@ def main(argv=None) -> int:
         parser.error("cft-pretrained needs --pretrained CKPT (written by basisdb pretrain)")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
+    if args.transfer_from and args.pretrained:
+        parser.error("--transfer-from and --pretrained both set the neural methods' initial weights; give one")
+    if args.transfer_from and not any(m in NEURAL for m in methods):
+        parser.error(f"--transfer-from starts the neural methods ({', '.join(NEURAL)}) elsewhere; --methods names none")
+    if args.transfer_from and args.transfer_from == (args.dataset, args.target):
+        parser.error("--transfer-from names the evaluated dataset and target: its test folds would be trained on")
     if args.pretrained and args.no_positions:
         parser.error("--pretrained fine-tunes the positional encoder, which --no-positions drops")
     if args.position_dropout and args.no_positions:
@@ -520,11 +644,24 @@ def main(argv=None) -> int:
     if args.limit:
         dataset = dataset.sample(args.limit, args.seed)
     print(f"{dataset.dataset}: {len(dataset)} structures; encoding, graphs, composition features ...", file=sys.stderr)
-    data, rejected = prepare(
-        dataset, featurizer, cache=cache_from_arguments(args, featurizer), workers=args.threads or 1
-    )
+    cache = cache_from_arguments(args, featurizer)
+    data, rejected = prepare(dataset, featurizer, cache=cache, workers=args.threads or 1)
+    source, transfer = None, None
+    if args.transfer_from:
+        source, transfer = transfer_source(
+            *args.transfer_from,
+            dataset,
+            holdout,
+            featurizer,
+            cache=cache,
+            workers=args.threads or 1,
+            limit=args.limit,
+            seed=args.seed,
+        )
     began = time.perf_counter()
-    evaluation = evaluate(data, methods, args.folds, args.seed, holdout, settings, training_seed=training_seed)
+    evaluation = evaluate(
+        data, methods, args.folds, args.seed, holdout, settings, training_seed=training_seed, source=source
+    )
     wall = time.perf_counter() - began
     out = args.out or Path("evaluation") / f"{args.dataset}-{args.target}{'-holdout' if holdout else ''}"
     out.mkdir(parents=True, exist_ok=True)
@@ -560,8 +697,13 @@ def main(argv=None) -> int:
             "cft": settings.cft.to_dict(),
             "cgcnn": vars(settings.cgcnn),
             "pretrained": str(args.pretrained) if args.pretrained else None,
+            "transfer_from": ":".join(args.transfer_from) if args.transfer_from else None,
         },
-        "results": {name: {"summary": r["summary"], "folds": r["folds"]} for name, r in evaluation["methods"].items()},
+        "transfer": transfer,
+        "results": {
+            name: {key: r[key] for key in ("summary", "folds", "source_fit") if key in r}
+            for name, r in evaluation["methods"].items()
+        },
         "predictions": {  # per structure, so that plots and other statistics can be redone
             "ids": data.ids,
             "group": data.groups.tolist(),
