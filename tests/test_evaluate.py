@@ -1,8 +1,11 @@
 """Cross-validated evaluation against the baselines, on the real built-in datasets."""
 
+import importlib.util
 import itertools
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,6 +225,116 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
     folds = report["results"]["cft"]["folds"]
     assert [fold["epochs"] for fold in folds] == [2, 2]
     assert all(0 < fold["best_val_mae"] < 10 and fold["best_epoch"] in (1, 2) for fold in folds)
+
+
+def test_a_transfer_source_leaves_out_the_evaluated_formulas_and_the_held_out_groups(dataset_dir, small_store):
+    """A transfer from formation energy to the moduli sees no compound of the moduli's
+    dataset, in any cell, and no structure of a held-out group."""
+    from basisdb.model.evaluate import transfer_source
+
+    evaluated = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir)
+    drawn = load_dataset("flla_2015", "formation_energy_per_atom", dataset_dir).sample(300, 4)
+    shared = [formula in set(evaluated.formulas) for formula in drawn.formulas]
+    assert 0 < sum(shared) < 300
+    cubic = list(range(195, 231))
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
+    source, record = transfer_source(
+        "flla_2015", "formation_energy_per_atom", evaluated, cubic, featurizer, report=None, limit=300, seed=4
+    )
+    assert record["left_out_same_formula"] == sum(shared)
+    assert record["left_out_held_out_groups"] > 0 and not np.isin(source.groups, cubic).any()
+    assert record["n_structures"] == len(source.values) == 300 - sum(shared) - record["left_out_held_out_groups"]
+    row_of = {material: i for i, material in enumerate(drawn.ids)}
+    rows = [row_of[material] for material in source.ids]
+    assert not any(shared[i] for i in rows)
+    assert np.array_equal(source.values, drawn.values[rows])  # the other property's values, aligned
+    assert [item.label for item in source.items] == source.ids and len(source.graphs) == len(source.ids)
+
+
+@pytest.mark.parametrize("name", ["cgcnn", "cft"])
+def test_a_transferred_fit_starts_from_the_source_weights(dataset_dir, small_store, name):
+    """The source fit's weights are where each fold's fit starts: after an epoch the fold's
+    model is far nearer to them than to the fresh initialization it would have had."""
+    from basisdb.model.evaluate import NEURAL, NeuralSettings, _fit_neural, _neural, _new_model, source_weights
+    from basisdb.model.training import TrainConfig
+
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
+    moduli = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).sample(40, 1)
+    formation = load_dataset("flla_2015", "formation_energy_per_atom", dataset_dir).sample(60, 1)
+    target, _ = prepare(moduli, featurizer, None)
+    source, _ = prepare(formation, featurizer, None)
+    config = CFTConfig(radius=3, n_slots=target.items[0].rows.shape[1], d_model=16, hidden=32)
+    settings = NeuralSettings(train=TrainConfig(epochs=2, batch_size=8), cft=config, pretrained=None, device="cpu")
+    start, info = source_weights(name, source, settings, seed=5)
+    assert info["epochs"] == 2 and np.isfinite(info["best_val_mae"])
+
+    def flat(state):
+        return torch.cat([value.flatten().float() for value in state.values()])
+
+    torch.manual_seed(9)
+    fresh = flat(_new_model(name, settings).state_dict())
+    assert not torch.equal(fresh, flat(start))
+    one_epoch = NeuralSettings(train=TrainConfig(epochs=1, batch_size=8), cft=config, pretrained=None, device="cpu")
+    [predictions], record = _neural(name, target, one_epoch, start)(np.arange(30), [np.arange(30, 40)], 9)
+    assert predictions.shape == (10,) and np.isfinite(predictions).all() and record["epochs"] == 1
+    # the fold's model is not returned: refit it, and compare its weights
+    torch.manual_seed(9)
+    model = _new_model(name, settings)
+    model.load_state_dict(start)
+    field, collate_fn = NEURAL[name]
+    _fit_neural(model, getattr(target, field), target.values, np.arange(30), [], one_epoch, 9, collate_fn)
+    fitted = flat(model.state_dict())
+    assert torch.linalg.norm(fitted - flat(start)) < 0.1 * torch.linalg.norm(fitted - fresh)
+
+
+def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, tmp_path):
+    """``--transfer-from`` fits each neural method on the other property first, records the
+    source fit and what the source left out, and names the runs apart from fits from scratch."""
+    out = tmp_path / "transfer"
+    options = (
+        "--dataset elastic_tensor --target log10_G_VRH --folds 2 --seed 3 --limit 40 --methods mean,cgcnn,cft"
+        " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from flla_2015:formation_energy_per_atom"
+    )
+    paths = ("--store", str(small_store), "--out", str(out))
+    result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert report["settings"]["transfer_from"] == "flla_2015:formation_energy_per_atom"
+    transfer = report["transfer"]
+    assert (transfer["dataset"], transfer["target"], transfer["unit"]) == (
+        "flla_2015",
+        "formation_energy_per_atom",
+        "eV/atom",
+    )
+    assert transfer["n_structures"] + transfer["left_out_same_formula"] + transfer["left_out_held_out_groups"] <= 40
+    assert "source_fit" not in report["results"]["mean"]
+    for name in ("cgcnn", "cft"):
+        assert report["results"][name]["source_fit"]["epochs"] == 2
+        assert f"{name}: fitting on the {transfer['n_structures']} structures of the source" in result.stderr
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_folds.py"
+    spec = importlib.util.spec_from_file_location("paired_folds", script)
+    paired_folds = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = paired_folds  # where its dataclasses look themselves up
+    spec.loader.exec_module(paired_folds)
+    label = "transfer from flla_2015:formation_energy_per_atom"
+    assert paired_folds.method_label("cgcnn", report) == f"cgcnn [{label}]"
+    assert paired_folds.method_label("cft", report) == f"cft [radius 3, d_model 16, hidden 32, {label}]"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ("--transfer-from flla_2015", "has no target ''"),
+        ("--transfer-from matbench:formation_energy_per_atom", "no built-in dataset 'matbench'"),
+        ("--transfer-from elastic_tensor:log10_K_VRH", "its test folds would be trained on"),
+        ("--transfer-from flla_2015:formation_energy_per_atom --methods mean,composition-rf", "--methods names none"),
+        ("--transfer-from flla_2015:formation_energy_per_atom --pretrained enc", "give one"),
+    ],
+)
+def test_evaluate_refuses_a_transfer_it_cannot_make(dataset_dir, options, message):
+    command = "--dataset elastic_tensor --target log10_K_VRH " + options
+    result = run_basisdb("evaluate", *command.split(), env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
