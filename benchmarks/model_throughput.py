@@ -135,7 +135,7 @@ def main() -> None:
     context = DistributedContext("cpu")
     for name, (model, inputs, collate_fn, prepare_seconds) in models.items():
         config = TrainConfig(epochs=args.epochs, batch_size=32, patience=args.epochs + 1)
-        frames = model.training_frames(config.frames) if isinstance(model, CrystalFourierTransformer) else config.frames
+        frames = model.training_frames(config.frames)
         if args.precision != "float32":
             model = Autocast(model, getattr(torch, args.precision))
         split = int(0.9 * n)

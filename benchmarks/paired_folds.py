@@ -170,7 +170,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"patience {train['patience']}")
         if train.get("weight_decay", RECIPE.weight_decay) != RECIPE.weight_decay:
             variant.append(f"weight decay {train['weight_decay']:g}")
-        if train.get("frames", RECIPE.frames) != RECIPE.frames:
+        averaged = settings.get("cft", {}).get("frame_average") == "encodings"  # trains on every frame: not named twice
+        if train.get("frames", RECIPE.frames) != RECIPE.frames and not (averaged and method.startswith("cft")):
             variant.append(f"trained on {train['frames']} frames")
         if settings.get("transfer_from"):
             variant.append(f"transfer from {settings['transfer_from']}")

@@ -333,8 +333,10 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
     return CFTConfig(n_slots=n_slots, **given, **fields)
 
 
-def train_config_from(args: argparse.Namespace, seed: int) -> TrainConfig:
-    """The :class:`~basisdb.model.training.TrainConfig` of the options of :func:`add_training_arguments`."""
+def train_config_from(args: argparse.Namespace, seed: int, cft: CFTConfig | None = None) -> TrainConfig:
+    """The :class:`~basisdb.model.training.TrainConfig` of the options of :func:`add_training_arguments`;
+    given the CFT it trains, the frames its loss needs (:meth:`CFTConfig.training_frames`)."""
+    frames = getattr(args, "train_frames", TrainConfig.frames)
     return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -345,7 +347,7 @@ def train_config_from(args: argparse.Namespace, seed: int) -> TrainConfig:
         ema_decay=args.ema,
         weight_decay=args.weight_decay,
         loss=getattr(args, "loss", TrainConfig.loss),
-        frames=getattr(args, "train_frames", TrainConfig.frames),
+        frames=cft.training_frames(frames) if cft else frames,
     )
 
 

@@ -259,7 +259,7 @@ def _fit_neural(
         values[val],
         collate_fn,
         config.loss,
-        model.training_frames(config.frames) if isinstance(model, CrystalFourierTransformer) else config.frames,
+        model.training_frames(config.frames),
     )
     if isinstance(model, CrystalFourierTransformer):
         model.record_training_groups(items[i].group for i in fit_rows)
@@ -637,7 +637,10 @@ def main(argv=None) -> int:
     if args.pretrained:  # then scratch and fine-tuned CFTs differ only in initialization
         pretrained, cft_config = read_pretrained_encoder(args.pretrained, store, cft_config)
     settings = NeuralSettings(
-        train=train_config_from(args, seed=training_seed), cft=cft_config, pretrained=pretrained, device=args.device
+        train=train_config_from(args, seed=training_seed, cft=cft_config),
+        cft=cft_config,
+        pretrained=pretrained,
+        device=args.device,
     )
     dataset = load_dataset(args.dataset, args.target)
     dataset.report_rejected()

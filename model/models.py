@@ -128,6 +128,12 @@ class CFTConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def training_frames(self, requested: str) -> str:
+        """The origin frames a regression's loss should see of a structure
+        (:class:`basisdb.model.training.TrainConfig` ``frames``): every one (``"all"``) when
+        the model averages their encodings, whose average a single frame is not; else ``requested``."""
+        return "all" if self.frame_average == "encodings" else requested
+
 
 class CrystalFourierTransformer(nn.Module):
     """Element embedding + positional encoding per atom, a Transformer over the
@@ -211,10 +217,8 @@ class CrystalFourierTransformer(nn.Module):
             self.trained_groups.copy_(seen)
 
     def training_frames(self, requested: str) -> str:
-        """The origin frames a regression's loss should see of a structure
-        (:class:`basisdb.model.training.TrainConfig` ``frames``): every one (``"all"``) when
-        the model averages their encodings, whose average a single frame is not; else ``requested``."""
-        return "all" if self.config.frame_average == "encodings" else requested
+        """:meth:`CFTConfig.training_frames` of this model's configuration."""
+        return self.config.training_frames(requested)
 
     def predicts_with_positions(self, group: int) -> bool:
         """Whether a structure of space group ``group`` (ITA number) is predicted with its

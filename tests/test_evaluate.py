@@ -25,6 +25,16 @@ from basisdb.redescriptions import rotated
 from .helpers import REAL, real, run_basisdb
 
 
+def benchmark_script(name: str):
+    """A script of ``benchmarks/`` imported as a module (they are not a package)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # where its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_parse_groups():
     assert parse_groups("2,14,15") == [2, 14, 15]
     assert parse_groups("143-194") == list(range(143, 195))
@@ -222,6 +232,9 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
     assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
     assert not report["settings"]["cft"]["environment"]
     assert (report["settings"]["cft"]["frame_average"], report["settings"]["cft"]["frame_pairs"]) == ("encodings", True)
+    assert report["settings"]["train"]["frames"] == "all"  # what an average of the encodings trains on, recorded
+    label = benchmark_script("paired_folds").method_label("cft", report)
+    assert "frames averaged in the encodings, frame pairs" in label and "trained on" not in label
     folds = report["results"]["cft"]["folds"]
     assert [fold["epochs"] for fold in folds] == [2, 2]
     assert all(0 < fold["best_val_mae"] < 10 and fold["best_epoch"] in (1, 2) for fold in folds)
@@ -311,11 +324,7 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
     for name in ("cgcnn", "cft"):
         assert report["results"][name]["source_fit"]["epochs"] == 2
         assert f"{name}: fitting on the {transfer['n_structures']} structures of the source" in result.stderr
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_folds.py"
-    spec = importlib.util.spec_from_file_location("paired_folds", script)
-    paired_folds = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = paired_folds  # where its dataclasses look themselves up
-    spec.loader.exec_module(paired_folds)
+    paired_folds = benchmark_script("paired_folds")
     label = "transfer from flla_2015:formation_energy_per_atom"
     assert paired_folds.method_label("cgcnn", report) == f"cgcnn [{label}]"
     assert paired_folds.method_label("cft", report) == f"cft [radius 3, d_model 16, hidden 32, {label}]"
