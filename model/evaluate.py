@@ -17,6 +17,10 @@ every structure of those space groups leaves the folds and forms an unseen-group
 each fold's models also predict: MAE on seen groups (the folds' test sets) against MAE on
 groups no model was trained on.
 
+With ``--transfer-from DATASET:TARGET`` each neural method is first fitted to convergence on
+another property (its structures that share a reduced formula with the evaluated dataset, or
+lie in a held-out group, left out), and every fold's fit starts from those weights.
+
 Writes, under ``--out``: ``results.json`` (every fold, every number), ``results.md`` (the
 table), ``parity_<target>.png`` and, with held-out groups, ``seen_vs_unseen_<target>.png``.
 """
