@@ -72,7 +72,7 @@ from .cli import (
     train_config_from,
 )
 from .data import ROUTINGS, StructureFeaturizer
-from .datasets import DATASETS, DatasetError, load_dataset
+from .datasets import DATASETS, DatasetError, LabelledStructures, load_dataset
 from .encoding_cache import EncodingCache, add_cache_arguments, cache_from_arguments
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import DistributedContext, Regression, TrainConfig, cft_collate, fit, predict_normalized
@@ -185,7 +185,7 @@ def parse_transfer(text: str) -> tuple[str, str]:
 def transfer_source(
     name: str,
     target: str,
-    evaluated,
+    evaluated: LabelledStructures,
     holdout: Sequence[int],
     featurizer: StructureFeaturizer,
     report=sys.stderr,
