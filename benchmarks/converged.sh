@@ -326,3 +326,17 @@ for seed in 0 1 2; do
       --threads 1 --methods cft --frame-pairs --out "$where/elastic_tensor-$target"
   done
 done
+# both networks fitted on formation energy first (flla_2015, without the compounds of
+# elastic_tensor), every fold starting from those weights (--transfer-from, 2026-12-05):
+# K and G over seeds 0-2, one method per run
+for seed in 0 1 2; do
+  where=benchmarks/results/variants/transfer-formation-energy
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  for target in log10_K_VRH log10_G_VRH; do
+    for method in cft cgcnn; do
+      basisdb evaluate --dataset elastic_tensor --target $target --folds 5 --seed 0 --training-seed "$seed" \
+        --threads 1 --methods $method --transfer-from flla_2015:formation_energy_per_atom \
+        --out "$where/elastic_tensor-$target-$method"
+    done
+  done
+done

@@ -35,6 +35,15 @@ def benchmark_script(name: str):
     return module
 
 
+def evaluated(options: str, store, dataset_dir, out):
+    """``basisdb evaluate OPTIONS`` on ``store`` and the fetched datasets, run for real: the
+    finished process and its results.json."""
+    paths = ("--store", str(store), "--out", str(out))
+    result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    assert result.returncode == 0, result.stderr
+    return result, json.loads((out / "results.json").read_text())
+
+
 def test_parse_groups():
     assert parse_groups("2,14,15") == [2, 14, 15]
     assert parse_groups("143-194") == list(range(143, 195))
@@ -223,10 +232,7 @@ def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --routing identity --no-lattice-branch --no-radial-bias"
         " --no-environment --frame-pairs"
     )
-    paths = ("--store", str(small_store), "--out", str(out))
-    result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
-    assert result.returncode == 0, result.stderr
-    report = json.loads((out / "results.json").read_text())
+    result, report = evaluated(options, small_store, dataset_dir, out)
     assert (report["protocol"], report["seed"], report["training_seed"]) == ("converged", 3, 7)
     assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] is None
     assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
@@ -308,10 +314,7 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
         "--dataset elastic_tensor --target log10_G_VRH --folds 2 --seed 3 --limit 40 --methods mean,cgcnn,cft"
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from flla_2015:formation_energy_per_atom"
     )
-    paths = ("--store", str(small_store), "--out", str(out))
-    result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
-    assert result.returncode == 0, result.stderr
-    report = json.loads((out / "results.json").read_text())
+    result, report = evaluated(options, small_store, dataset_dir, out)
     assert report["settings"]["transfer_from"] == "flla_2015:formation_energy_per_atom"
     transfer = report["transfer"]
     assert (transfer["dataset"], transfer["target"], transfer["unit"]) == (
