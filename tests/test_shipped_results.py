@@ -183,7 +183,7 @@ def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
     do not apply are left out (the encoder's of a CFT without positions, and those a fine-tuned
     CFT takes from its encoder, which the label names when it is not the first one)."""
     names = ("all-frames", "compact-1layer", "pretrained", "encoder-hidden-128", "centring")
-    names += ("frame-averaged-encodings", "frame-pairs")
+    names += ("frame-averaged-encodings", "frame-pairs", "transfer-formation-energy")
     roots = [RESULTS / "variants" / name for name in names] + [RESULTS / "ablations" / "default"]
     script = str(RESULTS.parent / "paired_folds.py")
     command = [sys.executable, script, "--protocol", "converged", *map(str, roots)]
@@ -196,6 +196,8 @@ def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
         "cft [hidden 256, trained on all frames]",
         "cft [frames averaged in the encodings]",  # trained on every frame, as it must be: not named twice
         "cft [frames averaged in the encodings, frame pairs]",
+        "cft [transfer from flla_2015:formation_energy_per_atom]",  # both networks, named apart from scratch
+        "cgcnn [transfer from flla_2015:formation_energy_per_atom]",
         "cft [d_model 64, hidden 64, encoder_blocks 2, layers 1]",
         "cft [no positional encoding]",
         "cft [identity routing, hidden 256]",
