@@ -76,12 +76,12 @@ _ENCODING_SOURCES = (
 )
 
 
-@lru_cache(maxsize=1)
-def _code_version() -> str:
-    """sha256 of the source of every module an encoding depends on, read from the files
-    (found, not imported: this module must not import the featurizer that uses it)."""
+@lru_cache(maxsize=4)
+def sources_digest(modules: tuple[str, ...]) -> str:
+    """sha256 of the source of ``modules``, read from the files (found, not imported: this
+    module must not import the featurizer that uses it)."""
     digest = hashlib.sha256()
-    for name in _ENCODING_SOURCES:
+    for name in modules:
         digest.update(Path(importlib.util.find_spec(name).origin).read_bytes())
     return digest.hexdigest()
 
@@ -108,7 +108,7 @@ class EncodingCache:
             "max_anchors": featurizer.max_anchors,
             "routing": featurizer.routing,
             "n_slots": featurizer.n_slots,
-            "code": _code_version(),
+            "code": sources_digest(_ENCODING_SOURCES),
         }
         name = hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()[:20]
         directory = Path(directory) if directory is not None else default_cache_directory()
@@ -126,7 +126,7 @@ class EncodingCache:
                     arrays = {name: handle[name][()] for name in sorted(handle)}
         except OSError as exc:
             problem = f"unreadable ({exc})"
-        if problem is None and _checksum(arrays) != recorded:
+        if problem is None and arrays_checksum(arrays) != recorded:
             problem = "its checksum does not match its contents"
         if problem is not None:
             warnings.warn(f"ignoring the encoding cache {self.path}: {problem}; it will be rebuilt", stacklevel=2)
@@ -134,11 +134,7 @@ class EncodingCache:
         return _unpack(arrays)
 
     def _problem(self, handle: h5py.File) -> str | None:
-        if handle.attrs.get("format") != FORMAT or int(handle.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            return f"not a {FORMAT} file of version {FORMAT_VERSION}"
-        if json.loads(handle.attrs.get("configuration", "{}")) != self.configuration:
-            return "written for another configuration"
-        return None
+        return header_problem(handle, FORMAT, FORMAT_VERSION, self.configuration)
 
     def save(self, encodings: dict[str, EncodedStructure]) -> None:
         """Write ``encodings`` (by cell key) as the whole file, atomically."""
@@ -155,7 +151,7 @@ class EncodingCache:
                     format=FORMAT,
                     format_version=FORMAT_VERSION,
                     configuration=json.dumps(self.configuration, sort_keys=True),
-                    checksum=_checksum(arrays),
+                    checksum=arrays_checksum(arrays),
                 )
             os.replace(temporary, self.path)
         except BaseException:
@@ -163,7 +159,16 @@ class EncodingCache:
             raise
 
 
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
+def header_problem(handle: h5py.File, kind: str, version: int, configuration: dict) -> str | None:
+    """Why a cache file is not of ``kind`` at ``version`` for ``configuration``; None if it is."""
+    if handle.attrs.get("format") != kind or int(handle.attrs.get("format_version", -1)) != version:
+        return f"not a {kind} file of version {version}"
+    if json.loads(handle.attrs.get("configuration", "{}")) != configuration:
+        return "written for another configuration"
+    return None
+
+
+def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
     """sha256 over each array's name and the store's own checksum of it."""
     digest = hashlib.sha256()
     for name in sorted(arrays):

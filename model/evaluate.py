@@ -19,7 +19,10 @@ groups no model was trained on.
 
 With ``--transfer-from DATASET:TARGET`` each neural method is first fitted to convergence on
 another property (its structures that share a reduced formula with the evaluated dataset, or
-lie in a held-out group, left out), and every fold's fit starts from those weights.
+lie in a held-out group, left out), and every fold's fit starts from those weights. A source
+fit is kept in the cache directory (``--encodings``) per configuration, and a later run that
+would fit it again (the other target of the same dataset, say) reads its weights back
+(:mod:`basisdb.model.source_fits`; ``--refit-source`` fits it again).
 
 Writes, under ``--out``: ``results.json`` (every fold, every number), ``results.md`` (the
 table), ``parity_<target>.png`` and, with held-out groups, ``seen_vs_unseen_<target>.png``.
@@ -75,7 +78,16 @@ from .data import ROUTINGS, StructureFeaturizer
 from .datasets import DATASETS, DatasetError, LabelledStructures, load_dataset
 from .encoding_cache import EncodingCache, add_cache_arguments, cache_from_arguments
 from .models import CFTConfig, CrystalFourierTransformer
-from .training import DistributedContext, Regression, TrainConfig, cft_collate, fit, predict_normalized
+from .source_fits import SourceFitCache, rows_digest
+from .training import (
+    DistributedContext,
+    Regression,
+    TrainConfig,
+    cft_collate,
+    fit,
+    predict_normalized,
+    resolve_device,
+)
 
 __all__ = ["METHODS", "scores", "evaluate", "plots", "main"]
 
@@ -345,16 +357,42 @@ def _neural(name: str, data: Prepared, settings: NeuralSettings, start: dict | N
     return fit_predict
 
 
-def source_weights(name: str, source: Prepared, settings: NeuralSettings, seed: int) -> tuple[dict, dict]:
+def source_fit_description(name: str, source: Prepared, settings: NeuralSettings, seed: int) -> dict:
+    """What the source fit of ``name`` depends on, besides the encoding and the code (:class:`SourceFitCache`)."""
+    return {
+        "method": name,
+        "source_rows": rows_digest(source.ids, source.values),
+        "model": vars(settings.cgcnn) if name == "cgcnn" else settings.cft.to_dict(),
+        "train": settings.train.to_dict(),
+        "validation_fraction": settings.validation_fraction,
+        "seed": seed,
+        "device": str(resolve_device(settings.device)),
+    }
+
+
+def source_weights(
+    name: str, source: Prepared, settings: NeuralSettings, seed: int, cache: SourceFitCache | None = None
+) -> tuple[dict, dict]:
     """A neural method fitted to convergence on every structure of ``source`` (10% of them
-    validating): its weights, where the folds' fits of a transfer start, and the fit's record."""
+    validating): its weights, where the folds' fits of a transfer start, and the fit's record
+    (``cached``: whether it was read back from ``cache`` rather than fitted here)."""
+    configuration = None
+    if cache is not None:
+        configuration = cache.configuration(source_fit_description(name, source, settings, seed))
+        found = cache.load(configuration)
+        if found is not None:
+            state, info = found
+            return state, {**info, "cached": True}
     field, collate_fn = NEURAL[name]
     torch.manual_seed(seed)
     model = _new_model(name, settings)
     rows = np.arange(len(source.values))
     _, info = _fit_neural(model, getattr(source, field), source.values, rows, [], settings, seed, collate_fn)
     info.pop("predict_structures_per_second")  # it predicts nothing
-    return {key: value.detach().clone() for key, value in model.state_dict().items()}, info
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    if cache is not None:
+        cache.save(configuration, state, info)
+    return state, {**info, "cached": False}
 
 
 def evaluate(
@@ -367,13 +405,14 @@ def evaluate(
     log=sys.stderr,
     training_seed: int | None = None,
     source: Prepared | None = None,
+    source_fits: SourceFitCache | None = None,
 ) -> dict:
     """K-fold cross-validation of every method on the same folds (from ``seed``); the models
     of fold k are seeded with ``training_seed * 1000 + k`` (default: ``seed``).
 
     With a ``source`` dataset (another property, :func:`transfer_source`), each neural method
     is first fitted on all of it (seeded with ``training_seed * 1000 + 999``), and every fold's
-    fit starts from those weights."""
+    fit starts from those weights; a fit ``source_fits`` holds is read back instead."""
     training_seed = seed if training_seed is None else training_seed
     from sklearn.model_selection import KFold
 
@@ -390,8 +429,10 @@ def evaluate(
     for name in methods if source is not None else ():
         if name in NEURAL:
             print(f"{name}: fitting on the {len(source.values)} structures of the source first", file=log, flush=True)
-            starts[name], out[name]["source_fit"] = source_weights(name, source, settings, training_seed * 1000 + 999)
-            print(f"{name}: source fit done ({out[name]['source_fit']['train_seconds']:.0f} s)", file=log, flush=True)
+            starts[name], fitted = source_weights(name, source, settings, training_seed * 1000 + 999, source_fits)
+            how = "read back from the cache, fitted in" if fitted["cached"] else "done in"
+            print(f"{name}: source fit {how} {fitted['train_seconds']:.0f} s", file=log, flush=True)
+            out[name]["source_fit"] = fitted
     runs = {name: _method(name, data, settings, starts.get(name)) for name in methods}
     for fold, (train_pos, test_pos) in enumerate(splits):
         train, test = seen[train_pos], seen[test_pos]
@@ -577,6 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
         "its structures that share a formula with --dataset, or lie in a held-out group, left out) and start "
         "every fold's fit from those weights",
     )
+    parser.add_argument(
+        "--refit-source",
+        action="store_true",
+        help="fit --transfer-from's source again rather than read its weights back from the cache directory "
+        "(--encodings), where a fit is kept per configuration and reused by later runs",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: evaluation/<dataset>-<target>[-holdout])")
     parser.add_argument(
         "--limit",
@@ -615,6 +662,8 @@ def main(argv=None) -> int:
         parser.error("cft-pretrained needs --pretrained CKPT (written by basisdb pretrain)")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
+    if args.refit_source and not args.transfer_from:
+        parser.error("--refit-source refits the source of --transfer-from, which is not given")
     if args.transfer_from and args.pretrained:
         parser.error("--transfer-from and --pretrained both set the neural methods' initial weights; give one")
     if args.transfer_from and not any(m in NEURAL for m in methods):
@@ -665,9 +714,18 @@ def main(argv=None) -> int:
             limit=args.limit,
             seed=args.seed,
         )
+    source_fits = SourceFitCache.at(args.encodings, EncodingCache.of(featurizer).configuration, not args.refit_source)
     began = time.perf_counter()
     evaluation = evaluate(
-        data, methods, args.folds, args.seed, holdout, settings, training_seed=training_seed, source=source
+        data,
+        methods,
+        args.folds,
+        args.seed,
+        holdout,
+        settings,
+        training_seed=training_seed,
+        source=source,
+        source_fits=source_fits if source is not None else None,
     )
     wall = time.perf_counter() - began
     out = args.out or Path("evaluation") / f"{args.dataset}-{args.target}{'-holdout' if holdout else ''}"

@@ -5,8 +5,10 @@ import itertools
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -306,15 +308,59 @@ def test_a_transferred_fit_starts_from_the_source_weights(dataset_dir, small_sto
     assert torch.linalg.norm(fitted - flat(start)) < 0.1 * torch.linalg.norm(fitted - fresh)
 
 
+@pytest.mark.parametrize("name", ["cgcnn", "cft"])
+def test_a_source_fit_is_kept_per_configuration_and_a_damaged_one_refitted(dataset_dir, small_store, tmp_path, name):
+    """The second fit of one configuration reads the first's weights back, and they are what a
+    fit would give again; another seed or source is another fit; a damaged file is refitted."""
+    from basisdb.model.encoding_cache import EncodingCache
+    from basisdb.model.evaluate import NeuralSettings, source_fit_description, source_weights
+    from basisdb.model.source_fits import SourceFitCache
+    from basisdb.model.training import TrainConfig
+
+    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
+    source, _ = prepare(load_dataset("flla_2015", "formation_energy_per_atom", dataset_dir).sample(50, 2), featurizer)
+    config = CFTConfig(radius=3, n_slots=source.items[0].rows.shape[1], d_model=16, hidden=32)
+    settings = NeuralSettings(train=TrainConfig(epochs=2, batch_size=8), cft=config, pretrained=None, device="cpu")
+    cache = SourceFitCache.at(tmp_path, EncodingCache.of(featurizer).configuration)
+
+    fitted, record = source_weights(name, source, settings, 5, cache)
+    assert not record["cached"] and len(list(tmp_path.glob("source-fit-*.h5"))) == 1
+    read, again = source_weights(name, source, settings, 5, cache)
+    assert again == {**record, "cached": True}
+    assert read.keys() == fitted.keys() and all(torch.equal(read[k], fitted[k]) for k in fitted)
+    # another seed, or one structure fewer in the source, is a fit of its own
+    assert not source_weights(name, source, settings, 6, cache)[1]["cached"]
+    assert not source_weights(name, source.subset(np.arange(1, 50)), settings, 5, cache)[1]["cached"]
+    assert len(list(tmp_path.glob("source-fit-*.h5"))) == 3
+
+    with h5py.File(cache.path(cache.configuration(source_fit_description(name, source, settings, 5))), "r+") as handle:
+        first = handle["state"][next(iter(fitted))]
+        first[...] = first[()] + 1  # damaged after its checksum was taken
+    with pytest.warns(UserWarning, match="checksum does not match"):
+        refitted, record_again = source_weights(name, source, settings, 5, cache)
+    assert not record_again["cached"]
+    assert all(torch.equal(refitted[k], fitted[k]) for k in fitted)  # what the file held, fitted again
+    assert source_weights(name, source, settings, 5, cache)[1]["cached"]  # the refit replaced the file
+    assert not source_weights(name, source, settings, 5, replace(cache, reuse=False))[1]["cached"]
+
+
 def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, tmp_path):
     """``--transfer-from`` fits each neural method on the other property first, records the
-    source fit and what the source left out, and names the runs apart from fits from scratch."""
+    source fit and what the source left out, and names the runs apart from fits from scratch.
+    A second run reads the source fits back and predicts exactly as the first."""
     out = tmp_path / "transfer"
     options = (
         "--dataset elastic_tensor --target log10_G_VRH --folds 2 --seed 3 --limit 40 --methods mean,cgcnn,cft"
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from flla_2015:formation_energy_per_atom"
+        f" --encodings {tmp_path / 'cache'}"
     )
     result, report = evaluated(options, small_store, dataset_dir, out)
+    again, second = evaluated(options, small_store, dataset_dir, tmp_path / "again")
+    assert second["predictions"]["out_of_fold"] == report["predictions"]["out_of_fold"]
+    for name in ("cgcnn", "cft"):
+        assert not report["results"][name]["source_fit"]["cached"] and f"{name}: source fit done in" in result.stderr
+        assert second["results"][name]["source_fit"]["cached"]
+        assert f"{name}: source fit read back from the cache, fitted in" in again.stderr
     assert report["settings"]["transfer_from"] == "flla_2015:formation_energy_per_atom"
     transfer = report["transfer"]
     assert (transfer["dataset"], transfer["target"], transfer["unit"]) == (
@@ -341,6 +387,7 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
         ("--transfer-from elastic_tensor:log10_K_VRH", "its test folds would be trained on"),
         ("--transfer-from flla_2015:formation_energy_per_atom --methods mean,composition-rf", "--methods names none"),
         ("--transfer-from flla_2015:formation_energy_per_atom --pretrained enc", "give one"),
+        ("--refit-source", "which is not given"),
     ],
 )
 def test_evaluate_refuses_a_transfer_it_cannot_make(dataset_dir, options, message):

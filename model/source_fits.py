@@ -1,0 +1,147 @@
+"""Source fits of a transfer on disk: a neural method fitted on another property is fitted once
+per configuration, and read back by every later run that would fit it again.
+
+``basisdb evaluate --transfer-from`` fits each neural method on the source dataset before
+the folds. That fit depends only on the source (its structures and values, as encoded), the
+model's and the training's configuration, the seed, and the code; not on which target of the
+evaluated dataset is then fitted. The log10 K and G runs of one training seed fit the same
+source, epoch for epoch, so the second reads the first's weights.
+
+A configuration is all of that: the method, a sha256 of the source's rows (material ids and
+values), the encoding's configuration (:meth:`EncodingCache.of`), the model's and the training's
+configuration with the seed, the validation fraction, the torch version and thread count, the
+device, and the source code of the model package and of the encoding path. Each has one HDF5
+file in the cache directory of the encodings, ``source-fit-<sha256>.h5``, holding the state
+dict (one array per entry) and the fit's record, written atomically. Its arrays carry a sha256
+checked on every read; a file that fails it, or that another configuration or format wrote, is
+ignored with a warning and refitted: the cache is never trusted over recomputing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from .encoding_cache import arrays_checksum, default_cache_directory, header_problem, sources_digest
+
+__all__ = ["SourceFitCache", "rows_digest"]
+
+FORMAT = "basisdb-source-fit"
+FORMAT_VERSION = 1
+
+# Every module of the model package (a fit runs through most of them) and the encoding path.
+_FIT_SOURCES = (
+    "basisdb.model.baselines",
+    "basisdb.model.data",
+    "basisdb.model.encoded",
+    "basisdb.model.evaluate",
+    "basisdb.model.geometry",
+    "basisdb.model.models",
+    "basisdb.model.modules",
+    "basisdb.model.training",
+)
+
+
+def rows_digest(ids: Sequence[str], values: np.ndarray) -> str:
+    """sha256 of a dataset's rows: its material ids in order and their float64 values."""
+    digest = hashlib.sha256("\n".join(ids).encode())
+    digest.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceFitCache:
+    """The directory where source fits are kept (see the module docstring).
+
+    Attributes:
+        directory: where the ``source-fit-*.h5`` files are (created on the first save).
+        context: what every fit of this cache depends on beyond its own description, as
+            recorded in the files (the encoding's configuration).
+        reuse: read fits back; False fits every source again and replaces its file.
+    """
+
+    directory: Path
+    context: Mapping
+    reuse: bool = True
+
+    @classmethod
+    def at(cls, directory: str | os.PathLike | None, encoding: Mapping, reuse: bool = True) -> SourceFitCache:
+        """The cache in ``directory``, by default the encodings' (``$BASISDB_ENCODINGS`` or the
+        user cache), of fits on inputs encoded with ``encoding`` (``EncodingCache.configuration``)."""
+        directory = Path(directory) if directory is not None else default_cache_directory()
+        return cls(directory, {"encoding": encoding}, reuse)
+
+    def configuration(self, description: Mapping) -> dict:
+        """``description`` (what one fit depends on, JSON-serializable) with what every fit
+        depends on added: the context, the code, the torch version and its thread count."""
+        return {
+            **self.context,
+            **description,
+            "code": sources_digest(_FIT_SOURCES),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        }
+
+    def path(self, configuration: Mapping) -> Path:
+        name = hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()[:24]
+        return self.directory / f"source-fit-{name}.h5"
+
+    def load(self, configuration: Mapping) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """The state dict and the fit's record of ``configuration``; None if no usable file holds them."""
+        path = self.path(configuration)
+        if not self.reuse or not path.is_file():
+            return None
+        problem = None
+        try:
+            with h5py.File(path, "r") as handle:
+                # the configuration as JSON reads it back (tuples become lists)
+                problem = header_problem(handle, FORMAT, FORMAT_VERSION, json.loads(json.dumps(configuration)))
+                if problem is None:
+                    names = json.loads(handle.attrs["names"])
+                    arrays = {name: handle["state"][name][()] for name in names}
+                    record = json.loads(handle.attrs["record"])
+                    recorded = str(handle.attrs.get("checksum", ""))
+        except (OSError, KeyError, ValueError) as exc:
+            problem = f"unreadable ({exc})"
+        if problem is None and arrays_checksum(arrays) != recorded:
+            problem = "its checksum does not match its contents"
+        if problem is not None:
+            warnings.warn(f"ignoring the source fit {path}: {problem}; the source will be fitted again", stacklevel=2)
+            return None
+        return {name: torch.from_numpy(np.array(array)) for name, array in arrays.items()}, record
+
+    def save(self, configuration: Mapping, state: Mapping[str, torch.Tensor], record: Mapping) -> Path:
+        """Write the fit of ``configuration`` (its state dict and record) as one file, atomically."""
+        arrays = {name: value.detach().cpu().numpy() for name, value in state.items()}
+        path = self.path(configuration)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".source-fit-", suffix=".h5", dir=self.directory)
+        os.close(handle)
+        try:
+            with h5py.File(temporary, "w") as out:
+                group = out.create_group("state")
+                for name, array in arrays.items():
+                    group.create_dataset(name, data=array)
+                out.attrs.update(
+                    format=FORMAT,
+                    format_version=FORMAT_VERSION,
+                    configuration=json.dumps(configuration, sort_keys=True),
+                    names=json.dumps(list(arrays)),
+                    record=json.dumps(dict(record)),
+                    checksum=arrays_checksum(arrays),
+                )
+            os.replace(temporary, path)  # two runs fitting the same source both write whole files
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return path
