@@ -175,6 +175,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"trained on {train['frames']} frames")
         if settings.get("transfer_from"):
             variant.append(f"transfer from {settings['transfer_from']}")
+            if settings.get("fresh_head"):
+                variant.append("fresh head")
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 

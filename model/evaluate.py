@@ -19,7 +19,8 @@ groups no model was trained on.
 
 With ``--transfer-from DATASET:TARGET`` each neural method is first fitted to convergence on
 another property (its structures that share a reduced formula with the evaluated dataset, or
-lie in a held-out group, left out), and every fold's fit starts from those weights. A source
+lie in a held-out group, left out), and every fold's fit starts from those weights (with
+``--fresh-head``, all but the output head's, which starts afresh). A source
 fit is kept in the cache directory (``--encodings``) per configuration, and a later run that
 would fit it again (the other target of the same dataset, say) reads its weights back
 (:mod:`basisdb.model.source_fits`; ``--refit-source`` fits it again).
@@ -251,6 +252,7 @@ class NeuralSettings:
     cgcnn: CGCNNConfig = CGCNNConfig()
     validation_fraction: float = 0.1
     device: str | None = None
+    fresh_head: bool = False  # a transferred fit starts its output head afresh, not from the source's
 
 
 def _fit_neural(
@@ -342,6 +344,15 @@ def _new_model(name: str, settings: NeuralSettings):
     return model
 
 
+def _start_from(model: torch.nn.Module, start: dict, fresh_head: bool) -> None:
+    """Load the source fit's weights ``start``; with ``fresh_head``, all but the output head's
+    (both networks end in a ``head``), which keeps its fresh initialization."""
+    if not fresh_head:
+        model.load_state_dict(start)
+        return
+    model.load_state_dict({key: value for key, value in start.items() if not key.startswith("head.")}, strict=False)
+
+
 def _neural(name: str, data: Prepared, settings: NeuralSettings, start: dict | None):
     """fit-and-predict of a neural method, each fit from fresh weights, or from ``start`` (a
     state dict) where the method is transferred from another property."""
@@ -351,7 +362,7 @@ def _neural(name: str, data: Prepared, settings: NeuralSettings, start: dict | N
         torch.manual_seed(seed)
         model = _new_model(name, settings)
         if start is not None:
-            model.load_state_dict(start)
+            _start_from(model, start, settings.fresh_head)
         return _fit_neural(model, getattr(data, field), data.values, train, predict, settings, seed, collate_fn)
 
     return fit_predict
@@ -619,6 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
         "every fold's fit from those weights",
     )
     parser.add_argument(
+        "--fresh-head",
+        action="store_true",
+        help="with --transfer-from: every fold's fit starts its output head afresh, the rest from the source fit",
+    )
+    parser.add_argument(
         "--refit-source",
         action="store_true",
         help="fit --transfer-from's source again rather than read its weights back from the cache directory "
@@ -662,8 +678,9 @@ def main(argv=None) -> int:
         parser.error("cft-pretrained needs --pretrained CKPT (written by basisdb pretrain)")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
-    if args.refit_source and not args.transfer_from:
-        parser.error("--refit-source refits the source of --transfer-from, which is not given")
+    for option, given in (("--refit-source", args.refit_source), ("--fresh-head", args.fresh_head)):
+        if given and not args.transfer_from:
+            parser.error(f"{option} applies to the source fit of --transfer-from, which is not given")
     if args.transfer_from and args.pretrained:
         parser.error("--transfer-from and --pretrained both set the neural methods' initial weights; give one")
     if args.transfer_from and not any(m in NEURAL for m in methods):
@@ -694,6 +711,7 @@ def main(argv=None) -> int:
         cft=cft_config,
         pretrained=pretrained,
         device=args.device,
+        fresh_head=args.fresh_head,
     )
     dataset = load_dataset(args.dataset, args.target)
     dataset.report_rejected()
@@ -763,6 +781,7 @@ def main(argv=None) -> int:
             "cgcnn": vars(settings.cgcnn),
             "pretrained": str(args.pretrained) if args.pretrained else None,
             "transfer_from": ":".join(args.transfer_from) if args.transfer_from else None,
+            "fresh_head": args.fresh_head,
         },
         "transfer": transfer,
         "results": {

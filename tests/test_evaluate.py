@@ -276,7 +276,15 @@ def test_a_transfer_source_leaves_out_the_evaluated_formulas_and_the_held_out_gr
 def test_a_transferred_fit_starts_from_the_source_weights(dataset_dir, small_store, name):
     """The source fit's weights are where each fold's fit starts: after an epoch the fold's
     model is far nearer to them than to the fresh initialization it would have had."""
-    from basisdb.model.evaluate import NEURAL, NeuralSettings, _fit_neural, _neural, _new_model, source_weights
+    from basisdb.model.evaluate import (
+        NEURAL,
+        NeuralSettings,
+        _fit_neural,
+        _neural,
+        _new_model,
+        _start_from,
+        source_weights,
+    )
     from basisdb.model.training import TrainConfig
 
     featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
@@ -306,6 +314,16 @@ def test_a_transferred_fit_starts_from_the_source_weights(dataset_dir, small_sto
     _fit_neural(model, getattr(target, field), target.values, np.arange(30), [], one_epoch, 9, collate_fn)
     fitted = flat(model.state_dict())
     assert torch.linalg.norm(fitted - flat(start)) < 0.1 * torch.linalg.norm(fitted - fresh)
+
+    # with a fresh head, the body starts from the source and the head as a fresh model's
+    torch.manual_seed(9)
+    model = _new_model(name, settings)
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    _start_from(model, start, fresh_head=True)
+    head = [key for key in initial if key.startswith("head.")]
+    assert head and len(head) < len(initial)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, initial[key] if key in head else start[key]), key
 
 
 @pytest.mark.parametrize("name", ["cgcnn", "cft"])
@@ -377,6 +395,9 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
     label = "transfer from flla_2015:formation_energy_per_atom"
     assert paired_folds.method_label("cgcnn", report) == f"cgcnn [{label}]"
     assert paired_folds.method_label("cft", report) == f"cft [radius 3, d_model 16, hidden 32, {label}]"
+    assert report["settings"]["fresh_head"] is False
+    report["settings"]["fresh_head"] = True  # as --fresh-head records it
+    assert paired_folds.method_label("cgcnn", report) == f"cgcnn [{label}, fresh head]"
 
 
 @pytest.mark.parametrize(
@@ -388,6 +409,7 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
         ("--transfer-from flla_2015:formation_energy_per_atom --methods mean,composition-rf", "--methods names none"),
         ("--transfer-from flla_2015:formation_energy_per_atom --pretrained enc", "give one"),
         ("--refit-source", "which is not given"),
+        ("--fresh-head", "which is not given"),
     ],
 )
 def test_evaluate_refuses_a_transfer_it_cannot_make(dataset_dir, options, message):
