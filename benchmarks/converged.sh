@@ -288,12 +288,15 @@ for seed in 0 1 2; do
       --threads 1 --methods cft --hidden 128 --out "$where/$1-$2"
   done
 done
-# and with the element-property statistics in the head (--composition), K over seeds 0-2
+# and with the element-property statistics in the head (--composition), K and band gap over seeds 0-2
 for seed in 0 1 2; do
   where=benchmarks/results/variants/encoder-hidden-128-composition
   [ "$seed" = 0 ] || where=$where/seed-$seed
-  basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --training-seed "$seed" \
-    --threads 1 --methods cft --hidden 128 --composition --out "$where/elastic_tensor-log10_K_VRH"
+  for pair in "elastic_tensor log10_K_VRH" "dielectric_constant band_gap"; do
+    set -- $pair
+    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --hidden 128 --composition --out "$where/$1-$2"
+  done
 done
 # and with message passing between neighbours and three Transformer layers on formation energy,
 # seeds 0-2
@@ -340,11 +343,20 @@ for seed in 0 1 2; do
     done
   done
 done
-# and the CFT with the element-property statistics in its head as well: K over seeds 0-2
+# and the CFT with the element-property statistics in its head as well: K and band gap over
+# seeds 0-2, with the CGCNN's transfer to band gap beside it (band gap: 2026-12-05, code of 06dbc4c)
 for seed in 0 1 2; do
   where=benchmarks/results/variants/transfer-formation-energy-composition
   [ "$seed" = 0 ] || where=$where/seed-$seed
-  basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --training-seed "$seed" \
-    --threads 1 --methods cft --composition --transfer-from flla_2015:formation_energy_per_atom \
-    --out "$where/elastic_tensor-log10_K_VRH-cft"
+  for pair in "elastic_tensor log10_K_VRH" "dielectric_constant band_gap"; do
+    set -- $pair
+    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --composition --transfer-from flla_2015:formation_energy_per_atom \
+      --out "$where/$1-$2-cft"
+  done
+  where=benchmarks/results/variants/transfer-formation-energy
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  basisdb evaluate --dataset dielectric_constant --target band_gap --folds 5 --seed 0 --training-seed "$seed" \
+    --threads 1 --methods cgcnn --transfer-from flla_2015:formation_energy_per_atom \
+    --out "$where/dielectric_constant-band_gap-cgcnn"
 done
