@@ -360,3 +360,20 @@ for seed in 0 1 2; do
     --threads 1 --methods cgcnn --transfer-from flla_2015:formation_energy_per_atom \
     --out "$where/dielectric_constant-band_gap-cgcnn"
 done
+# and with a fresh output head in every fold (--fresh-head, 2026-12-05, code of 51e3254): the CFT with
+# --composition and the CGCNN, K and G over seeds 0-2; a seed's source fit is read back from the
+# cache by its second run
+for seed in 0 1 2; do
+  for target in log10_K_VRH log10_G_VRH; do
+    where=benchmarks/results/variants/transfer-formation-energy-composition-fresh-head
+    [ "$seed" = 0 ] || where=$where/seed-$seed
+    basisdb evaluate --dataset elastic_tensor --target $target --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --composition --fresh-head --transfer-from flla_2015:formation_energy_per_atom \
+      --out "$where/elastic_tensor-$target-cft"
+    where=benchmarks/results/variants/transfer-formation-energy-fresh-head
+    [ "$seed" = 0 ] || where=$where/seed-$seed
+    basisdb evaluate --dataset elastic_tensor --target $target --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cgcnn --fresh-head --transfer-from flla_2015:formation_energy_per_atom \
+      --out "$where/elastic_tensor-$target-cgcnn"
+  done
+done
