@@ -396,8 +396,13 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
     assert paired_folds.method_label("cgcnn", report) == f"cgcnn [{label}]"
     assert paired_folds.method_label("cft", report) == f"cft [radius 3, d_model 16, hidden 32, {label}]"
     assert report["settings"]["fresh_head"] is False
-    report["settings"]["fresh_head"] = True  # as --fresh-head records it
-    assert paired_folds.method_label("cgcnn", report) == f"cgcnn [{label}, fresh head]"
+    # with a fresh head: the same source fits, read back, and folds that start elsewhere
+    _, fresh = evaluated(options + " --fresh-head", small_store, dataset_dir, tmp_path / "fresh-head")
+    assert fresh["settings"]["fresh_head"] is True
+    for name in ("cgcnn", "cft"):
+        assert fresh["results"][name]["source_fit"]["cached"]
+        assert fresh["predictions"]["out_of_fold"][name] != report["predictions"]["out_of_fold"][name]
+    assert paired_folds.method_label("cgcnn", fresh) == f"cgcnn [{label}, fresh head]"
 
 
 @pytest.mark.parametrize(
