@@ -23,6 +23,8 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -139,24 +141,35 @@ class EncodingCache:
     def save(self, encodings: dict[str, EncodedStructure]) -> None:
         """Write ``encodings`` (by cell key) as the whole file, atomically."""
         arrays = _pack(encodings)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".encodings-", suffix=".h5", dir=self.path.parent)
-        os.close(handle)
-        try:
-            with h5py.File(temporary, "w") as out:
-                for name, array in arrays.items():
-                    # Slot features are mostly zeros (a group fills few of the slots): lzf is fast and shrinks them.
-                    out.create_dataset(name, data=array, compression="lzf" if array.size > 4096 else None)
-                out.attrs.update(
-                    format=FORMAT,
-                    format_version=FORMAT_VERSION,
-                    configuration=json.dumps(self.configuration, sort_keys=True),
-                    checksum=arrays_checksum(arrays),
-                )
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with replaced_atomically(self.path, FORMAT, FORMAT_VERSION, self.configuration, arrays) as out:
+            for name, array in arrays.items():
+                # Slot features are mostly zeros (a group fills few of the slots): lzf is fast and shrinks them.
+                out.create_dataset(name, data=array, compression="lzf" if array.size > 4096 else None)
+
+
+@contextmanager
+def replaced_atomically(
+    path: Path, kind: str, version: int, configuration: Mapping, arrays: Mapping[str, np.ndarray]
+) -> Iterator[h5py.File]:
+    """A cache file written to a temporary file beside ``path`` (the block writes its data) and
+    renamed over ``path`` once complete, with the header :func:`header_problem` checks and the
+    checksum of ``arrays``; on an error ``path`` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5", dir=path.parent)
+    os.close(handle)
+    try:
+        with h5py.File(temporary, "w") as out:
+            yield out
+            out.attrs.update(
+                format=kind,
+                format_version=version,
+                configuration=json.dumps(configuration, sort_keys=True),
+                checksum=arrays_checksum(arrays),
+            )
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def header_problem(handle: h5py.File, kind: str, version: int, configuration: dict) -> str | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,14 +31,20 @@ import h5py
 import numpy as np
 import torch
 
-from .encoding_cache import arrays_checksum, default_cache_directory, header_problem, sources_digest
+from .encoding_cache import (
+    arrays_checksum,
+    default_cache_directory,
+    header_problem,
+    replaced_atomically,
+    sources_digest,
+)
 
 __all__ = ["SourceFitCache", "rows_digest"]
 
 FORMAT = "basisdb-source-fit"
 FORMAT_VERSION = 1
 
-# Every module of the model package (a fit runs through most of them) and the encoding path.
+# The modules a fit runs through; the encoding path's own are in the encoding's configuration.
 _FIT_SOURCES = (
     "basisdb.model.baselines",
     "basisdb.model.data",
@@ -124,24 +129,10 @@ class SourceFitCache:
         """Write the fit of ``configuration`` (its state dict and record) as one file, atomically."""
         arrays = {name: value.detach().cpu().numpy() for name, value in state.items()}
         path = self.path(configuration)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".source-fit-", suffix=".h5", dir=self.directory)
-        os.close(handle)
-        try:
-            with h5py.File(temporary, "w") as out:
-                group = out.create_group("state")
-                for name, array in arrays.items():
-                    group.create_dataset(name, data=array)
-                out.attrs.update(
-                    format=FORMAT,
-                    format_version=FORMAT_VERSION,
-                    configuration=json.dumps(configuration, sort_keys=True),
-                    names=json.dumps(list(arrays)),
-                    record=json.dumps(dict(record)),
-                    checksum=arrays_checksum(arrays),
-                )
-            os.replace(temporary, path)  # two runs fitting the same source both write whole files
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        # two runs fitting the same source both write whole files
+        with replaced_atomically(path, FORMAT, FORMAT_VERSION, configuration, arrays) as out:
+            group = out.create_group("state")
+            for name, array in arrays.items():
+                group.create_dataset(name, data=array)
+            out.attrs.update(names=json.dumps(list(arrays)), record=json.dumps(dict(record)))
         return path
