@@ -382,18 +382,32 @@ def source_fit_description(name: str, source: Prepared, settings: NeuralSettings
 
 
 def source_weights(
-    name: str, source: Prepared, settings: NeuralSettings, seed: int, cache: SourceFitCache | None = None
+    name: str,
+    source: Prepared,
+    settings: NeuralSettings,
+    seed: int,
+    cache: SourceFitCache | None = None,
+    log=sys.stderr,
 ) -> tuple[dict, dict]:
     """A neural method fitted to convergence on every structure of ``source`` (10% of them
     validating): its weights, where the folds' fits of a transfer start, and the fit's record
-    (``cached``: whether it was read back from ``cache`` rather than fitted here)."""
-    configuration = None
-    if cache is not None:
-        configuration = cache.configuration(source_fit_description(name, source, settings, seed))
+    (``cached``: whether it was read back from ``cache`` rather than fitted here).  Runs that
+    need one fit at the same time fit it once (:meth:`SourceFitCache.claimed`)."""
+    if cache is None:
+        state, info = _fit_source(name, source, settings, seed)
+        return state, {**info, "cached": False}
+    configuration = cache.configuration(source_fit_description(name, source, settings, seed))
+    with cache.claimed(configuration, log):  # a run fitting it now holds the lock: wait, then read
         found = cache.load(configuration)
         if found is not None:
-            state, info = found
-            return state, {**info, "cached": True}
+            return found[0], {**found[1], "cached": True}
+        state, info = _fit_source(name, source, settings, seed)
+        cache.save(configuration, state, info)
+    return state, {**info, "cached": False}
+
+
+def _fit_source(name: str, source: Prepared, settings: NeuralSettings, seed: int) -> tuple[dict, dict]:
+    """:func:`source_weights`, fitted here: the state dict and the fit's record."""
     field, collate_fn = NEURAL[name]
     torch.manual_seed(seed)
     model = _new_model(name, settings)
@@ -401,9 +415,7 @@ def source_weights(
     _, info = _fit_neural(model, getattr(source, field), source.values, rows, [], settings, seed, collate_fn)
     info.pop("predict_structures_per_second")  # it predicts nothing
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    if cache is not None:
-        cache.save(configuration, state, info)
-    return state, {**info, "cached": False}
+    return state, info
 
 
 def evaluate(
@@ -440,7 +452,7 @@ def evaluate(
     for name in methods if source is not None else ():
         if name in NEURAL:
             print(f"{name}: fitting on the {len(source.values)} structures of the source first", file=log, flush=True)
-            starts[name], fitted = source_weights(name, source, settings, training_seed * 1000 + 999, source_fits)
+            starts[name], fitted = source_weights(name, source, settings, training_seed * 1000 + 999, source_fits, log)
             how = "read back from the cache, fitted in" if fitted["cached"] else "done in"
             print(f"{name}: source fit {how} {fitted['train_seconds']:.0f} s", file=log, flush=True)
             out[name]["source_fit"] = fitted

@@ -15,15 +15,22 @@ file in the cache directory of the encodings, ``source-fit-<sha256>.h5``, holdin
 dict (one array per entry) and the fit's record, written atomically. Its arrays carry a sha256
 checked on every read; a file that fails it, or that another configuration or format wrote, is
 ignored with a warning and refitted: the cache is never trusted over recomputing.
+
+Runs that need one configuration at the same time fit it once: :meth:`SourceFitCache.claimed`
+holds a lock on the configuration's file (``source-fit-<sha256>.lock``, an OS file lock, so a
+run that dies releases it) while a run looks its fit up and, if missing, fits and saves it; the
+others wait for it and read its fit back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +108,25 @@ class SourceFitCache:
         name = hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()[:24]
         return self.directory / f"source-fit-{name}.h5"
 
+    @contextlib.contextmanager
+    def claimed(self, configuration: Mapping, log=sys.stderr) -> Iterator[None]:
+        """Hold the lock of ``configuration``'s fit for the block (waiting, with a line on
+        ``log``, while another run holds it), so that of runs started together one fits and
+        saves the source and the others read it back."""
+        from filelock import FileLock, Timeout
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path(configuration).with_suffix(".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(f"waiting for another run fitting the same source (lock {lock.lock_file}) ...", file=log, flush=True)
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
     def load(self, configuration: Mapping) -> tuple[dict[str, torch.Tensor], dict] | None:
         """The state dict and the fit's record of ``configuration``; None if no usable file holds them."""
         path = self.path(configuration)
@@ -129,7 +155,6 @@ class SourceFitCache:
         """Write the fit of ``configuration`` (its state dict and record) as one file, atomically."""
         arrays = {name: value.detach().cpu().numpy() for name, value in state.items()}
         path = self.path(configuration)
-        # two runs fitting the same source both write whole files
         with replaced_atomically(path, FORMAT, FORMAT_VERSION, configuration, arrays) as out:
             group = out.create_group("state")
             for name, array in arrays.items():

@@ -4,7 +4,9 @@ import importlib.util
 import itertools
 import json
 import os
+import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -403,6 +405,46 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
         assert fresh["results"][name]["source_fit"]["cached"]
         assert fresh["predictions"]["out_of_fold"][name] != report["predictions"]["out_of_fold"][name]
     assert paired_folds.method_label("cgcnn", fresh) == f"cgcnn [{label}, fresh head]"
+
+
+def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, tmp_path):
+    """Two runs that need one source fit at once: while a run holds the fit's lock the others
+    wait; then one fits and saves the source, the other reads it back, and all predict alike."""
+    from filelock import FileLock
+
+    from .helpers import BASISDB_COMMAND, REPO_ROOT
+
+    cache = tmp_path / "cache"
+    options = (
+        "--dataset elastic_tensor --target log10_G_VRH --folds 2 --seed 3 --limit 40 --methods cft"
+        " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from flla_2015:formation_energy_per_atom"
+        f" --encodings {cache}"
+    )
+    _, first = evaluated(options, small_store, dataset_dir, tmp_path / "first")  # names the fit's file
+    [fit] = cache.glob("source-fit-*.h5")
+    fit.unlink()
+    env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
+    logs = [tmp_path / f"run-{i}.log" for i in range(2)]
+    with FileLock(fit.with_suffix(".lock")):  # as a run fitting the source holds it
+        runs = []
+        for i, log in enumerate(logs):
+            command = [BASISDB_COMMAND, "evaluate", *options.split(), "--store", str(small_store)]
+            with log.open("w") as stderr:
+                command += ["--out", str(tmp_path / f"run-{i}")]
+                runs.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr))
+        deadline = time.monotonic() + 300
+        while not all("waiting for another run fitting the same source" in log.read_text() for log in logs):
+            assert all(run.poll() is None for run in runs), [log.read_text()[-2000:] for log in logs]
+            assert time.monotonic() < deadline, "the runs did not wait for the lock"
+            time.sleep(0.2)
+        assert not fit.exists()
+    assert [run.wait(timeout=300) for run in runs] == [0, 0], [log.read_text()[-2000:] for log in logs]
+    fitted = ["cft: source fit done in" in log.read_text() for log in logs]
+    read = ["cft: source fit read back from the cache" in log.read_text() for log in logs]
+    assert sorted(fitted) == [False, True] and read == [not f for f in fitted]
+    for i in range(2):
+        report = json.loads((tmp_path / f"run-{i}" / "results.json").read_text())
+        assert report["predictions"]["out_of_fold"] == first["predictions"]["out_of_fold"]
 
 
 @pytest.mark.parametrize(
