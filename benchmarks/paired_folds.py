@@ -177,6 +177,8 @@ def method_label(method: str, run: dict) -> str:
             variant.append(f"transfer from {settings['transfer_from']}")
             if settings.get("fresh_head"):
                 variant.append("fresh head")
+            if settings.get("fine_tune_learning_rate"):
+                variant.append(f"fine-tuned at learning rate {settings['fine_tune_learning_rate']:g}")
     return method + (f" [{', '.join(variant)}]" if variant else "")
 
 

@@ -20,7 +20,8 @@ groups no model was trained on.
 With ``--transfer-from DATASET:TARGET`` each neural method is first fitted to convergence on
 another property (its structures that share a reduced formula with the evaluated dataset, or
 lie in a held-out group, left out), and every fold's fit starts from those weights (with
-``--fresh-head``, all but the output head's, which starts afresh). A source
+``--fresh-head``, all but the output head's, which starts afresh; with ``--fine-tune-lr``, at
+a learning rate of its own). A source
 fit is kept in the cache directory (``--encodings``) per configuration, and a later run that
 would fit it again (the other target of the same dataset, say) reads its weights back
 (:mod:`basisdb.model.source_fits`; ``--refit-source`` fits it again).
@@ -38,7 +39,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,13 @@ class NeuralSettings:
     validation_fraction: float = 0.1
     device: str | None = None
     fresh_head: bool = False  # a transferred fit starts its output head afresh, not from the source's
+    fine_tune_learning_rate: float | None = None  # a transferred fit's peak learning rate (None: train's)
+
+    def fine_tuning(self) -> NeuralSettings:
+        """The settings of a fit that starts from a source fit's weights."""
+        if self.fine_tune_learning_rate is None:
+            return self
+        return replace(self, train=replace(self.train, learning_rate=self.fine_tune_learning_rate))
 
 
 def _fit_neural(
@@ -361,9 +369,11 @@ def _neural(name: str, data: Prepared, settings: NeuralSettings, start: dict | N
     def fit_predict(train, predict, seed):
         torch.manual_seed(seed)
         model = _new_model(name, settings)
-        if start is not None:
-            _start_from(model, start, settings.fresh_head)
-        return _fit_neural(model, getattr(data, field), data.values, train, predict, settings, seed, collate_fn)
+        if start is None:
+            return _fit_neural(model, getattr(data, field), data.values, train, predict, settings, seed, collate_fn)
+        _start_from(model, start, settings.fresh_head)
+        tuning = settings.fine_tuning()
+        return _fit_neural(model, getattr(data, field), data.values, train, predict, tuning, seed, collate_fn)
 
     return fit_predict
 
@@ -647,6 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --transfer-from: every fold's fit starts its output head afresh, the rest from the source fit",
     )
     parser.add_argument(
+        "--fine-tune-lr",
+        type=positive(float),
+        help="with --transfer-from: the peak learning rate of every fold's fit (default: --lr, which the "
+        "source fit uses)",
+    )
+    parser.add_argument(
         "--refit-source",
         action="store_true",
         help="fit --transfer-from's source again rather than read its weights back from the cache directory "
@@ -690,7 +706,11 @@ def main(argv=None) -> int:
         parser.error("cft-pretrained needs --pretrained CKPT (written by basisdb pretrain)")
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
-    for option, given in (("--refit-source", args.refit_source), ("--fresh-head", args.fresh_head)):
+    for option, given in (
+        ("--refit-source", args.refit_source),
+        ("--fresh-head", args.fresh_head),
+        ("--fine-tune-lr", args.fine_tune_lr),
+    ):
         if given and not args.transfer_from:
             parser.error(f"{option} applies to the source fit of --transfer-from, which is not given")
     if args.transfer_from and args.pretrained:
@@ -724,6 +744,7 @@ def main(argv=None) -> int:
         pretrained=pretrained,
         device=args.device,
         fresh_head=args.fresh_head,
+        fine_tune_learning_rate=args.fine_tune_lr,
     )
     dataset = load_dataset(args.dataset, args.target)
     dataset.report_rejected()
@@ -794,6 +815,7 @@ def main(argv=None) -> int:
             "pretrained": str(args.pretrained) if args.pretrained else None,
             "transfer_from": ":".join(args.transfer_from) if args.transfer_from else None,
             "fresh_head": args.fresh_head,
+            "fine_tune_learning_rate": args.fine_tune_lr,
         },
         "transfer": transfer,
         "results": {

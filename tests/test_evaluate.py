@@ -405,6 +405,13 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
         assert fresh["results"][name]["source_fit"]["cached"]
         assert fresh["predictions"]["out_of_fold"][name] != report["predictions"]["out_of_fold"][name]
     assert paired_folds.method_label("cgcnn", fresh) == f"cgcnn [{label}, fresh head]"
+    # fine-tuned at a learning rate of its own: the same source fits (trained at --lr), other folds
+    _, tuned = evaluated(options + " --fine-tune-lr 0.01", small_store, dataset_dir, tmp_path / "fine-tuned")
+    assert tuned["settings"]["fine_tune_learning_rate"] == 0.01 and tuned["settings"]["train"]["learning_rate"] == 1e-3
+    for name in ("cgcnn", "cft"):
+        assert tuned["results"][name]["source_fit"]["cached"]
+        assert tuned["predictions"]["out_of_fold"][name] != report["predictions"]["out_of_fold"][name]
+    assert paired_folds.method_label("cgcnn", tuned) == f"cgcnn [{label}, fine-tuned at learning rate 0.01]"
 
 
 def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, tmp_path):
@@ -457,6 +464,7 @@ def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, t
         ("--transfer-from flla_2015:formation_energy_per_atom --pretrained enc", "give one"),
         ("--refit-source", "which is not given"),
         ("--fresh-head", "which is not given"),
+        ("--fine-tune-lr 1e-4", "which is not given"),
     ],
 )
 def test_evaluate_refuses_a_transfer_it_cannot_make(dataset_dir, options, message):
