@@ -23,7 +23,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -118,25 +118,16 @@ class EncodingCache:
 
     def load(self) -> dict[str, EncodedStructure]:
         """Every encoding in the file by cell key (labels empty); {} if there is no usable file."""
-        if not self.path.is_file():
-            return {}
-        try:
-            with h5py.File(self.path, "r") as handle:
-                problem = self._problem(handle)
-                if problem is None:
-                    recorded = str(handle.attrs.get("checksum", ""))
-                    arrays = {name: handle[name][()] for name in sorted(handle)}
-        except OSError as exc:
-            problem = f"unreadable ({exc})"
-        if problem is None and arrays_checksum(arrays) != recorded:
-            problem = "its checksum does not match its contents"
-        if problem is not None:
-            warnings.warn(f"ignoring the encoding cache {self.path}: {problem}; it will be rebuilt", stacklevel=2)
-            return {}
-        return _unpack(arrays)
-
-    def _problem(self, handle: h5py.File) -> str | None:
-        return header_problem(handle, FORMAT, FORMAT_VERSION, self.configuration)
+        found = read_verified(
+            self.path,
+            FORMAT,
+            FORMAT_VERSION,
+            self.configuration,
+            lambda handle: ({name: handle[name][()] for name in handle}, None),
+            f"the encoding cache {self.path}",
+            "it will be rebuilt",
+        )
+        return {} if found is None else _unpack(found[0])
 
     def save(self, encodings: dict[str, EncodedStructure]) -> None:
         """Write ``encodings`` (by cell key) as the whole file, atomically."""
@@ -170,6 +161,38 @@ def replaced_atomically(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def read_verified(
+    path: Path,
+    kind: str,
+    version: int,
+    configuration: Mapping,
+    read: Callable[[h5py.File], tuple[dict[str, np.ndarray], object]],
+    what: str,
+    remedy: str,
+) -> tuple[dict[str, np.ndarray], object] | None:
+    """What ``read(handle)`` returns of the cache file ``path`` (arrays, and anything else), once
+    the file's header is that of ``kind``, ``version`` and ``configuration`` and the arrays match
+    their checksum (:func:`replaced_atomically` wrote both).  None if there is no file, or,
+    with a warning ("ignoring WHAT: why; REMEDY"), if it fails a check or cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as handle:
+            # the configuration as JSON reads it back (tuples become lists)
+            problem = header_problem(handle, kind, version, json.loads(json.dumps(configuration)))
+            if problem is None:
+                recorded = str(handle.attrs.get("checksum", ""))
+                arrays, extra = read(handle)
+    except (OSError, KeyError, ValueError) as exc:
+        problem = f"unreadable ({exc})"
+    if problem is None and arrays_checksum(arrays) != recorded:
+        problem = "its checksum does not match its contents"
+    if problem is not None:
+        warnings.warn(f"ignoring {what}: {problem}; {remedy}", stacklevel=3)
+        return None
+    return arrays, extra
 
 
 def header_problem(handle: h5py.File, kind: str, version: int, configuration: dict) -> str | None:

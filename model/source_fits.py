@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import sys
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +37,7 @@ import h5py
 import numpy as np
 import torch
 
-from .encoding_cache import (
-    arrays_checksum,
-    default_cache_directory,
-    header_problem,
-    replaced_atomically,
-    sources_digest,
-)
+from .encoding_cache import default_cache_directory, read_verified, replaced_atomically, sources_digest
 
 __all__ = ["SourceFitCache", "rows_digest"]
 
@@ -129,26 +122,26 @@ class SourceFitCache:
 
     def load(self, configuration: Mapping) -> tuple[dict[str, torch.Tensor], dict] | None:
         """The state dict and the fit's record of ``configuration``; None if no usable file holds them."""
+        if not self.reuse:
+            return None
         path = self.path(configuration)
-        if not self.reuse or not path.is_file():
+
+        def read(handle: h5py.File) -> tuple[dict[str, np.ndarray], dict]:
+            names = json.loads(handle.attrs["names"])
+            return {name: handle["state"][name][()] for name in names}, json.loads(handle.attrs["record"])
+
+        found = read_verified(
+            path,
+            FORMAT,
+            FORMAT_VERSION,
+            configuration,
+            read,
+            f"the source fit {path}",
+            "the source will be fitted again",
+        )
+        if found is None:
             return None
-        problem = None
-        try:
-            with h5py.File(path, "r") as handle:
-                # the configuration as JSON reads it back (tuples become lists)
-                problem = header_problem(handle, FORMAT, FORMAT_VERSION, json.loads(json.dumps(configuration)))
-                if problem is None:
-                    names = json.loads(handle.attrs["names"])
-                    arrays = {name: handle["state"][name][()] for name in names}
-                    record = json.loads(handle.attrs["record"])
-                    recorded = str(handle.attrs.get("checksum", ""))
-        except (OSError, KeyError, ValueError) as exc:
-            problem = f"unreadable ({exc})"
-        if problem is None and arrays_checksum(arrays) != recorded:
-            problem = "its checksum does not match its contents"
-        if problem is not None:
-            warnings.warn(f"ignoring the source fit {path}: {problem}; the source will be fitted again", stacklevel=2)
-            return None
+        arrays, record = found
         return {name: torch.from_numpy(np.array(array)) for name, array in arrays.items()}, record
 
     def save(self, configuration: Mapping, state: Mapping[str, torch.Tensor], record: Mapping) -> Path:
