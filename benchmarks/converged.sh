@@ -377,3 +377,17 @@ for seed in 0 1 2; do
       --out "$where/elastic_tensor-$target-cgcnn"
   done
 done
+# the CFT with the statistics and the transfer on G with the source's head, and on band gap with a fresh
+# head (2026-12-05, code of 51e3254; the G runs read the K runs' source fits back)
+for seed in 0 1 2; do
+  where=benchmarks/results/variants/transfer-formation-energy-composition
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  basisdb evaluate --dataset elastic_tensor --target log10_G_VRH --folds 5 --seed 0 --training-seed "$seed" \
+    --threads 1 --methods cft --composition --transfer-from flla_2015:formation_energy_per_atom \
+    --out "$where/elastic_tensor-log10_G_VRH-cft"
+  where=benchmarks/results/variants/transfer-formation-energy-composition-fresh-head
+  [ "$seed" = 0 ] || where=$where/seed-$seed
+  basisdb evaluate --dataset dielectric_constant --target band_gap --folds 5 --seed 0 --training-seed "$seed" \
+    --threads 1 --methods cft --composition --fresh-head --transfer-from flla_2015:formation_energy_per_atom \
+    --out "$where/dielectric_constant-band_gap-cft"
+done
