@@ -21,10 +21,10 @@ With ``--transfer-from DATASET:TARGET`` each neural method is first fitted to co
 another property (its structures that share a reduced formula with the evaluated dataset, or
 lie in a held-out group, left out), and every fold's fit starts from those weights (with
 ``--fresh-head``, all but the output head's, which starts afresh; with ``--fine-tune-lr``, at
-a learning rate of its own). A source
-fit is kept in the cache directory (``--encodings``) per configuration, and a later run that
-would fit it again (the other target of the same dataset, say) reads its weights back
-(:mod:`basisdb.model.source_fits`; ``--refit-source`` fits it again).
+a learning rate of its own). A source fit is kept in the cache directory (``--encodings``)
+per configuration, and a later run that would fit it again (the other target of the same
+dataset, say) reads its weights back (:mod:`basisdb.model.source_fits`; ``--refit-source``
+fits it again).
 
 Writes, under ``--out``: ``results.json`` (every fold, every number), ``results.md`` (the
 table), ``parity_<target>.png`` and, with held-out groups, ``seen_vs_unseen_<target>.png``.
@@ -712,7 +712,7 @@ def main(argv=None) -> int:
         ("--fine-tune-lr", args.fine_tune_lr),
     ):
         if given and not args.transfer_from:
-            parser.error(f"{option} applies to the source fit of --transfer-from, which is not given")
+            parser.error(f"{option} applies to the transfer of --transfer-from, which is not given")
     if args.transfer_from and args.pretrained:
         parser.error("--transfer-from and --pretrained both set the neural methods' initial weights; give one")
     if args.transfer_from and not any(m in NEURAL for m in methods):
