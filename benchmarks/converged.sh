@@ -391,3 +391,24 @@ for seed in 0 1 2; do
     --threads 1 --methods cft --composition --fresh-head --transfer-from flla_2015:formation_energy_per_atom \
     --out "$where/dielectric_constant-band_gap-cft"
 done
+# the fresh head without the statistics (the CFT, K and G), and the statistics with a fresh head
+# fine-tuned at twice the learning rate (--fine-tune-lr 2e-3; K and G), 2026-12-05, code of bf8a9ca
+for seed in 0 1 2; do
+  for target in log10_G_VRH log10_K_VRH; do
+    where=benchmarks/results/variants/transfer-formation-energy-fresh-head
+    [ "$seed" = 0 ] || where=$where/seed-$seed
+    basisdb evaluate --dataset elastic_tensor --target $target --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --fresh-head --transfer-from flla_2015:formation_energy_per_atom \
+      --out "$where/elastic_tensor-$target-cft"
+    where=benchmarks/results/variants/transfer-formation-energy-composition-fresh-head-fine-tune-2e-3
+    [ "$seed" = 0 ] || where=$where/seed-$seed
+    basisdb evaluate --dataset elastic_tensor --target $target --folds 5 --seed 0 --training-seed "$seed" \
+      --threads 1 --methods cft --composition --fresh-head --fine-tune-lr 2e-3 \
+      --transfer-from flla_2015:formation_energy_per_atom --out "$where/elastic_tensor-$target"
+  done
+done
+# and at a third of the learning rate (--fine-tune-lr 3e-4), K, training seed 0 only
+basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 0 --training-seed 0 \
+  --threads 1 --methods cft --composition --fresh-head --fine-tune-lr 3e-4 \
+  --transfer-from flla_2015:formation_energy_per_atom \
+  --out benchmarks/results/variants/transfer-formation-energy-composition-fresh-head-fine-tune-3e-4/elastic_tensor-log10_K_VRH
