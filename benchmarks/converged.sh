@@ -412,3 +412,7 @@ basisdb evaluate --dataset elastic_tensor --target log10_K_VRH --folds 5 --seed 
   --threads 1 --methods cft --composition --fresh-head --fine-tune-lr 3e-4 \
   --transfer-from flla_2015:formation_energy_per_atom \
   --out benchmarks/results/variants/transfer-formation-energy-composition-fresh-head-fine-tune-3e-4/elastic_tensor-log10_K_VRH
+# Pretraining with the squared readout and each draw of pairs for three epochs (2026-12-05; only
+# its metrics are shipped)
+basisdb pretrain --out benchmarks/results/pretraining/orbit-distance-squared-redraw3 --minutes 30 --threads 1 \
+  --readout squared --hidden 256 --redraw-every 3 --epochs 1000
