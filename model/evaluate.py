@@ -369,11 +369,11 @@ def _neural(name: str, data: Prepared, settings: NeuralSettings, start: dict | N
     def fit_predict(train, predict, seed):
         torch.manual_seed(seed)
         model = _new_model(name, settings)
-        if start is None:
-            return _fit_neural(model, getattr(data, field), data.values, train, predict, settings, seed, collate_fn)
-        _start_from(model, start, settings.fresh_head)
-        tuning = settings.fine_tuning()
-        return _fit_neural(model, getattr(data, field), data.values, train, predict, tuning, seed, collate_fn)
+        fitting = settings
+        if start is not None:
+            _start_from(model, start, settings.fresh_head)
+            fitting = settings.fine_tuning()
+        return _fit_neural(model, getattr(data, field), data.values, train, predict, fitting, seed, collate_fn)
 
     return fit_predict
 

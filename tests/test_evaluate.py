@@ -436,8 +436,8 @@ def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, t
         runs = []
         for i, log in enumerate(logs):
             command = [BASISDB_COMMAND, "evaluate", *options.split(), "--store", str(small_store)]
-            with log.open("w") as stderr:
-                command += ["--out", str(tmp_path / f"run-{i}")]
+            command += ["--out", str(tmp_path / f"run-{i}")]
+            with log.open("w") as stderr:  # the process keeps its own copy of the file
                 runs.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr))
         deadline = time.monotonic() + 300
         while not all("waiting for another run fitting the same source" in log.read_text() for log in logs):
