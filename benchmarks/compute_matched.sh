@@ -13,7 +13,8 @@
 # python benchmarks/paired_folds.py --protocol compute-matched benchmarks/results/compute-matched \
 #   benchmarks/results/magpie-structure-rf prints the tables (the older budgeted runs elsewhere in
 #   benchmarks/results predate the speed fixes, so they are left out). Every run here predates the
-#   128-wide positional encoder of 2026-12-04 and passes --hidden 256, the width it was made with.
+#   128-wide positional encoder of 2026-12-04 and passes --hidden 256, the width it was made with,
+#   except the last loop, which runs today's default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 basisdb data fetch
@@ -54,4 +55,18 @@ for seed in ${seeds[@]}; do
   basisdb evaluate --dataset flla_2015 --target formation_energy_per_atom --folds 5 --seed 0 \
     --training-seed "$seed" --threads 1 --minutes 2.5 --methods cgcnn,cft --hidden 256 \
     --out "$V/size-groups/${where}flla_2015-formation_energy_per_atom"
+done
+# Today's default CFT (the 128-wide positional encoder of 2026-12-04) against the CGCNN, both in
+# one run, on every target, two runs side by side on one idle machine (a 2-core AMD EPYC,
+# 2026-12-05); python benchmarks/paired_folds.py --protocol compute-matched
+#   benchmarks/results/variants/compute-matched/encoder-hidden-128 benchmarks/results/magpie-structure-rf
+for seed in ${seeds[@]}; do
+  where=""
+  [ "$seed" = 0 ] || where="seed-$seed/"
+  for run in "elastic_tensor log10_K_VRH 2" "elastic_tensor log10_G_VRH 2" \
+             "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2"; do
+    set -- $run
+    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" --threads 1 \
+      --minutes "$3" --methods cgcnn,cft --out "$V/encoder-hidden-128/$where$1-$2"
+  done
 done
