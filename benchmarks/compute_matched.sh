@@ -19,16 +19,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 basisdb data fetch
 seeds=("${@:-0 1 2}")
-for seed in ${seeds[@]}; do
-  where=benchmarks/results/compute-matched
-  [ "$seed" = 0 ] || where=$where/seed-$seed
-  for run in "elastic_tensor log10_K_VRH 2" "elastic_tensor log10_G_VRH 2" \
-             "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2"; do
-    set -- $run
-    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" \
-      --threads 1 --minutes "$3" --methods cgcnn,cft --no-environment --hidden 256 --out "$where/$1-$2"
+targets=("elastic_tensor log10_K_VRH 2" "elastic_tensor log10_G_VRH 2" \
+         "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2")
+# One budgeted evaluation on fold seed 0 with one thread: SEED DATASET TARGET MINUTES ROOT
+# [OPTIONS...], written to ROOT/DATASET-TARGET (seed 0) or ROOT/seed-SEED/DATASET-TARGET
+budgeted() {
+  local seed=$1 dataset=$2 target=$3 minutes=$4 root=$5
+  shift 5
+  [ "$seed" = 0 ] || root=$root/seed-$seed
+  basisdb evaluate --dataset "$dataset" --target "$target" --folds 5 --seed 0 --training-seed "$seed" \
+    --threads 1 --minutes "$minutes" "$@" --out "$root/$dataset-$target"
+}
+# FUNCTION SEED DATASET TARGET MINUTES for every training seed and every target's budget
+for_every_fit() {
+  local seed run
+  for seed in ${seeds[@]}; do
+    for run in "${targets[@]}"; do "$1" "$seed" $run; done
   done
-done
+}
+before_environment() {
+  budgeted "$@" benchmarks/results/compute-matched --methods cgcnn,cft --no-environment --hidden 256
+}
+for_every_fit before_environment
 # The CFT's default since 2026-12-02, with the environment term, against the recipe before it
 # (--no-environment, as in the runs above) and the CGCNN, all three rerun side by side on one
 # machine (a budget is a statement about the machine, and the runs above were made on another),
@@ -36,37 +48,19 @@ done
 #   benchmarks/results/variants/compute-matched benchmarks/results/magpie-structure-rf
 # pairs the default CFT with every method
 V=benchmarks/results/variants/compute-matched
-for seed in ${seeds[@]}; do
-  where=""
-  [ "$seed" = 0 ] || where="seed-$seed/"
-  for run in "elastic_tensor log10_K_VRH 2" "elastic_tensor log10_G_VRH 2" \
-             "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2"; do
-    set -- $run
-    E="basisdb evaluate --dataset $1 --target $2 --folds 5 --seed 0 --training-seed $seed --threads 1 --minutes $3 --hidden 256"
-    $E --methods cgcnn,cft --no-environment --out "$V/cft-rerun/$where$1-$2"
-    $E --methods cft --environment --out "$V/environment/$where$1-$2"
-  done
-done
+environment_rerun() {
+  budgeted "$@" $V/cft-rerun --methods cgcnn,cft --no-environment --hidden 256
+  budgeted "$@" $V/environment --methods cft --environment --hidden 256
+}
+for_every_fit environment_rerun
 # After the size groups and fused AdamW (2026-12-02; the CFT trains 1.5x faster): formation
 # energy, where every fit runs its whole budget, the CGCNN against the default CFT on one machine
 for seed in ${seeds[@]}; do
-  where=""
-  [ "$seed" = 0 ] || where="seed-$seed/"
-  basisdb evaluate --dataset flla_2015 --target formation_energy_per_atom --folds 5 --seed 0 \
-    --training-seed "$seed" --threads 1 --minutes 2.5 --methods cgcnn,cft --hidden 256 \
-    --out "$V/size-groups/${where}flla_2015-formation_energy_per_atom"
+  budgeted "$seed" flla_2015 formation_energy_per_atom 2.5 $V/size-groups --methods cgcnn,cft --hidden 256
 done
 # Today's default CFT (the 128-wide positional encoder of 2026-12-04) against the CGCNN, both in
 # one run, on every target, two runs side by side on one idle machine (a 2-core AMD EPYC,
 # 2026-12-05); python benchmarks/paired_folds.py --protocol compute-matched
 #   benchmarks/results/variants/compute-matched/encoder-hidden-128 benchmarks/results/magpie-structure-rf
-for seed in ${seeds[@]}; do
-  where=""
-  [ "$seed" = 0 ] || where="seed-$seed/"
-  for run in "elastic_tensor log10_K_VRH 2" "elastic_tensor log10_G_VRH 2" \
-             "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2"; do
-    set -- $run
-    basisdb evaluate --dataset "$1" --target "$2" --folds 5 --seed 0 --training-seed "$seed" --threads 1 \
-      --minutes "$3" --methods cgcnn,cft --out "$V/encoder-hidden-128/$where$1-$2"
-  done
-done
+todays_default() { budgeted "$@" $V/encoder-hidden-128 --methods cgcnn,cft; }
+for_every_fit todays_default
