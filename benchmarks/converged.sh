@@ -74,6 +74,9 @@ $E --dataset elastic_tensor --target log10_K_VRH --pretrained $PRE --methods cft
 $E --dataset elastic_tensor --target log10_K_VRH --holdout-groups cubic --pretrained $PRE \
   --methods mean,composition-rf,magpie-structure-rf,cgcnn,cft,cft-pretrained \
   --out benchmarks/results/converged/elastic_tensor-log10_K_VRH-holdout-cubic
+# and the CFT with plain Fourier features of the P1 basis (identity routing) on the same hold-out
+$E --dataset elastic_tensor --target log10_K_VRH --holdout-groups cubic --routing identity --methods cft \
+  --out benchmarks/results/converged/elastic_tensor-log10_K_VRH-holdout-cubic-identity-routing
 # After the size groups and fused AdamW (2026-12-02): the default CFT over training seeds 0 1 2
 # on the targets where a fit is short, against its runs above (the same method and seeds, the
 # floating-point course of training changed)

@@ -8,7 +8,9 @@ and a hand-edited or truncated file is caught.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +205,48 @@ def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
         "cft [identity routing, hidden 256]",
         "cft-pretrained",
     } <= labels
+
+
+# Switches a script spells out so that a run made when they were the default still reproduces
+# today (the environment term and the 256-wide encoder), or that restate a default of every day.
+RESTATED_DEFAULTS = {("--no-environment",), ("--environment",), ("--hidden", "256"), ("--hidden", "128"),
+                     ("--training-seed", "0")}  # fmt: skip
+# Runs whose commands BENCHMARKS.md gives in its text rather than in a script: the forests (one
+# command per dataset, "A stronger cheap peer"), the frames rerun (`benchmarks/results/frames/`) and
+# the first budgeted runs, directly under benchmarks/results ("The older compute-matched sections").
+IN_THE_TEXT = ("benchmarks/results/magpie-structure-rf/", "benchmarks/results/frames/")
+
+
+def command_options(command: str) -> frozenset:
+    """The (option, value) pairs and bare switches of a ``basisdb`` command, in any order, less
+    the ones that restate a default; the positional words (``evaluate``) stay as they are."""
+    words, items, index = shlex.split(command), [], 0
+    while index < len(words):
+        word = words[index]
+        takes_value = word.startswith("--") and index + 1 < len(words) and not words[index + 1].startswith("--")
+        items.append((word, words[index + 1].rstrip("/")) if takes_value else (word,))
+        index += 2 if takes_value else 1
+    return frozenset(item for item in items if item not in RESTATED_DEFAULTS)
+
+
+def test_every_shipped_run_is_rerun_by_the_benchmark_scripts(tmp_path):
+    """``benchmarks/converged.sh`` and ``compute_matched.sh`` print, with ``basisdb`` replaced by
+    a program that echoes its arguments, a command for every shipped run (up to option order and
+    restated defaults), so BENCHMARKS.md's rows rerun from the scripts it names."""
+    fake = tmp_path / "basisdb"
+    fake.write_text('#!/bin/sh\necho "basisdb $*"\n')
+    fake.chmod(0o755)
+    environment = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    printed = set()
+    for script in ("converged.sh", "compute_matched.sh"):
+        lines = subprocess.run(["bash", str(RESULTS.parent / script)], env=environment, capture_output=True,
+                               text=True, check=True).stdout.splitlines()  # fmt: skip
+        printed |= {command_options(line) for line in lines}
+    missing = []
+    for path in RUNS:
+        out = str(path.parent.relative_to(RESULTS.parents[1]))
+        if out.startswith(IN_THE_TEXT) or path.parent.parent == RESULTS:
+            continue
+        if command_options(json.loads(path.read_text())["command"]) not in printed:
+            missing.append(out)
+    assert not missing, f"no script reruns {len(missing)} shipped runs: {missing[:5]}"
