@@ -207,32 +207,42 @@ def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
     } <= labels
 
 
-# Switches a script spells out so that a run made when they were the default still reproduces
-# today (the environment term and the 256-wide encoder), or that restate a default of every day.
-RESTATED_DEFAULTS = {("--no-environment",), ("--environment",), ("--hidden", "256"), ("--hidden", "128"),
-                     ("--training-seed", "0")}  # fmt: skip
 # Runs whose commands BENCHMARKS.md gives in its text rather than in a script: the forests (one
 # command per dataset, "A stronger cheap peer"), the frames rerun (`benchmarks/results/frames/`) and
 # the first budgeted runs, directly under benchmarks/results ("The older compute-matched sections").
 IN_THE_TEXT = ("benchmarks/results/magpie-structure-rf/", "benchmarks/results/frames/")
 
 
-def command_options(command: str) -> frozenset:
-    """The (option, value) pairs and bare switches of a ``basisdb`` command, in any order, less
-    the ones that restate a default; the positional words (``evaluate``) stay as they are."""
+def what_it_runs(command: str, environment: bool | None = None, hidden: int | None = None) -> frozenset:
+    """A ``basisdb`` command as a set: its (option, value) pairs and bare switches in any order,
+    ``--training-seed 0`` (every day's default) dropped, and the two CFT defaults that changed
+    (the environment term, 2026-12-02; the encoder's width, 2026-12-04) stated as values: taken
+    from ``environment`` and ``hidden`` where given (a run's recorded settings), else from the
+    command with today's defaults; a fine-tuned CFT has its pretrained encoder's width."""
     words, items, index = shlex.split(command), [], 0
     while index < len(words):
         word = words[index]
         takes_value = word.startswith("--") and index + 1 < len(words) and not words[index + 1].startswith("--")
         items.append((word, words[index + 1].rstrip("/")) if takes_value else (word,))
         index += 2 if takes_value else 1
-    return frozenset(item for item in items if item not in RESTATED_DEFAULTS)
+    if environment is None:
+        environment = ("--no-environment",) not in items
+    if hidden is None:  # the last --hidden counts, as for argparse
+        hidden = int(next((item[1] for item in reversed(items) if item[0] == "--hidden"), 128))
+    if any(item[0] == "--pretrained" for item in items):
+        hidden = "the pretrained encoder's"  # its architecture overrides the command's
+    items = [item for item in items if item[0] not in ("--environment", "--no-environment", "--hidden")]
+    return frozenset(item for item in items if item != ("--training-seed", "0")) | {
+        ("environment", environment),
+        ("hidden", hidden),
+    }
 
 
 def test_every_shipped_run_is_rerun_by_the_benchmark_scripts(tmp_path):
     """``benchmarks/converged.sh`` and ``compute_matched.sh`` print, with ``basisdb`` replaced by
-    a program that echoes its arguments, a command for every shipped run (up to option order and
-    restated defaults), so BENCHMARKS.md's rows rerun from the scripts it names."""
+    a program that echoes its arguments, the command of every shipped run, up to option order and
+    the switches that keep a run made under older defaults the same run today (compared with
+    the settings the run recorded), so BENCHMARKS.md's rows rerun from the scripts it names."""
     fake = tmp_path / "basisdb"
     fake.write_text('#!/bin/sh\necho "basisdb $*"\n')
     fake.chmod(0o755)
@@ -241,12 +251,15 @@ def test_every_shipped_run_is_rerun_by_the_benchmark_scripts(tmp_path):
     for script in ("converged.sh", "compute_matched.sh"):
         lines = subprocess.run(["bash", str(RESULTS.parent / script)], env=environment, capture_output=True,
                                text=True, check=True).stdout.splitlines()  # fmt: skip
-        printed |= {command_options(line) for line in lines}
+        printed |= {what_it_runs(line) for line in lines}
     missing = []
     for path in RUNS:
         out = str(path.parent.relative_to(RESULTS.parents[1]))
         if out.startswith(IN_THE_TEXT) or path.parent.parent == RESULTS:
             continue
-        if command_options(json.loads(path.read_text())["command"]) not in printed:
+        run = json.loads(path.read_text())
+        cft = run["settings"]["cft"]
+        # runs made before the environment term existed do not record it
+        if what_it_runs(run["command"], bool(cft.get("environment")), int(cft["hidden"])) not in printed:
             missing.append(out)
     assert not missing, f"no script reruns {len(missing)} shipped runs: {missing[:5]}"
