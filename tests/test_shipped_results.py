@@ -213,7 +213,7 @@ def test_paired_folds_names_what_a_run_departs_from_the_recipe_in():
 IN_THE_TEXT = ("benchmarks/results/magpie-structure-rf/", "benchmarks/results/frames/")
 
 
-def what_it_runs(command: str, environment: bool | None = None, hidden: int | None = None) -> frozenset:
+def what_it_runs(command: str, environment: bool | None = None, hidden: int | str | None = None) -> frozenset:
     """A ``basisdb`` command as a set: its (option, value) pairs and bare switches in any order,
     ``--training-seed 0`` (every day's default) dropped, and the two CFT defaults that changed
     (the environment term, 2026-12-02; the encoder's width, 2026-12-04) stated as values: taken
@@ -225,8 +225,9 @@ def what_it_runs(command: str, environment: bool | None = None, hidden: int | No
         takes_value = word.startswith("--") and index + 1 < len(words) and not words[index + 1].startswith("--")
         items.append((word, words[index + 1].rstrip("/")) if takes_value else (word,))
         index += 2 if takes_value else 1
-    if environment is None:
-        environment = ("--no-environment",) not in items
+    if environment is None:  # the last of the two switches counts, as for argparse
+        switches = [item[0] for item in items if item[0] in ("--environment", "--no-environment")]
+        environment = switches[-1:] != ["--no-environment"]
     if hidden is None:  # the last --hidden counts, as for argparse
         hidden = int(next((item[1] for item in reversed(items) if item[0] == "--hidden"), 128))
     if any(item[0] == "--pretrained" for item in items):
