@@ -21,14 +21,13 @@ basisdb data fetch
 seeds=("${@:-0 1 2}")
 targets=("elastic_tensor log10_K_VRH 2" "elastic_tensor log10_G_VRH 2" \
          "flla_2015 formation_energy_per_atom 2.5" "dielectric_constant band_gap 2")
-# One budgeted evaluation on fold seed 0 with one thread: SEED DATASET TARGET MINUTES ROOT
-# [OPTIONS...], written to ROOT/DATASET-TARGET (seed 0) or ROOT/seed-SEED/DATASET-TARGET
+source benchmarks/fits.sh
+# One budgeted fit: SEED DATASET TARGET MINUTES ROOT [OPTIONS...], written to ROOT/DATASET-TARGET
+# (seed 0) or ROOT/seed-SEED/DATASET-TARGET
 budgeted() {
   local seed=$1 dataset=$2 target=$3 minutes=$4 root=$5
   shift 5
-  [ "$seed" = 0 ] || root=$root/seed-$seed
-  basisdb evaluate --dataset "$dataset" --target "$target" --folds 5 --seed 0 --training-seed "$seed" \
-    --threads 1 --minutes "$minutes" "$@" --out "$root/$dataset-$target"
+  fit "$seed" "$root" "$dataset-$target" --dataset "$dataset" --target "$target" --minutes "$minutes" "$@"
 }
 # FUNCTION SEED DATASET TARGET MINUTES for every training seed and every target's budget
 for_every_fit() {
