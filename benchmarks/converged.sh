@@ -38,7 +38,8 @@ for seed in ${seeds[@]}; do
     done
   done
 done
-# Ablations of the CFT (seed 0, log10 K_VRH): what carries its result
+# Ablations of the CFT (seed 0, log10 K_VRH): what carries its result; each entry is the run's
+# folder, then its option
 for ablation in "no-radial-bias --no-radial-bias" "identity-routing --routing identity" \
                 "no-lattice-branch --no-lattice-branch" "radius-3 --radius 3" "radius-6 --radius 6"; do
   set -- $ablation
