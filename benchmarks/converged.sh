@@ -39,9 +39,10 @@ for seed in ${seeds[@]}; do
   done
 done
 # Ablations of the CFT (seed 0, log10 K_VRH): what carries its result; each entry is the run's
-# folder, then its option
-for ablation in "no-radial-bias --no-radial-bias" "identity-routing --routing identity" \
-                "no-lattice-branch --no-lattice-branch" "radius-3 --radius 3" "radius-6 --radius 6"; do
+# folder, then its option, and the first three are the switches of the architecture
+ABLATIONS=("no-radial-bias --no-radial-bias" "identity-routing --routing identity" \
+           "no-lattice-branch --no-lattice-branch" "radius-3 --radius 3" "radius-6 --radius 6")
+for ablation in "${ABLATIONS[@]}"; do
   set -- $ablation
   fit 0 $R/ablations "$@" "${K[@]}" "${CFT256[@]}" --no-environment
 done
@@ -92,14 +93,12 @@ done
 # The ablations, the transfer and the cubic hold-out again with today's default CFT (2026-12-03;
 # the runs above made them without the environment term): seed 0, and seeds 1 and 2 for the
 # three switches of the architecture
-for ablation in "no-radial-bias --no-radial-bias" "identity-routing --routing identity" \
-                "no-lattice-branch --no-lattice-branch" "radius-3 --radius 3" "radius-6 --radius 6"; do
+for ablation in "${ABLATIONS[@]}"; do
   set -- $ablation
   fit 0 $A "$@" "${K[@]}" "${CFT256[@]}"
 done
 for seed in 1 2; do
-  for ablation in "no-radial-bias --no-radial-bias" "identity-routing --routing identity" \
-                  "no-lattice-branch --no-lattice-branch"; do
+  for ablation in "${ABLATIONS[@]:0:3}"; do
     set -- $ablation
     fit "$seed" $A "$@" "${K[@]}" "${CFT256[@]}"
   done
