@@ -26,6 +26,8 @@ from .store_format import (
 
 __all__ = ["StoreWriter"]
 
+_LIBVER = ("v110", "latest")  # HDF5 1.10 or newer can read the file
+
 
 class StoreWriter:
     """Writes a store to a temporary file beside ``path`` and renames it into place on
@@ -43,7 +45,7 @@ class StoreWriter:
         self.fingerprint: str | None = None
         _remove_stale_partials(self.path)
         self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        self._file = h5py.File(self.temporary, "w", libver=("v110", "latest"))
+        self._file = h5py.File(self.temporary, "w", libver=_LIBVER)
         self._halls: list[int] = []
         self._metrics: set[str] = set()
         self._verification = (int(verification_points), int(verification_seed))
@@ -69,29 +71,35 @@ class StoreWriter:
         self._halls.append(setting.hall_number)
 
     def commit(self) -> Path:
-        """Write the root metadata, flush to disk and atomically replace ``path``."""
+        """Write the root metadata, flush to disk and atomically replace ``path``.
+
+        The fingerprint is taken from the file as written, read back read-only: HDF5's traversal
+        of a file still open for writing failed, about once in twenty builds, with "Object
+        visitation failed (Read only entry modified??)"."""
         import spglib
 
-        self.fingerprint = manifest_fingerprint(manifest(self._file))
-        write_element(
-            STORE,
-            self._file,
-            "/",
-            {
-                "spglib_version": spglib.__version__,
-                "numpy_version": np.__version__,
-                "h5py_version": h5py.__version__,
-                "hdf5_version": h5py.version.hdf5_version,
-                "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                "radii": np.asarray(self.radii, dtype=np.float64),
-                "hall_numbers": np.asarray(sorted(self._halls), dtype=np.int32),
-                "verification_points": self._verification[0],
-                "verification_seed": self._verification[1],
-                "fingerprint": self.fingerprint,
-            },
-        )
         self._file.close()
         self._file = None
+        with h5py.File(self.temporary, "r") as written:
+            self.fingerprint = manifest_fingerprint(manifest(written))
+        with h5py.File(self.temporary, "r+", libver=_LIBVER) as handle:
+            write_element(
+                STORE,
+                handle,
+                "/",
+                {
+                    "spglib_version": spglib.__version__,
+                    "numpy_version": np.__version__,
+                    "h5py_version": h5py.__version__,
+                    "hdf5_version": h5py.version.hdf5_version,
+                    "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                    "radii": np.asarray(self.radii, dtype=np.float64),
+                    "hall_numbers": np.asarray(sorted(self._halls), dtype=np.int32),
+                    "verification_points": self._verification[0],
+                    "verification_seed": self._verification[1],
+                    "fingerprint": self.fingerprint,
+                },
+            )
         with open(self.temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(self.temporary, self.path)
