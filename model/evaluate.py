@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import textwrap
@@ -207,12 +208,14 @@ def transfer_source(
     workers: int = 1,
     limit: int | None = None,
     seed: int = 0,
+    directory: str | os.PathLike | None = None,
 ) -> tuple[Prepared, dict]:
-    """Another property's dataset, prepared for a transfer to the ``evaluated`` one: without
-    every structure whose reduced formula the evaluated dataset has (so that no compound of a
-    test fold is seen, in any cell, with the other label) or whose space group is held out.
-    Returns it with the record of what was left out."""
-    source = load_dataset(name, target)
+    """Another property's dataset (read from ``directory``, default the dataset folder),
+    prepared for a transfer to the ``evaluated`` one: without every structure whose reduced
+    formula the evaluated dataset has (so that no compound of a test fold is seen, in any cell,
+    with the other label) or whose space group is held out.  Returns it with the record of what
+    was left out."""
+    source = load_dataset(name, target, directory)
     source.report_rejected(report)
     if limit:
         source = source.sample(limit, seed)

@@ -262,7 +262,15 @@ def test_a_transfer_source_leaves_out_the_evaluated_formulas_and_the_held_out_gr
     cubic = list(range(195, 231))
     featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
     source, record = transfer_source(
-        "flla_2015", "formation_energy_per_atom", evaluated, cubic, featurizer, report=None, limit=300, seed=4
+        "flla_2015",
+        "formation_energy_per_atom",
+        evaluated,
+        cubic,
+        featurizer,
+        report=None,
+        limit=300,
+        seed=4,
+        directory=dataset_dir,
     )
     assert record["left_out_same_formula"] == sum(shared)
     assert record["left_out_held_out_groups"] > 0 and not np.isin(source.groups, cubic).any()

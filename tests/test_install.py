@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -40,9 +42,14 @@ def wheel(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(wheel, tmp_path_factory) -> Path:
-    """A virtual environment with the wheel installed (its dependencies come from this one)."""
+    """A virtual environment with the wheel installed; its dependencies come from this one, whose
+    site-packages it lists after its own (a .pth of plain paths: the .pth files there, the
+    checkout's editable install among them, are not run).  Not ``system_site_packages``: that
+    is the base interpreter's, which holds the dependencies only where someone put them by hand."""
     environment = tmp_path_factory.mktemp("venv")
-    venv.create(environment, system_site_packages=True, with_pip=True)
+    venv.create(environment, with_pip=True)
+    own = Path(sysconfig.get_path("purelib", vars={"base": str(environment), "platbase": str(environment)}))
+    (own / "dependencies.pth").write_text("".join(f"{path}\n" for path in site.getsitepackages()))
     python = environment / "bin" / "python"
     result = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
