@@ -17,8 +17,10 @@ from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command_parser, run_command
 from .construction import build_basis
 from .errors import (
     BasisDBError,
+    BasisDBWarning,
     BuildInterrupted,
     ChecksumMismatchError,
+    CifSymmetryWarning,
     ConstructionError,
     InvalidCoordinatesError,
     InvalidGroupError,
@@ -132,4 +134,6 @@ __all__ = [
     "BuildInterrupted",
     "ConstructionError",
     "SymmetryToleranceWarning",
+    "BasisDBWarning",
+    "CifSymmetryWarning",
 ]

@@ -5,7 +5,11 @@ bounded before it is done: its first data block with atom sites, times its symme
 operations, is an upper bound on the atoms it describes.  The symmetry operations are the
 block's own (``_space_group_symop_operation_xyz`` or the older ``_symmetry_equiv_pos_as_xyz``),
 else those of the space group it names (Hall symbol, Hermann-Mauguin symbol or number), else
-the identity.  Each site's images under them are wrapped into the cell, and images within
+the identity.  Where a block lists operations and names a group whose type they do not form
+(a CIF naming Fm-3m that lists only ``x,y,z``), the listed operations are used, with a
+:class:`~basisdb.errors.CifSymmetryWarning` that names both.  Coordinates more than
+:data:`MAX_FRACTIONAL` cells from the origin are refused, as they are in any structure.  Each
+site's images under the operations are wrapped into the cell, and images within
 :data:`SITE_TOLERANCE` of each other (fractional, per axis, periodically: pymatgen's site
 tolerance) are one atom on a special position.  The coordinates are kept as written: unlike
 pymatgen, 0.33336 is not rounded to 1/3 (spglib's tolerance, not the reader, decides symmetry).
@@ -13,18 +17,23 @@ pymatgen, 0.33336 is not rounded to 1/3 (spglib's tolerance, not the reader, dec
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .errors import StructureError, StructureTooLargeError
+from .errors import CifSymmetryWarning, StructureError, StructureTooLargeError
 
-__all__ = ["CifCrystal", "read_cif", "parse_operation", "SITE_TOLERANCE"]
+__all__ = ["CifCrystal", "read_cif", "parse_operation", "SITE_TOLERANCE", "MAX_FRACTIONAL"]
 
 SITE_TOLERANCE = 1e-4  # fractional, per axis: images closer than this are one atom
+# Fractional coordinates beyond this many cells from the origin are refused, by every reader
+# (basisdb.Cell too): at 1e16, float64 has no digits left for the position inside the cell.
+MAX_FRACTIONAL = 1e6
 _OCCUPANCY_TOLERANCE = 1e-3
 # One term of an operation's component: a sign, a number (1/2, 0.5, 2/885) and/or an axis.
 _TERM = re.compile(r"([+-]?)([0-9]*\.?[0-9]*(?:/[0-9]+)?)\*?([xyz]?)")
@@ -101,8 +110,14 @@ def read_cif(text: str, label: str = "", max_atoms: int | None = None) -> CifCry
             f"{sites * operations} atoms, more than the {max_atoms} allowed; send the structure in P1 or a "
             "smaller cell"
         )
-    rotations, translations = _listed_operations(gemmi, listed, name) if named is None else named
     lattice = _lattice(gemmi, block, name)
+    if named is None:
+        rotations, numerators, denominator = _listed_operations(gemmi, listed, name)
+        translations = numerators / denominator
+        formed = _group_type(rotations, translations, lattice) if _closed(rotations, numerators, denominator) else None
+        _warn_if_the_named_group_differs(gemmi, block, name, len(rotations), formed, lattice)
+    else:
+        rotations, translations = named
     try:  # gemmi reads the block's tags as typed (a quoted group number is refused)
         small = gemmi.make_small_structure_from_block(block)
     except (ValueError, RuntimeError) as exc:
@@ -160,39 +175,100 @@ def parse_operation(text: str) -> tuple[np.ndarray, tuple[Fraction, Fraction, Fr
     return rotation, tuple(translation)
 
 
-def _listed_operations(gemmi, listed, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(O, 3, 3) int64 rotations and (O, 3) float64 translations of a block's own operations."""
+def _listed_operations(gemmi, listed, name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """A block's own operations, exactly: (O, 3, 3) int64 rotations, and translations as (O, 3)
+    int64 numerators over one common denominator."""
     try:
         parsed = [parse_operation(gemmi.cif.as_string(xyz)) for xyz in listed]
     except ValueError as exc:
         raise StructureError(f"{name}: a symmetry operation is not x,y,z notation: {exc}") from None
     rotations = np.array([rotation for rotation, _ in parsed], dtype=np.int64)
-    translations = np.array([[float(t) for t in translation] for _, translation in parsed])
-    return rotations, translations
+    denominator = math.lcm(*(t.denominator for _, translation in parsed for t in translation))
+    numerators = np.array([[int(t * denominator) for t in translation] for _, translation in parsed], dtype=np.int64)
+    return rotations, numerators, denominator
+
+
+def _closed(rotations: np.ndarray, numerators: np.ndarray, denominator: int) -> bool:
+    """Whether operations (exact: translations as numerators over ``denominator``) are closed
+    under composition modulo lattice translations, which for a finite set is to form a group."""
+    translations = numerators % denominator
+    products = np.einsum("aij,bjk->abik", rotations, rotations).reshape(-1, 9)  # R_a R_b
+    shifts = (np.einsum("aij,bj->abi", rotations, translations) + translations[:, None, :]) % denominator
+    listed = np.unique(np.concatenate([rotations.reshape(-1, 9), translations], axis=1), axis=0)
+    composed = np.concatenate([products, shifts.reshape(-1, 3)], axis=1)
+    return len(np.unique(np.concatenate([listed, composed]), axis=0)) == len(listed)
 
 
 def _named_operations(gemmi, block, name: str) -> tuple[np.ndarray, np.ndarray]:
     """The operations of the space group a block names (Hall symbol, Hermann-Mauguin symbol
     or number, in that order), or the identity when it names none."""
+    named = _named_group(gemmi, block)
+    if named is None:
+        return np.eye(3, dtype=np.int64)[None], np.zeros((1, 3))
+    tag, group, operations = named
+    if operations is None:
+        raise StructureError(
+            f"{name} names space group {group!r} ({tag}), which gemmi does not know; list the symmetry "
+            "operations (_space_group_symop_operation_xyz)"
+        )
+    return operations
+
+
+def _named_group(gemmi, block) -> tuple[str, str, tuple[np.ndarray, np.ndarray] | None] | None:
+    """``(tag, value, (rotations, translations))`` of the first group tag of a block, the
+    operations gemmi's (None when it does not know the group); None when it names no group."""
     for tag in _GROUP_TAGS:
         value = block.find_value(tag)
         if value is None or gemmi.cif.is_null(value):
             continue
         group = gemmi.cif.as_string(value).strip()
         try:  # a Hall symbol spells out its operations; a name or number is looked up in gemmi's table
-            operations = gemmi.symops_from_hall(group) if "Hall" in tag else gemmi.find_spacegroup_by_name(group)
+            if "Hall" in tag:
+                found = gemmi.symops_from_hall(group)
+            else:  # pymatgen writes screw axes as 2_1, which gemmi reads only in 6_3 and the like
+                found = gemmi.find_spacegroup_by_name(group) or gemmi.find_spacegroup_by_name(group.replace("_", ""))
+                found = found.operations() if found is not None else None
         except (ValueError, RuntimeError):
-            operations = None
-        if operations is None:
-            raise StructureError(
-                f"{name} names space group {group!r} ({tag}), which gemmi does not know; list the symmetry "
-                "operations (_space_group_symop_operation_xyz)"
-            )
-        operations = list(operations if "Hall" in tag else operations.operations())
+            found = None
+        if found is None:
+            return tag, group, None
+        operations = list(found)
         rotations = np.array([op.rot for op in operations], dtype=np.int64) // gemmi.Op.DEN
         translations = np.array([op.tran for op in operations], dtype=np.float64) / gemmi.Op.DEN
-        return rotations, translations
-    return np.eye(3, dtype=np.int64)[None], np.zeros((1, 3))
+        return tag, group, (rotations, translations)
+    return None
+
+
+def _warn_if_the_named_group_differs(gemmi, block, name: str, n_listed: int, formed, lattice) -> None:
+    """A :class:`CifSymmetryWarning` when the space group a block names (its first group tag)
+    is not ``formed``, the type of its ``n_listed`` operations (None: they form no group).
+    Types are compared, as spglib identifies them, not operations: a CIF may name a group by
+    its number, or by a symbol of another setting than the one it lists.  A name gemmi does
+    not know is not compared: the listed operations say what the group is."""
+    named = _named_group(gemmi, block)
+    if named is None or named[2] is None:
+        return
+    tag, group, operations = named
+    said = _group_type(*operations, lattice)
+    if formed is not None and said.number == formed.number:
+        return
+    listed = f"lists {n_listed} symmetry operation{'s' if n_listed != 1 else ''}"
+    found = f"which form No. {formed.number}, {formed.international_short}" if formed else "which form no space group"
+    warnings.warn(
+        f"{name} names space group {group!r} ({tag}: No. {said.number}, {said.international_short}) but {listed}, "
+        f"{found}; its atoms were expanded with the listed operations",
+        CifSymmetryWarning,
+        stacklevel=3,
+    )
+
+
+def _group_type(rotations, translations, lattice):
+    """spglib's space-group type of a set of operations, or None when they form no group."""
+    import spglib
+
+    from .settings import quiet_spglib
+
+    return quiet_spglib(spglib.get_spacegroup_type_from_symmetry, rotations, translations, lattice=lattice)
 
 
 def _lattice(gemmi, block, name: str) -> np.ndarray:
@@ -219,6 +295,11 @@ def _sites(small, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     labels = [s.label for s in sites]
     for problem, at in [
         ("has no coordinates", ~np.isfinite(fractional).all(axis=1)),
+        (
+            f"is more than {MAX_FRACTIONAL:g} cells from the origin; reduce positions into the cell (far out, "
+            "float64 cannot tell where in the cell an atom is)",
+            np.abs(np.nan_to_num(fractional)).max(axis=1, initial=0) > MAX_FRACTIONAL,
+        ),
         ("is not an element", numbers < 1),
     ]:
         if at.any():

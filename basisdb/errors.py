@@ -25,7 +25,9 @@ __all__ = [
     "MissingEntryError",
     "BuildInterrupted",
     "ConstructionError",
+    "BasisDBWarning",
     "SymmetryToleranceWarning",
+    "CifSymmetryWarning",
 ]
 
 
@@ -100,7 +102,16 @@ class ConstructionError(BasisDBError, RuntimeError):
     """An internal consistency check of the basis construction failed (a bug: please report)."""
 
 
-class SymmetryToleranceWarning(UserWarning):
+class BasisDBWarning(UserWarning):
+    """Base class of every warning basisdb gives."""
+
+
+class SymmetryToleranceWarning(BasisDBWarning):
     """A looser symmetry tolerance finds a larger space group than the one in use: the
     structure is a slightly distorted version of a more symmetric one, or noisier than
     ``symprec`` allows."""
+
+
+class CifSymmetryWarning(BasisDBWarning):
+    """A CIF whose named space group and listed symmetry operations disagree: its atoms are
+    expanded with the listed operations (see :func:`basisdb.cif.read_cif`)."""

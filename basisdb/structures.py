@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import spglib
 
-from .cif import read_cif
+from .cif import MAX_FRACTIONAL, read_cif
 from .errors import StructureError
 from .normalizer import enantiomorphic_partner
 from .settings import Setting, get_setting, quiet_spglib
@@ -41,9 +41,6 @@ __all__ = [
     "is_cif_text",
 ]
 
-# Fractional coordinates beyond this many cells from the origin are refused: at 1e16, float64
-# has no digits left for the position inside the cell.
-MAX_FRACTIONAL = 1e6
 # Two atoms closer than this (Angstrom) are one site given twice; the shortest distance in
 # the built-in Materials Project structures is 0.748 A (H2).
 MIN_ATOM_DISTANCE = 0.5

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import spglib
 
-from basisdb import Cell, StructureError, StructureTooLargeError, default_hall_number
+from basisdb import Cell, CifSymmetryWarning, StructureError, StructureTooLargeError, default_hall_number
 from basisdb.cif import SITE_TOLERANCE, parse_operation, read_cif
 
 from .helpers import REAL, real, same_cell
@@ -63,8 +63,9 @@ def test_the_same_crystal_as_pymatgen_reads_on_real_structures(dataset_dir):
     for dataset, target in [("elastic_tensor", "log10_K_VRH"), ("dielectric_constant", "band_gap")]:
         structures += load_dataset(dataset, target, dataset_dir).structures[::12]
     groups, differ = set(), []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")  # pymatgen's notes on rounding
+        warnings.simplefilter("always", CifSymmetryWarning)  # each names the group its operations form
         for structure in structures:
             for symprec in (0.01, None):
                 text = str(CifWriter(structure, symprec=symprec))
@@ -75,6 +76,7 @@ def test_the_same_crystal_as_pymatgen_reads_on_real_structures(dataset_dir):
             groups.add(spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=0.01).number)
     assert not differ, differ
     assert len(structures) > 150 and len(groups) > 40, (len(structures), len(groups))
+    assert not [str(warning.message) for warning in caught if warning.category is CifSymmetryWarning]
 
 
 @pytest.mark.parametrize("named_by", ["_space_group_IT_number", "_space_group_name_Hall"])
@@ -96,6 +98,53 @@ def test_every_space_group_expands_a_general_position(named_by):
         if cell.n_atoms != 3 * len(operations) or found.number != number:
             wrong.append((number, cell.n_atoms, len(operations), found.number))
     assert not wrong, wrong
+
+
+def test_listed_operations_of_the_named_group_give_no_warning_in_every_group():
+    """Each group's operations (gemmi's table, written as x,y,z) under its Hermann-Mauguin
+    symbol: the same type, so nothing to warn of."""
+    general = " ".join(f"{v:.6f}" for v in np.random.default_rng(11).uniform(0, 1, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CifSymmetryWarning)
+        for number in range(1, 231):
+            group = gemmi.find_spacegroup_by_number(number)
+            listed = " ".join(f"'{op.triplet()}'" for op in group.operations())
+            named = f"_space_group_name_H-M_alt '{group.hm}' loop_ _space_group_symop_operation_xyz {listed}"
+            cell = Cell.from_cif(cif(f"C1 C {general}", group=named, **metric(number)))
+            assert cell.n_atoms == len(group.operations())
+
+
+@pytest.mark.parametrize(
+    "named, listed, message",
+    [
+        (
+            "_symmetry_space_group_name_H-M 'F m -3 m'",
+            "x,y,z",
+            r"'F m -3 m' \(.*No. 225, Fm-3m\) but lists 1 .*No. 1, P1",
+        ),
+        ("_space_group_name_Hall '-P 2ybc'", "x,y,z -x,-y,-z", r"No. 14, P2_1/c\) but lists 2 .*No. 2, P-1"),
+        ("_space_group_IT_number 2", "x,y,z -x,y,z+1/3", "lists 2 symmetry operations, which form no space group"),
+    ],
+)
+def test_a_named_group_its_operations_do_not_form_is_a_warning_naming_both(named, listed, message):
+    text = cif("C1 C 0.1 0.2 0.3", group=f"{named} loop_ _space_group_symop_operation_xyz {listed}")
+    with pytest.warns(CifSymmetryWarning, match=message):
+        cell = Cell.from_cif(text, label="x")
+    assert cell.n_atoms == len(listed.split())  # the listed operations are the ones used
+
+
+def test_a_group_named_by_number_with_operations_of_another_setting_gives_no_warning():
+    p21n = " ".join(f"'{op.triplet()}'" for op in gemmi.SpaceGroup("P 1 21/n 1").operations())
+    text = cif("C1 C 0.1 0.2 0.3", group=f"_symmetry_Int_Tables_number 14 loop_ _symmetry_equiv_pos_as_xyz {p21n}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CifSymmetryWarning)
+        assert Cell.from_cif(text, **{}).n_atoms == 4
+
+
+def test_coordinates_far_out_are_refused_as_in_any_structure():
+    with pytest.raises(StructureError, match=r"site 'C1' \(C\) is more than 1e\+06 cells from the origin"):
+        Cell.from_cif(cif("C1 C 1e308 0 0"), label="x")
+    assert Cell.from_cif(cif("C1 C 999999.5 0 0")).positions[0, 0] == pytest.approx(0.5)
 
 
 def test_special_positions_are_one_atom_each():
