@@ -15,7 +15,7 @@ import errno
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -373,11 +373,13 @@ def export_store(
     *,
     hall_numbers: Iterable[int] | None = None,
     radii: Iterable[float] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> Path:
     """Write a subset of ``store`` (settings and radii) to ``out`` in the same schema.
 
     Families are copied one at a time, so memory stays at one setting's arrays whatever
-    the size of the export; the file is written atomically like a build.
+    the size of the export; the file is written atomically like a build.  ``check`` is called
+    before each setting: an exception it raises stops the export, and no file is left behind.
     """
     halls = sorted({store.check_hall(hall=int(h)) for h in (hall_numbers or store.hall_numbers)})
     radii = sorted({store.check_radius(r) for r in (radii or store.radii)})
@@ -389,5 +391,7 @@ def export_store(
         verification_seed=provenance["verification_seed"],
     ) as writer:
         for hall in halls:
+            if check is not None:
+                check()
             writer.add_family(store.family_record(hall=hall).restricted(radii))
         return writer.commit()

@@ -129,13 +129,15 @@ def serve(settings: ServiceSettings, sock: socket.socket, log_level: str) -> boo
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from .protocol import GuardedHttpToolsProtocol
+
     config = uvicorn.Config(
         "basisdb.service.app:app",
         host=settings.host,
         port=sock.getsockname()[1],
         workers=settings.workers,
         log_level=log_level,
-        http="basisdb.service.protocol:GuardedHttpToolsProtocol",
+        http=GuardedHttpToolsProtocol,  # the class: older uvicorn releases read no import string here
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         access_log=False,

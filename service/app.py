@@ -13,6 +13,7 @@ import basisdb
 
 from .answers import CachedAnswers
 from .config import ServiceSettings
+from .conventions import HttpConventions
 from .errors import install_error_handlers
 from .limits import DeadlineMiddleware
 from .routers import encode, explorer, export, groups, health
@@ -30,6 +31,14 @@ export. Coordinates are fractional coordinates of the conventional cell of the s
 """
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with :class:`~basisdb.service.conventions.HttpConventions` outside everything,
+    Starlette's own error handling included (whose 500 is plain text)."""
+
+    def build_middleware_stack(self):
+        return HttpConventions(super().build_middleware_stack())
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """An application serving one store, opened once and read-only."""
     settings = settings or ServiceSettings()
@@ -38,12 +47,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(state.catalog)  # open (or build) and verify the store before the first request
-        state.heavy.start_processes()  # they start in the background
+        state.scratch  # noqa: B018 - made now, removing what killed servers left behind
+        await run_in_threadpool(state.heavy.start_processes)  # ready when the server says it is
         gc.freeze()  # what start-up made lives as long as the process: keep it out of GC passes
         yield
         state.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="basisdb service",
         version=basisdb.__version__,
         description=DESCRIPTION,

@@ -59,6 +59,11 @@ class ServiceSettings(BaseSettings):
         8 * 1024 * 1024, ge=1024, description="largest request body; more gets 413 before it is read"
     )
     max_export_settings: int = Field(530, ge=1, description="most settings in one export")
+    max_worker_bytes: int = Field(
+        384 * 1024 * 1024,
+        ge=64 * 1024 * 1024,
+        description="resident memory a worker process may keep after a request; above it, it is replaced",
+    )
 
     # How much work runs at once, and for how long
     max_heavy_requests: int = Field(
@@ -80,6 +85,12 @@ class ServiceSettings(BaseSettings):
     keep_alive: int = Field(5, ge=1, description="seconds an idle keep-alive connection stays open")
     max_header_bytes: int = Field(16 * 1024, ge=1024, description="largest request line plus headers; more gets 431")
     max_connections: int = Field(1024, ge=1, description="open connections per process; more are closed at once")
+    max_client_connections: int = Field(
+        64,
+        ge=1,
+        description="open connections per client address and process; more from that address are closed at once "
+        "(behind a proxy every client has the proxy's address: see the README)",
+    )
 
     # Memory
     basis_cache_size: int = Field(1024, ge=0, description="rendered (setting, radius, format) responses kept (0: none)")

@@ -20,9 +20,12 @@ from basisdb import (
     StructureTooLargeError,
 )
 
-from .schemas import ErrorResponse, ValidationErrorResponse
+from .schemas import ErrorResponse
+from .validation import MAX_ISSUES, InvalidRequest, issue
 
-__all__ = ["install_error_handlers", "status_of", "validation_detail", "error_responses"]
+__all__ = ["install_error_handlers", "status_of", "error_responses"]
+
+_MAX_DETAIL = 1000  # characters of a message
 
 _STATUS = (
     ((InvalidGroupError, InvalidHallNumberError, RadiusNotInStoreError, SettingNotInStoreError), 404),
@@ -44,17 +47,23 @@ async def _basisdb_error(request: Request, error: BasisDBError) -> JSONResponse:
     if isinstance(error, StoreError):  # a failed checksum or an unreadable dataset: stop serving
         state.mark_unhealthy(state.public_message(str(error)))
     headers = {"Retry-After": "60"} if status == 503 else None
-    return JSONResponse({"detail": state.public_message(str(error))}, status_code=status, headers=headers)
+    message = state.public_message(str(error))[:_MAX_DETAIL]
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-def validation_detail(errors) -> list[dict]:
-    """Location, message and type of each validation error, without the offending input:
-    echoing it fails to serialize when it is NaN or infinity (which would be a 500)."""
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+def _problems(issues: list[dict], count: int) -> JSONResponse:
+    return JSONResponse({"detail": issues[:MAX_ISSUES], "error_count": count}, status_code=422)
+
+
+async def _invalid_request(request: Request, error: InvalidRequest) -> JSONResponse:
+    return _problems(error.issues, error.count)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"detail": validation_detail(error.errors())}, status_code=422)
+    """FastAPI's checks of a query or path: its first problems, without the offending input
+    (echoing NaN or infinity would fail to serialize)."""
+    errors = error.errors()
+    return _problems([issue(e["loc"], e["msg"], e["type"]) for e in errors[:MAX_ISSUES]], len(errors))
 
 
 # What each error status means, in every route that can answer it.
@@ -63,7 +72,8 @@ _MEANING = {
     404: "a group, setting or radius that does not exist or is not in the store; the message lists what is",
     413: "too large a request or answer; the message gives the limit",
     415: "a media type the route does not read",
-    422: "a request that cannot be read: one entry per offending field, or a message",
+    422: "a request that cannot be read: its first problems (at most 20, one per offending field) and their "
+    "count, or a message",
     503: "busy, over the request's time limit, or the store cannot be trusted; retry after Retry-After seconds",
 }
 
@@ -72,12 +82,10 @@ def error_responses(*statuses: int, meaning: dict[int, str] | None = None) -> di
     """The OpenAPI ``responses`` of the error answers a route gives: each status with its
     schema and what it means (``meaning`` overrides the general text for this route)."""
     meaning = {**_MEANING, **(meaning or {})}
-    return {
-        status: {"model": ValidationErrorResponse if status == 422 else ErrorResponse, "description": meaning[status]}
-        for status in statuses
-    }
+    return {status: {"model": ErrorResponse, "description": meaning[status]} for status in statuses}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BasisDBError, _basisdb_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InvalidRequest, _invalid_request)

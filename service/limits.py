@@ -1,27 +1,25 @@
 """Bounded work: a few heavy requests at a time, each with a deadline, stopped when the client
 leaves.
 
-Heavy work (parsing large bodies, encoding, exports) runs in a small thread pool of its own,
-never on the event loop, so that /v1/health and cached lookups stay fast while it runs.  Work
-that holds the GIL for long in C code (spglib's symmetry search takes about 250 ms on 2,000
-atoms, and a thread would stall the event loop for as long) runs in worker processes instead
-(:meth:`HeavyWork.run_in_process`).  A request that finds every slot taken gets 503 with
-Retry-After at once.  The work checks a :class:`Cancellation` between its steps and chunks; the
-slot is freed only when the work has really stopped, so a client that leaves early cannot pile
-up work behind the limit.  Every request, answer included, also runs under a deadline
-(:class:`DeadlineMiddleware`).
+Heavy work (encoding, rendering) runs in a small thread pool of its own, never on the event
+loop, so that /v1/health and cached lookups stay fast while it runs.  Work that holds the GIL
+for long (parsing and validating a body, spglib's symmetry search, writing an export with h5py:
+a thread would stall the event loop for as long) runs in the slot's worker process instead
+(:meth:`HeavyWork.run_in_process`, :mod:`basisdb.service.workers`).  A request that finds every
+slot taken gets 503 with Retry-After at once.  The work checks a :class:`Cancellation` between
+its steps and chunks; the slot is freed only when the work has really stopped, so a client that
+leaves early cannot pile up work behind the limit.  Every request, answer included, also runs
+under a deadline (:class:`DeadlineMiddleware`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -31,82 +29,22 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .cancellation import Cancellation, WorkCancelled
+from .workers import Outcome, WorkerProcesses, release_memory, resident_bytes
+
 __all__ = [
-    "Cancellation",
-    "WorkCancelled",
     "Lease",
     "HeavyWork",
     "LeasedStreamingResponse",
     "DeadlineMiddleware",
     "busy",
-    "json_body_items",
 ]
 
 T = TypeVar("T")
 
-
-class WorkCancelled(Exception):
-    """Raised inside heavy work when its request is over (deadline, client gone, shutdown)."""
-
-
-class _SharedFlag:
-    """One slot's cancellation flag in memory shared with the worker processes."""
-
-    def __init__(self, flags, index: int):
-        self._flags, self._index = flags, index
-
-    def set(self) -> None:
-        self._flags[self._index] = 1
-
-    def is_set(self) -> bool:
-        return bool(self._flags[self._index])
-
-
-# In a worker process: the flags of every slot, shared with the server (see _start_worker).
-_WORKER_FLAGS = None
-
-
-def _start_worker(flags, server: int) -> None:
-    global _WORKER_FLAGS
-    _WORKER_FLAGS = flags
-    threading.Thread(target=_exit_with_server, args=(server,), daemon=True).start()
-
-
-def _exit_with_server(server: int) -> None:
-    """A worker holds both ends of its task queue, so it would never notice a server killed
-    without its shutdown (SIGKILL, the OOM killer): it would wait forever, an orphan.  (The
-    server's pid comes from the server: it may be gone before this worker has started.)"""
-    while os.getppid() == server:
-        time.sleep(1.0)
-    os._exit(0)
-
-
-def _in_worker(function: Callable[..., T], index: int, deadline: float, args: tuple) -> T:
-    # CLOCK_MONOTONIC is system-wide on Linux, so the server's deadline holds here too.
-    return function(Cancellation(deadline, _SharedFlag(_WORKER_FLAGS, index)), *args)
-
-
-def _ready() -> None:
-    """A task that only starts a worker process (and imports what it needs)."""
-
-
-class Cancellation:
-    """A flag and a deadline that heavy work checks between steps."""
-
-    def __init__(self, deadline: float, flag: Any = None):
-        self.deadline = deadline  # time.monotonic() value
-        self._event = flag if flag is not None else threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set() or time.monotonic() > self.deadline
-
-    def check(self) -> None:
-        if self.cancelled:
-            raise WorkCancelled()
+# Growth of the server's resident memory, since it was last released, that makes the end of a
+# heavy request release it (bytes).
+RELEASE_ABOVE = 32 * 1024 * 1024
 
 
 def busy(detail: str, retry_after: float = 1.0) -> HTTPException:
@@ -146,18 +84,18 @@ class Lease:
 
 class HeavyWork:
     """At most ``slots`` heavy requests at once per server process, each computing under
-    ``timeout`` seconds, in threads or in as many worker processes."""
+    ``timeout`` seconds, in threads and in one worker process per slot (each replaced when a
+    request leaves it holding more than ``max_worker_bytes``; each imports ``preload``)."""
 
-    def __init__(self, slots: int, timeout: float):
+    def __init__(self, slots: int, timeout: float, max_worker_bytes: int, preload: tuple[str, ...] = ()):
         self.slots = slots
         self.timeout = timeout
+        self.workers = WorkerProcesses(slots, max_worker_bytes, preload)
         self._threads: ThreadPoolExecutor | None = None
-        self._processes: ProcessPoolExecutor | None = None
-        self._context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded server
-        self._flags = self._context.RawArray("b", slots)  # one cancellation flag per slot
         self._lock = threading.Lock()
         self._free_slots = list(range(slots))
         self._cancellations: set[Cancellation] = set()
+        self._settled = resident_bytes()  # this process's memory when last released
 
     @property
     def running(self) -> int:
@@ -174,53 +112,56 @@ class HeavyWork:
     def _free(self, index: int) -> None:
         with self._lock:
             self._free_slots.append(index)
+            idle = len(self._free_slots) == self.slots
+            threads = self._threads
+        # What the requests held goes back to the system, once it is worth a garbage collection
+        # (a few milliseconds: not after every small request).
+        if idle and threads is not None and resident_bytes() > self._settled + RELEASE_ABOVE:
+            try:
+                threads.submit(self._release)
+            except RuntimeError:  # shut down meanwhile
+                pass
+
+    def _release(self) -> None:
+        release_memory()
+        self._settled = resident_bytes()
 
     def start_processes(self) -> None:
-        """Start the worker processes now rather than on the first request that needs one."""
-        with self._lock:
-            executor = self._process_pool()
-            for _ in range(self.slots):
-                executor.submit(_ready)
+        """Start the worker processes now (and wait for them) rather than on the first request
+        that needs one."""
+        self.workers.start()
+        self._settled = resident_bytes()
 
-    def _process_pool(self) -> ProcessPoolExecutor:
-        if self._processes is None:
-            self._processes = ProcessPoolExecutor(
-                max_workers=self.slots,
-                mp_context=self._context,
-                initializer=_start_worker,
-                initargs=(self._flags, os.getpid()),
-            )
-        return self._processes
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="basisdb-heavy")
+        return self._threads
 
     async def run(self, request: Request, function: Callable[[Cancellation], T], lease: Lease) -> T:
         """``function(cancellation)`` in the heavy thread pool under ``lease``: 503 when the
         deadline passes; :class:`WorkCancelled` when the client disconnects."""
         cancellation = Cancellation(time.monotonic() + self.timeout)
         with self._lock:
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="basisdb-heavy")
-            future: Future = self._threads.submit(function, cancellation)
+            future: Future = self._thread_pool().submit(function, cancellation)
             self._cancellations.add(cancellation)
         return await self._wait(request, future, cancellation, lease)
 
     async def run_in_process(self, request: Request, function: Callable[..., T], lease: Lease, *args: Any) -> T:
-        """``function(cancellation, *args)`` in a worker process, as :meth:`run` does in a
-        thread; ``function``, ``args`` and the result must pickle."""
-        flag = _SharedFlag(self._flags, lease.index)
-        cancellation = Cancellation(time.monotonic() + self.timeout, flag)
-        self._flags[lease.index] = 0
+        """``function(cancellation, *args)`` in the slot's worker process, as :meth:`run` does
+        in a thread; ``function`` and ``args`` must pickle, and the value it returns must be
+        bounded.  A failure in the worker is raised here as the exception the server answers."""
+        cancellation = Cancellation(time.monotonic() + self.timeout, self.workers.flag(lease.index))
         with self._lock:
-            try:
-                future: Future = self._process_pool().submit(
-                    _in_worker, function, lease.index, cancellation.deadline, args
-                )
-            except BrokenProcessPool:  # a worker died since the last request: start new ones
-                self._processes = None
-                future = self._process_pool().submit(_in_worker, function, lease.index, cancellation.deadline, args)
+            future = self.workers.submit(lease.index, function, cancellation.deadline, args)
             self._cancellations.add(cancellation)
-        return await self._wait(request, future, cancellation, lease)
+        outcome: Outcome = await self._wait(request, future, cancellation, lease)
+        if outcome.cancelled:
+            raise busy(f"the request needed more than {self.timeout:g} s; ask for less")
+        if outcome.failure is not None:
+            raise outcome.failure.exception()
+        return outcome.value
 
-    async def _wait(self, request: Request, future: Future, cancellation: Cancellation, lease: Lease) -> T:
+    async def _wait(self, request: Request, future: Future, cancellation: Cancellation, lease: Lease) -> Any:
         def finished(_: Future) -> None:  # once the work has really stopped
             with self._lock:
                 self._cancellations.discard(cancellation)
@@ -237,9 +178,7 @@ class HeavyWork:
                         return waiting.result()
                     except WorkCancelled:
                         raise busy(f"the request needed more than {self.timeout:g} s; ask for less") from None
-                    except BrokenProcessPool:
-                        with self._lock:
-                            self._processes = None  # the next request starts new workers
+                    except BrokenProcessPool:  # the worker is replaced for the next request
                         raise busy("a worker process stopped unexpectedly; retry") from None
                 if cancellation.cancelled:
                     raise busy(f"the request needed more than {self.timeout:g} s; ask for less")
@@ -249,18 +188,16 @@ class HeavyWork:
             cancellation.cancel()  # a no-op once the work is done
 
     def shutdown(self) -> None:
-        """Stop every running computation at its next check, release the threads and end the
-        worker processes (a later request starts new ones: an application may be started
-        again)."""
+        """Stop every running computation at its next check, wait for the threads (each stops
+        within a check's interval) and end the worker processes (a later request starts new
+        ones: an application may be started again)."""
         with self._lock:
             for cancellation in self._cancellations:
                 cancellation.cancel()
-            threads, processes = self._threads, self._processes
-            self._threads = self._processes = None
+            threads, self._threads = self._threads, None
         if threads is not None:
-            threads.shutdown(wait=False, cancel_futures=True)
-        if processes is not None:  # cancelled above: the workers stop at their next check
-            processes.shutdown(wait=True, cancel_futures=True)
+            threads.shutdown(wait=True, cancel_futures=True)
+        self.workers.shutdown()
 
 
 class LeasedStreamingResponse(StreamingResponse):
@@ -318,9 +255,3 @@ class DeadlineMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": body})
-
-
-def json_body_items(body: bytes) -> int:
-    """An upper bound on the JSON arrays in a body (one per position triple), counted in C
-    before anything is parsed."""
-    return body.count(b"[")

@@ -1,9 +1,10 @@
 """Request and response models; their examples appear in the OpenAPI schema.
 
 Request models are strict: a JSON string is not a number and ``"yes"`` is not a boolean (a
-JSON integer is still a float).  Every route declares the error answers it can give
-(:func:`basisdb.service.errors.error_responses`), in :class:`ErrorResponse` or, for 422,
-:class:`ValidationErrorResponse`."""
+JSON integer is still a float).  They are validated in pieces (:mod:`basisdb.service.validation`),
+as Python objects parsed from JSON, so their arrays are lists, never tuples.  Every route
+declares the error answers it can give (:func:`basisdb.service.errors.error_responses`); all of
+them, whatever the status, are an :class:`ErrorResponse`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from basisdb import DEFAULT_SYMPREC, Invariance
 __all__ = [
     "ErrorResponse",
     "ValidationIssue",
-    "ValidationErrorResponse",
     "FiniteFloat",
     "Position",
     "EncodeRequest",
@@ -31,14 +31,10 @@ __all__ = [
 ]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-Position = tuple[FiniteFloat, FiniteFloat, FiniteFloat]
+Position = Annotated[list[FiniteFloat], Field(min_length=3, max_length=3)]
 PositiveRadius = Annotated[
     float, Field(gt=0, allow_inf_nan=False, description="a truncation radius present in the store")
 ]
-
-
-class ErrorResponse(BaseModel):
-    detail: str = Field(description="what went wrong, and what is allowed or present instead")
 
 
 class ValidationIssue(BaseModel):
@@ -47,8 +43,16 @@ class ValidationIssue(BaseModel):
     type: str
 
 
-class ValidationErrorResponse(BaseModel):
-    detail: list[ValidationIssue] | str = Field(description="one entry per field that cannot be read, or a message")
+class ErrorResponse(BaseModel):
+    """Every error answer, whatever its status."""
+
+    detail: str | list[ValidationIssue] = Field(
+        description="what went wrong and what is allowed or present instead; for a request that cannot be read "
+        "(422), its first problems, one entry per offending field"
+    )
+    error_count: int | None = Field(
+        None, description="with a list of problems: how many the request has in all (the list holds at most 20)"
+    )
 
 
 class EncodeRequest(BaseModel):
@@ -91,7 +95,7 @@ class EncodeResponse(BaseModel):
     imag: list[list[float]] | None = Field(None, description="(N, n_basis) imaginary parts; absent when real=true")
 
 
-Vector = tuple[FiniteFloat, FiniteFloat, FiniteFloat]
+Vector = Annotated[list[FiniteFloat], Field(min_length=3, max_length=3)]
 
 
 class StructureInput(BaseModel):
@@ -111,7 +115,7 @@ class StructureInput(BaseModel):
         },
     )
 
-    lattice: tuple[Vector, Vector, Vector] = Field(description="rows a, b, c in Angstrom")
+    lattice: Annotated[list[Vector], Field(min_length=3, max_length=3)] = Field(description="rows a, b, c in Angstrom")
     species: list[Annotated[str, Field(max_length=3)] | Annotated[int, Field(ge=1, le=118)]] = Field(
         description="element symbols ('Na') or atomic numbers, one per position"
     )
@@ -133,7 +137,6 @@ class StructureRequest(BaseModel):
                         "data_NaCl\n_symmetry_space_group_name_H-M 'F m -3 m'\n"
                         "_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n"
                         "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
-                        "loop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n"
                         "loop_\n_atom_site_label\n_atom_site_type_symbol\n"
                         "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
                         "Na Na 0 0 0\nCl Cl 0.5 0.5 0.5\n"
@@ -192,6 +195,10 @@ class StructureEncodingResponse(BaseModel):
     input_to_standardized: list[int] = Field(description="for each input atom, the standardized atom at its image")
     wyckoffs: list[str]
     equivalent_atoms: list[int]
+    warnings: list[str] = Field(
+        description="what reading and standardizing the structure warned of: e.g. a CIF whose named space group "
+        "its listed symmetry operations do not form (they are used), or a larger group at a looser tolerance"
+    )
     encodings: dict[str, list[list[float]]] = Field(
         description="(N_input, n_basis) per input atom, in the request's atom order: the atom's features averaged over "
         "every frame of the crystal, so the same for any cell, origin, orientation, atom order (and, with e3, "
@@ -227,6 +234,7 @@ class HealthResponse(BaseModel):
                         "verification": "passed",
                     },
                     "heavy_requests": 0,
+                    "workers_replaced": 0,
                 }
             ]
         }
@@ -239,6 +247,10 @@ class HealthResponse(BaseModel):
     problem: str | None = Field(None, description="why the service is unhealthy")
     store: StoreIdentity
     heavy_requests: int = Field(description="heavy requests running in this process now")
+    workers_replaced: int = Field(
+        description="worker processes of this process replaced since it started: after a request left one above "
+        "--max-worker-bytes, or after one stopped"
+    )
 
 
 class BasisSize(BaseModel):

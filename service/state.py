@@ -18,6 +18,7 @@ from basisdb import BasisStore, StoreError, crystal_system
 from .answers import AnswerCache
 from .limits import HeavyWork, busy
 from .schemas import GroupSummary
+from .scratch import ScratchDirectory
 
 __all__ = ["ServiceState", "StoreHealth", "summary_fields"]
 
@@ -49,13 +50,27 @@ class ServiceState:
     def __init__(self, settings):
         self.settings = settings
         self.health = StoreHealth()
-        self.heavy = HeavyWork(settings.max_heavy_requests, settings.request_timeout)
+        # The workers run the encoding routes' parsing and standardization, and exports: imported
+        # when they start.
+        routes = (f"{__package__}.routers.encode", f"{__package__}.routers.export")
+        self.heavy = HeavyWork(settings.max_heavy_requests, settings.request_timeout, settings.max_worker_bytes, routes)
         self._store: BasisStore | None = None
         self._file_identity: tuple | None = None
         self._next_file_check = 0.0
         self._lock = threading.Lock()
         self.answers = AnswerCache(settings.basis_cache_size, settings.cache_max_bytes)
         self._catalog: bytes | None = None
+        self._scratch: ScratchDirectory | None = None
+
+    @property
+    def scratch(self) -> ScratchDirectory:
+        """This process's folder of temporary files (made at start-up, which also removes
+        those of killed servers)."""
+        if self._scratch is None:
+            with self._lock:
+                if self._scratch is None:
+                    self._scratch = ScratchDirectory()
+        return self._scratch
 
     # -- the store -------------------------------------------------------------------------
     @property
@@ -116,11 +131,14 @@ class ServiceState:
         return message
 
     def close(self) -> None:
-        self.heavy.shutdown()
+        self.heavy.shutdown()  # the work has stopped: nothing writes to the scratch folder now
         with self._lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+            if self._scratch is not None:
+                self._scratch.close()
+                self._scratch = None
         self.answers.clear()
 
     def catalog(self) -> bytes:

@@ -6,8 +6,11 @@ Test modules import from here and never from each other, so that each can run al
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,6 +93,87 @@ def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60)
             pass
         time.sleep(0.2)
     pytest.fail("server did not become healthy")
+
+
+MEMORY_CAP = 3 << 30  # address space of a hostile test's server: a runaway allocation fails, not the machine
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+class Server:
+    """``basisdb serve`` in a subprocess with a memory cap; ``url``, ``stdout`` text."""
+
+    def __init__(self, store: Path, *options: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(store).with_suffix(f".{self.port}.log"), "w+")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [BASISDB_COMMAND, "serve", "--store", str(store), "--port", str(self.port), *options],
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_limit_memory,
+        )
+
+    def output(self) -> str:
+        with open(self.log.name) as log:
+            return log.read()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 20) -> float:
+        began = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        stopped = time.monotonic() - began
+        self.log.close()
+        return stopped
+
+
+def health_ms(url: str, client=None) -> float:
+    """Milliseconds for /v1/health (pass an httpx client to reuse its connection: a new one
+    costs the test process more than the server)."""
+    import httpx
+
+    client = client or httpx.Client(timeout=5)
+    began = time.perf_counter()
+    assert client.get(f"{url}/v1/health", timeout=5).status_code == 200
+    return 1000 * (time.perf_counter() - began)
+
+
+class HealthPoll:
+    """Polls /v1/health in a thread while the block runs; ``latencies`` in milliseconds."""
+
+    def __init__(self, url: str, every: float = 0.005):
+        self.url, self.every = url, every
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> HealthPoll:
+        self._thread = threading.Thread(target=self._poll)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        import httpx
+
+        with httpx.Client() as polling:
+            while not self._stop.is_set():
+                self.latencies.append(health_ms(self.url, polling))
+                time.sleep(self.every)
 
 
 def stop(process: subprocess.Popen) -> None:

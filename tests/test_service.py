@@ -21,7 +21,6 @@ from basisdb.service.schemas import (
     EncodeResponse,
     ErrorResponse,
     StructureEncodingResponse,
-    ValidationErrorResponse,
 )
 from basisdb.structures import ELEMENTS
 
@@ -309,7 +308,8 @@ def test_unknown_things_are_404_with_what_exists(client, url, params, message):
 def test_malformed_encode_requests_are_422(client, body):
     answer = client.post("/v1/encode", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
-    ValidationErrorResponse.model_validate_json(answer.content)
+    problems = ErrorResponse.model_validate_json(answer.content)
+    assert isinstance(problems.detail, list) and problems.error_count == len(problems.detail) >= 1
 
 
 @pytest.mark.parametrize(
@@ -329,7 +329,7 @@ def test_strings_are_not_numbers_or_booleans(client, url, body, field):
     the field), while a JSON integer is still a float."""
     answer = client.post(url, json=body)
     assert answer.status_code == 422, answer.text
-    assert [issue.loc[0] for issue in ValidationErrorResponse.model_validate_json(answer.content).detail] == [field]
+    assert [issue.loc[0] for issue in ErrorResponse.model_validate_json(answer.content).detail] == [field]
     valid = {"radius": 2, "real": True, "group": 227, "positions": [[0.5, 0, 0]], "symprec": 0.01}
     fixed = {**body, field: valid[field]}
     assert client.post(url, json=fixed).status_code == 200
@@ -485,3 +485,164 @@ def test_the_service_reads_cif_without_pymatgen(small_store):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# -- manners: HEAD, redirects, one error schema ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/health",
+        "/v1/groups",
+        "/v1/groups/227",
+        "/v1/groups/227/basis?radius=2",
+        "/v1/groups/227/basis?radius=2&format=h5",
+        "/v1/export?groups=2&radii=2",
+        "/explorer",
+        "/static/explorer.js",
+        "/openapi.json",
+        "/docs",
+    ],
+)
+def test_head_answers_every_get_route_with_its_headers(client, url):
+    got, head = client.get(url), client.head(url)
+    assert got.status_code == head.status_code == 200
+    assert head.content == b""
+    for header in ("content-type", "content-length", "content-disposition"):
+        assert head.headers.get(header) == got.headers.get(header), header
+
+
+def test_head_of_a_post_route_is_405_with_what_is_allowed(client):
+    answer = client.head("/v1/encode")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+
+
+def test_a_trailing_slash_redirects_without_echoing_the_host(client):
+    answer = client.get("/v1/health/?x=1", headers={"host": "evil.example"}, follow_redirects=False)
+    assert answer.status_code == 307 and answer.headers["location"] == "/v1/health?x=1"
+    assert client.get("/v1/health/", follow_redirects=True).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "method, url, options, status",
+    [
+        ("POST", "/v1/encode", {"content": b" " * 300_000, "headers": {"content-type": "application/json"}}, 413),
+        ("POST", "/v1/health", {}, 405),
+        ("GET", "/v1/nothing", {}, 404),
+        ("GET", "/static/nothing.js", {}, 404),
+        ("GET", "/v1/groups/227/basis", {"params": {"radius": "x", "hall": "y", "format": "z"}}, 422),
+        ("POST", "/v1/encode/structure", {"content": b"x", "headers": {"content-type": "text/plain"}}, 415),
+    ],
+)
+def test_every_error_is_json_of_one_schema(client, method, url, options, status):
+    answer = client.request(method, url, **options)
+    assert answer.status_code == status and answer.headers["content-type"] == "application/json"
+    problem = ErrorResponse.model_validate_json(answer.content)
+    if isinstance(problem.detail, list):
+        assert problem.error_count == len(problem.detail) == 3  # the query's three problems
+    else:
+        assert problem.detail and problem.error_count is None
+
+
+# -- bounded 422s ------------------------------------------------------------------------------
+
+
+def flood(item: bytes, count: int, field: str = "positions") -> bytes:
+    return b'{"group": 1, "radius": 2, "%s": [' % field.encode() + b",".join([item] * count) + b"]}"
+
+
+@pytest.mark.parametrize(
+    "body, count",
+    [
+        (flood(b'["a", "b", "c"]', MAX_POSITIONS), 3 * MAX_POSITIONS),  # every number of every position
+        (flood(b"0", MAX_POSITIONS), MAX_POSITIONS),  # a number where a position goes
+        (flood(b"null", MAX_POSITIONS), MAX_POSITIONS),
+        (flood(b'"x"', MAX_POSITIONS), MAX_POSITIONS),
+        (flood(b"[0, 0, 0, 0]", MAX_POSITIONS // 2), MAX_POSITIONS // 2),  # one number too many (within the commas)
+        (b"{" + b",".join(b'"key%d": 0' % i for i in range(1000)) + b"}", 1000 + 3),  # unknown, and 3 missing
+    ],
+)
+def test_a_422_lists_the_first_problems_and_counts_them_all(client, body, count):
+    answer = client.post("/v1/encode", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text[:300]
+    problem = ErrorResponse.model_validate_json(answer.content)
+    assert len(problem.detail) == 20 and problem.error_count == count
+    assert len(answer.content) < 4096
+
+
+def test_a_flood_of_containers_or_separators_is_413_before_parsing(client):
+    for body in (flood(b"{}", MAX_POSITIONS * 2), flood(b"0", MAX_POSITIONS * 4)):
+        answer = client.post("/v1/encode", content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 413 and f"--max-positions {MAX_POSITIONS}" in answer.json()["detail"]
+
+
+def test_a_clients_long_key_is_cut_in_the_answer(client):
+    body = {"group": 1, "radius": 2, "positions": [[0, 0, 0]], "k" * 10_000: 1}
+    answer = client.post("/v1/encode", json=body)
+    assert answer.status_code == 422 and len(answer.content) < 600
+    assert answer.json()["detail"][0]["loc"][0] == "k" * 63 + "…"
+
+
+# -- empty bases -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", [220, 228, 230])
+def test_an_empty_basis_is_an_answer_with_zero_columns(client, store, group):
+    """Groups 220, 228 and 230 have no invariant function at radius 2 (every orbit there is
+    a systematic absence): every route answers it."""
+    assert store.basis(group, radius=2).n_basis == 0
+    positions = [[0, 0, 0], [0.1, 0.2, 0.3]]
+    for real in (False, True):
+        answer = client.post("/v1/encode", json={"group": group, "radius": 2, "positions": positions, "real": real})
+        assert answer.status_code == 200 and answer.json()["n_basis"] == 0
+        assert answer.json()["real"] == [[], []]
+    npz = client.post(
+        "/v1/encode",
+        json={"group": group, "radius": 2, "positions": positions},
+        headers={"accept": "application/x-npz"},
+    )
+    assert npz.status_code == 200 and np.load(io.BytesIO(npz.content))["real"].shape == (2, 0)
+    basis = client.get(f"/v1/groups/{group}/basis", params={"radius": 2})
+    assert basis.status_code == 200 and BasisResponse.model_validate_json(basis.content).routing.shape[0] == 0
+    assert client.get("/v1/export", params={"groups": str(group), "radii": "2"}).status_code == 200
+
+
+def test_a_structure_with_an_empty_basis_is_encoded_with_zero_columns(client):
+    sites = [[0.125, 0, 0.25], [0, 0, 0], [0.375, 0, 0.25], [-0.0306, 0.0512, 0.15]]  # Y3Al5O12
+    garnet = Structure.from_spacegroup("Ia-3d", Lattice.cubic(12.0), ["Y", "Al", "Al", "O"], sites)
+    answer = client.post("/v1/encode/structure", json={"cif": garnet.to(fmt="cif"), "radius": 2})
+    assert answer.status_code == 200, answer.text
+    document = StructureEncodingResponse.model_validate_json(answer.content)
+    assert document.group == 230 and document.n_basis == 0
+    assert np.asarray(document.encodings["real"]).shape == (len(garnet), 0)
+
+
+# -- CIF consistency ---------------------------------------------------------------------------
+
+
+def test_a_cif_whose_operations_are_not_its_named_group_is_read_by_them_with_a_warning(client):
+    text = CIF_WITH_ONLY_THE_IDENTITY
+    answer = client.post("/v1/encode/structure", json={"cif": text, "radius": 2})
+    assert answer.status_code == 200, answer.text
+    document = StructureEncodingResponse.model_validate_json(answer.content)
+    assert document.group == 221  # Na at 0 and Cl at the centre: the CsCl structure, Pm-3m
+    assert any("'F m -3 m'" in said and "No. 1, P1" in said for said in document.warnings), document.warnings
+    consistent = client.post("/v1/encode/structure", json={"cif": rock_salt().to(fmt="cif"), "radius": 2})
+    assert consistent.json()["group"] == 225 and consistent.json()["warnings"] == []
+
+
+def test_cif_coordinates_are_bounded_as_json_ones_are(client):
+    far = CIF_WITH_ONLY_THE_IDENTITY.replace("Na Na 0 0 0", "Na Na 1e308 0 0")
+    answer = client.post("/v1/encode/structure", json={"cif": far, "radius": 2})
+    assert answer.status_code == 422 and "more than 1e+06 cells from the origin" in answer.json()["detail"]
+
+
+# Rock salt's two sites, under the name Fm-3m but with the identity as its only operation.
+CIF_WITH_ONLY_THE_IDENTITY = (
+    "data_NaCl _cell_length_a 5.64 _cell_length_b 5.64 _cell_length_c 5.64 _cell_angle_alpha 90 "
+    "_cell_angle_beta 90 _cell_angle_gamma 90 _symmetry_space_group_name_H-M 'F m -3 m' "
+    "loop_ _symmetry_equiv_pos_as_xyz 'x, y, z' "
+    "loop_ _atom_site_label _atom_site_type_symbol _atom_site_fract_x _atom_site_fract_y _atom_site_fract_z "
+    "Na Na 0 0 0 Cl Cl 0.5 0.5 0.5"
+)

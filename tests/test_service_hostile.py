@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -21,51 +19,17 @@ import httpx
 import numpy as np
 import pytest
 
-from .helpers import BASISDB_COMMAND, REPO_ROOT, fcc_cif, free_port, p1_structure, wait_until_healthy
-
-MEMORY_CAP = 3 << 30  # address space of the server process: a runaway allocation fails, not the machine
-
-
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
-class Server:
-    """``basisdb serve`` in a subprocess with a memory cap; ``url``, ``stdout`` text."""
-
-    def __init__(self, store: Path, *options: str, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(Path(store).with_suffix(f".{self.port}.log"), "w+")
-        self.process = subprocess.Popen(
-            [BASISDB_COMMAND, "serve", "--store", str(store), "--port", str(self.port), *options],
-            cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            preexec_fn=_limit_memory,
-        )
-
-    def output(self) -> str:
-        with open(self.log.name) as log:
-            return log.read()
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 20) -> float:
-        began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        stopped = time.monotonic() - began
-        self.log.close()
-        return stopped
-
+from .helpers import (
+    BASISDB_COMMAND,
+    REPO_ROOT,
+    HealthPoll,
+    Server,
+    fcc_cif,
+    free_port,
+    health_ms,
+    p1_structure,
+    wait_until_healthy,
+)
 
 LIMITS = (
     "--max-output-values",
@@ -82,6 +46,8 @@ LIMITS = (
     "1",
     "--max-connections",
     "200",
+    "--max-client-connections",
+    "200",  # every client of these tests is 127.0.0.1: the cap per client has its own test
     "--max-body-bytes",
     "2000000",
     "--max-positions",
@@ -95,39 +61,6 @@ def server(small_store):
     wait_until_healthy(running.url, running.process)
     yield running
     running.stop()
-
-
-def health_ms(url: str, client: httpx.Client | None = None) -> float:
-    """Milliseconds for /v1/health (pass a client to reuse its connection: a new one costs
-    the test process more than the server)."""
-    client = client or httpx.Client(timeout=5)
-    began = time.perf_counter()
-    assert client.get(f"{url}/v1/health", timeout=5).status_code == 200
-    return 1000 * (time.perf_counter() - began)
-
-
-class HealthPoll:
-    """Polls /v1/health in a thread while the block runs; ``latencies`` in milliseconds."""
-
-    def __init__(self, url: str, every: float = 0.005):
-        self.url, self.every = url, every
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-
-    def __enter__(self) -> HealthPoll:
-        self._thread = threading.Thread(target=self._poll)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        with httpx.Client() as polling:
-            while not self._stop.is_set():
-                self.latencies.append(health_ms(self.url, polling))
-                time.sleep(self.every)
 
 
 def timed(call):
@@ -289,7 +222,7 @@ def test_worker_processes_end_with_a_killed_server(small_store):
     [
         (
             {"structure": p1_structure(20_000), "radius": 2},
-            "number of atoms",
+            "more than a request within --max-atoms 400 can",
         ),  # refused on its brackets, before parsing
         ({"structure": p1_structure(401), "radius": 2}, "number of atoms is 401, more than"),
         ({"cif": fcc_cif(50), "radius": 2}, "can expand to 9600 atoms"),
@@ -487,3 +420,216 @@ def test_sigterm_stops_the_server_within_seconds_while_heavy_work_runs(small_sto
     while httpx.get(f"{running.url}/v1/health").json()["heavy_requests"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert running.stop() < 6
+
+
+# -- bodies whose every item is invalid ------------------------------------------------------
+
+
+def workers_of(server: Server):
+    """The server's worker processes (not multiprocessing's resource tracker)."""
+    import psutil
+
+    return [
+        child for child in psutil.Process(server.process.pid).children() if "spawn_main" in " ".join(child.cmdline())
+    ]
+
+
+def wait_for_workers(server: Server, count: int = 2, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while len(workers_of(server)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return workers_of(server)
+
+
+def post_raw(url: str, path: str, body: bytes, timeout: float = 30) -> httpx.Response:
+    return httpx.post(f"{url}{path}", content=body, headers={"content-type": "application/json"}, timeout=timeout)
+
+
+def items(item: bytes, count: int) -> bytes:
+    return b",".join([item] * count)
+
+
+# Each within the server's 2 MB body: (route, body, status, what the answer says).
+FLOODS = {
+    "600,000 empty objects as positions": (
+        "/v1/encode",
+        b'{"group": 1, "radius": 2, "positions": [' + items(b"{}", 600_000) + b"]}",
+        413,
+        "arrays and objects",
+    ),
+    "20,000 positions of three strings": (
+        "/v1/encode",
+        b'{"group": 1, "radius": 2, "positions": [' + items(b'["a","b","c"]', 20_000) + b"]}",
+        422,
+        60_000,
+    ),
+    "20,000 nulls as positions": (
+        "/v1/encode",
+        b'{"group": 1, "radius": 2, "positions": [' + items(b"null", 20_000) + b"]}",
+        422,
+        20_000,
+    ),
+    "60,000 distinct unknown keys": (
+        "/v1/encode",
+        b"{" + b",".join(b'"k%d":0' % i for i in range(60_000)) + b"}",
+        422,
+        60_003,
+    ),
+    "400 species strings that are not elements": (
+        "/v1/encode/structure",
+        b'{"radius": 2, "structure": {"lattice": [[5,0,0],[0,5,0],[0,0,5]], "species": ['
+        + items(b'"Xxxx"', 400)
+        + b'], "positions": ['
+        + items(b"[0,0,0]", 400)
+        + b"]}}",
+        422,
+        800,  # neither a short string nor an atomic number
+    ),
+    "600,000 unknown species": (
+        "/v1/encode/structure",
+        b'{"radius": 2, "structure": {"lattice": [[5,0,0],[0,5,0],[0,0,5]], "species": ['
+        + items(b'"Xx"', 300_000)
+        + b'], "positions": []}}',
+        413,
+        "commas",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FLOODS)
+def test_a_body_of_invalid_items_gets_a_small_answer_at_once(server, name):
+    """The answer lists at most 20 problems and counts them all; it is small and quick, and
+    /v1/health answers meanwhile."""
+    path, body, status, said = FLOODS[name]
+    with HealthPoll(server.url) as health:
+        answer, seconds = timed(lambda: post_raw(server.url, path, body))
+    assert answer.status_code == status, answer.text[:300]
+    assert answer.headers["content-type"] == "application/json" and len(answer.content) < 8192
+    if status == 422:
+        assert len(answer.json()["detail"]) == 20 and answer.json()["error_count"] == said
+    else:
+        assert said in answer.json()["detail"]
+    assert seconds < 3 and max(health.latencies, default=0) < 200, (seconds, sorted(health.latencies)[-3:])
+
+
+def test_many_invalid_bodies_at_once_are_all_answered_and_the_workers_stay_small(server):
+    body = FLOODS["20,000 positions of three strings"][1]
+    answers: list = []
+    clients = [
+        threading.Thread(target=lambda: answers.append(post_raw(server.url, "/v1/encode", body))) for _ in range(8)
+    ]
+    with HealthPoll(server.url) as health:
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+    assert sorted({answer.status_code for answer in answers}) in ([422], [422, 503]), [a.status_code for a in answers]
+    assert max(health.latencies) < 200
+    for worker in wait_for_workers(server):
+        assert worker.memory_info().rss < 384 * 2**20  # --max-worker-bytes' default
+    assert server.alive()
+
+
+def test_a_worker_left_above_its_ceiling_is_replaced_and_the_next_request_is_served(small_store):
+    """A ceiling below what an idle worker holds: every request that reaches a worker leaves
+    it above, so the worker is replaced after each one, and requests keep being answered."""
+    running = Server(small_store, "--max-worker-bytes", str(64 * 2**20))
+    try:
+        wait_until_healthy(running.url, running.process)
+        first = {worker.pid for worker in wait_for_workers(running)}
+        structure = {"structure": p1_structure(20, seed=1), "radius": 2}
+        for _ in range(3):
+            answer = httpx.post(f"{running.url}/v1/encode/structure", json=structure, timeout=60)
+            assert answer.status_code == 200, answer.text[:300]
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{running.url}/v1/health").json()["workers_replaced"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert httpx.get(f"{running.url}/v1/health").json()["workers_replaced"] == 3
+        now = {worker.pid for worker in wait_for_workers(running)}
+        assert len(now) == 2 and len(first - now) == 1  # one slot served all three, its worker replaced
+        assert "replacing the worker process of heavy slot" in running.output()
+    finally:
+        running.stop()
+
+
+# -- connections -----------------------------------------------------------------------------
+
+
+def test_one_client_holding_connections_does_not_lock_out_the_others(small_store):
+    """One address holds as many connections as it can, reconnecting as they are closed; 100
+    other clients (other loopback addresses) are served meanwhile."""
+    running = Server(small_store, "--max-client-connections", "50", "--max-connections", "400")
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def hog():
+        while not stop.is_set():
+            try:
+                connection = socket.create_connection(
+                    ("127.0.0.1", running.port), timeout=2, source_address=("127.0.0.2", 0)
+                )
+                held.append(connection)
+            except OSError:
+                time.sleep(0.01)
+            if len(held) > 2_000:  # keep reconnecting: drop the oldest
+                held.pop(0).close()
+
+    thread = threading.Thread(target=hog)
+    try:
+        wait_until_healthy(running.url, running.process)
+        thread.start()
+        time.sleep(1.0)
+        served = 0
+        for client in range(100):
+            transport = httpx.HTTPTransport(local_address=f"127.0.1.{client + 1}")
+            with httpx.Client(transport=transport, timeout=5) as other:
+                try:
+                    served += other.get(f"{running.url}/v1/health").status_code == 200
+                except httpx.TransportError:
+                    pass
+        assert served == 100
+        stop.set()
+        thread.join()
+        # What the server has not yet accepted looks open to the hog: wait until it has caught up.
+        deadline = time.monotonic() + 10
+        while (hogged := sum(1 for connection in held if _open(connection))) > 50 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert hogged <= 50, hogged
+    finally:
+        stop.set()
+        if thread.ident is not None:
+            thread.join()
+        for connection in held:
+            connection.close()
+        running.stop()
+
+
+def _open(connection: socket.socket) -> bool:
+    """Whether the server still holds ``connection`` open (no end of file, no reset)."""
+    connection.setblocking(False)
+    try:
+        return connection.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET /v1/health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20_000 + b"\r\n\r\n", b"431"),
+        (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+        (b"GET /v1/health HTTP/1.1\r\nhost: x\r\n", b"408"),  # and the rest never comes
+    ],
+)
+def test_the_answers_of_the_connection_guards_are_json(server, request_bytes, status):
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(request_bytes)
+        raw.settimeout(5)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status) and b"content-type: application/json" in head.lower()
+    assert json.loads(body)["detail"]

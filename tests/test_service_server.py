@@ -133,6 +133,18 @@ def test_uvicorn_with_two_workers(small_store):
         stop(process)
 
 
+def test_uvicorn_is_bounded_to_the_releases_the_connection_limits_were_tested_with():
+    """The connection limits subclass uvicorn's httptools protocol: a release beyond the
+    tested ones is not installed unseen, and the one installed is within the bound."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+
+    uvicorn = next(Requirement(line) for line in requires("basisdb") if line.startswith("uvicorn"))
+    assert any(bound.operator == "<" for bound in uvicorn.specifier), uvicorn
+    assert version("uvicorn") in uvicorn.specifier
+
+
 def test_every_setting_is_an_option_with_its_default():
     result = subprocess.run(
         [BASISDB_COMMAND, "serve", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60

@@ -1,22 +1,23 @@
-import functools
-import os
-import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
-from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisStore, Cell, StoreError, crystal_frames
+from basisdb import DEFAULT_SYMPREC, INVARIANCES, BasisDBWarning, Cell, crystal_frames
 
+from ..cancellation import Cancellation
 from ..config import ServiceSettings
 from ..dependencies import get_state
-from ..errors import error_responses, validation_detail
-from ..limits import Cancellation, Lease, LeasedStreamingResponse, json_body_items
+from ..errors import error_responses
+from ..limits import Lease, LeasedStreamingResponse
 from ..rendering import FORMATS, encoding_content, json_pieces, rows_of, write_npz
 from ..schemas import EncodeRequest, EncodeResponse, StructureEncodingResponse, StructureRequest
 from ..state import ServiceState
+from ..validation import MAX_ISSUES, BodyShape, read_json, validate
+from ..workers import worker_store
 
 router = APIRouter(tags=["encode"])
 
@@ -56,19 +57,20 @@ def _json_body(model) -> dict:
 )
 async def encode(request: Request, state: ServiceState = Depends(get_state)) -> Response:
     body = await request.body()  # bounded by max_body_bytes before it is read
-    if json_body_items(body) > state.settings.max_positions + 8:  # counted in C, before parsing
-        raise _too_large(
-            "the number of positions", json_body_items(body) - 1, state.settings.max_positions, "split the request"
-        )
     as_npz = FORMATS["npz"] in request.headers.get("accept", "")
     lease = state.heavy.lease()
     try:
-        fields, features = await state.heavy.run(request, lambda cancel: _encode_positions(body, state, cancel), lease)
+        # Parsed and validated in the slot's worker process (pydantic holds the GIL), encoded here;
+        # a small body in a thread here, where the trip to a worker would cost more than its parse.
+        limit = state.settings.max_positions
+        if len(body) <= INLINE_PARSE_BYTES:
+            job = await state.heavy.run(request, lambda cancel: read_encode_request(cancel, body, limit), lease)
+        else:
+            job = await state.heavy.run_in_process(request, read_encode_request, lease, body, limit)
+        fields, features = await state.heavy.run(request, lambda cancel: _encode_positions(job, state, cancel), lease)
         real = not np.iscomplexobj(features)
         if as_npz:
-            handle, name = tempfile.mkstemp(prefix="basisdb-", suffix=".npz")
-            os.close(handle)
-            path = Path(name)
+            path = state.scratch.new_file(".npz")
             lease.on_release(lambda: path.unlink(missing_ok=True))  # once the writer and the answer are done
             await state.heavy.run(
                 request, lambda cancel: write_npz(path, {**fields, **encoding_content(features, real)}), lease
@@ -113,35 +115,61 @@ async def _json_answer(
 
 # Numbers encoded between two checks for a deadline or a client that left.
 ENCODE_BLOCK_NUMBERS = 1 << 18
+# Bodies up to this size are parsed in a thread of the server: their parse holds the GIL for at
+# most a few milliseconds, less than the trip to a worker process costs (about 3 ms).
+INLINE_PARSE_BYTES = 64 * 1024
 
 
-def _encode_positions(body: bytes, state: ServiceState, cancel: Cancellation) -> tuple[dict, np.ndarray]:
-    """Parse, check and encode an encoding request (in a heavy slot): the answer's fields and
-    its features, (positions, basis functions), computed once and bounded by the limits."""
-    try:
-        request = EncodeRequest.model_validate_json(body)
-    except ValidationError as exc:
-        raise HTTPException(422, validation_detail(exc.errors())) from None
-    settings = state.settings
-    if len(request.positions) > settings.max_positions:
-        raise _too_large("the number of positions", len(request.positions), settings.max_positions, "split the request")
-    basis = state.usable_store().basis(request.group, hall=request.hall, radius=request.radius)
-    values = len(request.positions) * basis.n_basis * (1 if request.real else 2)
-    if values > settings.max_output_values:
+@dataclass(frozen=True)
+class EncodeJob:
+    """A valid encoding request, as a worker process sends it back: ``positions`` is (N, 3)
+    float64 fractional coordinates (an array pickles in one piece; N lists would not)."""
+
+    group: int
+    radius: float
+    hall: int | None
+    real: bool
+    positions: np.ndarray
+
+
+def read_encode_request(cancel: Cancellation, body: bytes, max_positions: int) -> EncodeJob:
+    """Parse and check an encoding request (in a worker process, or a thread for a small
+    body), bounded before each step."""
+    shape = BodyShape(
+        containers=max_positions + 8,  # the positions' arrays, the body's object
+        separators=3 * max_positions + 16,  # two inside each position, one between two, a few between fields
+        limit=f"--max-positions {max_positions}",
+        hint="split the request",
+    )
+    data = read_json(body, shape)
+    positions = data.get("positions") if isinstance(data, dict) else None
+    if isinstance(positions, list) and len(positions) > max_positions:
+        raise _too_large("the number of positions", len(positions), max_positions, "split the request")
+    cancel.check()
+    request = validate(EncodeRequest, data)
+    positions = np.asarray(request.positions, dtype=np.float64).reshape(-1, 3)
+    return EncodeJob(request.group, request.radius, request.hall, request.real, positions)
+
+
+def _encode_positions(job: EncodeJob, state: ServiceState, cancel: Cancellation) -> tuple[dict, np.ndarray]:
+    """Encode a checked request (in a heavy thread): the answer's fields and its features,
+    (positions, basis functions), bounded by the limits before any work."""
+    basis = state.usable_store().basis(job.group, hall=job.hall, radius=job.radius)
+    n_positions = len(job.positions)
+    values = n_positions * basis.n_basis * (1 if job.real else 2)
+    if values > state.settings.max_output_values:
         raise _too_large(
-            f"the answer ({len(request.positions)} positions x {basis.n_basis} basis functions"
-            f"{'' if request.real else ' x 2 parts'})",
+            f"the answer ({n_positions} positions x {basis.n_basis} basis functions{'' if job.real else ' x 2 parts'})",
             values,
-            settings.max_output_values,
+            state.settings.max_output_values,
             "send fewer positions, a smaller radius, or real=true",
         )
     cancel.check()
-    positions = np.asarray(request.positions, dtype=np.float64).reshape(-1, 3)
-    features = np.empty((len(positions), basis.n_basis), dtype=np.float64 if request.real else np.complex128)
-    rows = max(1, ENCODE_BLOCK_NUMBERS // basis.n_basis)
-    for start in range(0, len(positions), rows):
+    features = np.empty((n_positions, basis.n_basis), dtype=np.float64 if job.real else np.complex128)
+    rows = max(1, ENCODE_BLOCK_NUMBERS // max(1, basis.n_basis))  # an empty basis has zero columns
+    for start in range(0, n_positions, rows):
         cancel.check()
-        features[start : start + rows] = basis.encode(positions[start : start + rows], real=request.real)
+        features[start : start + rows] = basis.encode(job.positions[start : start + rows], real=job.real)
     fields = {"group": basis.group, "hall_number": basis.hall_number, "radius": basis.radius, "n_basis": basis.n_basis}
     return fields, features
 
@@ -201,7 +229,7 @@ _MULTIPART_SCHEMA = {
     },
 )
 async def encode_structure(request: Request, state: ServiceState = Depends(get_state)) -> Response:
-    parsed_body, label = await _read_structure_request(request, state)
+    parsed_body, label = await _read_structure_request(request)
     store = state.usable_store()
     lease = state.heavy.lease()
     try:
@@ -216,7 +244,7 @@ async def encode_structure(request: Request, state: ServiceState = Depends(get_s
         raise
 
 
-async def _read_structure_request(request: Request, state: ServiceState) -> tuple[bytes | dict, str]:
+async def _read_structure_request(request: Request) -> tuple[bytes | dict, str]:
     """The raw JSON body, or the fields of a multipart upload; parsed later, off the loop."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -228,41 +256,59 @@ async def _read_structure_request(request: Request, state: ServiceState) -> tupl
         fields = {k: v for k, v in form.items() if k in ("radius", "symprec", "invariance", "real")}
         return {"cif": text, **fields}, upload.filename or "upload"
     if content_type.startswith("application/json"):
-        body = await request.body()
-        if json_body_items(body) > state.settings.max_atoms + 16:  # counted in C, before parsing
-            raise _too_large(
-                "the number of atoms", json_body_items(body) - 4, state.settings.max_atoms, "send a smaller cell"
-            )
-        return body, "request"
+        return await request.body(), "request"  # bounded by max_body_bytes; parsed in the worker
     raise HTTPException(
         415, f"send application/json or multipart/form-data, not {content_type[:100] or 'no content type'!r}"
     )
 
 
-@functools.lru_cache(maxsize=1)
-def _worker_store(path: Path, fingerprint: str) -> BasisStore:
-    store = BasisStore.open(path, progress=False)
-    if store.fingerprint != fingerprint:  # replaced on disk since the server opened it
-        raise StoreError(f"the store file {path.name} was replaced on disk; restart the service to serve it")
-    return store
+# Commas and brackets a structure request may hold beyond its atoms' own: those of free text
+# such as a CIF's (a large CIF's symmetry operations hold a few hundred).
+TEXT_SEPARATORS = 16_384
+
+
+def read_structure_request(body: bytes | dict, max_atoms: int) -> StructureRequest:
+    """Parse and check a structure request, bounded before each step: a JSON body, or the
+    text fields of a multipart form."""
+    if not isinstance(body, bytes):
+        return validate(StructureRequest, body, strict=False)  # a form's fields are text by nature
+    shape = BodyShape(
+        containers=max_atoms + 64,
+        separators=4 * max_atoms + TEXT_SEPARATORS,
+        limit=f"--max-atoms {max_atoms}",
+        hint="send a smaller cell (a CIF with much text as a multipart file upload)",
+    )
+    data = read_json(body, shape)
+    given = data.get("structure") if isinstance(data, dict) else None
+    for name in ("species", "positions"):
+        items = given.get(name) if isinstance(given, dict) else None
+        if isinstance(items, list) and len(items) > max_atoms:
+            raise _too_large("the number of atoms", len(items), max_atoms, "send a smaller cell")
+    return validate(StructureRequest, data)
 
 
 def _encode_structure(
     cancel: Cancellation, body: bytes | dict, label: str, settings: ServiceSettings, store_path: Path, fingerprint: str
 ):
-    """Standardize, frame and encode a structure (in a worker process), bounded at every step."""
-    try:
-        if isinstance(body, bytes):
-            parsed = StructureRequest.model_validate_json(body)
-        else:  # a multipart form, whose fields are text by nature
-            parsed = StructureRequest.model_validate(body, strict=False)
-    except ValidationError as exc:
-        raise HTTPException(422, validation_detail(exc.errors())) from None
+    """Standardize, frame and encode a structure (in a worker process), bounded at every step;
+    the warnings of reading and standardizing it go into the answer."""
+    parsed = read_structure_request(body, settings.max_atoms)
     if (parsed.cif is None) == (parsed.structure is None):
         raise HTTPException(
             422, "give exactly one of 'cif' (CIF text) and 'structure' (lattice, species and positions)"
         )
-    store = _worker_store(store_path, fingerprint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BasisDBWarning)
+        fields, arrays = _standardized_encoding(cancel, parsed, label, settings, store_path, fingerprint)
+    said = (str(w.message)[:1000] for w in caught if issubclass(w.category, BasisDBWarning))
+    fields["warnings"] = list(dict.fromkeys(said))[:MAX_ISSUES]  # each once, in the order given
+    return fields, arrays
+
+
+def _standardized_encoding(
+    cancel: Cancellation, parsed: StructureRequest, label: str, settings: ServiceSettings, store_path, fingerprint
+):
+    store = worker_store(store_path, fingerprint)
     store.check_radius(parsed.radius)
     if parsed.cif is not None:
         cell = Cell.from_cif(parsed.cif, label=label, max_atoms=settings.max_atoms)
@@ -272,8 +318,6 @@ def _encode_structure(
             raise HTTPException(
                 422, f"{len(given.species)} species for {len(given.positions)} positions: give one per position"
             )
-        if len(given.positions) > settings.max_atoms:
-            raise _too_large("the number of atoms", len(given.positions), settings.max_atoms, "send a smaller cell")
         cell = Cell.from_species(
             given.lattice, given.species, given.positions, cartesian=given.cartesian, label=given.label or label
         )

@@ -39,4 +39,5 @@ async def health(response: Response, state: ServiceState = Depends(get_state)) -
             "verification": state.health.verification,
         },
         heavy_requests=state.heavy.running,
+        workers_replaced=state.heavy.workers.replaced,
     )
