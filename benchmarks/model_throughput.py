@@ -135,13 +135,10 @@ def main() -> None:
     context = DistributedContext("cpu")
     for name, (model, inputs, collate_fn, prepare_seconds) in models.items():
         config = TrainConfig(epochs=args.epochs, batch_size=32, patience=args.epochs + 1)
-        frames = model.training_frames(config.frames)
         if args.precision != "float32":
             model = Autocast(model, getattr(torch, args.precision))
         split = int(0.9 * n)
-        task = Regression(
-            inputs[:split], data.values[:split], inputs[split:], data.values[split:], collate_fn, frames=frames
-        )
+        task = Regression(inputs[:split], data.values[:split], inputs[split:], data.values[split:], collate_fn)
         _, train_seconds = timed(lambda model=model, task=task, config=config: fit(model, task, config, context))
         _, validate_seconds = timed(
             lambda model=model, inputs=inputs, split=split, collate_fn=collate_fn: predict_normalized(

@@ -203,10 +203,6 @@ class CGCNN(nn.Module):
         )
         self.head = nn.Sequential(nn.Linear(config.width, config.head), nn.Softplus(), nn.Linear(config.head, 1))
 
-    def training_frames(self, requested: str) -> str:
-        """``requested``: a graph is one frame, so a loss on one frame or on all is the same."""
-        return requested
-
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """(B,) normalized predictions, one per graph."""
         gaussians = gaussian_expansion(batch.distances, self.centres, self.config.gaussian_step)

@@ -1,7 +1,8 @@
 """Checkpoints: config, weights, target normalization and the identity of the store.
 
 A checkpoint is a directory holding ``model.pt`` (and ``metrics.json`` when training wrote
-one).  Loading it against a store that cannot reproduce its inputs is an error.
+one).  Loading it against a store that cannot reproduce its inputs is an error, and so is
+loading one that turned on an experimental switch removed since (:data:`REMOVED_SWITCHES`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ PREDICT_BATCH_SIZE = 32  # structures per forward pass (all their frames togethe
 
 FORMAT = "basisdb-cft-checkpoint"
 VERSION = 1
+
+# Experimental switches removed after the git tag experiments-before-the-recipe, each with the
+# value that left it off; checkpoints from before record them in "config" or "train_config".
+REMOVED_SWITCHES = {
+    "frame_average": "predictions",
+    "frame_pairs": False,
+    "pair_filter": False,
+    "cell_statistics": False,
+    "interaction_gates": False,
+    "ema_decay": 0.0,
+    "loss": "smooth_l1",
+    "frames": "one",
+}
 
 
 class CheckpointError(BasisDBError, ValueError):
@@ -93,7 +107,23 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[st
         )
     if kind is not None and payload["kind"] != kind:
         raise CheckpointError(f"{file} holds a {payload['kind']!r} checkpoint, expected {kind!r}")
+    for part in ("config", "train_config"):
+        if part in payload:
+            payload[part] = _without_removed_switches(payload[part], str(file))
     return payload
+
+
+def _without_removed_switches(saved: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A checkpoint's ``saved`` config without the keys of :data:`REMOVED_SWITCHES`, which a
+    checkpoint from before their removal holds, switched off.  One that switched one on is
+    refused (:class:`CheckpointError`): this version can neither build nor reproduce that model."""
+    for key, off in REMOVED_SWITCHES.items():
+        if key in saved and saved[key] != off:
+            raise CheckpointError(
+                f"{where} was trained with {key}={saved[key]!r}, a switch removed since (this version always "
+                f"runs {key}={off!r}); load it with basisdb at git tag experiments-before-the-recipe"
+            )
+    return {key: value for key, value in saved.items() if key not in REMOVED_SWITCHES}
 
 
 def check_store(payload: dict[str, Any], store: BasisStore, where: str) -> None:

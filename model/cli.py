@@ -20,8 +20,8 @@ import torch
 
 from basisdb import DEFAULT_SYMPREC, INVARIANCES, crystal_system, parse_number_ranges
 
-from .models import FRAME_AVERAGES, CFTConfig
-from .training import LOSSES, TRAINING_FRAMES, TrainConfig
+from .models import CFTConfig
+from .training import TrainConfig
 
 __all__ = [
     "CRYSTAL_SYSTEMS",
@@ -114,7 +114,7 @@ def _between(low: float, high: float, *, low_included: bool = False) -> Callable
 
 
 fraction = _between(0, 1)
-rate = _between(0, 1, low_included=True)  # dropout, a decay
+rate = _between(0, 1, low_included=True)  # a dropout probability
 
 
 def parse_option(parser: argparse.ArgumentParser, option: str, parse: Callable[[str], object], text: str):
@@ -150,7 +150,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
     )
     if not encoder_only:
         group.add_argument("--layers", type=positive(), default=recipe.layers, help="Transformer layers")
-        group.add_argument("--dropout", type=rate, default=recipe.dropout, help="dropout everywhere")
         add_environment_argument(group)
         group.add_argument(
             "--interactions",
@@ -160,31 +159,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             "neighbours' states, resolved by distance (default: %(default)s)",
         )
         group.add_argument(
-            "--interaction-gates",
-            action=argparse.BooleanOptionalAction,
-            default=recipe.interaction_gates,
-            help="gate what each neighbour sends in the interactions by a function of both atoms' states and "
-            "their distances, as a CGCNN convolution does; implies --interactions (default: %(default)s)",
-        )
-        group.add_argument(
             "--composition",
             action=argparse.BooleanOptionalAction,
             default=recipe.composition,
             help="give the head statistics (mean, min, max, mean deviation) of the atoms' element properties "
-            "(default: %(default)s)",
-        )
-        group.add_argument(
-            "--cell-statistics",
-            action=argparse.BooleanOptionalAction,
-            default=recipe.cell_statistics,
-            help="give the head the cell's volume per atom, density, packing fraction and primitive sites "
-            "(default: %(default)s)",
-        )
-        group.add_argument(
-            "--pair-filter",
-            action=argparse.BooleanOptionalAction,
-            default=recipe.pair_filter,
-            help="in attention, scale each value by a learned function of the pair's radial profile "
             "(default: %(default)s)",
         )
         group.add_argument(
@@ -193,21 +171,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, encoder_only: bool =
             default=recipe.position_dropout,
             help="in training, leave out each structure's positional encoding with this probability; the model "
             "then predicts space groups it was not trained on without positions (default: %(default)s, off)",
-        )
-        group.add_argument(
-            "--frame-average",
-            choices=FRAME_AVERAGES,
-            default=recipe.frame_average,
-            help="average a structure's frames in its predictions (the Transformer runs on every frame) or in "
-            "its atoms' positional encodings (it runs once per structure, trained on every frame) "
-            "(default: %(default)s)",
-        )
-        group.add_argument(
-            "--frame-pairs",
-            action=argparse.BooleanOptionalAction,
-            default=recipe.frame_pairs,
-            help="bias attention by the frames' average of a learned form of two atoms' positional encodings in "
-            "the same frame; implies --frame-average encodings (default: %(default)s)",
         )
     return group
 
@@ -237,11 +200,10 @@ def add_structure_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
 
 
 def add_training_arguments(
-    parser: argparse.ArgumentParser, recipe: TrainConfig | None = None, *, regression: bool = True
+    parser: argparse.ArgumentParser, recipe: TrainConfig | None = None
 ) -> argparse._ArgumentGroup:
     """The fit's protocol (:func:`basisdb.model.training.fit`), device and threads, with the defaults
-    of ``recipe`` (the supervised benchmark recipe, ``TrainConfig()``, unless a task has its own).
-    ``regression``: the task is a :class:`~basisdb.model.training.Regression`, whose loss is chosen here."""
+    of ``recipe`` (the supervised benchmark recipe, ``TrainConfig()``, unless a task has its own)."""
     recipe = recipe or TrainConfig()
     group = parser.add_argument_group("training (defaults: the benchmark recipe)")
     group.add_argument("--epochs", type=positive(), default=recipe.epochs, help="epoch cap")
@@ -262,29 +224,6 @@ def add_training_arguments(
         "with a cosine schedule ending at it "
         "(compute-matched); default: none, train to convergence (0 too)",
     )
-    group.add_argument(
-        "--ema",
-        type=rate,
-        default=recipe.ema_decay,
-        help="validate and keep an exponential moving average of the weights with this decay per step (0: off)",
-    )
-    group.add_argument(
-        "--weight-decay", type=positive(float, zero=True), default=recipe.weight_decay, help="AdamW's weight decay"
-    )
-    if regression:
-        group.add_argument(
-            "--loss",
-            choices=tuple(LOSSES),
-            default=recipe.loss,
-            help="loss on the normalized targets: smooth_l1 (quadratic within one standard deviation) or l1",
-        )
-        group.add_argument(
-            "--train-frames",
-            choices=TRAINING_FRAMES,
-            default=recipe.frames,
-            help="origin frames a training step sees of a structure: one drawn at random each epoch, or all, "
-            "the loss being that of their average, the prediction itself (default: %(default)s)",
-        )
     add_device_argument(group)
     group.add_argument(
         "--threads",
@@ -314,29 +253,17 @@ def cft_config_from(args: argparse.Namespace, n_slots: int, **fields) -> CFTConf
         "hidden": "hidden",
         "encoder_blocks": "blocks",
         "layers": "layers",
-        "dropout": "dropout",
         "environment": "environment",
         "interactions": "interactions",
-        "interaction_gates": "interaction_gates",
         "composition": "composition",
-        "cell_statistics": "cell_statistics",
-        "pair_filter": "pair_filter",
         "position_dropout": "position_dropout",
-        "frame_average": "frame_average",
-        "frame_pairs": "frame_pairs",
     }
     given = {field: getattr(args, option) for field, option in options.items() if hasattr(args, option)}
-    if given.get("interaction_gates"):  # the gates are a part of the interactions
-        given["interactions"] = True
-    if given.get("frame_pairs"):  # they relate the frames whose encodings are averaged
-        given["frame_average"] = "encodings"
     return CFTConfig(n_slots=n_slots, **given, **fields)
 
 
-def train_config_from(args: argparse.Namespace, seed: int, cft: CFTConfig | None = None) -> TrainConfig:
-    """The :class:`~basisdb.model.training.TrainConfig` of the options of :func:`add_training_arguments`;
-    given the CFT it trains, the frames its loss needs (:meth:`CFTConfig.training_frames`)."""
-    frames = getattr(args, "train_frames", TrainConfig.frames)
+def train_config_from(args: argparse.Namespace, seed: int) -> TrainConfig:
+    """The :class:`~basisdb.model.training.TrainConfig` of the options of :func:`add_training_arguments`."""
     return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -344,10 +271,6 @@ def train_config_from(args: argparse.Namespace, seed: int, cft: CFTConfig | None
         patience=args.patience,
         seed=seed,
         max_minutes=args.minutes,
-        ema_decay=args.ema,
-        weight_decay=args.weight_decay,
-        loss=getattr(args, "loss", TrainConfig.loss),
-        frames=cft.training_frames(frames) if cft else frames,
     )
 
 

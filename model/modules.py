@@ -16,7 +16,6 @@ __all__ = [
     "AtomEnvironment",
     "NeighbourInteraction",
     "CompositionStatistics",
-    "CellStatistics",
     "atomic_radius",
     "element_property_table",
     "segment_mean",
@@ -104,19 +103,12 @@ class AtomEnvironment(nn.Module):
         return self.out(neighbour_moments(radial, self.species(elements), atoms))
 
 
-def neighbour_moments(
-    radial: torch.Tensor, species: torch.Tensor, atoms: torch.Tensor, gate: torch.Tensor | None = None
-) -> torch.Tensor:
+def neighbour_moments(radial: torch.Tensor, species: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
     """(S, N, K * C): for each atom i, sum_j radial_ijk * species_jc, the neighbours' vectors
     ``species`` (S, N, C) resolved by the pair profiles ``radial`` (S, N, N, K); padded atoms
-    (``atoms`` (S, N) False) contribute nothing.  With ``gate`` (S, N, N, P, C), the profiles
-    are those of each centring copy of j, (S, N, N, P, K), and what each copy sends to i is
-    ``species_j`` times its gate."""
+    (``atoms`` (S, N) False) contribute nothing."""
     species = species * atoms.unsqueeze(-1).to(species.dtype)
-    if gate is None:
-        return torch.einsum("sijk,sjc->sikc", radial, species).flatten(2)
-    # c: copies, m: channels; these labels fix torch's contraction order, that of the shipped runs
-    return torch.einsum("bijck,bijcm->bikm", radial, gate * species[:, None, :, None]).flatten(2)
+    return torch.einsum("sijk,sjc->sikc", radial, species).flatten(2)
 
 
 class NeighbourInteraction(nn.Module):
@@ -125,15 +117,9 @@ class NeighbourInteraction(nn.Module):
     normalized states] (:class:`AtomEnvironment` with token states for element embeddings),
     i.e. the neighbours' states resolved by distance, read by the receiving atom.  Applied
     after a Transformer layer, it is the per-distance, per-channel exchange that a CGCNN's
-    convolutions make and that attention, with a scalar bias per pair and head, does not.
+    convolutions make and that attention, with a scalar bias per pair and head, does not."""
 
-    With ``gates``, what neighbour j sends to atom i is gated per channel by
-    sigmoid(a(x_i) + b(x_j) + c(R_ij)), a function of both atoms' states and their distances,
-    before it is resolved by distance: the edge gating of a CGCNN convolution, which lets a
-    pair's message depend on the receiver as well as the sender.  The gates start uniform
-    (zero weights), where the normalized result equals the ungated one."""
-
-    def __init__(self, radial: int, width: int, species: int = 16, gates: bool = False):
+    def __init__(self, radial: int, width: int, species: int = 16):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.species = nn.Linear(width, species)
@@ -141,34 +127,13 @@ class NeighbourInteraction(nn.Module):
         self.out = nn.Sequential(nn.Linear(radial * species + width, width), nn.GELU(), nn.Linear(width, width))
         nn.init.zeros_(self.out[-1].weight)  # a residual branch that starts as the identity
         nn.init.zeros_(self.out[-1].bias)
-        self.gates = None
-        if gates:
-            self.gates = nn.ModuleDict(
-                {
-                    "receiver": nn.Linear(width, species),
-                    "sender": nn.Linear(width, species, bias=False),
-                    "distance": nn.Linear(radial, species, bias=False),
-                }
-            )
-            for gate in self.gates.values():
-                nn.init.zeros_(gate.weight)
-            nn.init.zeros_(self.gates["receiver"].bias)
 
     def forward(self, x: torch.Tensor, radial: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
-        """x (B, N, width) token states; radial (B, N, N, C, K) pair profiles of each centring
-        copy of the second atom (zero for padded copies); atoms (B, N) bool, False where
-        padded.  Returns x plus the update, (B, N, width)."""
+        """x (B, N, width) token states; radial (B, N, N, K) pair profiles summed over the
+        centring copies of the second atom; atoms (B, N) bool, False where padded.  Returns x
+        plus the update, (B, N, width)."""
         state = self.norm(x)
-        species = self.species(state)
-        if self.gates is None:
-            moments = neighbour_moments(radial.sum(3), species, atoms)
-        else:  # each centring copy is a neighbour of its own, at its own distances, so has its own gate
-            gate = torch.sigmoid(
-                self.gates["receiver"](state)[:, :, None, None]
-                + self.gates["sender"](state)[:, None, :, None]
-                + self.gates["distance"](radial)
-            )  # (B, N receivers, N senders, C copies, M)
-            moments = neighbour_moments(radial, species, atoms, gate)
+        moments = neighbour_moments(radial, self.species(state), atoms)
         return x + self.out(torch.cat([self.moments(moments), state], dim=-1))
 
 
@@ -206,66 +171,6 @@ def atomic_radius(element) -> float:
         if radius is not None:
             return float(radius)
     raise ValueError(f"no radius for {element}")
-
-
-def element_mass_and_sphere() -> np.ndarray:
-    """(119, 2) float64 each element's atomic mass (g/mol) and the volume (A^3) of a sphere of
-    its :func:`atomic_radius`; row 0 (padding) is 0, and so is the sphere of an element
-    pymatgen gives no radius (Lr and heavier)."""
-    import warnings
-
-    from pymatgen.core import Element
-
-    table = np.zeros((N_ELEMENTS, 2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pymatgen warns for each radius an element lacks
-        for z in range(1, N_ELEMENTS):
-            element = Element.from_Z(z)
-            table[z, 0] = float(element.atomic_mass)
-            try:
-                table[z, 1] = 4.0 / 3.0 * np.pi * atomic_radius(element) ** 3
-            except ValueError:
-                pass
-    return table
-
-
-class CellStatistics(nn.Module):
-    """A structure's packing as the simple structure features of the forest that leads on
-    shear moduli (:func:`basisdb.model.baselines.structure_features`): log volume per atom,
-    log density, packing fraction (spheres of :func:`atomic_radius`) and log atoms in the
-    primitive cell.  The positional encoding is in fractional coordinates and the radial
-    profiles are pairwise; none of them states the cell's volume per atom, which these give the
-    head directly.  A supercell or another cell of the crystal gets the same ones."""
-
-    STATISTICS = 4
-    AVOGADRO_CM3 = 1.0 / 0.602214076  # (g/mol per A^3) -> g/cm^3
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("mass_and_sphere", torch.from_numpy(element_mass_and_sphere()).float())
-
-    def forward(self, lattice: torch.Tensor, numbers: torch.Tensor, atoms: torch.Tensor, copies: torch.Tensor):
-        """lattice (S, 6) :func:`basisdb.model.data.lattice_features` of the standardized cell;
-        numbers (S, N) int64, one atom per centring class; atoms (S, N) bool, False where padded;
-        copies (S, C) bool, the centring copies of each structure.  Returns (S, 4)."""
-        lengths, cosines = lattice[:, :3], lattice[:, 3:]
-        alpha, beta, gamma = cosines.unbind(1)
-        shape = 1.0 - (cosines**2).sum(1) + 2.0 * alpha * beta * gamma  # (V / abc)^2
-        log_volume = lengths.sum(1) + 0.5 * shape.clamp_min(1e-12).log()
-        # the model's atoms are one centring class each: the cell holds `copies` of each
-        log_copies = copies.sum(1).to(lattice.dtype).log()
-        totals = (self.mass_and_sphere[numbers] * atoms.unsqueeze(-1).to(lattice.dtype)).sum(1)  # (S, 2), per class
-        log_per_class = log_volume - log_copies  # the volume of one atom of every class
-        sites = atoms.sum(1).to(lattice.dtype)
-        return torch.stack(
-            [
-                log_per_class - sites.log(),
-                (totals[:, 0] * self.AVOGADRO_CM3).log() - log_per_class,
-                totals[:, 1] / log_per_class.exp(),
-                sites.log(),
-            ],
-            dim=1,
-        )
 
 
 class ResidualBlock(nn.Module):

@@ -2,13 +2,11 @@
 
 Random lattices per crystal family and pairs of random points; the target is the exact orbit
 distance (see :mod:`basisdb.model.geometry`).  The encoder learns embeddings whose Euclidean
-distance equals it.  Training pairs are drawn afresh (``--pairs fresh``, the default: a fixed
-set is learnt by heart) every ``--redraw-every`` epochs, held-out pairs once, on lattices of
-their own; the held-out pairs validate every epoch.  A draw costs about a third of an epoch's
-time, so reusing each for a few epochs buys steps within the budget.  Training is
-:func:`basisdb.model.training.fit`, as for properties, with the same options; their defaults
-are pretraining's own recipe (:data:`RECIPE`: batches of 512, learning rate 2e-3, 30
-minutes), and the benchmark's pretraining (BENCHMARKS.md) adds ``--threads 1``.
+distance equals it.  Training pairs are drawn afresh every epoch (a fixed set is learnt by
+heart), held-out pairs once, on lattices of their own; the held-out pairs validate every
+epoch.  Training is :func:`basisdb.model.training.fit`, as for properties, with the same
+options; their defaults are pretraining's own recipe (:data:`RECIPE`: batches of 512, learning
+rate 2e-3, 30 minutes), and the benchmark's pretraining (BENCHMARKS.md) adds ``--threads 1``.
 ``--minutes`` bounds the whole run, drawing included, and is checked at every step.
 Held-out MAE, and MAE divided by the mean distance, overall and per crystal system, go to
 ``CKPT/metrics.json``.
@@ -122,8 +120,7 @@ class OrbitDistances:
 
     The held-out pairs are drawn first, on ``held_out`` of the lattices and pairs of each
     group, then the training pairs; new training pairs (lattices and points) are drawn at the
-    start of every ``redraw_every``-th epoch after the first (0: never).  All pairs live on
-    ``device``."""
+    start of every epoch after the first.  All pairs live on ``device``."""
 
     def __init__(
         self,
@@ -132,15 +129,12 @@ class OrbitDistances:
         samples_per_group: int,
         lattices_per_group: int,
         held_out: float,
-        redraw_every: int,
         seed: int,
         device: torch.device,
         readout: str = "distance",
     ):
-        if redraw_every < 0:
-            raise ValueError(f"redraw_every must be a number of epochs >= 0 (0: never), got {redraw_every}")
         _check_readout(readout)
-        self.featurizer, self.groups, self.redraw_every, self.device = featurizer, list(groups), redraw_every, device
+        self.featurizer, self.groups, self.device = featurizer, list(groups), device
         self.readout = readout
         self.rng = np.random.default_rng(seed)
         held_per_group = max(1, int(round(held_out * samples_per_group)))
@@ -167,7 +161,7 @@ class OrbitDistances:
 
     def epoch_batches(self, rng: np.random.Generator, batch_size: int, context) -> list[np.ndarray]:
         self.epochs_begun += 1
-        if self.epochs_begun > 1 and self.redraw_every and (self.epochs_begun - 1) % self.redraw_every == 0:
+        if self.epochs_begun > 1:
             drawn = time.monotonic()
             self.pairs, _ = self._draw(self.train_per_group, self.train_lattices)
             self.drawing_seconds += time.monotonic() - drawn
@@ -241,18 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--lattices-per-group", type=positive(), default=16, help="random lattices per group, held-out ones included"
     )
     parser.add_argument(
-        "--pairs",
-        choices=("fresh", "fixed"),
-        default="fresh",
-        help="fresh: new training pairs (lattices and points) every --redraw-every epochs; fixed: one set drawn "
-        "once; the held-out pairs are drawn once either way",
-    )
-    parser.add_argument(
-        "--redraw-every",
-        type=positive(),
-        help="with --pairs fresh: epochs that each draw of training pairs is used for (default: 1)",
-    )
-    parser.add_argument(
         "--held-out", type=fraction, default=0.1, help="share of each group's pairs and lattices held out to validate"
     )
     parser.add_argument(
@@ -264,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_seed_argument(parser, "the pairs, the initialization and the batches")
     add_model_arguments(parser, encoder_only=True)
-    add_training_arguments(parser, recipe=RECIPE, regression=False)  # its loss is the orbit distance's
+    add_training_arguments(parser, recipe=RECIPE)
     return parser
 
 
@@ -272,8 +254,6 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     groups = parse_option(parser, "--groups", parse_groups, args.groups)
-    if args.pairs == "fixed" and args.redraw_every is not None:
-        parser.error("argument --redraw-every: only with --pairs fresh (a fixed set is drawn once)")
     context = DistributedContext(args.device)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -286,13 +266,12 @@ def main(argv=None) -> int:
         args.samples_per_group,
         args.lattices_per_group,
         args.held_out,
-        (args.redraw_every or 1) if args.pairs == "fresh" else 0,
         args.seed,
         context.device,
         args.readout,
     )
     print(
-        f"{task.n_train} training pairs ({args.pairs}) and {len(task.held_systems)} held-out pairs "
+        f"{task.n_train} training pairs per epoch and {len(task.held_systems)} held-out pairs "
         f"from {len(groups)} groups in "
         f"{time.monotonic() - began:.1f} s; mean orbit distance {task.pairs['distance'].mean():.3f} A",
         file=sys.stderr,
@@ -310,9 +289,7 @@ def main(argv=None) -> int:
             "stopped": result.stopped,
             "steps": result.steps,
             "pairs_seen": task.pairs_seen,
-            "pairs": args.pairs,
             "readout": args.readout,
-            "redraw_every": task.redraw_every or None,
             "draws": 1 + task.draws,
             "train_seconds": result.seconds,
             "drawing_seconds": task.drawing_seconds,

@@ -122,15 +122,8 @@ def main(argv=None) -> int:
         if pretrained:
             load_pretrained_encoder(model, pretrained)
         model.record_training_groups(items[i].group for i in train_index)
-        train_config = train_config_from(args, seed=args.seed, cft=config)
-        task = Regression(
-            [items[i] for i in train_index],
-            y[train_index],
-            [items[i] for i in val_index],
-            y[val_index],
-            loss=train_config.loss,
-            frames=train_config.frames,
-        )
+        train_config = train_config_from(args, seed=args.seed)
+        task = Regression([items[i] for i in train_index], y[train_index], [items[i] for i in val_index], y[val_index])
         unit = DATASETS[args.dataset].targets[args.target].unit if args.dataset else args.unit
         common = {
             "target": args.target,

@@ -57,17 +57,6 @@ __all__ = [
 ]
 
 
-# Regression losses on normalized targets: smooth L1 (quadratic within one standard deviation)
-# or L1, the mean absolute error the benchmarks score.
-LOSSES = {"smooth_l1": nn.functional.smooth_l1_loss, "l1": nn.functional.l1_loss}
-TRAINING_FRAMES = ("one", "all")
-
-
-def _check_frames(frames: str) -> None:
-    if frames not in TRAINING_FRAMES:
-        raise ValueError(f"frames must be one of {TRAINING_FRAMES}, got {frames!r}")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """How :func:`fit` trains; the defaults are the benchmark recipe (BENCHMARKS.md).
@@ -77,16 +66,6 @@ class TrainConfig:
     and training stops after ``patience`` such epochs or at ``epochs`` (a generous cap).  With
     ``max_minutes``, the fit is compute-matched: its wall time, the inside of an epoch
     included, is bounded, and the learning rate anneals (cosine) to zero at the budget's end.
-
-    ``ema_decay`` (0: off): validate, keep and return an exponential moving average of the
-    weights, updated after every step with this decay, instead of the weights themselves.
-
-    ``loss``: what a regression minimizes on the normalized targets, one of :data:`LOSSES`.
-
-    ``frames``: what a regression's loss sees of a structure's origin frames, one of
-    :data:`TRAINING_FRAMES`: ``"one"`` drawn at random each epoch (the recipe), or ``"all"``,
-    the loss then being that of the frames' weighted average, the prediction itself (a
-    structure costs its frame count, 4-6 on average, in every step).
     """
 
     epochs: int = 1000
@@ -96,16 +75,6 @@ class TrainConfig:
     patience: int = 30
     seed: int = 0
     max_minutes: float | None = None
-    ema_decay: float = 0.0
-    loss: str = "smooth_l1"
-    frames: str = "one"
-
-    def __post_init__(self):
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
-        _check_frames(self.frames)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,9 +201,8 @@ def cft_collate(
 ) -> Batch | SizeGroups:
     """The CFT's batches: one random origin frame per structure in training, all frames
     (to be averaged) otherwise.  A batch of unlike sizes comes in parts of alike sizes
-    (:class:`SizeGroups`: the same outputs, with less padding): training batches, and those of
-    a loss taken on every frame (:class:`Regression` ``frames="all"``); prediction batches are
-    made of alike sizes already (:func:`predict_normalized`), so they come whole.  On
+    (:class:`SizeGroups`: the same outputs, with less padding): training batches; prediction
+    batches are made of alike sizes already (:func:`predict_normalized`), so they come whole.  On
     elastic_tensor, training batches padded whole to their largest structure held 3.2x the
     atom pairs the structures have, which attention and the pair profiles pay for."""
     return collate_by_size(items, frames="random" if training else "all", rng=rng)
@@ -370,10 +338,9 @@ class Regression:
 
     Any regressor fits that maps a batch to one output per sequence: ``collate_fn(items,
     training, rng)`` makes the batch (with ``.to(device)`` and ``.owner``, the item of each
-    sequence).  For the CFT, each epoch sees one random origin frame per structure, or with
-    ``frames="all"`` every frame, the loss taken on their average; validation averages over
-    all frames.  Under DDP every rank takes an equal shard of each
-    epoch's shuffled items."""
+    sequence).  For the CFT, each epoch sees one random origin frame per structure; validation
+    averages over all frames.  Under DDP every rank takes an equal shard of each epoch's
+    shuffled items."""
 
     def __init__(
         self,
@@ -382,12 +349,8 @@ class Regression:
         val: Sequence,
         val_targets: np.ndarray,
         collate_fn: Collate = cft_collate,
-        loss: str = TrainConfig.loss,
-        frames: str = TrainConfig.frames,
     ):
-        _check_frames(frames)
         self.train, self.val, self.val_targets, self.collate_fn = train, val, val_targets, collate_fn
-        self._loss, self.frames = LOSSES[loss], frames
         self.normalization = Normalization.of(train_targets)
         self._targets = self.normalization.normalize(train_targets)
         self._sizes = atom_counts(train)
@@ -404,11 +367,8 @@ class Regression:
 
     def loss(self, model: nn.Module, batch: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
         target = torch.as_tensor(self._targets[batch], dtype=torch.float32, device=device)
-        if self.frames == "all":  # the loss of the prediction itself
-            inputs = self.collate_fn([self.train[i] for i in batch], False, rng).to(device)
-            return self._loss(frame_averaged(model, inputs, len(batch)), target)
         inputs = self.collate_fn([self.train[i] for i in batch], True, rng).to(device)
-        return self._loss(model(inputs), target[inputs.owner])
+        return nn.functional.smooth_l1_loss(model(inputs), target[inputs.owner])
 
     def validate(self, model: nn.Module, device: torch.device) -> float:
         return evaluate_mae(
@@ -458,11 +418,9 @@ def train_one_epoch(
     context: DistributedContext,
     deadline: float | None,
     description: str,
-    averaged: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> tuple[list[float], bool]:
     """The steps of one epoch; returns their losses and whether the time budget ended it
-    (checked before every step but the first, so that every epoch takes a step).
-    ``averaged`` is updated after every step."""
+    (checked before every step but the first, so that every epoch takes a step)."""
     from tqdm.auto import tqdm
 
     wrapped.train()
@@ -472,8 +430,6 @@ def train_one_epoch(
         if losses and _past(deadline, context):  # the budget ends inside this epoch
             return losses, True
         losses.append(take_step(task.loss(wrapped, batch, rng, context.device), parameters, optimizer, scheduler))
-        if averaged is not None:
-            averaged.update_parameters(model)
     return losses, False
 
 
@@ -508,16 +464,8 @@ def fit(
         remaining = max(1e-3, start + budget - time.monotonic())
         scheduler = cosine_schedule(optimizer, config.epochs * steps_per_epoch, warmup, budget_seconds=remaining)
     rng = np.random.default_rng(config.seed)
-    averaged = (
-        torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
-        )
-        if config.ema_decay
-        else None
-    )
-    scored = model if averaged is None else averaged.module  # the weights validated, kept and returned
     best, best_epoch, history, steps, stopped = math.inf, -1, [], 0, "epochs"
-    best_state = copy.deepcopy(scored.state_dict())
+    best_state = copy.deepcopy(model.state_dict())
     validation_seconds = 0.0  # of the last epoch: steps stop early enough to validate within the budget
 
     def steps_deadline() -> float | None:
@@ -536,11 +484,10 @@ def fit(
             context,
             steps_deadline(),
             f"epoch {epoch}",
-            averaged,
         )
         steps += len(losses)
         validating = time.monotonic()
-        val_mae = task.validate(scored, context.device)
+        val_mae = task.validate(model, context.device)
         validation_seconds = time.monotonic() - validating
         history.append(
             {
@@ -556,9 +503,9 @@ def fit(
             scheduler.epoch_end(improved)
         if improved:
             best, best_epoch = val_mae, epoch
-            best_state = copy.deepcopy(scored.state_dict())
+            best_state = copy.deepcopy(model.state_dict())
             if on_best is not None and context.main:
-                on_best(scored, epoch, val_mae)
+                on_best(model, epoch, val_mae)
         if context.main:
             print(
                 f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  val MAE {val_mae:.4f}{'  *' if improved else ''}",

@@ -5,6 +5,7 @@ Test modules import from here and never from each other, so that each can run al
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import signal
@@ -29,6 +30,17 @@ BASISDB_COMMAND = str(Path(sys.executable).with_name("basisdb"))
 SMALL_RADII = (2, 3, 4)
 ALL_GROUPS = range(1, N_GROUPS + 1)
 DEFAULT_HALLS = [default_hall_number(g) for g in ALL_GROUPS]
+# A dozen of the 230 groups, the quick tier's share of a sweep over all of them (which runs
+# whole in the full suite): every crystal family, C, F and I centring, rhombohedral and
+# hexagonal axes, an enantiomorph (P3_221), glides and screws, Fd-3m's origin choice.
+QUICK_GROUPS = (1, 2, 5, 14, 43, 62, 88, 148, 154, 166, 194, 227)
+
+
+def every_group(quick=QUICK_GROUPS) -> list:
+    """``ALL_GROUPS`` as pytest parameters, those not in ``quick`` marked slow."""
+    import pytest
+
+    return [pytest.param(group, marks=() if group in quick else pytest.mark.slow) for group in ALL_GROUPS]
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -245,6 +257,20 @@ def same_cell(a: Cell, b: Cell, tolerance: float = 1e-6) -> bool:
 
 # --- real structures --------------------------------------------------------------------------
 
+
+@functools.cache
+def _cubic_structure(group, a: float, species: tuple, coordinates: tuple):
+    from pymatgen.core import Lattice, Structure
+
+    return Structure.from_spacegroup(group, Lattice.cubic(a), list(species), [list(xyz) for xyz in coordinates])
+
+
+def cubic_structure(group, a: float, species, coordinates):
+    """``Structure.from_spacegroup`` on a cubic lattice, as a fresh copy of one made once:
+    pymatgen takes about half a second to set up a space group's operations each time."""
+    return _cubic_structure(group, float(a), tuple(species), tuple(map(tuple, coordinates))).copy()
+
+
 # Materials Project structures that pymatgen ships for its own tests.
 REAL = ["LiFePO4", "TiO2", "BaNiO3", "Li2O", "SiO2", "CsCl"]
 
@@ -283,20 +309,11 @@ def fcc_cif(sites: int) -> str:
 
 def randomize_pair_terms(model) -> None:
     """Random weights for the CFT's terms that start neutral (a zero radial bias weighs every
-    centring copy alike, a zero pair filter is plain attention, a neighbour interaction's zero
-    last layer adds nothing, its zero gates are uniform, a zero key of the frames' pairs adds no
-    bias), so that a test of them can fail."""
+    centring copy alike, a neighbour interaction's zero last layer adds nothing), so that a
+    test of them can fail."""
     from torch import nn
 
     nn.init.normal_(model.radial_bias.weight)
-    if model.config.frame_pairs:
-        nn.init.normal_(model.pair_key.weight, std=0.3)
-    for layer in model.transformer.layers:
-        if layer.filter_weight is not None:
-            nn.init.normal_(layer.filter_weight, std=0.3)
-            nn.init.normal_(layer.filter_bias, mean=1.0, std=0.3)
     for interaction in getattr(model, "interactions", ()):
         nn.init.normal_(interaction.out[-1].weight, std=0.3)
         nn.init.normal_(interaction.out[-1].bias, std=0.3)
-        for gate in (interaction.gates or {}).values():
-            nn.init.normal_(gate.weight, std=0.3)

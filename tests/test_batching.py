@@ -25,9 +25,8 @@ from basisdb.model.models import (
     CFTConfig,
     CrystalFourierTransformer,
     attention_dropping_copies,
-    attention_with_pair_filter,
 )
-from basisdb.model.modules import AtomEnvironment, CellStatistics, CompositionStatistics, element_property_table
+from basisdb.model.modules import AtomEnvironment, CompositionStatistics, element_property_table
 from basisdb.model.training import cft_collate, collate_by_size, predict_normalized, shuffled_batches, size_batches
 
 from .helpers import randomize_pair_terms
@@ -177,23 +176,9 @@ TERMS = [
     {"environment": False},
     {"environment": True},
     {"environment": True, "composition": True},
-    {"environment": True, "pair_filter": True},
     {"environment": True, "interactions": True},
-    {"environment": True, "interactions": True, "interaction_gates": True},
-    {"environment": True, "composition": True, "cell_statistics": True},
 ]
-TERM_IDS = [
-    "plain",
-    "environment",
-    "environment+composition",
-    "environment+pair-filter",
-    "environment+interactions",
-    "environment+gated-interactions",
-    "environment+both-statistics",
-]
-# the whole standardized cell encoded as one class has every atom as a primitive site, so the cell
-# statistics (which count them) differ from the crystal's by construction
-PER_ATOM_TERMS, PER_ATOM_IDS = zip(*((t, i) for t, i in zip(TERMS, TERM_IDS) if not t.get("cell_statistics")))
+TERM_IDS = ["plain", "environment", "environment+composition", "environment+interactions"]
 
 
 @pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
@@ -270,7 +255,7 @@ def whole_standardized_cell(featurizer, cell) -> tuple[EncodedStructure, np.ndar
     return whole, centring_classes(standard.primitive_atoms)
 
 
-@pytest.mark.parametrize("terms", PER_ATOM_TERMS, ids=PER_ATOM_IDS)
+@pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
 def test_one_atom_per_centring_class_gives_the_outputs_of_the_whole_standardized_cell(encoded, terms):
     """Attention over the kept atoms, each pair biased by the log-sum-exp over the second
     atom's centring copies, is attention over the whole cell: every frame's prediction, and
@@ -321,38 +306,6 @@ def test_attention_dropout_drops_each_centring_copy_on_its_own_as_in_the_whole_c
     expected = ((weights * kept).sum(-1) / (1 - p)) @ v  # a copy's value is its class's
     assert torch.allclose(got, expected, atol=1e-12)
     assert not torch.allclose(got, (weights.sum(-1) * kept[..., 0] / (1 - p)) @ v)  # not classes dropped whole
-
-
-def test_pair_filter_scales_each_copys_value_by_a_function_of_its_own_distances():
-    """Against the filter formed in full: every copy of every key a key of its own, with the
-    value v_j (r_ijc W + b), each dropped on its own with the same draws."""
-    torch.manual_seed(0)
-    b, heads, n, width, c, k, p = 3, 2, 5, 4, 3, 6, 0.3
-    q, key, v = (torch.randn(b, heads, n, width, dtype=torch.float64) for _ in range(3))
-    copies = torch.ones(b, c, dtype=torch.bool)
-    copies[1, 1:] = False
-    per_copy = torch.randn(b, heads, n, n, c, dtype=torch.float64).masked_fill(
-        ~copies[:, None, None, None, :], float("-inf")
-    )
-    radial = torch.rand(b, n, n, c, k, dtype=torch.float64) * copies[:, None, None, :, None]
-    weight, bias = torch.randn(heads, k, width, dtype=torch.float64), torch.randn(heads, width, dtype=torch.float64)
-    for dropout in (0.0, p):
-        torch.manual_seed(1)
-        got = attention_with_pair_filter(
-            q, key, v, per_copy.logsumexp(-1), per_copy.softmax(-1), radial, weight, bias, dropout
-        )
-        torch.manual_seed(1)
-        kept = torch.empty(b, heads, n, n, c, dtype=torch.float64).bernoulli_(1 - dropout) / (1 - dropout)
-        logits = (q @ key.transpose(-1, -2) * width**-0.5)[..., None] + per_copy
-        weights = logits.flatten(-2).softmax(-1).view_as(logits) * kept  # (b, heads, n, n keys, c copies)
-        filters = torch.einsum("bijck,hkd->bhijcd", radial, weight) + bias[None, :, None, None, None, :]
-        expected = torch.einsum("bhijc,bhjd,bhijcd->bhid", weights, v, filters)
-        assert torch.allclose(got, expected, atol=1e-12), dropout
-    mask, shares = per_copy.logsumexp(-1), per_copy.softmax(-1)
-    reference = nn.functional.scaled_dot_product_attention(q, key, v, attn_mask=mask)
-    plain = attention_with_pair_filter(q, key, v, mask, shares, radial, 0 * weight, 1 + 0 * bias, 0.0)
-    assert torch.allclose(plain, reference, atol=1e-12)  # a zero filter, as initialized, is plain attention
-    assert not torch.allclose(attention_with_pair_filter(q, key, v, mask, shares, radial, weight, bias, 0.0), reference)
 
 
 @pytest.mark.parametrize("terms", TERMS, ids=TERM_IDS)
@@ -533,36 +486,7 @@ def test_composition_statistics_are_those_of_each_structures_atoms(encoded):
     assert got.shape == (len(items), CompositionStatistics.STATISTICS * table.shape[1])
 
 
-def test_cell_statistics_are_the_forests_structure_features(encoded):
-    """Volume per atom, density, packing fraction and primitive sites from the model's batch
-    (one atom per centring class, the standardized cell's lattice features) against the
-    forest's :func:`structure_features` of pymatgen structures; a supercell of each, diagonal
-    and not, is encoded and gets the same."""
-    from basisdb.model.baselines import structure_features
-
-    featurizer, cells, items = encoded
-    statistics = CellStatistics()
-    batch = collate(items, frames="all")
-    first = batch.first_sequences()
-    got = statistics(batch.lattice, batch.numbers[first], batch.mask[first], batch.copies).double().numpy()
-    structures = [cell.to_pymatgen() for cell in cells]
-    reference = structure_features(structures, [item.group for item in items], [item.n_atoms for item in items])
-    expected = np.column_stack(
-        [np.log(reference[:, 1]), np.log(reference[:, 0]), reference[:, 2], np.log(reference[:, 4])]
-    )
-    assert np.allclose(got, expected, rtol=0, atol=2e-5)
-    assert len(np.unique(np.round(expected[:, 0], 3))) > 10  # the crystals differ, so the check can fail
-    bigger = [
-        structure.make_supercell(scaling, in_place=False)
-        for structure, scaling in zip(structures[:6], [[2, 1, 1], [[1, 1, 0], [0, 1, 0], [0, 0, 2]]] * 3)
-    ]
-    supercells = [featurizer.encode(structure) for structure in bigger]
-    again = collate(supercells, frames="all")
-    first = again.first_sequences()
-    got_again = statistics(again.lattice, again.numbers[first], again.mask[first], again.copies).double().numpy()
-    assert np.allclose(got_again, got[:6], rtol=0, atol=2e-5)
-
-
+@pytest.mark.slow  # a fresh interpreter
 def test_encoding_structures_does_not_load_torch(small_store):
     """Encoding worker processes start in a third of the time without it."""
     script = (

@@ -60,6 +60,7 @@ def test_help_shows_defaults_once(capsys):
     assert "where (default" not in text and "progress bar (default" not in text
 
 
+@pytest.mark.slow  # CLI subprocess
 def test_a_closed_output_pipe_exits_like_sigpipe(small_store):
     command = f"{sys.executable} -m basisdb info {small_store} | head -1"
     result = subprocess.run(
@@ -69,6 +70,7 @@ def test_a_closed_output_pipe_exits_like_sigpipe(small_store):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # CLI subprocesses
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_shows_its_defaults(command):
     result = subprocess.run(
@@ -79,6 +81,7 @@ def test_every_command_shows_its_defaults(command):
     assert "(default:" in result.stdout or not command, result.stdout
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_build_db_is_basisdb_build_in_a_checkout():
     script = subprocess.run(
         [sys.executable, "build_db.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
@@ -88,6 +91,7 @@ def test_build_db_is_basisdb_build_in_a_checkout():
     assert script.stdout.split("options:")[1] == command.stdout.split("options:")[1]
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_the_basisdb_command_lists_what_the_service_and_the_model_add():
     result = subprocess.run([BASISDB_COMMAND, "--help"], capture_output=True, text=True, timeout=120)
     listed = result.stdout.split("positional arguments:")[1]

@@ -19,7 +19,7 @@ from basisdb.model.data import StructureFeaturizer
 from basisdb.model.geometry import lattice_from_parameters, orbit_distance
 from basisdb.redescriptions import REDESCRIPTIONS, mirrored
 
-from .helpers import REAL, free_port, randomize_pair_terms, real, run_basisdb, run_cli
+from .helpers import REAL, REPO_ROOT, free_port, randomize_pair_terms, real, run_basisdb, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -76,43 +76,54 @@ def relative_change(a, b):
     return float(np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(np.asarray(a)).max(), 1e-12))
 
 
+def redescribed(cells, name):
+    """Every cell re-described by ``name`` (seeded by the name), with its atoms' sources."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    return zip(*[mirrored(cell) if name == "mirror image" else REDESCRIPTIONS[name](cell, rng) for cell in cells])
+
+
+@pytest.fixture(scope="module")
+def as_given(predictor, real_crystals):
+    """Every other real crystal as given, with its prediction and atom encodings: computed
+    once, for every re-description to be compared with."""
+    cells = real_crystals[::2]
+    return cells, predictor.predict(cells), [predictor.atom_encodings(cell) for cell in cells]
+
+
 @pytest.mark.parametrize("name", sorted(REDESCRIPTIONS) + ["mirror image"])
-def test_predictions_and_atom_encodings_are_invariant(predictor, real_crystals, name):
+def test_predictions_and_atom_encodings_are_invariant(predictor, as_given, name):
     """Same crystal, same answer, on a real crystal of every space group in the data: the
     prediction and every atom's encoding agree to 1e-5 relative (float32 model)."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    worst = 0.0
-    for cell in real_crystals[::2]:
-        other, source = mirrored(cell) if name == "mirror image" else REDESCRIPTIONS[name](cell, rng)
-        values = predictor.predict([cell, other])  # about 1 +- 2 (target mean and spread)
-        worst = max(worst, abs(values[0] - values[1]) / max(abs(values[0]), 1.0))
-        encodings, other_encodings = predictor.atom_encodings(cell), predictor.atom_encodings(other)
-        worst = max(worst, relative_change(encodings[source], other_encodings))
-    assert worst < 1e-5, worst
+    cells, values, encodings = as_given
+    others, sources = redescribed(cells, name)
+    other_values = predictor.predict(list(others))  # about 1 +- 2 (target mean and spread)
+    worst = float((np.abs(other_values - values) / np.maximum(np.abs(values), 1.0)).max())
+    for cell, other, source, encoding in zip(cells, others, sources, encodings):
+        change = relative_change(encoding[source], predictor.atom_encodings(other))
+        assert change < 1e-5, (cell.label, change)
+    assert worst < 1e-5, (cells[int(np.argmax(np.abs(other_values - values)))].label, worst)
 
 
 @pytest.fixture(scope="module")
 def every_term_predictor(small_store, real_crystals):
-    """A CFT with every optional term on: environment, gated neighbour interactions, composition and
-    cell statistics, the pair filter and position dropout, trained (as recorded) on the groups of every 8th crystal
-    (one crystal per group), so that the rest are predicted without positions; the terms that start neutral
-    get random weights."""
+    """A CFT with every optional term on: environment, neighbour interactions, composition and position
+    dropout, trained (as recorded) on the groups of every 8th crystal (one crystal per group), so that the rest
+    are predicted without positions; the terms that start neutral get random weights."""
     torch.manual_seed(1)
     featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=4)
-    terms = dict(
-        environment=True,
-        interactions=True,
-        interaction_gates=True,
-        composition=True,
-        cell_statistics=True,
-        pair_filter=True,
-        position_dropout=0.25,
-    )
+    terms = dict(environment=True, interactions=True, composition=True, position_dropout=0.25)
     config = CFTConfig(radius=4, n_slots=featurizer.n_slots, d_model=32, hidden=64, layers=2, **terms)
     model = CrystalFourierTransformer(config)
     randomize_pair_terms(model)
     model.record_training_groups({featurizer.encode(cell).group for cell in real_crystals[::8]})
     return Predictor(model, featurizer, target_mean=1.0, target_std=2.0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def every_term_as_given(every_term_predictor, real_crystals):
+    """Every 4th real crystal as given, with its prediction, computed once."""
+    cells = real_crystals[::4]
+    return cells, every_term_predictor.predictions(cells)
 
 
 @pytest.mark.parametrize(
@@ -125,62 +136,17 @@ def every_term_predictor(small_store, real_crystals):
         "mirror image",
     ],
 )
-def test_predictions_with_every_optional_term_are_invariant(every_term_predictor, real_crystals, name):
+def test_predictions_with_every_optional_term_are_invariant(every_term_predictor, every_term_as_given, name):
     """The terms that are not the default's still give the same crystal the same answer, on
     every 4th real crystal, both those predicted with their positions and those without."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
     predictor, worst, used = every_term_predictor, 0.0, set()
-    for cell in real_crystals[::4]:
-        other, _ = mirrored(cell) if name == "mirror image" else REDESCRIPTIONS[name](cell, rng)
-        first, second = predictor.predictions([cell, other])
+    cells, firsts = every_term_as_given
+    others, _ = redescribed(cells, name)
+    for cell, first, second in zip(cells, firsts, predictor.predictions(list(others))):
         assert first.positions == second.positions, cell.label
         used.add(first.positions)
         worst = max(worst, abs(first.value - second.value) / max(abs(first.value), 1.0))
     assert used == {True, False}  # both paths were exercised
-    assert worst < 1e-5, worst
-
-
-@pytest.fixture(scope="module")
-def frame_averaging_predictor(small_store):
-    """A CFT that averages each atom's positional encodings over the frames and runs its
-    Transformer once per structure, with the frames' pair bias and neighbour interactions."""
-    torch.manual_seed(2)
-    featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=4)
-    config = CFTConfig(
-        radius=4,
-        n_slots=featurizer.n_slots,
-        d_model=32,
-        hidden=64,
-        interactions=True,
-        frame_average="encodings",
-        frame_pairs=True,
-    )
-    model = CrystalFourierTransformer(config)
-    randomize_pair_terms(model)
-    return Predictor(model, featurizer, target_mean=1.0, target_std=2.0, device="cpu")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "supercell [[1,1,0],[-1,1,0],[0,0,1]]",
-        "relabelled (b,a,-c)",  # the c axis, polar in polar groups, reversed
-        "origin shifted",
-        "random proper cell, origin and order",
-        "mirror image",
-    ],
-)
-def test_predictions_averaged_over_frame_encodings_are_invariant(frame_averaging_predictor, real_crystals, name):
-    """Averaging the frames inside the model, in its tokens, gives the same crystal the same
-    answer as averaging its predictions does, on every 4th real crystal."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    worst, averaged = 0.0, 0
-    for cell in real_crystals[::4]:
-        other, _ = mirrored(cell) if name == "mirror image" else REDESCRIPTIONS[name](cell, rng)
-        first, second = frame_averaging_predictor.predictions([cell, other])
-        averaged += first.n_frames > 1
-        worst = max(worst, abs(first.value - second.value) / max(abs(first.value), 1.0))
-    assert averaged > 10  # frames were averaged, not one frame seen
     assert worst < 1e-5, worst
 
 
@@ -224,6 +190,7 @@ def test_atom_encodings_follow_input_order_and_wyckoff_orbits(predictor, name):
     assert relative_change(encodings[order], shuffled) < 1e-5
 
 
+@pytest.mark.slow  # 520 atoms
 def test_large_structure(predictor):
     rng = np.random.default_rng(0)
     grid = np.stack(np.meshgrid(*([np.arange(9)] * 3), indexing="ij"), -1).reshape(-1, 3)[:520]
@@ -265,9 +232,8 @@ def test_pretrain_cli(pretrained_encoder):
         )
     assert "held-out MAE" in (pretrained_encoder / "stdout.txt").read_text()
     # fresh training pairs every epoch, the held-out ones (on lattices of their own) drawn once
-    assert metrics["pairs"] == "fresh" and metrics["epochs"] == 2 and metrics["drawing_seconds"] > 0
+    assert metrics["epochs"] == metrics["draws"] == 2 and metrics["drawing_seconds"] > 0
     assert metrics["readout"] == "distance"  # the paper's task unless --readout says otherwise
-    assert metrics["redraw_every"] == 1 and metrics["draws"] == 2
     assert (
         metrics["pairs_seen"] == 2 * metrics["n_pairs_per_epoch"] and metrics["n_held_out"] == metrics["overall"]["n"]
     )
@@ -279,14 +245,13 @@ def test_pretrain_cli(pretrained_encoder):
     )
 
 
-@pytest.mark.parametrize("redraw_every, drawn_at", [(1, [2, 3, 4, 5]), (2, [3, 5]), (3, [4]), (0, [])])
-def test_pretraining_redraws_its_training_pairs_every_so_many_epochs(small_store, redraw_every, drawn_at):
-    """Each draw of training pairs serves ``redraw_every`` epochs (0: the first draw serves
-    them all); the held-out pairs never change."""
+def test_pretraining_draws_fresh_training_pairs_every_epoch(small_store):
+    """Every epoch after the first trains on new pairs (a fixed set is learnt by heart); the
+    held-out pairs never change."""
     from basisdb.model.pretrain import OrbitDistances
 
     featurizer = StructureFeaturizer(BasisStore.open(small_store), 3.0)
-    task = OrbitDistances(featurizer, [1, 14], 20, 3, 0.2, redraw_every, seed=0, device=torch.device("cpu"))
+    task = OrbitDistances(featurizer, [1, 14], 20, 3, 0.2, seed=0, device=torch.device("cpu"))
     held, rng, drawn = task.held, np.random.default_rng(0), []
     for epoch in range(1, 6):
         before = task.pairs["distance"].clone()
@@ -294,9 +259,7 @@ def test_pretraining_redraws_its_training_pairs_every_so_many_epochs(small_store
         assert sorted(np.concatenate(batches)) == list(range(task.n_train))  # every training pair, once per epoch
         if not torch.equal(before, task.pairs["distance"]):
             drawn.append(epoch)
-    assert drawn == drawn_at and task.draws == len(drawn_at) and task.held is held
-    with pytest.raises(ValueError, match="redraw_every must be a number of epochs >= 0"):
-        OrbitDistances(featurizer, [1], 20, 3, 0.2, -1, seed=0, device=torch.device("cpu"))
+    assert drawn == [2, 3, 4, 5] and task.draws == 4 and task.held is held
 
 
 def test_pretraining_readout_states_the_distance_or_its_square(small_store):
@@ -308,7 +271,7 @@ def test_pretraining_readout_states_the_distance_or_its_square(small_store):
     featurizer = StructureFeaturizer(BasisStore.open(small_store), 3.0)
     cpu = torch.device("cpu")
     tasks = {
-        readout: OrbitDistances(featurizer, [1, 221], 20, 2, 0.2, 1, seed=0, device=cpu, readout=readout)
+        readout: OrbitDistances(featurizer, [1, 221], 20, 2, 0.2, seed=0, device=cpu, readout=readout)
         for readout in READOUTS
     }
     held = tasks["distance"].held
@@ -330,11 +293,12 @@ def test_pretraining_readout_states_the_distance_or_its_square(small_store):
     expected = torch.nn.functional.smooth_l1_loss(stated, tasks["squared"].pairs["distance"], beta=0.1)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="readout must be one of"):
-        OrbitDistances(featurizer, [1], 20, 2, 0.2, 1, seed=0, device=cpu, readout="cube")
+        OrbitDistances(featurizer, [1], 20, 2, 0.2, seed=0, device=cpu, readout="cube")
     with pytest.raises(ValueError, match="readout must be one of"):
         embedding_distance(encoder, held, index, "cube")
 
 
+@pytest.mark.slow  # `basisdb pretrain`
 def test_pretraining_stops_on_its_budget_inside_an_epoch(small_store, tmp_path):
     """``--minutes`` bounds the wall time inside an epoch: an epoch of thousands of steps
     is cut at the budget (it once ran 5 minutes over a 1-minute budget)."""
@@ -350,6 +314,7 @@ def test_pretraining_stops_on_its_budget_inside_an_epoch(small_store, tmp_path):
     assert "time budget spent" in result.stderr
 
 
+@pytest.mark.slow  # CLI subprocess
 def test_pretrain_refuses_groups_that_are_not_numbers(tmp_path):
     result = run_basisdb("pretrain", "--out", str(tmp_path / "pre"), "--groups", "abc")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -360,6 +325,7 @@ def unavailable_device() -> str:
     return "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
 
 
+@pytest.mark.slow  # CLI subprocesses
 @pytest.mark.parametrize("command", ["pretrain", "train"])
 def test_an_unavailable_device_is_a_clear_error_before_any_work(command, tmp_path):
     device = unavailable_device()
@@ -415,8 +381,7 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
         assert {option: values[option] for option in expected} == expected, module.__name__
     assert (pretrain.RECIPE.batch_size, pretrain.RECIPE.learning_rate, pretrain.RECIPE.max_minutes) == (512, 2e-3, 30.0)
     for values in (parsed[train], parsed[evaluate]):  # pretraining trains the positional encoder alone
-        assert (values["layers"], values["dropout"]) == (architecture.layers, architecture.dropout)
-        assert values["frame_average"] == architecture.frame_average == "predictions"
+        assert values["layers"] == architecture.layers
         assert values["environment"] is architecture.environment is True  # the recipe since 2026-12-02
 
 
@@ -424,16 +389,6 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
     "command, argv, message",
     [
         ("pretrain", ["--out", "x", "--minutes", "-1"], "argument --minutes: expected a number >= 0, got '-1'"),
-        (
-            "pretrain",
-            ["--out", "x", "--pairs", "fixed", "--redraw-every", "3"],
-            "argument --redraw-every: only with --pairs fresh",
-        ),
-        (
-            "pretrain",
-            ["--out", "x", "--pairs", "fixed", "--redraw-every", "1"],  # the default's value, given
-            "argument --redraw-every: only with --pairs fresh",
-        ),
         (
             "train",
             ["--data", "x", "--out", "x", "--val-fraction", "1.5"],
@@ -445,9 +400,9 @@ def test_every_command_shows_its_defaults_and_shares_one_recipe(capsys):
             "unknown method(s) ['forest']",
         ),
         (
-            "train",
-            ["--data", "x", "--out", "x", "--frame-average", "tokens"],
-            "argument --frame-average: invalid choice: 'tokens' (choose from ",  # the choices' quoting varies by Python
+            "pretrain",
+            ["--out", "x", "--readout", "cube"],
+            "argument --readout: invalid choice: 'cube' (choose from ",  # the choices' quoting varies by Python
         ),
         (
             "evaluate",
@@ -540,6 +495,7 @@ def test_train_predict_and_checkpoint_round_trip(trained, data_dir, small_store,
     assert np.isclose(again, float(rows[0]["density (g/cm3)"]), rtol=1e-5)
 
 
+@pytest.mark.slow  # `basisdb train`, `predict`
 def test_a_model_trained_with_position_dropout_keeps_its_training_groups(data_dir, small_store, tmp_path):
     """``basisdb train --position-dropout`` records the space groups of its training split in
     the checkpoint (each of the six crystals is there twice, so one validating copy leaves
@@ -696,6 +652,7 @@ def test_incompatible_store_is_a_clear_error(trained, tmp_path):
         load_checkpoint(tmp_path / "nothing")
 
 
+@pytest.mark.slow  # two training processes
 def test_ddp_training_with_torchrun(small_store, data_dir, tmp_path):
     out = tmp_path / "ddp"
     torchrun = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()))
@@ -776,3 +733,49 @@ def test_a_checkpoint_from_before_the_environment_term_loads_without_it(small_st
     assert not loaded.model.config.environment and not hasattr(loaded.model, "environment")
     expected = Predictor(model, featurizer, 0.0, 1.0, device="cpu").predict([real("CsCl")])
     assert np.allclose(loaded.predict([real("CsCl")]), expected)
+
+
+def test_a_checkpoint_from_before_the_experiments_were_removed_loads_where_they_were_off(small_store, tmp_path):
+    """Checkpoints written at git tag experiments-before-the-recipe record the experimental
+    switches removed since: one that left them off loads without them; one that turned one on
+    is refused with the switch and the tag named."""
+    from basisdb.model.checkpoint import REMOVED_SWITCHES, save_checkpoint
+
+    store = BasisStore.open(small_store)
+    featurizer = StructureFeaturizer(store, radius=3)
+    torch.manual_seed(0)
+    config = CFTConfig(radius=3, n_slots=featurizer.n_slots, d_model=16, hidden=32)
+    model = CrystalFourierTransformer(config)
+    extra = {"symprec": featurizer.symprec, "target_mean": 0.0, "target_std": 1.0}
+    path = save_checkpoint(tmp_path / "old", kind="cft", module=model, config=config, store=store, **extra)
+    payload = torch.load(path, weights_only=True)
+    architecture = ("frame_average", "frame_pairs", "pair_filter", "cell_statistics", "interaction_gates")
+    payload["config"].update({key: REMOVED_SWITCHES[key] for key in architecture})
+    payload["train_config"] = {"epochs": 3, "ema_decay": 0.0, "loss": "smooth_l1", "frames": "one"}
+    torch.save(payload, path)
+    assert read_checkpoint(path)["config"] == config.to_dict()
+    assert read_checkpoint(path)["train_config"] == {"epochs": 3}
+    expected = Predictor(model, featurizer, 0.0, 1.0, device="cpu").predict([real("CsCl")])
+    assert np.array_equal(load_checkpoint(path, store=store).predict([real("CsCl")]), expected)
+    for part, key, value in (("config", "pair_filter", True), ("train_config", "ema_decay", 0.999)):
+        changed = {**payload, part: {**payload[part], key: value}}
+        torch.save(changed, path)
+        with pytest.raises(CheckpointError, match=rf"{key}={value!r}.*experiments-before-the-recipe"):
+            load_checkpoint(path, store=store)
+
+
+def test_the_shipped_pretrained_encoders_load(small_store):
+    """The encoders shipped under benchmarks/results, written before the experimental switches
+    were removed, still fine-tune a CFT (their group embedding left out)."""
+    from basisdb.model.checkpoint import load_pretrained_encoder, read_pretrained_encoder
+
+    shipped = sorted((REPO_ROOT / "benchmarks" / "results").glob("**/model.pt"))
+    assert shipped, "the pretrained encoder is shipped under benchmarks/results"
+    store = BasisStore.open(small_store)
+    n_slots = StructureFeaturizer(store, radius=4).n_slots
+    for path in shipped:
+        with pytest.warns(UserWarning, match="trained with store"):  # another store, with the same bases
+            payload, config = read_pretrained_encoder(path.parent, store, CFTConfig(n_slots=n_slots))
+        model = CrystalFourierTransformer(config)
+        assert load_pretrained_encoder(model, payload) == ["group_embedding.weight"], path
+        assert torch.equal(model.encoder.position_in.weight, payload["state_dict"]["position_in.weight"])
