@@ -8,6 +8,12 @@ measured against), :mod:`basisdb.model.training` (the one training engine, its s
 :mod:`basisdb.model.checkpoint`, :mod:`basisdb.model.featurizer` (the basis features as a matminer featurizer),
 :mod:`basisdb.model.cli` (the options the commands share) and the command
 lines ``basisdb data | pretrain | train | evaluate | predict``.
+
+An evaluation (``basisdb evaluate``) is split by concern: :mod:`basisdb.model.prepared` (a dataset
+ready for every method), :mod:`basisdb.model.methods` (every method behind one fit/predict
+protocol), :mod:`basisdb.model.transfer` (fitting another property first),
+:mod:`basisdb.model.crossval` (the folds), :mod:`basisdb.model.results` (a run's configuration and
+result, on disk) and :mod:`basisdb.model.report` (its table and figures).
 """
 
 import importlib

@@ -49,11 +49,13 @@ _FIT_SOURCES = (
     "basisdb.model.baselines",
     "basisdb.model.data",
     "basisdb.model.encoded",
-    "basisdb.model.evaluate",
     "basisdb.model.geometry",
+    "basisdb.model.methods",
     "basisdb.model.models",
     "basisdb.model.modules",
+    "basisdb.model.prepared",
     "basisdb.model.training",
+    "basisdb.model.transfer",
 )
 
 

@@ -1,14 +1,11 @@
 """Cross-validated evaluation against the baselines, on the real built-in datasets."""
 
-import importlib.util
 import itertools
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -21,31 +18,32 @@ from basisdb import BasisStore, Cell
 from basisdb.model.baselines import CGCNN, crystal_graph, graph_collate
 from basisdb.model.cli import parse_groups
 from basisdb.model.data import RADIAL_CENTRES, StructureFeaturizer, collate, pair_radial
-from basisdb.model.datasets import load_dataset
-from basisdb.model.evaluate import plots, prepare, scores
+from basisdb.model.methods import METHODS, NEURAL, Method, NeuralSettings, make_method
 from basisdb.model.models import CFTConfig, CrystalFourierTransformer
+from basisdb.model.prepared import prepare
+from basisdb.model.report import plots, summarize
+from basisdb.model.results import (
+    FoldResult,
+    ResultError,
+    RunConfig,
+    Scores,
+    Transfer,
+    read_config,
+    read_run,
+    same_folds,
+)
 from basisdb.redescriptions import rotated
 
 from .helpers import REAL, real, run_basisdb
 
 
-def benchmark_script(name: str):
-    """A script of ``benchmarks/`` imported as a module (they are not a package)."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # where its dataclasses look themselves up
-    spec.loader.exec_module(module)
-    return module
-
-
 def evaluated(options: str, store, dataset_dir, out):
     """``basisdb evaluate OPTIONS`` on ``store`` and the fetched datasets, run for real: the
-    finished process and its results.json."""
-    paths = ("--store", str(store), "--out", str(out))
-    result = run_basisdb("evaluate", *options.split(), *paths, env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
+    finished process and the run it wrote (:func:`read_run`)."""
+    paths = ("--store", str(store), "--data-dir", str(dataset_dir), "--out", str(out))
+    result = run_basisdb("evaluate", *options.split(), *paths)
     assert result.returncode == 0, result.stderr
-    return result, json.loads((out / "results.json").read_text())
+    return result, read_run(out)
 
 
 def test_parse_groups():
@@ -61,10 +59,10 @@ def test_parse_groups():
 def test_scores_match_scikit_learn():
     rng = np.random.default_rng(0)
     truth, predicted = rng.normal(size=50), rng.normal(size=50)
-    got = scores(truth, predicted)
-    assert got["mae"] == pytest.approx(mean_absolute_error(truth, predicted))
-    assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(truth, predicted)))
-    assert got["r2"] == pytest.approx(r2_score(truth, predicted))
+    got = Scores.of(truth, predicted)
+    assert got.mae == pytest.approx(mean_absolute_error(truth, predicted))
+    assert got.rmse == pytest.approx(np.sqrt(mean_squared_error(truth, predicted)))
+    assert got.r2 == pytest.approx(r2_score(truth, predicted))
 
 
 def brute_force_images(structure, cutoff, reach=3):
@@ -135,8 +133,8 @@ def test_cft_inference_path_matches_training_path(small_store):
     assert torch.allclose(trained_path, inference_path, rtol=1e-4, atol=1e-5)
 
 
-def test_prepare_reports_structures_that_fail_and_aligns_the_rest(dataset_dir, small_store):
-    data = load_dataset("dielectric_constant", "band_gap", dataset_dir).subset(np.arange(6))
+def test_prepare_reports_structures_that_fail_and_aligns_the_rest(parsed_dataset, small_store):
+    data = parsed_dataset("dielectric_constant", "band_gap").subset(np.arange(6))
     disordered = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]])
     structures = list(data.structures)
     structures[2] = disordered
@@ -156,23 +154,22 @@ def test_prepare_reports_structures_that_fail_and_aligns_the_rest(dataset_dir, s
     assert np.array_equal(prepared.structure[:, 4], primitive)  # pymatgen's primitive cell, as an oracle
 
 
-def test_each_fold_records_the_groups_its_cft_trains_on(dataset_dir, small_store):
+def test_each_fold_records_the_groups_its_cft_trains_on(parsed_dataset, small_store):
     """With ``--position-dropout``, a fold's CFT records the space groups of the structures it
     fits (none of those it only predicts), so that it predicts the held-out and
     test-only groups without positions."""
-    from basisdb.model.evaluate import NeuralSettings, _fit_neural
-    from basisdb.model.training import TrainConfig, cft_collate
+    from basisdb.model.training import TrainConfig
 
-    data = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).subset(np.arange(40))
+    data = parsed_dataset("elastic_tensor", "log10_K_VRH").subset(np.arange(40))
     prepared, _ = prepare(data, StructureFeaturizer(BasisStore.open(small_store), radius=3), report=None)
     cubic = prepared.groups >= 195
     train, held_out = np.flatnonzero(~cubic), np.flatnonzero(cubic)
     assert len(held_out) > 0
     config = CFTConfig(radius=3, n_slots=prepared.items[0].rows.shape[1], d_model=16, hidden=32, position_dropout=0.5)
     settings = NeuralSettings(train=TrainConfig(epochs=1, batch_size=8), cft=config, pretrained=None, device="cpu")
-    model = CrystalFourierTransformer(config)
-    _fit_neural(model, prepared.items, prepared.values, train, [held_out], settings, 0, cft_collate)
-    recorded = set(torch.nonzero(model.trained_groups).flatten().tolist())
+    method = make_method("cft", prepared, settings).fit(train, 0)
+    assert np.isfinite(method.predict(held_out)).all()
+    recorded = set(torch.nonzero(method.model.trained_groups).flatten().tolist())
     assert recorded <= set(prepared.groups[train].tolist()) and not recorded & set(range(195, 231))
     validated = len(train) - round(0.9 * len(train))  # the 10% of the fold that validates
     counts = np.bincount(prepared.groups[train], minlength=231)
@@ -181,82 +178,80 @@ def test_each_fold_records_the_groups_its_cft_trains_on(dataset_dir, small_store
 
 def test_evaluate_cli_with_held_out_groups(dataset_dir, small_store, pretrained_encoder, tmp_path):
     out = tmp_path / "evaluation"
-    env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
     options = (
         "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --limit 60 --holdout-groups cubic"
-        " --radius 3 --epochs 2 --minutes 0.5"
+        f" --radius 3 --epochs 2 --minutes 0.5 --plots --pretrained {pretrained_encoder}"
     )
-    paths = ("--pretrained", str(pretrained_encoder), "--store", str(small_store), "--out", str(out))
-    result = run_basisdb("evaluate", *options.split(), *paths, env=env)
-    assert result.returncode == 0, result.stderr
-    report = json.loads((out / "results.json").read_text())
-    assert list(report["results"]) == [
-        "mean",
-        "composition-rf",
-        "magpie-structure-rf",
-        "cgcnn",
-        "cft",
-        "cft-pretrained",
-    ]
-    assert report["n_seen"] + report["n_unseen"] == report["n_structures"] == 60 - len(report["rejected"])
-    assert report["n_unseen"] > 0 and report["holdout_groups"] == list(range(195, 231))
-    assert report["settings"]["cft"]["d_model"] == 32  # the pretrained encoder's architecture
-    for _name, result_of in report["results"].items():
-        folds = result_of["folds"]
-        assert len(folds) == 2 and sum(f["n_test"] for f in folds) == report["n_seen"]
-        for fold in folds:
-            assert np.isfinite(
-                [fold["test"]["mae"], fold["test"]["rmse"], fold["test"]["r2"], fold["unseen"]["mae"]]
-            ).all()
-        summary = result_of["summary"]
-        assert summary["test_mae"]["mean"] == pytest.approx(np.mean([f["test"]["mae"] for f in folds]))
-    for fold in report["results"]["cft"]["folds"]:  # the structures each epoch trained on, 10% of the fold validating
-        trained_on = fold["n_train"] - max(1, round(0.1 * fold["n_train"]))
-        assert fold["train_structures_per_second"] * fold["train_seconds"] == pytest.approx(
-            fold["epochs"] * trained_on, rel=1e-9
+    result, run = evaluated(options, small_store, dataset_dir, out)
+    assert run.methods == ("mean", "composition-rf", "magpie-structure-rf", "cgcnn", "cft", "cft-pretrained")
+    assert len(run.ids) == 60 - len(run.rejected)
+    unseen = np.isin(run.groups, range(195, 231))
+    assert unseen.any() and np.array_equal(run.held_out, unseen) and np.array_equal(run.fold == -1, unseen)
+    assert run.config.holdout == "cubic" and run.config.protocol == "compute-matched"
+    assert run.config.cft.d_model == 32  # the pretrained encoder's architecture
+    [seed] = run.seeds
+    for name, method in seed.methods.items():
+        assert len(method.folds) == 2 and sum(f.n_test for f in method.folds) == (~unseen).sum()
+        assert np.isnan(method.out_of_fold[unseen]).all() and np.isfinite(method.out_of_fold[~unseen]).all()
+        assert method.unseen.shape == (2, unseen.sum())
+        for fold, predicted_unseen in zip(method.folds, method.unseen):
+            tested = run.fold == fold.fold
+            assert fold.test.mae == pytest.approx(np.mean(np.abs(method.out_of_fold[tested] - run.truth[tested])))
+            assert fold.unseen.mae == pytest.approx(np.mean(np.abs(predicted_unseen - run.truth[unseen])))
+            assert np.isfinite([fold.test.rmse, fold.test.r2, fold.unseen.rmse]).all(), name
+        summary = summarize(run)[name]
+        maes = method.fold_maes()
+        assert (summary.test_mae.mean, summary.test_mae.sd) == pytest.approx((maes.mean(), maes.std(ddof=1)))
+        assert summary.seeds_mae is None  # one training seed
+    for fold in seed.methods["cft"].folds:  # the structures each epoch trained on, 10% of the fold validating
+        trained_on = fold.n_train - max(1, round(0.1 * fold.n_train))
+        assert fold.train_structures_per_second * fold.train_seconds == pytest.approx(
+            fold.epochs * trained_on, rel=1e-9
         )
-    redrawn = tmp_path / "redrawn"  # from results.json alone, as benchmarks/replot.py does
+    redrawn = tmp_path / "redrawn"  # from the stored run alone
     redrawn.mkdir()
-    assert [p.name for p in plots(report, redrawn)] == ["parity_log10_K_VRH.png", "seen_vs_unseen_log10_K_VRH.png"]
+    assert [p.name for p in plots(run, redrawn)] == ["parity_log10_K_VRH.png", "seen_vs_unseen_log10_K_VRH.png"]
     for picture in ("parity_log10_K_VRH.png", "seen_vs_unseen_log10_K_VRH.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (redrawn / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "results.md").read_text()
-    assert "| cft-pretrained |" in table and "unseen-group MAE" in table
+    assert "| cft-pretrained |" in table and "unseen-group MAE" in table and "sample sd" in table
     assert "fold 2/2  cft" in result.stderr
 
 
 def test_evaluate_cli_ablations_and_training_seed(dataset_dir, small_store, tmp_path):
-    """The converged protocol (no --minutes) with every ablation switched on, and the frames
-    averaged in the encodings with their pair bias (--frame-pairs implies the averaging),
-    reseeded on the same folds: the switches reach the model and the featurizer, and are recorded."""
+    """The converged protocol (no --minutes) with every ablation switched on, reseeded on the
+    same folds: the switches reach the model and the featurizer, and are recorded.  Without
+    --plots, no figure is drawn."""
     out = tmp_path / "ablated"
     options = (
-        "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --training-seed 7 --limit 30 --methods cft"
+        "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 3 --training-seeds 7 --limit 30 --methods cft"
         " --radius 3 --epochs 2 --d-model 16 --hidden 32 --routing identity --no-lattice-branch --no-radial-bias"
-        " --no-environment --frame-pairs"
+        " --no-environment"
     )
-    result, report = evaluated(options, small_store, dataset_dir, out)
-    assert (report["protocol"], report["seed"], report["training_seed"]) == ("converged", 3, 7)
-    assert report["settings"]["routing"] == "identity" and report["settings"]["train"]["max_minutes"] is None
-    assert not report["settings"]["cft"]["lattice_branch"] and not report["settings"]["cft"]["radial_bias"]
-    assert not report["settings"]["cft"]["environment"]
-    assert (report["settings"]["cft"]["frame_average"], report["settings"]["cft"]["frame_pairs"]) == ("encodings", True)
-    assert report["settings"]["train"]["frames"] == "all"  # what an average of the encodings trains on, recorded
-    label = benchmark_script("paired_folds").method_label("cft", report)
-    assert "frames averaged in the encodings, frame pairs" in label and "trained on" not in label
-    folds = report["results"]["cft"]["folds"]
-    assert [fold["epochs"] for fold in folds] == [2, 2]
-    assert all(0 < fold["best_val_mae"] < 10 and fold["best_epoch"] in (1, 2) for fold in folds)
+    result, run = evaluated(options, small_store, dataset_dir, out)
+    config = run.config
+    assert (config.protocol, config.seed, config.training_seeds) == ("converged", 3, (7,))
+    assert [seed.training_seed for seed in run.seeds] == [7] and config.train.seed == 7
+    assert config.routing == "identity" and config.train.max_minutes is None
+    assert not config.cft.lattice_branch and not config.cft.radial_bias and not config.cft.environment
+    for phrase in ("identity routing", "no lattice branch", "no radial bias", "no environment"):
+        assert phrase in config.label()
+    folds = run.seeds[0].methods["cft"].folds
+    assert [fold.epochs for fold in folds] == [2, 2]
+    assert all(0 < fold.best_val_mae < 10 and fold.best_epoch in (1, 2) for fold in folds)
+    assert sorted(path.name for path in out.iterdir()) == ["config.toml", "results.json.gz", "results.md"]
 
 
-def test_a_transfer_source_leaves_out_the_evaluated_formulas_and_the_held_out_groups(dataset_dir, small_store):
+def test_a_transfer_source_leaves_out_the_evaluated_formulas_and_the_held_out_groups(
+    dataset_dir, parsed_dataset, small_store
+):
     """A transfer from formation energy to the moduli sees no compound of the moduli's
     dataset, in any cell, and no structure of a held-out group."""
-    from basisdb.model.evaluate import transfer_source
+    from basisdb.model.transfer import transfer_source
 
-    evaluated = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir)
-    drawn = load_dataset("flla_2015", "formation_energy_per_atom", dataset_dir).sample(300, 4)
+    evaluated = parsed_dataset("elastic_tensor", "log10_K_VRH")
+    drawn = parsed_dataset("flla_2015", "formation_energy_per_atom").sample(300, 4)
     shared = [formula in set(evaluated.formulas) for formula in drawn.formulas]
     assert 0 < sum(shared) < 300
     cubic = list(range(195, 231))
@@ -283,23 +278,16 @@ def test_a_transfer_source_leaves_out_the_evaluated_formulas_and_the_held_out_gr
 
 
 @pytest.mark.parametrize("name", ["cgcnn", "cft"])
-def test_a_transferred_fit_starts_from_the_source_weights(dataset_dir, small_store, name):
+def test_a_transferred_fit_starts_from_the_source_weights(parsed_dataset, small_store, name):
     """The source fit's weights are where each fold's fit starts: after an epoch the fold's
     model is far nearer to them than to the fresh initialization it would have had."""
-    from basisdb.model.evaluate import (
-        NEURAL,
-        NeuralSettings,
-        _fit_neural,
-        _neural,
-        _new_model,
-        _start_from,
-        source_weights,
-    )
+    from basisdb.model.methods import fit_network, new_network, start_from
     from basisdb.model.training import TrainConfig
+    from basisdb.model.transfer import source_weights
 
     featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
-    moduli = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).sample(40, 1)
-    formation = load_dataset("flla_2015", "formation_energy_per_atom", dataset_dir).sample(60, 1)
+    moduli = parsed_dataset("elastic_tensor", "log10_K_VRH").sample(40, 1)
+    formation = parsed_dataset("flla_2015", "formation_energy_per_atom").sample(60, 1)
     target, _ = prepare(moduli, featurizer, None)
     source, _ = prepare(formation, featurizer, None)
     config = CFTConfig(radius=3, n_slots=target.items[0].rows.shape[1], d_model=16, hidden=32)
@@ -311,25 +299,27 @@ def test_a_transferred_fit_starts_from_the_source_weights(dataset_dir, small_sto
         return torch.cat([value.flatten().float() for value in state.values()])
 
     torch.manual_seed(9)
-    fresh = flat(_new_model(name, settings).state_dict())
+    fresh = flat(new_network(name, settings).state_dict())
     assert not torch.equal(fresh, flat(start))
     one_epoch = NeuralSettings(train=TrainConfig(epochs=1, batch_size=8), cft=config, pretrained=None, device="cpu")
-    [predictions], record = _neural(name, target, one_epoch, start)(np.arange(30), [np.arange(30, 40)], 9)
-    assert predictions.shape == (10,) and np.isfinite(predictions).all() and record["epochs"] == 1
-    # the fold's model is not returned: refit it, and compare its weights
+    method = make_method(name, target, one_epoch, start).fit(np.arange(30), 9)
+    predictions = method.predict(np.arange(30, 40))
+    assert predictions.shape == (10,) and np.isfinite(predictions).all() and method.info["epochs"] == 1
+    fitted = flat(method.model.state_dict())
+    assert torch.linalg.norm(fitted - flat(start)) < 0.1 * torch.linalg.norm(fitted - fresh)
+    # the method's fit is this one: seeded before the model is built, then started from the source
     torch.manual_seed(9)
-    model = _new_model(name, settings)
+    model = new_network(name, settings)
     model.load_state_dict(start)
     field, collate_fn = NEURAL[name]
-    _fit_neural(model, getattr(target, field), target.values, np.arange(30), [], one_epoch, 9, collate_fn)
-    fitted = flat(model.state_dict())
-    assert torch.linalg.norm(fitted - flat(start)) < 0.1 * torch.linalg.norm(fitted - fresh)
+    fit_network(model, getattr(target, field), target.values, np.arange(30), one_epoch, 9, collate_fn)
+    assert torch.equal(flat(model.state_dict()), fitted)
 
     # with a fresh head, the body starts from the source and the head as a fresh model's
     torch.manual_seed(9)
-    model = _new_model(name, settings)
+    model = new_network(name, settings)
     initial = {key: value.clone() for key, value in model.state_dict().items()}
-    _start_from(model, start, fresh_head=True)
+    start_from(model, start, fresh_head=True)
     head = [key for key in initial if key.startswith("head.")]
     assert head and len(head) < len(initial)
     for key, value in model.state_dict().items():
@@ -337,16 +327,16 @@ def test_a_transferred_fit_starts_from_the_source_weights(dataset_dir, small_sto
 
 
 @pytest.mark.parametrize("name", ["cgcnn", "cft"])
-def test_a_source_fit_is_kept_per_configuration_and_a_damaged_one_refitted(dataset_dir, small_store, tmp_path, name):
+def test_a_source_fit_is_kept_per_configuration_and_a_damaged_one_refitted(parsed_dataset, small_store, tmp_path, name):
     """The second fit of one configuration reads the first's weights back, and they are what a
     fit would give again; another seed or source is another fit; a damaged file is refitted."""
     from basisdb.model.encoding_cache import EncodingCache
-    from basisdb.model.evaluate import NeuralSettings, source_fit_description, source_weights
     from basisdb.model.source_fits import SourceFitCache
     from basisdb.model.training import TrainConfig
+    from basisdb.model.transfer import source_fit_description, source_weights
 
     featurizer = StructureFeaturizer(BasisStore.open(small_store), radius=3)
-    source, _ = prepare(load_dataset("flla_2015", "formation_energy_per_atom", dataset_dir).sample(50, 2), featurizer)
+    source, _ = prepare(parsed_dataset("flla_2015", "formation_energy_per_atom").sample(50, 2), featurizer)
     config = CFTConfig(radius=3, n_slots=source.items[0].rows.shape[1], d_model=16, hidden=32)
     settings = NeuralSettings(train=TrainConfig(epochs=2, batch_size=8), cft=config, pretrained=None, device="cpu")
     cache = SourceFitCache.at(tmp_path, EncodingCache.of(featurizer).configuration)
@@ -379,47 +369,46 @@ def test_evaluate_cli_transfers_from_another_property(dataset_dir, small_store, 
     out = tmp_path / "transfer"
     options = (
         "--dataset elastic_tensor --target log10_G_VRH --folds 2 --seed 3 --limit 40 --methods mean,cgcnn,cft"
-        " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from flla_2015:formation_energy_per_atom"
+        " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from dielectric_constant:band_gap"
         f" --encodings {tmp_path / 'cache'}"
     )
-    result, report = evaluated(options, small_store, dataset_dir, out)
+    result, run = evaluated(options, small_store, dataset_dir, out)
     again, second = evaluated(options, small_store, dataset_dir, tmp_path / "again")
-    assert second["predictions"]["out_of_fold"] == report["predictions"]["out_of_fold"]
+
+    def methods(of):
+        return of.seeds[0].methods
+
+    def same_predictions(a, b, name):
+        return np.array_equal(methods(a)[name].out_of_fold, methods(b)[name].out_of_fold, equal_nan=True)
+
+    assert all(same_predictions(run, second, name) for name in run.methods)
     for name in ("cgcnn", "cft"):
-        assert not report["results"][name]["source_fit"]["cached"] and f"{name}: source fit done in" in result.stderr
-        assert second["results"][name]["source_fit"]["cached"]
+        assert not methods(run)[name].source_fit["cached"] and f"{name}: source fit done in" in result.stderr
+        assert methods(second)[name].source_fit["cached"]
         assert f"{name}: source fit read back from the cache, fitted in" in again.stderr
-    assert report["settings"]["transfer_from"] == "flla_2015:formation_energy_per_atom"
-    transfer = report["transfer"]
+    assert run.config.transfer == Transfer("dielectric_constant:band_gap")
+    transfer = run.transfer
     assert (transfer["dataset"], transfer["target"], transfer["unit"]) == (
-        "flla_2015",
-        "formation_energy_per_atom",
-        "eV/atom",
+        "dielectric_constant",
+        "band_gap",
+        "eV",
     )
     assert transfer["n_structures"] + transfer["left_out_same_formula"] + transfer["left_out_held_out_groups"] <= 40
-    assert "source_fit" not in report["results"]["mean"]
+    assert methods(run)["mean"].source_fit is None
     for name in ("cgcnn", "cft"):
-        assert report["results"][name]["source_fit"]["epochs"] == 2
+        assert methods(run)[name].source_fit["epochs"] == 2
         assert f"{name}: fitting on the {transfer['n_structures']} structures of the source" in result.stderr
-    paired_folds = benchmark_script("paired_folds")
-    label = "transfer from flla_2015:formation_energy_per_atom"
-    assert paired_folds.method_label("cgcnn", report) == f"cgcnn [{label}]"
-    assert paired_folds.method_label("cft", report) == f"cft [radius 3, d_model 16, hidden 32, {label}]"
-    assert report["settings"]["fresh_head"] is False
-    # with a fresh head: the same source fits, read back, and folds that start elsewhere
-    _, fresh = evaluated(options + " --fresh-head", small_store, dataset_dir, tmp_path / "fresh-head")
-    assert fresh["settings"]["fresh_head"] is True
+    # with a fresh head, fine-tuned at a learning rate of its own: the same source fits (trained
+    # at --lr), read back, and folds that start and train elsewhere
+    options += " --fresh-head --fine-tune-lr 0.01"
+    _, tuned = evaluated(options, small_store, dataset_dir, tmp_path / "fine-tuned")
+    assert tuned.config.transfer == Transfer("dielectric_constant:band_gap", True, 0.01)
+    assert tuned.config.train.learning_rate == 1e-3
     for name in ("cgcnn", "cft"):
-        assert fresh["results"][name]["source_fit"]["cached"]
-        assert fresh["predictions"]["out_of_fold"][name] != report["predictions"]["out_of_fold"][name]
-    assert paired_folds.method_label("cgcnn", fresh) == f"cgcnn [{label}, fresh head]"
-    # fine-tuned at a learning rate of its own: the same source fits (trained at --lr), other folds
-    _, tuned = evaluated(options + " --fine-tune-lr 0.01", small_store, dataset_dir, tmp_path / "fine-tuned")
-    assert tuned["settings"]["fine_tune_learning_rate"] == 0.01 and tuned["settings"]["train"]["learning_rate"] == 1e-3
-    for name in ("cgcnn", "cft"):
-        assert tuned["results"][name]["source_fit"]["cached"]
-        assert tuned["predictions"]["out_of_fold"][name] != report["predictions"]["out_of_fold"][name]
-    assert paired_folds.method_label("cgcnn", tuned) == f"cgcnn [{label}, fine-tuned at learning rate 0.01]"
+        assert methods(tuned)[name].source_fit["cached"] and not same_predictions(tuned, run, name)
+    # each run is named apart from the other and from the fits from scratch
+    labels = {of.config.label() for of in (run, tuned)} | {replace(run.config, transfer=None).label()}
+    assert len(labels) == 3, labels
 
 
 def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, tmp_path):
@@ -432,7 +421,7 @@ def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, t
     cache = tmp_path / "cache"
     options = (
         "--dataset elastic_tensor --target log10_G_VRH --folds 2 --seed 3 --limit 40 --methods cft"
-        " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from flla_2015:formation_energy_per_atom"
+        " --radius 3 --epochs 2 --d-model 16 --hidden 32 --transfer-from dielectric_constant:band_gap"
         f" --encodings {cache}"
     )
     _, first = evaluated(options, small_store, dataset_dir, tmp_path / "first")  # names the fit's file
@@ -458,8 +447,8 @@ def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, t
     read = ["cft: source fit read back from the cache" in log.read_text() for log in logs]
     assert sorted(fitted) == [False, True] and read == [not f for f in fitted]
     for i in range(2):
-        report = json.loads((tmp_path / f"run-{i}" / "results.json").read_text())
-        assert report["predictions"]["out_of_fold"] == first["predictions"]["out_of_fold"]
+        run = read_run(tmp_path / f"run-{i}")
+        assert np.array_equal(run.seeds[0].methods["cft"].out_of_fold, first.seeds[0].methods["cft"].out_of_fold)
 
 
 @pytest.mark.parametrize(
@@ -475,10 +464,13 @@ def test_runs_started_together_fit_their_source_once(dataset_dir, small_store, t
         ("--fine-tune-lr 1e-4", "which is not given"),
     ],
 )
-def test_evaluate_refuses_a_transfer_it_cannot_make(dataset_dir, options, message):
-    command = "--dataset elastic_tensor --target log10_K_VRH " + options
-    result = run_basisdb("evaluate", *command.split(), env={**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)})
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+def test_evaluate_refuses_a_transfer_it_cannot_make(dataset_dir, options, message, capsys):
+    from basisdb.model.evaluate import main
+
+    command = f"--dataset elastic_tensor --target log10_K_VRH --data-dir {dataset_dir} " + options
+    with pytest.raises(SystemExit) as exited:  # in this process: refused before any work
+        main(command.split())
+    assert exited.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
@@ -487,11 +479,100 @@ def test_evaluate_needs_a_checkpoint_for_the_pretrained_method(dataset_dir):
     assert result.returncode == 2 and "--pretrained" in result.stderr
 
 
+def test_a_run_reruns_exactly_from_its_config(dataset_dir, small_store, tmp_path):
+    """``--config A/config.toml`` is the run of A again: the same configuration, written alike,
+    and the same folds and out-of-fold predictions at every training seed."""
+    options = (
+        "--dataset elastic_tensor --target log10_K_VRH --folds 2 --seed 1 --training-seeds 0,2 --limit 40"
+        " --methods mean,composition-rf --radius 3 --threads 1"
+    )
+    _, first = evaluated(options, small_store, dataset_dir, tmp_path / "A")
+    assert sorted(path.name for path in (tmp_path / "A").iterdir()) == ["config.toml", "results.json.gz", "results.md"]
+    place = ("--store", str(small_store), "--data-dir", str(dataset_dir), "--threads", "1")
+    rerun = run_basisdb(
+        "evaluate", "--config", str(tmp_path / "A" / "config.toml"), *place, "--out", str(tmp_path / "B")
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    second = read_run(tmp_path / "B")
+    assert second.config == first.config == read_config(tmp_path / "A") == read_config(tmp_path / "B" / "config.toml")
+    assert (tmp_path / "B" / "config.toml").read_text() == (tmp_path / "A" / "config.toml").read_text()
+    assert first.config.training_seeds == (0, 2) and [seed.training_seed for seed in second.seeds] == [0, 2]
+    assert same_folds(first, second)
+    for a, b in zip(first.seeds, second.seeds):
+        for name in ("mean", "composition-rf"):
+            assert np.array_equal(a.methods[name].out_of_fold, b.methods[name].out_of_fold, equal_nan=True), name
+            assert np.array_equal(a.methods[name].fold_maes(), b.methods[name].fold_maes()), name
+    forests = [seed.methods["composition-rf"].out_of_fold for seed in first.seeds]
+    assert not np.array_equal(forests[0], forests[1])  # another training seed, another forest
+    assert "MAE sd over seeds" in (tmp_path / "B" / "results.md").read_text()
+
+
+def test_every_method_fits_and_predicts_by_one_protocol(parsed_dataset, small_store, pretrained_encoder):
+    """Each method is made on a prepared dataset, fitted on some rows and predicts others; a
+    fit with the same seed predicts the same again, and predicting twice changes nothing (on
+    one thread: a forest of several jobs adds its trees up in any order)."""
+    from basisdb.model.checkpoint import read_pretrained_encoder
+    from basisdb.model.training import TrainConfig
+
+    store = BasisStore.open(small_store)
+    data = parsed_dataset("elastic_tensor", "log10_K_VRH").sample(30, 2)
+    prepared, _ = prepare(data, StructureFeaturizer(store, radius=3), report=None)
+    config = CFTConfig(radius=3, n_slots=prepared.items[0].rows.shape[1], d_model=16, hidden=32)
+    encoder, config = read_pretrained_encoder(pretrained_encoder, store, config)
+    settings = NeuralSettings(train=TrainConfig(epochs=1, batch_size=8), cft=config, pretrained=encoder, device="cpu")
+    train, test = np.arange(20), np.arange(20, len(prepared.values))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name in METHODS:
+            method = make_method(name, prepared, settings)
+            assert isinstance(method, Method) and method.fit(train, 4) is method
+            predicted = method.predict(test)
+            assert predicted.shape == test.shape and np.isfinite(predicted).all(), name
+            assert np.array_equal(method.predict(test), predicted), name
+            assert np.array_equal(make_method(name, prepared, settings).fit(train, 4).predict(test), predicted), name
+            if name in NEURAL:
+                assert method.info["epochs"] == 1 and method.info["predict_structures_per_second"] > 0, name
+                assert set(method.info) <= set(FoldResult.__dataclass_fields__), name
+            else:
+                assert method.info == {}, name
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(
+        make_method("mean", prepared, settings).fit(train, 0).predict(test[:3]), [prepared.values[train].mean()] * 3
+    )
+    with pytest.raises(ResultError, match="unknown method 'forest'; choose from mean, composition-rf"):
+        make_method("forest", prepared, settings)
+    with pytest.raises(ResultError, match="only the neural methods"):
+        make_method("mean", prepared, settings, start={})
+
+
+def test_a_rerun_refuses_options_that_would_change_it(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(RunConfig("elastic_tensor", "log10_K_VRH", ("mean",)).to_toml())
+    changed = ("--config", str(config), "--epochs", "3", "--lr=0.01", "--seed", "0", "--out", str(tmp_path / "x"))
+    result = run_basisdb("evaluate", *changed)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--seed, --epochs, --lr would change it" in result.stderr  # --seed too, though at its default
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_config_with_an_unknown_setting_is_refused(tmp_path):
+    good = RunConfig("elastic_tensor", "log10_K_VRH", ("mean",)).to_toml()
+    for extra, unknown in (("wobble = 1\n", "wobble"), ("", "depth")):
+        path = tmp_path / f"{unknown}.toml"
+        path.write_text(extra + good.replace("[cft]\n", "[cft]\ndepth = 3\n" if unknown == "depth" else "[cft]\n"))
+        with pytest.raises(ResultError, match=f"unknown setting\\(s\\) {unknown}"):
+            read_config(path)
+        result = run_basisdb("evaluate", "--config", str(path), "--out", str(tmp_path / "x"))
+        assert result.returncode == 2 and f"unknown setting(s) {unknown}" in result.stderr, result.stderr
+
+
 def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     out = tmp_path / "ckpt"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
     options = "--dataset elastic_tensor --target log10_G_VRH --radius 3 --d-model 32 --hidden 64"
-    variant = ("--ema", "0.9")  # recorded, and the checkpoint predicts with it and the default environment term
+    variant = ("--position-dropout", "0.25")  # recorded; the checkpoint predicts with it and the environment term
     result = run_basisdb("train", *options.split(), *variant, "--limit", "24", "--epochs", "1",
                          "--store", str(small_store), "--out", str(out), env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -505,9 +586,10 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     from basisdb.model.checkpoint import load_checkpoint, read_checkpoint
 
     assert (read_checkpoint(out)["target"], read_checkpoint(out)["unit"]) == ("log10_G_VRH", "log10(GPa)")
-    assert read_checkpoint(out)["config"]["environment"] and read_checkpoint(out)["train_config"]["ema_decay"] == 0.9
+    assert read_checkpoint(out)["config"]["environment"] and read_checkpoint(out)["config"]["position_dropout"] == 0.25
     predictor = load_checkpoint(out, small_store)
-    assert hasattr(predictor.model, "environment") and np.isfinite(predictor.predict([real("CsCl")])).all()
+    assert hasattr(predictor.model, "environment") and hasattr(predictor.model, "trained_groups")
+    assert np.isfinite(predictor.predict([real("CsCl")])).all()
     unit = run_basisdb("train", *options.split(), "--unit", "GPa", "--out", str(tmp_path / "x"))
     assert unit.returncode == 2 and "--unit goes with --data: elastic_tensor's log10_G_VRH" in unit.stderr
     # too few structures: the message names the dataset (it once said "in None")
@@ -517,14 +599,14 @@ def test_train_on_a_built_in_dataset(dataset_dir, small_store, tmp_path):
     assert "error: need at least 2 usable structures in elastic_tensor:log10_G_VRH, found 1" in one.stderr
 
 
-def test_structure_features_equal_matminer_and_cover_the_noble_gases(dataset_dir):
+def test_structure_features_equal_matminer_and_cover_the_noble_gases(parsed_dataset):
     import warnings
 
     from matminer.featurizers.structure import DensityFeatures
 
     from basisdb.model.baselines import structure_features
 
-    data = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).subset(np.arange(40))
+    data = parsed_dataset("elastic_tensor", "log10_K_VRH").subset(np.arange(40))
     features = structure_features(data.structures, range(40), range(1, 41))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
