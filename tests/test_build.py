@@ -14,6 +14,8 @@ from basisdb import BasisStore, build_store
 
 from .helpers import REPO_ROOT, run_cli
 
+pytestmark = pytest.mark.slow  # build_db.py and basisdb runs, interrupted builds, dask
+
 SETTINGS = "1-12,525"
 
 

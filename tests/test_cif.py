@@ -50,18 +50,16 @@ def metric(number: int) -> dict[str, float]:
     raise ValueError(number)
 
 
-def test_the_same_crystal_as_pymatgen_reads_on_real_structures(dataset_dir):
+def test_the_same_crystal_as_pymatgen_reads_on_real_structures(parsed_dataset):
     """Real Materials Project structures of many groups, written by pymatgen's CifWriter as
     the asymmetric unit with the symmetry operations (special positions, shifted origins
     with translations such as 2/885) and in P1.  Positions agree to 2e-4: pymatgen rounds a
     coordinate within 1e-4 (relative) of 1/3 or 2/3 to it, and this reader keeps what is written."""
     from pymatgen.io.cif import CifParser, CifWriter
 
-    from basisdb.model.datasets import load_dataset
-
     structures = [real(name) for name in REAL]
     for dataset, target in [("elastic_tensor", "log10_K_VRH"), ("dielectric_constant", "band_gap")]:
-        structures += load_dataset(dataset, target, dataset_dir).structures[::12]
+        structures += parsed_dataset(dataset, target).structures[::12]
     groups, differ = set(), []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")  # pymatgen's notes on rounding

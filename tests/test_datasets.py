@@ -53,8 +53,8 @@ def raw_rows(dataset_dir, name):
         ("dielectric_constant", "band_gap", 1056),
     ],
 )
-def test_datasets_parse_completely(dataset_dir, name, target, n):
-    data = load_dataset(name, target, dataset_dir)
+def test_datasets_parse_completely(parsed_dataset, name, target, n):
+    data = parsed_dataset(name, target)  # load_dataset, once per run
     assert len(data) + len(data.rejected) == n == DATASETS[name].expected_rows
     assert len(set(data.ids)) == len(data) and all(i.startswith("mp-") for i in data.ids)
     assert np.isfinite(data.values).all() and data.values.dtype == np.float64
@@ -62,18 +62,18 @@ def test_datasets_parse_completely(dataset_dir, name, target, n):
     assert data.reference == DATASETS[name].reference
 
 
-def test_log10_targets_match_the_moduli(dataset_dir):
-    raw = load_dataset("elastic_tensor", "K_VRH", dataset_dir)
-    log = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir)
+def test_log10_targets_match_the_moduli(parsed_dataset):
+    raw = parsed_dataset("elastic_tensor", "K_VRH")
+    log = parsed_dataset("elastic_tensor", "log10_K_VRH")
     assert raw.ids == log.ids and not raw.rejected
     assert np.allclose(log.values, np.log10(raw.values), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["elastic_tensor", "dielectric_constant"])
-def test_columns_line_up_with_their_structures(dataset_dir, name):
+def test_columns_line_up_with_their_structures(dataset_dir, parsed_dataset, name):
     """dielectric_constant.csv has one field more than its header; a misread shifts every
     column.  The formula column must then agree with the structure parsed from its row."""
-    data = load_dataset(name, next(iter(DATASETS[name].targets)), dataset_dir)
+    data = parsed_dataset(name, next(iter(DATASETS[name].targets)))
     rows = raw_rows(dataset_dir, DATASETS[name].csv)
     header, body = rows[0], rows[1:]
     offset = len(body[0]) - len(header)
@@ -107,7 +107,7 @@ def test_unknown_names_list_the_choices(dataset_dir):
         load_dataset("elastic_tensor", "bulk", dataset_dir)
 
 
-def test_unusable_rows_are_reported_not_dropped(dataset_dir):
+def test_unusable_rows_are_reported_not_dropped(dataset_dir, parsed_dataset):
     """Every modulus of this release is positive and every POSCAR parses, so the rejection
     path is exercised on the real rows with one modulus zeroed and one POSCAR truncated."""
     from basisdb.model.datasets import _labelled_structures, _read_csv
@@ -123,7 +123,7 @@ def test_unusable_rows_are_reported_not_dropped(dataset_dir):
     stream = io.StringIO()
     data.report_rejected(stream)
     assert "skipped 2 row(s) of elastic_tensor" in stream.getvalue() and rows[4]["material_id"] in stream.getvalue()
-    assert not load_dataset("elastic_tensor", "log10_G_VRH", dataset_dir).rejected
+    assert not parsed_dataset("elastic_tensor", "log10_G_VRH").rejected
 
 
 def test_the_data_command(dataset_dir):

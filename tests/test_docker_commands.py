@@ -8,7 +8,11 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, stop, wait_until_healthy
+
+pytestmark = pytest.mark.slow  # a store build, a server
 
 DOCKERFILE = (REPO_ROOT / "docker" / "Dockerfile").read_text()
 

@@ -125,6 +125,7 @@ def test_two_worker_processes_give_the_same_encodings(featurizer, crystals):
     assert_same(serial, parallel)
 
 
+@pytest.mark.slow  # two `basisdb train` runs
 def test_train_fills_the_cache_of_its_configuration(small_store, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

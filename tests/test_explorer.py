@@ -150,6 +150,7 @@ def _wait(page, predicate: str, timeout: float = 30_000):
     page.wait_for_function(f"() => {predicate}", timeout=timeout)
 
 
+@pytest.mark.slow  # browser
 def test_the_groups_are_listed_with_their_basis_sizes(page, small_store):
     rows = page.locator("#group-list tr")
     assert rows.count() == 230
@@ -166,6 +167,7 @@ def test_the_groups_are_listed_with_their_basis_sizes(page, small_store):
     assert page.problems == []
 
 
+@pytest.mark.slow  # browser
 def test_a_basis_function_is_plotted_from_the_services_values(page, small_store, tmp_path):
     page.fill("#group-filter", "Fd-3m")
     page.click("#group-list tr[data-group='227']")
@@ -199,6 +201,7 @@ def test_a_basis_function_is_plotted_from_the_services_values(page, small_store,
     assert page.problems == []
 
 
+@pytest.mark.slow  # browser
 def test_a_pasted_cif_is_encoded(page, server):
     page.fill("#cif-text", ROCK_SALT_CIF)
     page.select_option("#cif-radius", "4")
@@ -219,6 +222,7 @@ def test_a_pasted_cif_is_encoded(page, server):
     assert page.problems == []
 
 
+@pytest.mark.slow  # browser
 def test_a_broken_cif_shows_the_services_message(page):
     page.fill("#cif-text", "this is not a CIF")
     page.click("#cif-encode")

@@ -7,15 +7,14 @@ import pandas as pd
 import pytest
 from pymatgen.core.operations import SymmOp
 
-from basisdb.model.datasets import load_dataset
 from basisdb.model.featurizer import SymmetryFourierFeaturizer
 
 from .helpers import REAL, real
 
 
 @pytest.fixture(scope="module")
-def elastic_rows(dataset_dir):
-    data = load_dataset("elastic_tensor", "log10_K_VRH", dataset_dir).subset(np.arange(20))
+def elastic_rows(parsed_dataset):
+    data = parsed_dataset("elastic_tensor", "log10_K_VRH").subset(np.arange(20))
     return pd.DataFrame({"material_id": data.ids, "structure": data.structures})
 
 

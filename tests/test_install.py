@@ -22,6 +22,8 @@ import pytest
 
 from .helpers import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # pip wheel, a virtual environment
+
 SHADOWS = "raise ImportError('this is the user\\'s own {name}.py, which the project must not import')\n"
 
 

@@ -12,7 +12,7 @@ from basisdb.normalizer import polar_axes, primitive_basis
 from basisdb.settings import N_HALL_NUMBERS
 from basisdb.settings import TRANSLATION_DENOMINATOR as D
 
-from .helpers import ALL_GROUPS, generic_lattice, lattice_from_parameters
+from .helpers import ALL_GROUPS, every_group, generic_lattice, lattice_from_parameters
 
 
 def operation_keys(setting):
@@ -49,7 +49,7 @@ def test_primitive_basis_spans_the_centred_lattice(hall):
     assert np.allclose(coefficients, np.rint(coefficients), atol=1e-9)
 
 
-@pytest.mark.parametrize("group", ALL_GROUPS)
+@pytest.mark.parametrize("group", every_group())
 def test_normalizer_cosets_are_exact_distinct_isometries(group):
     setting = get_setting(group)
     lattice = generic_lattice(setting)
@@ -132,7 +132,9 @@ def test_a_special_metric_adds_its_elements():
     assert any(np.array_equal(np.abs(w), swap) for w in square.linear)
 
 
-@pytest.mark.parametrize("group", [225, 227, 62, 166])
+@pytest.mark.parametrize(
+    "group", [pytest.param(225, marks=pytest.mark.slow), pytest.param(227, marks=pytest.mark.slow), 62, 166]
+)
 def test_normalizer_translations_against_spglib(group):
     """Independent oracle: a generic crystal of the group, shifted by w, has exactly the
     group's operations again (spglib) if and only if w is a normalizer translation."""

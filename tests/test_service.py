@@ -24,7 +24,7 @@ from basisdb.service.schemas import (
 )
 from basisdb.structures import ELEMENTS
 
-from .helpers import ALL_GROUPS
+from .helpers import ALL_GROUPS, cubic_structure
 
 MAX_POSITIONS = 500
 
@@ -43,7 +43,7 @@ def client(small_store):
 
 
 def rock_salt(primitive=False):
-    structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    structure = cubic_structure("Fm-3m", 5.64, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     return structure.get_primitive_structure() if primitive else structure
 
 
@@ -94,6 +94,7 @@ def test_group_detail(client, store, group, hall):
         assert all(served[k] == stored[k] for k in stored if k != "orbit_sizes")
 
 
+@pytest.mark.slow  # every group over HTTP
 def test_every_basis_equals_the_python_api(client, store):
     for group in ALL_GROUPS:
         answer = client.get(f"/v1/groups/{group}/basis", params={"radius": 4})
@@ -125,18 +126,25 @@ def test_binary_formats_carry_the_same_content(client):
         assert np.array_equal(handle["orbit_sizes"][()], document["verification"]["orbit_sizes"])
 
 
+@pytest.fixture(scope="module")
+def cors_client(small_store):
+    """A client of an app that allows one origin (an app starts its worker processes: one
+    for the tests that need one)."""
+    with TestClient(create_app(ServiceSettings(store=small_store, cors_origins=["https://example.org"]))) as client:
+        yield client
+
+
 @pytest.mark.parametrize("format", ["json", "npz", "h5"])
-def test_cached_answers_served_ahead_of_the_router_are_the_same(small_store, format):
-    app = create_app(ServiceSettings(store=small_store, cors_origins=["https://example.org"]))
-    cache = app.state.service.answers
-    query = {"radius": 3, "format": format}
-    with TestClient(app) as client:
-        routed = client.get("/v1/groups/225/basis", params=query, headers={"Origin": "https://example.org"})
-        assert routed.status_code == 200 and cache.named("/v1/groups/225/basis", routed.request.url.query) is not None
-        direct = client.get("/v1/groups/225/basis", params=query, headers={"Origin": "https://example.org"})
-        assert direct.content == routed.content
-        assert {k: v for k, v in direct.headers.items()} == {k: v for k, v in routed.headers.items()}
-        assert direct.headers["access-control-allow-origin"] == "https://example.org"
+def test_cached_answers_served_ahead_of_the_router_are_the_same(cors_client, format):
+    client, cache = cors_client, cors_client.app.state.service.answers
+    query = {"radius": 3, "format": format}  # each format its own request, asked here first
+    assert cache.named("/v1/groups/225/basis", f"radius=3&format={format}".encode()) is None
+    routed = client.get("/v1/groups/225/basis", params=query, headers={"Origin": "https://example.org"})
+    assert routed.status_code == 200 and cache.named("/v1/groups/225/basis", routed.request.url.query) is not None
+    direct = client.get("/v1/groups/225/basis", params=query, headers={"Origin": "https://example.org"})
+    assert direct.content == routed.content
+    assert {k: v for k, v in direct.headers.items()} == {k: v for k, v in routed.headers.items()}
+    assert direct.headers["access-control-allow-origin"] == "https://example.org"
 
 
 def test_only_valid_short_requests_are_remembered_and_names_are_bounded(small_store):
@@ -453,12 +461,10 @@ def test_structure_upload_without_file_and_wrong_media_type(client):
     )
 
 
-def test_cors_is_off_by_default_and_on_when_configured(client, small_store):
+def test_cors_is_off_by_default_and_on_when_configured(client, cors_client):
     origin = {"Origin": "https://example.org"}
     assert "access-control-allow-origin" not in client.get("/v1/health", headers=origin).headers
-    app = create_app(ServiceSettings(store=small_store, cors_origins=["https://example.org"]))
-    with TestClient(app) as allowed:
-        assert allowed.get("/v1/health", headers=origin).headers["access-control-allow-origin"] == "https://example.org"
+    assert cors_client.get("/v1/health", headers=origin).headers["access-control-allow-origin"] == "https://example.org"
 
 
 def test_no_endpoint_takes_a_file_path(client):
@@ -469,6 +475,7 @@ def test_no_endpoint_takes_a_file_path(client):
             assert not names & {"path", "file", "filename", "store"}, path
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_service_reads_cif_without_pymatgen(small_store):
     """The service image installs no pymatgen: CIF is read by the core's gemmi reader. Run
     in a fresh interpreter, so that what this test session has imported does not count."""

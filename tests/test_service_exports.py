@@ -16,6 +16,8 @@ import pytest
 
 from .helpers import Server, wait_until_healthy
 
+pytestmark = pytest.mark.slow  # real servers; the tests that time them are serial
+
 
 def leftovers(tmp: Path) -> list[str]:
     """Everything under ``tmp`` but a live server's own scratch folder and its lock."""
@@ -57,6 +59,7 @@ def export_running(running: Server) -> socket.socket:
     return raw
 
 
+@pytest.mark.serial  # stops within 1 s
 def test_an_export_stops_when_its_client_leaves(small_store, tmp):
     running = start(small_store, tmp)
     try:
@@ -73,6 +76,7 @@ def test_an_export_stops_when_its_client_leaves(small_store, tmp):
         running.stop()
 
 
+@pytest.mark.serial  # stops within 1.5 s
 def test_an_export_stops_at_its_deadline(small_store, tmp):
     running = start(small_store, tmp, "--request-timeout", "0.6")
     try:
@@ -98,6 +102,7 @@ def test_encodings_as_npz_leave_no_file(small_store, tmp):
         running.stop()
 
 
+@pytest.mark.serial  # stops within 6 s
 def test_sigterm_during_an_export_leaves_no_file(small_store, tmp):
     running = start(small_store, tmp)
     raw = export_running(running)

@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
@@ -14,6 +15,8 @@ from basisdb import build_store
 from basisdb.service import ServiceSettings, create_app
 
 from .helpers import SMALL_RADII
+
+pytestmark = pytest.mark.slow  # 60 examples of every route
 
 # schemathesis collects its tests at import time, so the app and its store are made here
 # (all 230 default settings at small radii: about a second) rather than in a fixture.

@@ -31,6 +31,8 @@ from .helpers import (
     wait_until_healthy,
 )
 
+pytestmark = pytest.mark.slow  # real servers; the tests that time them are serial
+
 LIMITS = (
     "--max-output-values",
     "200000",
@@ -115,6 +117,7 @@ def test_too_many_positions_is_413_before_parsing(server):
     assert answer.status_code == 413 and seconds < 1
 
 
+@pytest.mark.serial  # /v1/health latencies
 def test_large_answers_stream_and_concurrent_heavy_requests_are_bounded(server):
     """Six clients ask for large answers at once: two run, the others get 503 with
     Retry-After at once, and /v1/health answers fast throughout."""
@@ -159,6 +162,7 @@ def test_work_stops_when_the_client_leaves(server):
     assert httpx.get(f"{server.url}/v1/health").json()["heavy_requests"] == 0
 
 
+@pytest.mark.serial  # /v1/health latencies
 def test_structures_are_standardized_in_worker_processes_while_health_answers(small_store):
     """spglib holds the GIL for its whole symmetry search (about 250 ms for 2,000 atoms): in a
     thread of the server that would stall /v1/health for as long."""
@@ -295,6 +299,7 @@ def test_no_module_is_imported_and_no_path_is_opened_for_a_client(server, tmp_pa
 # -- connections -----------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # /v1/health latencies, timeouts
 def test_idle_and_trickling_connections_are_closed(server):
     began = time.monotonic()
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(150)]
@@ -315,6 +320,7 @@ def test_idle_and_trickling_connections_are_closed(server):
     assert "Exception in ASGI application" not in server.output()  # a client that left is not a server error
 
 
+@pytest.mark.serial  # /v1/health latencies
 def test_huge_headers_are_431_and_extra_connections_are_refused(server):
     with socket.create_connection(("127.0.0.1", server.port)) as raw:
         raw.sendall(b"GET /v1/health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n")
@@ -403,6 +409,7 @@ def test_a_store_replaced_on_disk_is_a_clear_503(small_store, tmp_path):
         running.stop()
 
 
+@pytest.mark.serial  # stops within 6 s
 def test_sigterm_stops_the_server_within_seconds_while_heavy_work_runs(small_store):
     running = Server(small_store, *"--max-output-values 40000000 --max-positions 100000 --request-timeout 60".split())
     wait_until_healthy(running.url, running.process)
@@ -496,6 +503,7 @@ FLOODS = {
 }
 
 
+@pytest.mark.serial  # /v1/health latencies
 @pytest.mark.parametrize("name", FLOODS)
 def test_a_body_of_invalid_items_gets_a_small_answer_at_once(server, name):
     """The answer lists at most 20 problems and counts them all; it is small and quick, and
@@ -512,6 +520,7 @@ def test_a_body_of_invalid_items_gets_a_small_answer_at_once(server, name):
     assert seconds < 3 and max(health.latencies, default=0) < 200, (seconds, sorted(health.latencies)[-3:])
 
 
+@pytest.mark.serial  # /v1/health latencies
 def test_many_invalid_bodies_at_once_are_all_answered_and_the_workers_stay_small(server):
     body = FLOODS["20,000 positions of three strings"][1]
     answers: list = []
@@ -555,6 +564,7 @@ def test_a_worker_left_above_its_ceiling_is_replaced_and_the_next_request_is_ser
 # -- connections -----------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # the server catching up in 10 s
 def test_one_client_holding_connections_does_not_lock_out_the_others(small_store):
     """One address holds as many connections as it can, reconnecting as they are closed; 100
     other clients (other loopback addresses) are served meanwhile."""

@@ -16,6 +16,8 @@ from basisdb.service.config import ServiceSettings
 
 from .helpers import BASISDB_COMMAND, REPO_ROOT, free_port, run_basisdb, serve, stop, wait_until_healthy
 
+pytestmark = pytest.mark.slow  # server processes
+
 
 def exercise(url, store_path):
     with BasisStore.open(store_path) as store:

@@ -106,6 +106,7 @@ def _group_sizes(path, groups):
         return [store.basis(group=g, radius=4).n_basis for g in groups]
 
 
+@pytest.mark.slow  # worker processes
 def test_pickles_and_reads_from_many_processes(small_store):
     with BasisStore.open(small_store) as store:
         clone = pickle.loads(pickle.dumps(store))
@@ -134,7 +135,7 @@ def large_store(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("source", ["small_store", "large_store"])
+@pytest.mark.parametrize("source", ["small_store", pytest.param("large_store", marks=pytest.mark.slow)])
 def test_bit_rot_is_detected(source, request, tmp_path):
     path = tmp_path / "rotten.h5"
     shutil.copy(request.getfixturevalue(source), path)
@@ -204,6 +205,7 @@ def test_not_a_store(tmp_path):
         BasisStore.open(text)
 
 
+@pytest.mark.slow  # builds the default store
 def test_default_store_is_built_on_first_use():
     path = default_store_path()  # a temporary path, set by conftest
     assert not path.exists()

@@ -5,17 +5,17 @@ import sys
 import numpy as np
 import pytest
 from ase.build import bulk
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 
 from basisdb import Cell, StructureError, build_basis, crystal_frames, standardize
+
+from .helpers import cubic_structure
 
 
 def spinel():
     """MgAl2O4 in origin choice 1 (pymatgen's and spglib's setting of 227): Mg on 8a, Al on
     16d, O on 32e."""
-    return Structure.from_spacegroup(
-        227, Lattice.cubic(8.08), ["Mg", "Al", "O"], [[0, 0, 0], [0.625, 0.625, 0.625], [0.3874, 0.3874, 0.3874]]
-    )
+    return cubic_structure(227, 8.08, ["Mg", "Al", "O"], [[0, 0, 0], [0.625, 0.625, 0.625], [0.3874, 0.3874, 0.3874]])
 
 
 def images_match(cell, standard):
@@ -145,7 +145,7 @@ def test_primitive_atoms_group_the_atoms_a_centring_translation_relates(real_cry
 
 
 def rock_salt():
-    return Structure.from_spacegroup(225, Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return cubic_structure(225, 5.64, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
 def test_cif_text_is_text_and_a_path_is_a_path(tmp_path, monkeypatch):
