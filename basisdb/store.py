@@ -10,9 +10,12 @@ bytes.  Files are written by :mod:`basisdb.writer` (for :func:`basisdb.build_sto
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -23,8 +26,8 @@ import h5py
 import numpy as np
 
 from .basis import Basis
-from .build import build_store
 from .errors import (
+    BasisDBError,
     InvalidRadiusError,
     MissingEntryError,
     RadiusNotInStoreError,
@@ -148,7 +151,7 @@ class BasisStore:
         if path is None:
             path = default_store_path()
             if not path.is_file():
-                build_store(path, progress=progress)
+                build_default_store(path, progress=progress)
         return cls(path)
 
     def _read_root(self) -> None:
@@ -395,3 +398,43 @@ def export_store(
                 check()
             writer.add_family(store.family_record(hall=hall).restricted(radii))
         return writer.commit()
+
+
+def build_default_store(path: Path, *, progress: bool = True) -> None:
+    """Build the default store at ``path`` on first use, once however many processes ask.
+
+    The build runs as ``python -m basisdb build`` in a process of its own, whose worker
+    processes are spawned from basisdb's guarded main: spawned from the caller's process they
+    would re-import its main module, and a script without a ``__main__`` guard (most scripts,
+    as the quick start is written) would start building again in each of them.  Processes
+    that need the store at once (test workers, DDP ranks, scripts started together) take
+    turns on a lock file beside it: the first builds, the others find it built."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path.with_name(path.name + ".lock")):
+        if path.is_file():  # built while this process waited
+            return
+        command = [sys.executable, "-m", "basisdb", "build", "--out", str(path), *([] if progress else ["--quiet"])]
+        # its summary would land in the caller's output: only the progress bar (stderr) is shown
+        finished = subprocess.run(command, stdout=subprocess.DEVNULL, check=False)
+    if finished.returncode != 0 or not path.is_file():
+        raise BasisDBError(
+            f"building the default store at {path} failed (exit status {finished.returncode}); "
+            f"run `{sys.executable} -m basisdb build --out {path}` to see why"
+        )
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (POSIX).  Where there is no ``fcntl``, each
+    process builds on its own, and the writer's atomic rename keeps the store whole."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

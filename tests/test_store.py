@@ -1,9 +1,11 @@
 """The HDF5 store: round trip against in-memory construction, and every way a file can be bad."""
 
+import os
 import pickle
 import shutil
 import subprocess
 import sys
+import textwrap
 from concurrent.futures import ProcessPoolExecutor
 
 import h5py
@@ -217,6 +219,43 @@ def test_default_store_is_built_on_first_use():
     modified = path.stat().st_mtime_ns
     with BasisStore.open() as store:  # second use: no rebuild
         assert store.path.stat().st_mtime_ns == modified
+
+
+@pytest.mark.slow  # builds the default store, in three processes started together
+def test_the_quick_start_runs_as_a_plain_script_three_at_once(tmp_path):
+    """A script without a ``__main__`` guard, as the quick start is written, gets the default
+    store built on first use; three started together on an empty cache all get it, built once
+    (the build's worker processes never re-import the script)."""
+    script = tmp_path / "store.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            from basisdb import BasisStore
+
+            with BasisStore.open() as store:
+                b = store.basis(group="Fd-3m", radius=4)
+                print(b.group, b.hall_number, b.n_basis)
+            """
+        )
+    )
+    env = {name: value for name, value in os.environ.items() if name != "BASISDB_STORE"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    assert [out for out, _ in outputs] == ["227 525 5\n"] * 3
+    assert sum("building settings" in err for _, err in outputs) == 1  # one built, two waited
+    assert (tmp_path / "cache" / "basisdb" / "store-v1.h5").is_file()
 
 
 def test_a_group_by_symbol(small_store):
