@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+from ._version import __version__
 from .audit import audit_store
 from .build import DEFAULT_RADII, StopRequest, build_store, format_table, summary_rows
 from .checks import DEFAULT_POINTS, DEFAULT_SEED
@@ -148,6 +149,7 @@ def _run_added(name: str, entry: EntryPoint, argv: Sequence[str]) -> int:
 
 def _parser(added: dict[str, EntryPoint]) -> argparse.ArgumentParser:
     parser = command_parser("basisdb", "Build, verify and describe basis stores; serve them, train and predict.")
+    parser.add_argument("--version", action="version", version=f"basisdb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str, run) -> argparse.ArgumentParser:

@@ -44,6 +44,11 @@ STATISTICS = {
     "max": lambda rows: rows.max(axis=0),
 }
 
+PAPER_CITATION = (
+    "@misc{zhang2025single, author = {Zhang and Ertekin and Orbanz and Adams}, "
+    "title = {A Single Architecture for Representing Invariance Under Any Space Group}, year = {2025}, "
+    "eprint = {2512.13989}, archivePrefix = {arXiv}, url = {https://arxiv.org/abs/2512.13989}}"
+)
 SPGLIB_CITATION = (
     "@article{togo2024spglib, author = {Togo, Atsushi and Shinohara, Kohei and Tanaka, Isao}, "
     "title = {Spglib: a software library for crystal symmetry search}, "
@@ -118,7 +123,8 @@ class SymmetryFourierFeaturizer(BaseFeaturizer):
         return [f"{stat} fourier slot {k} (r={radius})" for stat in self.stats for k in range(self.n_slots)]
 
     def citations(self) -> list[str]:
-        return [SPGLIB_CITATION]
+        """The paper the features come from, and spglib, which standardizes the structures."""
+        return [PAPER_CITATION, SPGLIB_CITATION]
 
     def implementors(self) -> list[str]:
         return ["the basisdb project"]

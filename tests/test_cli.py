@@ -168,3 +168,12 @@ def test_every_entry_point_runs_through_the_runner():
     assert len(entry_points) >= 8, entry_points
     assert [path for path, runs in entry_points if not runs] == []
     assert printers == []
+
+
+def test_version_is_printed_without_a_command(capsys):
+    import basisdb
+    from basisdb.commands import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"basisdb {basisdb.__version__}\n"
