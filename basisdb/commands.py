@@ -20,12 +20,15 @@ from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+import numpy as np
+
 from ._version import __version__
 from .audit import audit_store
 from .build import DEFAULT_RADII, StopRequest, build_store, format_table, summary_rows
 from .checks import DEFAULT_POINTS, DEFAULT_SEED
 from .cli import EXIT_FAILED, EXIT_OK, command_parser, run_command
 from .errors import BasisDBError
+from .settings import get_setting
 from .store import BasisStore
 from .store_format import default_store_path
 
@@ -120,7 +123,30 @@ def _info(args: argparse.Namespace) -> int:
         tables = {hall: store.verification_table(hall=hall) for hall in store.hall_numbers}
         print()
         print(format_table(summary_rows(tables, store.radii)))
+        for line in empty_bases(tables, store.radii):
+            print(line)
     return EXIT_OK
+
+
+def empty_bases(tables: dict[int, np.ndarray], radii: Sequence[float]) -> list[str]:
+    """A line per radius at which some settings have no invariant function: every plane wave
+    within it is a systematic absence of theirs; with the first radius that has one."""
+    lines = []
+    for i, radius in enumerate(radii):
+        empty = [hall for hall, table in sorted(tables.items()) if table["n_basis"][i] == 0]
+        if not empty:
+            continue
+        named = []
+        for hall in empty:
+            setting = get_setting(hall=hall)
+            first = next((r for j, r in enumerate(radii) if tables[hall]["n_basis"][j] > 0), None)
+            then = f"first at radius {first:g}" if first is not None else "none at any radius of this store"
+            named.append(f"{setting.group} {setting.international} (Hall {hall}; {then})")
+        lines.append(
+            f"n_basis 0 at radius {radius:g}: {', '.join(named)}: every frequency within that radius is a "
+            "systematic absence of the group, so it has no invariant function there"
+        )
+    return lines
 
 
 def added_commands() -> dict[str, EntryPoint]:

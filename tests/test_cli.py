@@ -177,3 +177,20 @@ def test_version_is_printed_without_a_command(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out == f"basisdb {basisdb.__version__}\n"
+
+
+def test_info_names_the_groups_without_an_invariant_function_at_a_radius(small_store, capsys):
+    from basisdb import build_basis
+    from basisdb.commands import main
+
+    assert main(["info", str(small_store)]) == 0
+    out = capsys.readouterr().out
+    # at radius 2 every frequency of I-43d, Fd-3c and Ia-3d is a systematic absence
+    empty = [group for group in range(1, 231) if build_basis(group=group, radius=2).n_basis == 0]
+    assert empty == [220, 228, 230]
+    assert all(build_basis(group=group, radius=3).n_basis > 0 for group in empty)
+    assert (
+        "n_basis 0 at radius 2: 220 I-43d (Hall 516; first at radius 3), 228 Fd-3c (Hall 527; first at radius 3), "
+        "230 Ia-3d (Hall 530; first at radius 3)" in out
+    )
+    assert "n_basis 0 at radius 3" not in out
