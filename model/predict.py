@@ -1,4 +1,4 @@
-"""``basisdb predict --checkpoint CKPT --data DIR|FILES --out preds.csv [--limit N] [--batch-size B]``
+"""``basisdb predict --checkpoint CKPT --data DIR|FILES --out preds.csv|- [--limit N] [--batch-size B]``
 
 DIR is a folder of structure files (every file in it, hidden ones excluded, in name order),
 or a CGCNN-style folder whose ``id_prop.csv`` lists ``material_id,value`` rows (in its
@@ -21,6 +21,7 @@ exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 from pathlib import Path
@@ -47,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder of structure files (with or without id_prop.csv), or structure files",
     )
     parser.add_argument(
-        "--out", required=True, type=Path, help="CSV file to write; skipped structures go to <out>.skipped.csv"
+        "--out",
+        required=True,
+        type=Path,
+        help="CSV file to write, or - for standard output; skipped structures go to <out>.skipped.csv "
+        "(with -, to standard error)",
     )
     parser.add_argument("--store", type=Path, help="basis store (default: the checkpoint's, else the default store)")
     parser.add_argument(
@@ -76,12 +81,13 @@ def skipped_path(out: Path) -> Path:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.out.parent.is_dir():
+    to_stdout = str(args.out) == "-"  # the table alone on standard output; every message on standard error
+    if not to_stdout and not args.out.parent.is_dir():
         parser.error(f"--out {args.out}: the folder {args.out.parent} does not exist")
-    skipped_file = skipped_path(args.out)
+    skipped_file = None if to_stdout else skipped_path(args.out)
     if len(args.data) == 1 and args.data[0].is_dir():
         structures, truths = read_structure_directory(args.data[0], require_targets=False)
-        ours = {args.out.resolve(), skipped_file.resolve()}  # a second run into the same folder
+        ours = set() if to_stdout else {args.out.resolve(), skipped_file.resolve()}  # a rerun into the same folder
         structures = [(label, path) for label, path in structures if path.resolve() not in ours]
     else:
         folders = [str(path) for path in args.data if path.is_dir()]
@@ -119,8 +125,8 @@ def main(argv=None) -> int:
             "without positions (column 'positions')",
             file=sys.stderr,
         )
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.writer(handle)
+    with contextlib.nullcontext(sys.stdout) if to_stdout else open(args.out, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n" if to_stdout else "\r\n")
         writer.writerow(
             ["material_id", value_column(predictor.target, predictor.unit)]
             + (["true"] if with_truth else [])
@@ -134,21 +140,28 @@ def main(argv=None) -> int:
                 [item.label, f"{value:.6g}", *truth, item.group, item.looser_group or "", item.n_frames, *positions]
             )
     if rejected:
-        with open(skipped_file, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["material_id", "reason"])
-            writer.writerows(rejected)
-        print(f"skipped {len(rejected)} of {len(structures)} structure(s), listed in {skipped_file}:", file=sys.stderr)
-        for label, reason in rejected[:SHOWN_SKIPPED]:
+        if skipped_file is not None:
+            with open(skipped_file, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["material_id", "reason"])
+                writer.writerows(rejected)
+        where = f", listed in {skipped_file}" if skipped_file is not None else ""
+        print(f"skipped {len(rejected)} of {len(structures)} structure(s){where}:", file=sys.stderr)
+        shown = rejected if skipped_file is None else rejected[:SHOWN_SKIPPED]  # without a file, every one
+        for label, reason in shown:
             print(f"  {label}: {reason}", file=sys.stderr)
-        if len(rejected) > SHOWN_SKIPPED:
-            print(f"  ... and {len(rejected) - SHOWN_SKIPPED} more", file=sys.stderr)
-    else:
+        if len(rejected) > len(shown):
+            print(f"  ... and {len(rejected) - len(shown)} more", file=sys.stderr)
+    elif skipped_file is not None:
         skipped_file.unlink(missing_ok=True)  # a list left by an earlier run would belong to other predictions
     if not items:
         print(f"nothing predicted: none of the {len(structures)} structure(s) could be used", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{len(items)} prediction(s) written to {args.out}; {len(rejected)} structure(s) skipped")
+    where = "standard output" if to_stdout else args.out
+    print(
+        f"{len(items)} prediction(s) written to {where}; {len(rejected)} structure(s) skipped",
+        file=sys.stderr if to_stdout else sys.stdout,
+    )
     return 0
 
 

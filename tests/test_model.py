@@ -606,7 +606,7 @@ def test_predict_limit_is_never_silently_ignored(trained, small_store, data_dir,
     assert bad.returncode == 2 and "argument --limit: expected a number > 0" in bad.stderr
 
 
-def test_predict_names_the_target_and_its_unit(dataset_dir, small_store, tmp_path):
+def test_predict_names_the_target_and_its_unit(dataset_dir, small_store, tmp_path, capsys):
     """A checkpoint trained on a built-in dataset knows its target and unit: the column says them."""
     out = tmp_path / "ckpt"
     env = {**os.environ, "BASISDB_DATA_DIR": str(dataset_dir)}
@@ -621,6 +621,14 @@ def test_predict_names_the_target_and_its_unit(dataset_dir, small_store, tmp_pat
     header, row = list(csv.reader(open(tmp_path / "preds.csv")))
     assert header == ["material_id", "log10_K_VRH (log10(GPa))", "group", "looser_group", "n_frames"]
     assert row[0] == "CsCl" and np.isclose(float(row[1]), predictor.predict(tmp_path / "CsCl.cif"), rtol=1e-5)
+    # --out -: the same table on standard output, every message on standard error, no file
+    from basisdb.model.predict import main as predict_main
+
+    argv = ["--checkpoint", str(out), "--store", str(small_store), "--data", str(tmp_path / "CsCl.cif"), "--out", "-"]
+    assert predict_main(argv) == 0
+    printed = capsys.readouterr()
+    assert list(csv.reader(printed.out.splitlines())) == [header, row]
+    assert "1 prediction(s) written to standard output" in printed.err and not (tmp_path / "-").exists()
 
 
 def test_predictor_takes_one_structure_or_a_path(trained, small_store, data_dir):
