@@ -5,6 +5,9 @@ of the application, outside even Starlette's error handling.
   body for it);
 - a redirect (Starlette's, from ``/v1/health/`` to ``/v1/health``) has a relative
   ``Location``: it never echoes the client's ``Host`` header;
+- an escaped slash in a path segment (``/v1/groups/P2_1%2Fc``: a space-group symbol) stays in
+  its segment, as U+2215, which the group parameters read as a slash (routing sees the
+  decoded path, where ``%2F`` would have split the segment in two);
 - every error has a JSON body of one schema (:class:`~basisdb.service.schemas.ErrorResponse`):
   a plain-text error from Starlette (413 "Content Too Large", 500 "Internal Server Error")
   becomes ``{"detail": <its text>}``.
@@ -12,7 +15,7 @@ of the application, outside even Starlette's error handling.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +35,11 @@ class HttpConventions:
             return
         if scope["method"] == "HEAD":
             scope = {**scope, "method": "GET"}  # a copy: uvicorn's own scope still says HEAD
+        raw = scope.get("raw_path") or b""
+        if b"%2f" in raw.lower():
+            segments = raw.split(b"?", 1)[0].decode("latin-1").split("/")
+            path = "/".join(unquote(segment).replace("/", "\u2215") for segment in segments)
+            scope = {**scope, "path": path}
         start: Message | None = None  # an error's start, held until its body is known
         text = b""
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from basisdb import DEFAULT_SYMPREC, Invariance
 
+from .validation import GROUP_DESCRIPTION, MAX_GROUP_TEXT
+
 __all__ = [
     "ErrorResponse",
     "ValidationIssue",
@@ -64,7 +66,9 @@ class EncodeRequest(BaseModel):
         },
     )
 
-    group: int = Field(description="ITA space-group number, 1-230")
+    group: int | Annotated[str, Field(max_length=MAX_GROUP_TEXT)] = Field(
+        description=GROUP_DESCRIPTION, examples=[227, "Fd-3m"]
+    )
     radius: PositiveRadius
     positions: list[Position] = Field(description="fractional coordinates (N, 3) in the setting's conventional cell")
     real: bool = Field(False, description="return the real orthonormal basis instead of the complex one")

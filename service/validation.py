@@ -187,3 +187,33 @@ def _nested_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
+
+
+# A Hermann-Mauguin symbol is short ("P 1 21/c 1" is among the longest spellings); a longer
+# string is refused before it is compared with every known symbol.
+MAX_GROUP_TEXT = 40
+GROUP_DESCRIPTION = (
+    "ITA space-group number 1-230, or a Hermann-Mauguin symbol in any spelling the Python API reads "
+    "('Fd-3m', 'P2_1/c', 'P21/c', 'P 1 21/c 1', 'R-3m:H')"
+)
+
+
+def group_of(group: int | str, *, in_path: bool = False) -> int:
+    """The ITA number of ``group``, a number or a Hermann-Mauguin symbol (:func:`basisdb.group_number`).
+    In a path (``in_path``), which holds nothing but text, a string of digits is the number it
+    spells, and U+2215, the stand-in of an escaped slash
+    (:class:`~basisdb.service.conventions.HttpConventions`), is a slash; in a body, as in the
+    Python API, a number is a JSON number.  An unknown group raises
+    :class:`basisdb.InvalidGroupError` (404), with the closest known symbols."""
+    from basisdb import InvalidGroupError, group_number
+
+    if isinstance(group, str):
+        if len(group) > MAX_GROUP_TEXT:
+            raise InvalidGroupError(
+                f"a space-group symbol has at most {MAX_GROUP_TEXT} characters, got {len(group)}: "
+                "give a Hermann-Mauguin symbol such as 'Fd-3m' or the ITA number"
+            )
+        if in_path:
+            group = group.strip().replace("\u2215", "/")
+            group = int(group) if group.isdigit() and group.isascii() else group
+    return group_number(group)

@@ -325,7 +325,7 @@ def test_malformed_encode_requests_are_422(client, body):
     [
         ("/v1/encode", {"group": 227, "radius": "2", "positions": [[0, 0, 0]]}, "radius"),
         ("/v1/encode", {"group": 227, "radius": 2, "positions": [[0, 0, 0]], "real": "yes"}, "real"),
-        ("/v1/encode", {"group": "227", "radius": 2, "positions": [[0, 0, 0]]}, "group"),
+        ("/v1/encode", {"group": True, "radius": 2, "positions": [[0, 0, 0]]}, "group"),
         ("/v1/encode", {"group": 227, "radius": 2, "positions": [["0.5", 0, 0]]}, "positions"),
         ("/v1/encode/structure", {"cif": CIF, "radius": "2"}, "radius"),
         ("/v1/encode/structure", {"cif": CIF, "radius": 2, "real": "yes"}, "real"),
@@ -337,7 +337,7 @@ def test_strings_are_not_numbers_or_booleans(client, url, body, field):
     the field), while a JSON integer is still a float."""
     answer = client.post(url, json=body)
     assert answer.status_code == 422, answer.text
-    assert [issue.loc[0] for issue in ErrorResponse.model_validate_json(answer.content).detail] == [field]
+    assert {issue.loc[0] for issue in ErrorResponse.model_validate_json(answer.content).detail} == {field}
     valid = {"radius": 2, "real": True, "group": 227, "positions": [[0.5, 0, 0]], "symprec": 0.01}
     fixed = {**body, field: valid[field]}
     assert client.post(url, json=fixed).status_code == 200
@@ -374,7 +374,34 @@ def test_every_route_declares_its_error_answers(client):
 )
 def test_malformed_queries_are_422(client, params):
     assert client.get("/v1/groups/227/basis", params=params).status_code == 422
-    assert client.get("/v1/groups/abc/basis", params={"radius": 4}).status_code == 422
+
+
+def test_a_group_is_a_number_or_a_symbol_everywhere(client):
+    """Path, query and body take a Hermann-Mauguin symbol wherever they take a group number,
+    in the spellings of the Python API; an unknown symbol is a 404 naming close ones."""
+    number = client.get("/v1/groups/227/basis", params={"radius": 4}).json()
+    for spelling in ("Fd-3m", "F d -3 m", "F%2041%2Fd%20-3%202%2Fm"):
+        assert client.get(f"/v1/groups/{spelling}/basis", params={"radius": 4}).json() == number
+    assert client.get("/v1/groups/P2_1%2Fc").json()["number"] == 14  # a slash escaped in the path
+    assert client.get("/v1/groups/P%201%2021%2Fc%201").json()["number"] == 14
+    body = {"radius": 4, "positions": [[0.1, 0.2, 0.3]]}
+    assert (
+        client.post("/v1/encode", json={**body, "group": "Fd-3m"}).json()
+        == client.post("/v1/encode", json={**body, "group": 227}).json()
+    )
+    for answer in (
+        client.get("/v1/groups/Fd-3n/basis", params={"radius": 4}),
+        client.post("/v1/encode", json={**body, "group": "Fd-3n"}),
+        client.get("/v1/export", params={"groups": "Fd-3n", "radii": "2"}),
+    ):
+        detail = answer.json()["detail"]
+        assert answer.status_code == 404 and "did you mean 'Fd-3'" in detail and "'Fd-3m'" in detail
+    answer = client.post("/v1/encode", json={**body, "group": "227"})  # a number is a JSON number in a body
+    assert answer.status_code == 404 and "number in a string" in answer.json()["detail"]
+    schema = client.get("/openapi.json").json()
+    assert "Hermann-Mauguin" in str(schema["components"]["schemas"]["EncodeRequest"]["properties"]["group"])
+    path = schema["paths"]["/v1/groups/{group}/basis"]["get"]["parameters"][0]
+    assert path["name"] == "group" and "%2F" in path["description"]
 
 
 @pytest.mark.parametrize("params", [{"groups": "1-x"}, {"groups": ""}, {"groups": "1", "radii": "two"}])

@@ -16,7 +16,7 @@ from ..limits import Lease, LeasedStreamingResponse
 from ..rendering import FORMATS, encoding_content, json_pieces, rows_of, write_npz
 from ..schemas import EncodeRequest, EncodeResponse, StructureEncodingResponse, StructureRequest
 from ..state import ServiceState
-from ..validation import MAX_ISSUES, BodyShape, read_json, validate
+from ..validation import MAX_ISSUES, BodyShape, group_of, read_json, validate
 from ..workers import worker_store
 
 router = APIRouter(tags=["encode"])
@@ -148,7 +148,7 @@ def read_encode_request(cancel: Cancellation, body: bytes, max_positions: int) -
     cancel.check()
     request = validate(EncodeRequest, data)
     positions = np.asarray(request.positions, dtype=np.float64).reshape(-1, 3)
-    return EncodeJob(request.group, request.radius, request.hall, request.real, positions)
+    return EncodeJob(group_of(request.group), request.radius, request.hall, request.real, positions)
 
 
 def _encode_positions(job: EncodeJob, state: ServiceState, cancel: Cancellation) -> tuple[dict, np.ndarray]:

@@ -10,6 +10,7 @@ from ..dependencies import get_state
 from ..errors import error_responses
 from ..limits import LeasedStreamingResponse
 from ..state import ServiceState
+from ..validation import group_of
 from ..workers import worker_store
 
 router = APIRouter(tags=["export"])
@@ -18,11 +19,18 @@ _CHUNK = 1 << 20
 
 
 def _parse_groups(spec: str) -> list[int]:
-    """ITA numbers from ``"1-230"`` or ``"2,14,15"``; every end is checked against 1-230
-    before a range is expanded (404 outside), and an empty selection is a 422, never "all"."""
+    """ITA numbers from ``"1-230"``, ``"2,14,15"`` or symbols among them (``"Fd-3m,P2_1/c,1-3"``);
+    every end is checked against 1-230 before a range is expanded (404 outside), an unknown
+    symbol is a 404, and an empty selection is a 422, never "all"."""
+    parts = [part.strip() for part in spec.split(",")]
+    symbols = [part for part in parts if part[:1].isalpha()]  # a symbol starts with its lattice letter
+    numbers = ",".join(part for part in parts if part not in symbols)
     try:
+        named = [group_of(symbol, in_path=True) for symbol in symbols]  # text, as a path's
+        if not numbers.strip(", ") and named:
+            return sorted(set(named))
         # the grammar of `basisdb build --settings`
-        return parse_number_ranges(spec, upper=N_GROUPS, out_of_range=InvalidGroupError)
+        return sorted({*parse_number_ranges(numbers, upper=N_GROUPS, out_of_range=InvalidGroupError), *named})
     except InvalidGroupError as exc:
         raise InvalidGroupError(f"groups: {exc}; space groups are 1-{N_GROUPS}") from None
     except ValueError as exc:
@@ -52,7 +60,11 @@ def _parse_radii(spec: str) -> list[float]:
 )
 async def export(
     request: Request,
-    groups: str = Query("1-230", description="ITA numbers and ranges, e.g. '1-230' or '2,14,15'", max_length=2000),
+    groups: str = Query(
+        "1-230",
+        description="ITA numbers, ranges and Hermann-Mauguin symbols, e.g. '1-230', '2,14,15' or 'Fd-3m,P2_1/c'",
+        max_length=2000,
+    ),
     radii: str | None = Query(
         None, description="comma-separated radii, e.g. '2,4'; default: all in the store", max_length=2000
     ),

@@ -1,7 +1,7 @@
 from fractions import Fraction
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from basisdb import TRANSLATION_DENOMINATOR, get_setting
@@ -12,10 +12,16 @@ from ..errors import error_responses
 from ..rendering import FORMATS, render_basis
 from ..schemas import BasisResponse, GroupDetail, GroupSummary
 from ..state import ServiceState, summary_fields
+from ..validation import GROUP_DESCRIPTION, MAX_GROUP_TEXT, group_of
 
 router = APIRouter(tags=["groups"])
 
 HallQuery = Query(None, description="Hall number (1-530) of another setting of the group")
+GroupPath = Path(
+    max_length=MAX_GROUP_TEXT,
+    description=GROUP_DESCRIPTION + "; in a path, a slash is written %2F ('P2_1%2Fc')",
+    examples=["227", "Fd-3m", "P2_1%2Fc"],
+)
 
 
 @router.get(
@@ -35,11 +41,11 @@ def list_groups(state: ServiceState = Depends(get_state)) -> Response:
     responses=error_responses(404, 422, 503),
 )
 async def group_detail(
-    group: int, hall: int | None = HallQuery, state: ServiceState = Depends(get_state)
+    group: str = GroupPath, hall: int | None = HallQuery, state: ServiceState = Depends(get_state)
 ) -> GroupDetail:
     # FastAPI checks the model against the schema on the event loop (an async route): built in
     # the thread pool, as it may read the store, it takes one trip there, not two.
-    return await run_in_threadpool(_detail, state, group, hall)
+    return await run_in_threadpool(_detail, state, group_of(group, in_path=True), hall)
 
 
 def _detail(state: ServiceState, group: int, hall: int | None) -> GroupDetail:
@@ -79,18 +85,18 @@ def _detail(state: ServiceState, group: int, hall: int | None) -> GroupDetail:
 )
 async def basis(
     request: Request,
-    group: int,
+    group: str = GroupPath,
     radius: float = Query(..., gt=0, allow_inf_nan=False, description="a radius present in the store"),
     hall: int | None = HallQuery,
     format: Literal["json", "npz", "h5"] = Query("json", description="json, npz or h5"),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    key = (group, hall, radius, format)
+    key = (group_of(group, in_path=True), hall, radius, format)  # one answer for 227, "227" and "Fd-3m"
     rendered = state.answers.get(key)  # no thread hop for a cached answer
     state.usable_store()  # 503 once the store cannot be trusted, cached or not
     if rendered is None:
         rendered = await run_in_threadpool(
-            state.answers.get_or_render, key, lambda: _render(state, group, hall, radius, format)
+            state.answers.get_or_render, key, lambda: _render(state, key[0], hall, radius, format)
         )
     state.answers.remember(
         request.scope["path"], request.scope["query_string"], key
