@@ -421,7 +421,7 @@ def test_too_many_positions_or_too_large_a_body_is_413(client):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"cif": "data_broken\n_cell_length_a 5\nloop_\n_atom_site_label\n", "radius": 3}, "cannot parse CIF"),
+        ({"cif": "data_broken\n_cell_length_a 5\nloop_\n_atom_site_label\n", "radius": 3}, "CIF 'the request body'"),
         ({"structure": {"lattice": "nonsense", "species": ["Na"], "positions": [[0, 0, 0]]}, "radius": 3}, "lattice"),
         (
             {

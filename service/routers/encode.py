@@ -254,9 +254,10 @@ async def _read_structure_request(request: Request) -> tuple[bytes | dict, str]:
             raise HTTPException(422, "multipart requests need a CIF 'file' part")
         text = (await upload.read()).decode("utf-8", errors="replace")
         fields = {k: v for k, v in form.items() if k in ("radius", "symprec", "invariance", "real")}
-        return {"cif": text, **fields}, upload.filename or "upload"
+        return {"cif": text, **fields}, upload.filename or "the uploaded file"
     if content_type.startswith("application/json"):
-        return await request.body(), "request"  # bounded by max_body_bytes; parsed in the worker
+        # bounded by max_body_bytes; parsed in the worker.  The label names the input in messages.
+        return await request.body(), "the request body"
     raise HTTPException(
         415, f"send application/json or multipart/form-data, not {content_type[:100] or 'no content type'!r}"
     )
