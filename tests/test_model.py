@@ -641,6 +641,7 @@ def test_predictor_takes_one_structure_or_a_path(trained, small_store, data_dir)
     assert isinstance(one, float)
     assert np.isclose(predictor.predict(str(path)), one, rtol=1e-5)  # a path, not a sequence of characters
     assert np.isclose(predictor.predict(path), one, rtol=1e-5)
+    assert np.isclose(predictor.predict(path.read_text()), one, rtol=1e-5)  # CIF text, as the README says
     many = predictor.predict([str(path), structure, AseAtomsAdaptor.get_atoms(structure)])
     assert isinstance(many, np.ndarray) and many.shape == (3,) and np.allclose(many, one, rtol=1e-5)
     prediction = predictor.predictions(str(path))
