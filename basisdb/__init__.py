@@ -55,7 +55,7 @@ from .settings import (
 )
 from .store import BasisStore, export_store
 from .store_format import SCHEMA_VERSION, dataset_checksum, default_store_path
-from .structures import DEFAULT_SYMPREC, Cell, Standardization, is_cif_text, standardize
+from .structures import DEFAULT_SYMPREC, Cell, Standardization, is_cif_text, read_structure_file, standardize
 
 __all__ = [
     "__version__",
@@ -94,6 +94,7 @@ __all__ = [
     "Standardization",
     "standardize",
     "is_cif_text",
+    "read_structure_file",
     "Invariance",
     "INVARIANCES",
     "MAX_ANCHORS",

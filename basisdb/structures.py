@@ -16,6 +16,7 @@ read directly.  :meth:`Cell.to_pymatgen` and :meth:`Cell.to_ase` convert back.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_FRACTIONAL",
     "MIN_ATOM_DISTANCE",
     "is_cif_text",
+    "read_structure_file",
 ]
 
 # Two atoms closer than this (Angstrom) are one site given twice; the shortest distance in
@@ -206,7 +208,9 @@ class Cell:
           ``MSONAtoms`` included);
         - spglib's ``(lattice, positions, numbers)`` tuple (see :meth:`from_spglib`);
         - CIF text: a string that starts with ``data_`` or holds a line break (bytes too);
-        - a path (``str`` or ``os.PathLike``) to a CIF file.
+        - a path (``str`` or ``os.PathLike``) to a structure file: CIF with the core's reader,
+          any other format (POSCAR, CONTCAR, extended XYZ, ...) as pymatgen or ASE reads it,
+          where one is installed (``pip install 'basisdb[structures]'``).
 
         >>> Cell.from_any(([[4, 0, 0], [0, 4, 0], [0, 0, 4]], [[0, 0, 0]], [29])).numbers
         array([29])
@@ -233,11 +237,13 @@ class Cell:
         raise StructureError(
             f"cannot read {label or 'a structure'} from a {type(structure).__module__}.{type(structure).__qualname__}; "
             "pass a pymatgen Structure, an ASE Atoms, a basisdb Cell, a spglib (lattice, positions, numbers) "
-            "tuple, CIF text or a CIF file path"
+            "tuple, CIF text or a structure file's path"
         )
 
     @classmethod
     def _from_path(cls, path: Path, label: str) -> Cell:
+        """A CIF file (by its suffix, or a ``data_`` line) with the core's CIF reader, any other
+        structure file with :func:`read_structure_file` (pymatgen or ASE, where installed)."""
         shown = str(path)[:200]  # a file that cannot be read is named by its path, not its label
         try:
             text = path.read_text()
@@ -246,11 +252,17 @@ class Cell:
                 f"cannot read {shown}: no such file (a string is read as CIF text when it holds a line break "
                 "or starts with 'data_', otherwise as a path)"
             ) from None
+        except IsADirectoryError:
+            raise StructureError(f"cannot read {shown}: it is a folder, not a structure file") from None
+        except UnicodeDecodeError as exc:
+            if path.suffix.lower() == ".cif":
+                raise StructureError(f"cannot read {shown}: not a text file ({exc})") from None
+            text = None  # a binary format (an ASE trajectory, say)
         except OSError as exc:  # the reason without the file name again
             raise StructureError(f"cannot read {shown}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise StructureError(f"cannot read {shown}: not a text file ({exc})") from None
-        return cls.from_cif(text, label=label or path.stem)
+        if text is not None and (path.suffix.lower() == ".cif" or _CIF_BLOCK.search(text)):
+            return cls.from_cif(text, label=label or path.stem)
+        return cls.from_any(read_structure_file(path), label=label or path.stem)
 
     # -- writers --------------------------------------------------------------------------
     def to_pymatgen(self) -> Any:
@@ -588,3 +600,56 @@ def _symmetrize(
         (setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)) & (setting.translations == 0).all(axis=1)
     )[0]
     return symmetric, targets.reshape(setting.n_operations, -1)[identity]
+
+
+# a CIF data block's header at the start of a line
+_CIF_BLOCK = re.compile(r"^\s*data_", re.MULTILINE)
+
+
+def read_structure_file(path: str | os.PathLike) -> Any:
+    """The structure in a file that is not CIF: pymatgen's ``Structure.from_file`` first
+    (POSCAR, CONTCAR, ``*.vasp``, pymatgen JSON, ...), then ASE's ``ase.io.read`` (extended
+    XYZ, and every other format ASE knows; the last image of a file of several), each as that
+    library decides by the file's name and content, where it is installed.
+    :class:`StructureError` names the file and what each reader said, or the extra that
+    installs them (``basisdb[structures]``) when neither is installed."""
+    import warnings
+
+    path = Path(path)
+    if not path.is_file():
+        raise StructureError(f"cannot read {path}: {'it is a folder' if path.is_dir() else 'no such file'}")
+    reasons, missing = [], []
+    with warnings.catch_warnings():  # the readers' notes on rounding, occupancies, missing tags
+        warnings.simplefilter("ignore")
+        try:
+            from pymatgen.core import Structure
+        except ImportError:
+            missing.append("pymatgen")
+        else:
+            try:
+                return Structure.from_file(str(path))
+            except Exception as exc:  # the readers raise every kind of error; all mean "not this reader"
+                reasons.append(f"pymatgen: {_one_line(exc)}")
+        try:
+            import ase.io
+        except ImportError:
+            missing.append("ASE")
+        else:
+            try:
+                return ase.io.read(str(path))
+            except Exception as exc:
+                reasons.append(f"ASE: {_one_line(exc)}")
+    if len(missing) == 2:
+        raise StructureError(
+            f"cannot read {path.name}: it is not CIF, and other formats (POSCAR, extended XYZ, ...) are read by "
+            "pymatgen or ASE, neither of which is installed: pip install 'basisdb[structures]'"
+        )
+    raise StructureError(
+        f"neither {' nor '.join(r.split(':')[0] for r in reasons)} reads {path.name} ({'; '.join(reasons)})"
+    )
+
+
+def _one_line(exc: Exception, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

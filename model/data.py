@@ -20,7 +20,6 @@ import csv
 import glob
 import os
 import sys
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from basisdb import (
     crystal_frames,
     frequency_set,
     is_cif_text,
+    read_structure_file,
 )
 
 from .datasets import DatasetError
@@ -473,36 +473,9 @@ def collate(
 
 
 def read_structure(path: str | os.PathLike) -> Any:
-    """The structure in a file: pymatgen's ``Structure.from_file`` first (CIF, POSCAR,
-    CONTCAR, ``*.vasp``, pymatgen JSON, ...), then ASE's ``ase.io.read`` (extxyz, xyz with a
-    lattice and every other format ASE knows; the last image of a file of several).
-    :class:`basisdb.StructureError` names the file and what each reader said when neither reads it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise StructureError(f"cannot read {path}: {'it is a folder' if path.is_dir() else 'no such file'}")
-    reasons = []
-    with warnings.catch_warnings():  # the readers' notes on rounding, occupancies, missing tags
-        warnings.simplefilter("ignore")
-        try:
-            from pymatgen.core import Structure
-
-            return Structure.from_file(str(path))
-        except Exception as exc:  # the readers raise every kind of error; all of them mean "not this reader"
-            reasons.append(f"pymatgen: {_one_line(exc)}")
-        try:
-            import ase.io
-
-            return ase.io.read(str(path))
-        except Exception as exc:
-            reasons.append(f"ASE: {_one_line(exc)}")
-    raise StructureError(f"neither pymatgen nor ASE reads {path.name} ({'; '.join(reasons)})")
-
-
-def _one_line(exc: Exception, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """The structure in a file: :func:`basisdb.read_structure_file` (pymatgen first, then ASE),
+    for a file of any format, CIF included."""
+    return read_structure_file(path)
 
 
 def as_cell(structure: Any, label: str = "") -> Cell:

@@ -211,3 +211,31 @@ def test_converting_without_the_library_names_it(monkeypatch):
         cell.to_pymatgen()
     with pytest.raises(ImportError, match="Cell.to_ase needs ASE: pip install ase"):
         cell.to_ase()
+
+
+def test_any_structure_file_is_read_as_its_format_says(tmp_path):
+    """POSCAR and extended XYZ (by pymatgen or ASE) give the crystal the CIF of it gives; a
+    CIF without the suffix is still CIF; a file no reader takes names itself and each reader."""
+    import ase.io
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from basisdb import Cell
+
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    rocksalt.to(filename=str(tmp_path / "POSCAR"))
+    rocksalt.to(filename=str(tmp_path / "NaCl.cif"))
+    (tmp_path / "NaCl.txt").write_text((tmp_path / "NaCl.cif").read_text())
+    ase.io.write(tmp_path / "NaCl.extxyz", AseAtomsAdaptor.get_atoms(rocksalt))
+    reference = standardize(tmp_path / "NaCl.cif")
+    for name in ("POSCAR", "NaCl.extxyz", "NaCl.txt"):
+        standard = standardize(str(tmp_path / name))
+        assert standard.setting.hall_number == reference.setting.hall_number == 523, name
+        assert np.allclose(standard.cell.lattice, reference.cell.lattice, atol=1e-6), name
+        assert sorted(standard.cell.numbers) == sorted(reference.cell.numbers), name
+    assert Cell.from_any(tmp_path / "POSCAR").label == "POSCAR"
+    (tmp_path / "notes.txt").write_text("not a crystal\nat all\n")
+    with pytest.raises(StructureError, match=r"neither pymatgen nor ASE reads notes.txt \(pymatgen: .*; ASE: "):
+        standardize(str(tmp_path / "notes.txt"))
+    with pytest.raises(StructureError, match="it is a folder"):
+        Cell.from_any(tmp_path)
