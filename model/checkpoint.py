@@ -248,8 +248,8 @@ class Predictor:
     crystal.
 
     A structure is a pymatgen ``Structure``, an ASE ``Atoms``, a basisdb ``Cell`` or the path
-    (``str`` or ``os.PathLike``) of a structure file, read by pymatgen or else ASE
-    (:func:`basisdb.model.data.read_structure`).  :meth:`predict` and :meth:`predictions` take one
+    (``str`` or ``os.PathLike``) of a structure file, CIF or any format pymatgen or ASE reads
+    (:func:`basisdb.read_structure_file`).  :meth:`predict` and :meth:`predictions` take one
     structure (and answer for it) or a sequence of them (and answer with one result each).
 
     Attributes:

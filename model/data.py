@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -37,8 +36,6 @@ from basisdb import (
     StructureError,
     crystal_frames,
     frequency_set,
-    is_cif_text,
-    read_structure_file,
 )
 
 from .datasets import DatasetError
@@ -60,7 +57,6 @@ __all__ = [
     "centring_classes",
     "RADIAL_CENTRES",
     "as_cell",
-    "read_structure",
     "read_structure_directory",
     "read_structure_files",
     "LATTICE_FEATURES",
@@ -472,24 +468,12 @@ def collate(
     )
 
 
-def read_structure(path: str | os.PathLike) -> Any:
-    """The structure in a file: :func:`basisdb.read_structure_file` (pymatgen first, then ASE),
-    for a file of any format, CIF included."""
-    return read_structure_file(path)
-
-
 def as_cell(structure: Any, label: str = "") -> Cell:
     """A :class:`basisdb.Cell` of a pymatgen ``Structure``, an ASE ``Atoms``, a basisdb
-    ``Cell`` or a path (``str`` or ``os.PathLike``) to a structure file; a path's label is
-    its file name without the suffix.  A ``*.cif`` file is read by the core's CIF reader,
-    as the service reads CIF (the same crystal, the same cell); any other file with
-    :func:`read_structure`.  CIF text (a string with a line break, or one that starts with
-    ``data_``) is read as text, not taken for a path."""
-    if isinstance(structure, os.PathLike) or (isinstance(structure, str) and not is_cif_text(structure)):
-        path = Path(structure)
-        if path.suffix.lower() == ".cif":
-            return Cell.from_any(path, label=label or path.stem)
-        return Cell.from_any(read_structure(path), label=label or path.stem)
+    ``Cell``, CIF text or the path of a structure file of any format, as the core reads them
+    (:meth:`basisdb.Cell.from_any`: CIF by the core's reader, as the service reads it, any
+    other file by :func:`basisdb.read_structure_file`); a path's label is its file name
+    without the suffix."""
     return Cell.from_any(structure, label=label)
 
 

@@ -198,10 +198,10 @@ GROUP_DESCRIPTION = (
 )
 
 
-def group_of(group: int | str, *, in_path: bool = False) -> int:
+def group_of(group: int | str, *, from_text: bool = False) -> int:
     """The ITA number of ``group``, a number or a Hermann-Mauguin symbol (:func:`basisdb.group_number`).
-    In a path (``in_path``), which holds nothing but text, a string of digits is the number it
-    spells, and U+2215, the stand-in of an escaped slash
+    From a path or a query (``from_text``), which hold nothing but text, a string of digits is
+    the number it spells, and U+2215, the stand-in of an escaped slash
     (:class:`~basisdb.service.conventions.HttpConventions`), is a slash; in a body, as in the
     Python API, a number is a JSON number.  An unknown group raises
     :class:`basisdb.InvalidGroupError` (404), with the closest known symbols."""
@@ -213,7 +213,7 @@ def group_of(group: int | str, *, in_path: bool = False) -> int:
                 f"a space-group symbol has at most {MAX_GROUP_TEXT} characters, got {len(group)}: "
                 "give a Hermann-Mauguin symbol such as 'Fd-3m' or the ITA number"
             )
-        if in_path:
+        if from_text:
             group = group.strip().replace("\u2215", "/")
             group = int(group) if group.isdigit() and group.isascii() else group
     return group_number(group)

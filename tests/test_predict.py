@@ -8,9 +8,9 @@ import ase.io
 import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from basisdb import Cell, StructureError
+from basisdb import Cell, StructureError, read_structure_file
 from basisdb.model.checkpoint import is_one_structure, target_of
-from basisdb.model.data import as_cell, read_structure, read_structure_directory, read_structure_files
+from basisdb.model.data import as_cell, read_structure_directory, read_structure_files
 from basisdb.model.datasets import DatasetError
 from basisdb.model.predict import skipped_path, value_column
 
@@ -41,10 +41,10 @@ def test_every_format_reads_to_the_same_crystal(tmp_path):
         cell = as_cell(str(path))
         assert same_cell(cell, reference), kind
         assert cell.label == path.stem
-    assert type(read_structure(tmp_path / "crystal.extxyz")).__name__ == "Atoms"  # pymatgen has no extxyz reader
+    assert type(read_structure_file(tmp_path / "crystal.extxyz")).__name__ == "Atoms"  # pymatgen has no extxyz reader
     text = (tmp_path / "crystal.cif").read_text()
     assert same_cell(as_cell(text), reference)  # CIF text is read as text, not taken for a path
-    assert type(read_structure(tmp_path / "POSCAR")).__name__ == "Structure"
+    assert type(read_structure_file(tmp_path / "POSCAR")).__name__ == "Structure"
 
 
 def test_unreadable_files_say_why(tmp_path):
@@ -52,7 +52,7 @@ def test_unreadable_files_say_why(tmp_path):
     (tmp_path / "bad.cif").write_text("data_bad\n_cell_length_a 5\nloop_\n_atom_site_label\n")
     ase.io.write(tmp_path / "molecule.xyz", AseAtomsAdaptor.get_atoms(real("CsCl")), format="xyz")  # no lattice
     with pytest.raises(StructureError, match=r"neither pymatgen nor ASE reads notes.txt \(pymatgen: .*; ASE: .*\)"):
-        read_structure(tmp_path / "notes.txt")
+        read_structure_file(tmp_path / "notes.txt")
     with pytest.raises(StructureError, match="cannot parse CIF 'bad': no data block lists atom sites"):
         as_cell(tmp_path / "bad.cif")  # the core's CIF reader, as the service reads CIF
     with pytest.raises(StructureError, match="not periodic"):
@@ -60,7 +60,7 @@ def test_unreadable_files_say_why(tmp_path):
     with pytest.raises(StructureError, match="missing.cif: no such file"):
         as_cell(str(tmp_path / "missing.cif"))
     with pytest.raises(StructureError, match="it is a folder"):
-        read_structure(tmp_path)
+        read_structure_file(tmp_path)
 
 
 def test_a_folder_without_id_prop(tmp_path):

@@ -26,7 +26,7 @@ def _parse_groups(spec: str) -> list[int]:
     symbols = [part for part in parts if part[:1].isalpha()]  # a symbol starts with its lattice letter
     numbers = ",".join(part for part in parts if part not in symbols)
     try:
-        named = [group_of(symbol, in_path=True) for symbol in symbols]  # text, as a path's
+        named = [group_of(symbol, from_text=True) for symbol in symbols]  # a query's text
         if not numbers.strip(", ") and named:
             return sorted(set(named))
         # the grammar of `basisdb build --settings`

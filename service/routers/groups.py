@@ -45,7 +45,7 @@ async def group_detail(
 ) -> GroupDetail:
     # FastAPI checks the model against the schema on the event loop (an async route): built in
     # the thread pool, as it may read the store, it takes one trip there, not two.
-    return await run_in_threadpool(_detail, state, group_of(group, in_path=True), hall)
+    return await run_in_threadpool(_detail, state, group_of(group, from_text=True), hall)
 
 
 def _detail(state: ServiceState, group: int, hall: int | None) -> GroupDetail:
@@ -91,7 +91,7 @@ async def basis(
     format: Literal["json", "npz", "h5"] = Query("json", description="json, npz or h5"),
     state: ServiceState = Depends(get_state),
 ) -> Response:
-    key = (group_of(group, in_path=True), hall, radius, format)  # one answer for 227, "227" and "Fd-3m"
+    key = (group_of(group, from_text=True), hall, radius, format)  # one answer for 227, "227" and "Fd-3m"
     rendered = state.answers.get(key)  # no thread hop for a cached answer
     state.usable_store()  # 503 once the store cannot be trusted, cached or not
     if rendered is None:
