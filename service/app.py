@@ -16,7 +16,7 @@ from .config import ServiceSettings
 from .conventions import HttpConventions
 from .errors import install_error_handlers
 from .limits import DeadlineMiddleware
-from .routers import encode, explorer, export, groups, health
+from .routers import docs, encode, explorer, export, groups, health
 from .state import ServiceState
 
 __all__ = ["create_app"]  # and `app`, created on first access (see __getattr__)
@@ -58,11 +58,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=basisdb.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by routers.docs, with assets from a package, not a CDN
+        redoc_url=None,
         max_body_size=settings.max_body_bytes,  # larger bodies get 413 before they are parsed
     )
     app.state.service = state
     for module in (health, groups, encode, export):
         app.include_router(module.router, prefix=API_PREFIX)
+    docs.install(app)
     if settings.explorer:
         explorer.install(app)  # /explorer and /static, outside the API and its schema
 

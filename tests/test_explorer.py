@@ -229,3 +229,62 @@ def test_a_broken_cif_shows_the_services_message(page):
     page.wait_for_selector("#cif-status.error")
     assert "cannot parse CIF" in page.inner_text("#cif-status")
     assert page.locator("#cif-result").is_hidden()
+
+
+# --- the API documentation pages, offline -----------------------------------------------------
+
+
+def test_the_docs_pages_load_nothing_from_elsewhere(client):
+    for url, script in [("/docs", "/docs-assets/swagger-ui-bundle.js"), ("/redoc", "/docs-assets/redoc.standalone.js")]:
+        page = client.get(url)
+        assert page.status_code == 200 and "http://" not in page.text and "https://" not in page.text, url
+        assert f'src="{script}"' in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        asset = client.get(script)
+        assert asset.status_code == 200 and "javascript" in asset.headers["content-type"]
+        assert len(asset.content) > 500_000  # the whole bundle, not a loader that fetches it
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+    assert client.get("/docs/oauth2-redirect").status_code == 200
+    assert not any(path.startswith(("/docs", "/redoc")) for path in client.get("/openapi.json").json()["paths"])
+
+
+@pytest.fixture
+def offline_page(browser, server):
+    """A page whose every request to another host is refused, as on a machine without
+    internet; the refused addresses are kept in ``page.refused``."""
+    context = browser.new_context(viewport={"width": 1300, "height": 900}, device_scale_factor=1)
+    refused: list[str] = []
+
+    def only_the_service(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_the_service)
+    opened = context.new_page()
+    opened.refused = refused
+    yield opened
+    context.close()
+
+
+@pytest.mark.slow  # browser
+def test_swagger_ui_renders_with_the_network_blocked(offline_page, server, tmp_path):
+    offline_page.goto(f"{server}/docs")
+    offline_page.wait_for_selector(".swagger-ui .information-container .title", timeout=30_000)
+    assert offline_page.inner_text(".swagger-ui .information-container .title").startswith("basisdb service")
+    offline_page.wait_for_selector(".opblock-summary-path")
+    paths = offline_page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/v1/groups/{group}" in [path.replace("\u200b", "") for path in paths] and len(paths) >= 6
+    offline_page.screenshot(path=str(tmp_path / "docs.png"))  # kept for a reader of a failure
+    assert offline_page.refused == []
+
+
+@pytest.mark.slow  # browser
+def test_redoc_renders_with_the_network_blocked(offline_page, server):
+    offline_page.goto(f"{server}/redoc")
+    offline_page.wait_for_selector(".api-info h1", timeout=30_000)
+    assert offline_page.inner_text(".api-info h1").startswith("basisdb service")
+    assert offline_page.locator("[role=menuitem]").count() >= 6  # one entry per operation, at least
+    assert offline_page.refused == []
