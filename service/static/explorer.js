@@ -13,8 +13,6 @@ const VALUES_PER_REQUEST = 1_000_000;
 // Grids whose encoding would exceed this many numbers are refused by the page (the browser
 // would parse hundreds of megabytes of JSON).
 const MAX_PLOT_VALUES = 16_000_000;
-// Feature columns shown in the atom table (all of them are in the CSV).
-const FEATURE_COLUMNS = 10;
 
 // ColorBrewer RdBu, reversed: negative values blue, zero white, positive values red.
 const COLOURS = [
@@ -195,7 +193,14 @@ async function loadGroups() {
       element("td", group.crystal_system, "system"),
       element("td", group.hall_number, "num"),
       element("td", group.n_operations, "num"),
-      ...state.radii.map((radius) => element("td", sizes.has(radius) ? sizes.get(radius) : "–", "num")),
+      ...state.radii.map((radius) => {
+        const cell = element("td", sizes.has(radius) ? sizes.get(radius) : "–", "num");
+        if (sizes.get(radius) === 0) {
+          cell.classList.add("empty");
+          cell.title = `no invariant function at radius ${formatRadius(radius)}: systematic absences`;
+        }
+        return cell;
+      }),
     );
     row.addEventListener("click", () => selectGroup(group.number, null));
     return row;
@@ -260,7 +265,11 @@ async function selectGroup(number, hall) {
   const previous = Number(radius.value);
   radius.replaceChildren(
     ...detail.basis_sizes.map(
-      (size) => new Option(`${formatRadius(size.radius)} (${size.n_basis} functions)`, size.radius),
+      (size) =>
+        new Option(
+          `${formatRadius(size.radius)} (${size.n_basis ? `${size.n_basis} functions` : "none: absences"})`,
+          size.radius,
+        ),
     ),
   );
   const radii = detail.basis_sizes.map((size) => size.radius);
@@ -310,7 +319,7 @@ function updateFunctionRange() {
   const input = $("function");
   input.max = Math.max(0, count - 1);
   if (Number(input.value) > count - 1) input.value = Math.max(0, count - 1);
-  $("function-count").textContent = `of 0–${count - 1}`;
+  $("function-count").textContent = count ? `of 0–${count - 1}` : "none at this radius";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,6 +384,11 @@ async function plot() {
   const chosenRadius = Number($("radius").value);
   const index = Number($("function").value);
   const count = basisSize(chosenRadius);
+  if (count === 0) {
+    setStatus($("plot-status"), emptyBasisNote(detail, chosenRadius), true);
+    $("plot-canvas").dataset.state = "empty";
+    return;
+  }
   if (!Number.isInteger(index) || index < 0 || index >= count) {
     setStatus($("plot-status"), `choose a function from 0 to ${count - 1}`, true);
     return;
@@ -401,10 +415,10 @@ async function plot() {
   const hall = detail.hall_number;
   const { positions, u, v } = gridPositions(size, axis, level);
   const key = JSON.stringify([hall, radius, axis, level, size]);
-  $("plot-canvas").dataset.state = "loading";
   let features = state.plotCache.get(key);
   try {
     if (!features) {
+      setBusy(true);
       setStatus($("plot-status"), "encoding…");
       features = await encodePositions(detail.number, hall, radius, nBasis, positions, isCurrent);
       if (!features) return;
@@ -417,10 +431,14 @@ async function plot() {
       $("plot-canvas").dataset.state = "error";
     }
     return;
+  } finally {
+    if (isCurrent()) setBusy(false);
   }
   if (!isCurrent()) return;
   const values = new Float64Array(positions.length);
   for (let p = 0; p < positions.length; p++) values[p] = features[p * nBasis + index];
+  const cell = cellOf(detail);
+  const drawn = draw(values, size, u, v, axis, level, index, cell);
   state.lastPlot = {
     group: detail.number,
     hall,
@@ -431,15 +449,52 @@ async function plot() {
     level,
     positions,
     values: Array.from(values),
+    cell: cell.source,
+    ...drawn,
   };
-  draw(values, size, u, v, axis, level, index);
   const zero = values.every((value) => Math.abs(value) < 1e-12);
   const caption =
     `function ${index} of ${detail.number} ${detail.symbol} (Hall ${hall}), present from radius ` +
     `${formatRadius(radius)} on · ${AXES[axis]} = ${level} · ${size} × ${size} points` +
     (zero ? " · zero everywhere on this slice: try another" : "");
   setStatus($("plot-status"), caption);
+  $("plot-cell").textContent = describeCell(cell, drawn, u, v);
   $("plot-canvas").dataset.state = "drawn";
+}
+
+function setBusy(busy) {
+  $("plot-canvas").dataset.state = busy ? "loading" : $("plot-canvas").dataset.state;
+  $("plot-area").setAttribute("aria-busy", String(busy));
+  $("plot-loading").hidden = !busy;
+}
+
+// The face drawn, in words: whose cell, its edge lengths and the angle between them.
+function describeCell(cell, drawn, u, v) {
+  const angle = `${drawn.geometry.angle.toFixed(1)}°`;
+  if (cell.structure) {
+    const [lu, lv] = [norm(cell.lattice[u]), norm(cell.lattice[v])];
+    return (
+      `drawn in the encoded structure's cell: ${"abc"[u]} = ${lu.toFixed(3)} Å, ${"abc"[v]} = ${lv.toFixed(3)} Å, ` +
+      `angle ${angle}; atoms within ${NEAR_SLICE} Å of the slice: ${drawn.atoms.length}`
+    );
+  }
+  return (
+    `drawn in a representative ${cell.source} cell (angle between ${"abc"[u]} and ${"abc"[v]}: ${angle}); ` +
+    "encode a structure of this setting to draw its own cell and atoms"
+  );
+}
+
+// Why a setting has no function at a radius, and where its first one is.
+function emptyBasisNote(detail, radius) {
+  const sizes = detail.basis_sizes.slice().sort((a, b) => a.radius - b.radius);
+  const first = sizes.find((size) => size.n_basis > 0);
+  const where = first
+    ? `the first radius with one is ${formatRadius(first.radius)} (${first.n_basis} functions)`
+    : "no radius in the store has one";
+  return (
+    `${detail.number} ${detail.symbol} has no invariant function at radius ${formatRadius(radius)}: every ` +
+    `orbit of frequencies up to that radius is a systematic absence; ${where}`
+  );
 }
 
 function colourOf(t) {
@@ -451,10 +506,148 @@ function colourOf(t) {
   return [a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1]), a[2] + f * (b[2] - a[2])];
 }
 
-// The layout of the canvas, in CSS pixels.
+// The layout of the canvas, in CSS pixels: the slice is drawn inside the square
+// (left, top, side), as large as its shape allows, centred.
 const LAYOUT = { left: 58, top: 34, side: 420, barGap: 34, barWidth: 18 };
 
-function draw(values, size, u, v, axis, level, index) {
+// Atoms of the encoded structure are drawn when they lie this close to the slice (Angstrom).
+const NEAR_SLICE = 1.0;
+
+// Cell shapes drawn when no structure gives one: (a, b, c, alpha, beta, gamma), lengths
+// relative, angles in degrees. Only the shape of a face matters for a picture.
+const REPRESENTATIVE_CELLS = {
+  triclinic: [1.0, 1.1, 1.2, 80, 95, 105],
+  monoclinic: [1.0, 1.1, 1.2, 90, 105, 90], // unique axis b; moved for other unique axes
+  orthorhombic: [1.0, 1.2, 1.4, 90, 90, 90],
+  tetragonal: [1.0, 1.0, 1.4, 90, 90, 90],
+  trigonal: [1.0, 1.0, 1.6, 90, 90, 120],
+  hexagonal: [1.0, 1.0, 1.6, 90, 90, 120],
+  rhombohedral: [1.0, 1.0, 1.0, 75, 75, 75],
+  cubic: [1.0, 1.0, 1.0, 90, 90, 90],
+};
+
+// A few colours of the usual (CPK/Jmol) scheme; other elements get a grey.
+const ELEMENT_COLOURS = {
+  H: "#ffffff", C: "#909090", N: "#3050f8", O: "#ff0d0d", F: "#90e050", Na: "#ab5cf2", Mg: "#8aff00",
+  Al: "#bfa6a6", Si: "#f0c8a0", P: "#ff8000", S: "#ffff30", Cl: "#1ff01f", K: "#8f40d4", Ca: "#3dff00",
+  Ti: "#bfc2c7", Fe: "#e06633", Cu: "#c88033", Zn: "#7d80b0", Ga: "#c28f8f", As: "#bd80e3", Se: "#ffa100",
+  Br: "#a62929", Sr: "#00ff00", Ba: "#00c900", Pb: "#575961", Li: "#cc80ff", Mn: "#9c7ac7", Co: "#f090a0",
+  Ni: "#50d050", Zr: "#94e0e0", Mo: "#54b5b5", Ag: "#c0c0c0", Sn: "#668080", Te: "#d47a00", I: "#940094",
+};
+
+const radians = (degrees) => (degrees * Math.PI) / 180;
+const dot = (p, q) => p[0] * q[0] + p[1] * q[1] + p[2] * q[2];
+const cross = (p, q) => [p[1] * q[2] - p[2] * q[1], p[2] * q[0] - p[0] * q[2], p[0] * q[1] - p[1] * q[0]];
+const norm = (p) => Math.sqrt(dot(p, p));
+
+// Rows a, b, c of a lattice with these parameters (a along x, b in the xy plane).
+function latticeOf([a, b, c, alpha, beta, gamma]) {
+  const [ca, cb, cg, sg] = [Math.cos(radians(alpha)), Math.cos(radians(beta)), Math.cos(radians(gamma)), Math.sin(radians(gamma))];
+  const cy = (c * (ca - cb * cg)) / sg;
+  return [
+    [a, 0, 0],
+    [b * cg, b * sg, 0],
+    [c * cb, cy, Math.sqrt(Math.max(0, c * c - (c * cb) ** 2 - cy ** 2))],
+  ];
+}
+
+// The unique axis of a monoclinic setting (0, 1, 2), from its choice ("b1", "-c2", ...).
+function uniqueAxis(choice) {
+  const letter = (choice || "b").replace("-", "")[0];
+  return Math.max(0, "abc".indexOf(letter));
+}
+
+// The cell a setting is drawn in: the encoded structure's, when it is this setting, else a
+// representative cell of its crystal system.
+function cellOf(detail) {
+  const structure = state.lastStructure;
+  if (structure && structure.hall_number === detail.hall_number) {
+    return { lattice: structure.standardized.lattice, structure, source: "structure" };
+  }
+  let system = detail.crystal_system;
+  if (detail.choice === "R") system = "rhombohedral";
+  let parameters = REPRESENTATIVE_CELLS[system].slice();
+  if (system === "monoclinic") {
+    const angles = [90, 90, 90];
+    angles[uniqueAxis(detail.choice)] = 105;
+    parameters = [...parameters.slice(0, 3), ...angles];
+  }
+  return { lattice: latticeOf(parameters), structure: null, source: system };
+}
+
+// The slice `axis = level` of a cell on the canvas: origin O and the images A, B of its two
+// cell edges u, v (canvas pixels, y down), scaled to fit the square of the layout; and the
+// spacing of the lattice planes along `axis` (Angstrom for a real cell).
+function sliceGeometry(lattice, axis, u, v) {
+  const edgeU = lattice[u];
+  const edgeV = lattice[v];
+  const lengthU = norm(edgeU);
+  const along = dot(edgeV, edgeU) / lengthU;
+  const across = norm(cross(edgeU, edgeV)) / lengthU;
+  const corners = [[0, 0], [lengthU, 0], [along, across], [lengthU + along, across]];
+  const xs = corners.map((corner) => corner[0]);
+  const width = Math.max(...xs) - Math.min(...xs);
+  const scale = LAYOUT.side / Math.max(width, across);
+  const origin = [
+    LAYOUT.left + (LAYOUT.side - width * scale) / 2 - Math.min(...xs) * scale,
+    LAYOUT.top + (LAYOUT.side + across * scale) / 2,
+  ];
+  const volume = Math.abs(dot(lattice[0], cross(lattice[1], lattice[2])));
+  return {
+    origin,
+    a: [lengthU * scale, 0],
+    b: [along * scale, -across * scale],
+    spacing: volume / norm(cross(edgeU, edgeV)),
+    angle: (Math.acos(Math.max(-1, Math.min(1, along / norm(edgeV)))) * 180) / Math.PI,
+  };
+}
+
+const canvasPoint = (geometry, s, t) => [
+  geometry.origin[0] + s * geometry.a[0] + t * geometry.b[0],
+  geometry.origin[1] + s * geometry.a[1] + t * geometry.b[1],
+];
+
+// Fractional (s, t) of a canvas point: the inverse of canvasPoint.
+function slicePoint(geometry, x, y) {
+  const [ax, ay] = geometry.a;
+  const [bx, by] = geometry.b;
+  const [dx, dy] = [x - geometry.origin[0], y - geometry.origin[1]];
+  const determinant = ax * by - ay * bx;
+  return [(dx * by - dy * bx) / determinant, (ax * dy - ay * dx) / determinant];
+}
+
+// Atoms of a standardized structure within NEAR_SLICE of the slice, with their images on the
+// cell's edges: [{element, s, t, distance}].
+function atomsNearSlice(structure, geometry, axis, u, v, level) {
+  const near = [];
+  structure.standardized.positions.forEach((position, atom) => {
+    let offset = position[axis] - level;
+    offset -= Math.round(offset);
+    const distance = Math.abs(offset) * geometry.spacing;
+    if (distance > NEAR_SLICE) return;
+    const s = position[u] - Math.floor(position[u]);
+    const t = position[v] - Math.floor(position[v]);
+    const element = symbolOf(structure.standardized.numbers[atom]);
+    for (const ds of s < 1e-6 ? [0, 1] : [0]) {
+      for (const dt of t < 1e-6 ? [0, 1] : [0]) near.push({ atom, element, s: s + ds, t: t + dt, distance });
+    }
+  });
+  return near;
+}
+
+// Round tick values for a colour bar over [-bound, bound]: a step of 1, 2, 2.5 or 5 times a
+// power of ten, and the bar's end rounded up to a multiple of it.
+function colourBarTicks(bound) {
+  const rough = bound / 2;
+  const power = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((candidate) => candidate >= rough * (1 - 1e-9));
+  const end = Math.ceil(bound / step - 1e-9) * step;
+  const ticks = [];
+  for (let k = -Math.round(end / step); k <= Math.round(end / step); k++) ticks.push(Number((k * step).toPrecision(12)));
+  return { end, ticks };
+}
+
+function draw(values, size, u, v, axis, level, index, cell) {
   const canvas = $("plot-canvas");
   const ratio = window.devicePixelRatio || 1;
   const width = 620;
@@ -472,9 +665,10 @@ function draw(values, size, u, v, axis, level, index) {
 
   let bound = 0;
   for (const value of values) bound = Math.max(bound, Math.abs(value));
-  const scale = bound > 1e-12 ? bound : 1;
+  const { end: scale, ticks } = bound > 1e-12 ? colourBarTicks(bound) : { end: 1, ticks: [-1, 0, 1] };
 
-  // The heat map, one pixel per grid point, scaled up without smoothing.
+  // The heat map, one pixel per grid point, mapped onto the slice's parallelogram without
+  // smoothing: image column i, row j is the point (s, t) = ((i + 1/2)/size, 1 - (j + 1/2)/size).
   const image = new ImageData(size, size);
   values.forEach((value, p) => {
     const [r, g, b] = colourOf(0.5 + value / (2 * scale));
@@ -484,57 +678,99 @@ function draw(values, size, u, v, axis, level, index) {
   offscreen.width = size;
   offscreen.height = size;
   offscreen.getContext("2d").putImageData(image, 0, 0);
-  const { left, top, side, barGap, barWidth } = LAYOUT;
+  const geometry = sliceGeometry(cell.lattice, axis, u, v);
+  const corners = [canvasPoint(geometry, 0, 0), canvasPoint(geometry, 1, 0), canvasPoint(geometry, 1, 1), canvasPoint(geometry, 0, 1)];
+  const [ox, oy] = corners[3];
+  context.save();
+  context.transform(geometry.a[0] / size, geometry.a[1] / size, -geometry.b[0] / size, -geometry.b[1] / size, ox, oy);
   context.imageSmoothingEnabled = false;
-  context.drawImage(offscreen, left, top, side, side);
+  context.drawImage(offscreen, 0, 0);
+  context.restore();
   context.strokeStyle = "#5f6878";
   context.lineWidth = 1;
-  context.strokeRect(left - 0.5, top - 0.5, side + 1, side + 1);
+  context.beginPath();
+  corners.forEach(([x, y], k) => (k ? context.lineTo(x, y) : context.moveTo(x, y)));
+  context.closePath();
+  context.stroke();
 
   context.fillStyle = "#1d2330";
   context.font = "600 13px system-ui, sans-serif";
   context.textAlign = "left";
   context.textBaseline = "alphabetic";
-  context.fillText(`basis function ${index}, real, on ${AXES[axis]} = ${level}`, left, top - 12);
+  context.fillText(`basis function ${index}, real, on ${AXES[axis]} = ${level}`, LAYOUT.left, LAYOUT.top - 12);
   if (bound <= 1e-12) {
     context.font = "13px system-ui, sans-serif";
     context.fillStyle = "#5f6878";
     context.textAlign = "center";
-    context.fillText("zero everywhere on this slice", left + side / 2, top + side / 2);
+    const [cx, cy] = canvasPoint(geometry, 0.5, 0.5);
+    context.fillText("zero everywhere on this slice", cx, cy);
   }
 
-  // Axes: fractional coordinates of the conventional cell.
+  // Ticks at quarters of the two cell edges: fractional coordinates of the conventional cell.
   context.font = "12px system-ui, sans-serif";
   context.fillStyle = "#394150";
   for (const tick of [0, 0.25, 0.5, 0.75, 1]) {
-    const x = left + tick * side;
-    const y = top + side - tick * side;
+    const [x, y] = canvasPoint(geometry, tick, 0);
     context.beginPath();
-    context.moveTo(x, top + side);
-    context.lineTo(x, top + side + 5);
-    context.moveTo(left, y);
-    context.lineTo(left - 5, y);
+    context.moveTo(x, y);
+    context.lineTo(x, y + 5);
     context.stroke();
     context.textAlign = "center";
     context.textBaseline = "top";
-    context.fillText(String(tick), x, top + side + 8);
+    context.fillText(String(tick), x, y + 8);
+    const [x2, y2] = canvasPoint(geometry, 0, tick);
+    context.beginPath();
+    context.moveTo(x2, y2);
+    context.lineTo(x2 - 5, y2);
+    context.stroke();
     context.textAlign = "right";
     context.textBaseline = "middle";
-    context.fillText(String(tick), left - 8, y);
+    context.fillText(String(tick), x2 - 8, y2);
   }
   context.font = "italic 13px system-ui, sans-serif";
   context.textAlign = "center";
   context.textBaseline = "top";
-  context.fillText(`${AXES[u]} (fractional)`, left + side / 2, top + side + 26);
+  const [bottomX, bottomY] = canvasPoint(geometry, 0.5, 0);
+  context.fillText(`${AXES[u]} (fractional)`, bottomX, bottomY + 26);
+  // The v label runs along the v edge, outside the face, never upside down.
+  const [sideX, sideY] = canvasPoint(geometry, 0, 0.5);
+  const edge = Math.hypot(geometry.b[0], geometry.b[1]);
+  let normal = [geometry.b[1] / edge, -geometry.b[0] / edge];
+  if (normal[0] * geometry.a[0] + normal[1] * geometry.a[1] > 0) normal = [-normal[0], -normal[1]];
+  let angle = Math.atan2(geometry.b[1], geometry.b[0]);
+  if (angle < -Math.PI / 2 - 1e-9) angle += Math.PI;
   context.save();
-  context.translate(16, top + side / 2);
-  context.rotate(-Math.PI / 2);
+  context.translate(sideX + 44 * normal[0], sideY + 44 * normal[1]);
+  context.rotate(angle);
   context.textBaseline = "middle";
   context.fillText(`${AXES[v]} (fractional)`, 0, 0);
   context.restore();
 
-  // The colour bar: -max|value| (blue) to +max|value| (red), white at zero.
-  const barLeft = left + side + barGap;
+  // The atoms of the encoded structure near the slice: filled on it, fainter further off.
+  const atoms = cell.structure ? atomsNearSlice(cell.structure, geometry, axis, u, v, level) : [];
+  context.textAlign = "left";
+  context.textBaseline = "bottom";
+  context.font = "600 11px system-ui, sans-serif";
+  for (const atom of atoms) {
+    const [x, y] = canvasPoint(geometry, atom.s, atom.t);
+    context.globalAlpha = 1 - (0.6 * atom.distance) / NEAR_SLICE;
+    context.beginPath();
+    context.arc(x, y, 7, 0, 2 * Math.PI);
+    context.fillStyle = ELEMENT_COLOURS[atom.element] || "#b0b0b0";
+    context.fill();
+    context.strokeStyle = "#1d2330";
+    context.lineWidth = 1.5;
+    context.stroke();
+    context.fillStyle = "#1d2330";
+    context.fillText(atom.element, x + 7, y - 5);
+  }
+  context.globalAlpha = 1;
+  context.lineWidth = 1;
+  context.strokeStyle = "#5f6878";
+
+  // The colour bar: -end (blue) to +end (red), white at zero, ticks at round values.
+  const barLeft = LAYOUT.left + LAYOUT.side + LAYOUT.barGap;
+  const { top, side, barWidth } = LAYOUT;
   const gradient = context.createLinearGradient(0, top + side, 0, top);
   COLOURS.forEach((colour, i) => gradient.addColorStop(i / (COLOURS.length - 1), `rgb(${colour.join(",")})`));
   context.fillStyle = gradient;
@@ -544,17 +780,18 @@ function draw(values, size, u, v, axis, level, index) {
   context.fillStyle = "#394150";
   context.textAlign = "left";
   context.textBaseline = "middle";
-  for (const fraction of [-1, -0.5, 0, 0.5, 1]) {
-    const y = top + side / 2 - (fraction * side) / 2;
+  for (const tick of ticks) {
+    const y = top + side / 2 - (tick / scale) * (side / 2);
     context.beginPath();
     context.moveTo(barLeft + barWidth, y);
     context.lineTo(barLeft + barWidth + 4, y);
     context.stroke();
-    context.fillText(formatNumber(fraction * scale, 3), barLeft + barWidth + 7, y);
+    context.fillText(String(tick), barLeft + barWidth + 7, y);
   }
   context.textAlign = "center";
   context.textBaseline = "alphabetic";
   context.fillText("value", barLeft + barWidth / 2, top - 12);
+  return { geometry, corners, atoms, ticks, scale };
 }
 
 function readout(event) {
@@ -563,14 +800,13 @@ function readout(event) {
   const canvas = $("plot-canvas");
   const box = canvas.getBoundingClientRect();
   const scaleX = 620 / box.width;
-  const x = (event.clientX - box.left) * scaleX - LAYOUT.left;
-  const y = (event.clientY - box.top) * scaleX - LAYOUT.top;
-  if (x < 0 || y < 0 || x >= LAYOUT.side || y >= LAYOUT.side) {
+  const [s, t] = slicePoint(plotted.geometry, (event.clientX - box.left) * scaleX, (event.clientY - box.top) * scaleX);
+  if (!(s >= 0 && t >= 0 && s < 1 && t < 1)) {
     $("plot-readout").textContent = "\u00a0";
     return;
   }
-  const column = Math.floor((x / LAYOUT.side) * plotted.size);
-  const row = Math.floor((y / LAYOUT.side) * plotted.size);
+  const column = Math.floor(s * plotted.size);
+  const row = plotted.size - 1 - Math.floor(t * plotted.size);
   const p = row * plotted.size + column;
   const point = plotted.positions[p].map((c) => c.toFixed(3)).join(", ");
   $("plot-readout").textContent = `(x, y, z) = (${point}): ${formatNumber(plotted.values[p], 6)}`;
@@ -629,6 +865,16 @@ function showStructure(answer) {
         `${answer.n_frames} frame${answer.n_frames === 1 ? "" : "s"} (${answer.invariance})`,
     ],
   ];
+  if (answer.n_basis === 0) {
+    const detail = state.detail && state.detail.hall_number === answer.hall_number ? state.detail : null;
+    entries.push([
+      "note",
+      detail
+        ? emptyBasisNote(detail, answer.radius)
+        : `no invariant function at radius ${formatRadius(answer.radius)} (systematic absences): choose a larger radius`,
+      "warning",
+    ]);
+  }
   if (answer.inverted) entries.push(["note", "the mirror image of the input was standardized"]);
   if (answer.looser_group !== null) {
     entries.push(["warning", `at ten times symprec the group is ${answer.looser_group}`, "warning"]);
@@ -642,25 +888,26 @@ function showStructure(answer) {
   summary.querySelector(".group-answer").id = "cif-group";
   $("cif-group").dataset.group = answer.group;
 
+  // Every atom and every feature: the table scrolls both ways, its first two columns and its
+  // header staying in view.
   const features = answer.encodings.real;
-  const shown = Math.min(FEATURE_COLUMNS, answer.n_basis);
   const head = document.createElement("tr");
-  head.append(element("th", "atom", "num"), element("th", "element"), element("th", "Wyckoff"));
+  head.append(element("th", "atom", "num sticky"), element("th", "element", "sticky second"), element("th", "Wyckoff"));
   head.append(element("th", "std. atom", "num"), element("th", "orbit", "num"));
-  for (let k = 0; k < shown; k++) head.append(element("th", `f${k}`, "num"));
-  if (shown < answer.n_basis) head.append(element("th", `… ${answer.n_basis - shown} more`));
+  for (let k = 0; k < answer.n_basis; k++) head.append(element("th", `f${k}`, "num"));
+  if (answer.n_basis === 0) head.append(element("th", "features"));
   const rows = features.map((row, atom) => {
     const standard = answer.input_to_standardized[atom];
     const tr = document.createElement("tr");
     tr.append(
-      element("td", atom, "num"),
-      element("td", symbolOf(answer.standardized.numbers[standard])),
+      element("td", atom, "num sticky"),
+      element("td", symbolOf(answer.standardized.numbers[standard]), "sticky second"),
       element("td", answer.wyckoffs[standard]),
       element("td", standard, "num"),
       element("td", answer.equivalent_atoms[standard], "num"),
     );
-    for (let k = 0; k < shown; k++) tr.append(element("td", formatNumber(row[k]), "num"));
-    if (shown < answer.n_basis) tr.append(element("td", "…"));
+    for (let k = 0; k < answer.n_basis; k++) tr.append(element("td", formatNumber(row[k]), "num"));
+    if (answer.n_basis === 0) tr.append(element("td", "none at this radius", "muted"));
     return tr;
   });
   const thead = document.createElement("thead");
