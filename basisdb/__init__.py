@@ -13,7 +13,7 @@ from ._version import __version__
 from .audit import AuditReport, audit_store
 from .basis import Basis
 from .build import DEFAULT_RADII, BuildReport, StopRequest, build_store
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command_parser, run_command
+from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command_parser, output_path, run_command
 from .construction import build_basis
 from .errors import (
     BasisDBError,
@@ -113,6 +113,7 @@ __all__ = [
     "random_crystal",
     # command lines: one parser style, one runner, one set of exit codes
     "command_parser",
+    "output_path",
     "run_command",
     "EXIT_OK",
     "EXIT_FAILED",

@@ -23,14 +23,30 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .errors import BasisDBError, BuildInterrupted
 
-__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "command_parser", "run_command"]
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "command_parser", "output_path", "run_command"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # argparse's own status for a usage error
+
+
+def output_path(what: str) -> Callable[[str], Path]:
+    """An argparse type for an ``--out`` that is not a table: ``-`` (standard output, which
+    the commands that write a table accept) is refused, naming ``what`` is written."""
+
+    def parse(text: str) -> Path:
+        if text == "-":
+            raise argparse.ArgumentTypeError(
+                f"'-' (standard output) is for commands that write a table; {what} needs a path"
+            )
+        return Path(text)
+
+    parse.__name__ = "path"  # argparse names the type in its messages
+    return parse
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

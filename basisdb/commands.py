@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +25,7 @@ from ._version import __version__
 from .audit import audit_store
 from .build import DEFAULT_RADII, StopRequest, build_store, format_table, summary_rows
 from .checks import DEFAULT_POINTS, DEFAULT_SEED
-from .cli import EXIT_FAILED, EXIT_OK, command_parser, run_command
+from .cli import EXIT_FAILED, EXIT_OK, command_parser, output_path, run_command
 from .errors import BasisDBError
 from .settings import get_setting
 from .store import BasisStore
@@ -45,7 +44,12 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--radii", type=float, nargs="+", default=list(DEFAULT_RADII), metavar="R", help="truncation radii"
     )
-    parser.add_argument("--out", type=Path, default=None, help=f"output file (default: {default_store_path()})")
+    parser.add_argument(
+        "--out",
+        type=output_path("the store (an HDF5 file)"),
+        default=None,
+        help=f"output file (default: {default_store_path()})",
+    )
     parser.add_argument(
         "--settings",
         default="default",

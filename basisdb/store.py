@@ -126,8 +126,9 @@ class BasisStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.is_file():
+            what = "is a folder, not a store file" if self.path.is_dir() else "does not exist"
             raise StoreNotFoundError(
-                f"no basis store at {self.path}; build one with "
+                f"no basis store at {self.path}: it {what}; build one with "
                 f"`basisdb build --out {self.path}` or call BasisStore.open() without a "
                 "path for the default store"
             )

@@ -94,7 +94,8 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[st
     path = Path(path)
     file = path / "model.pt" if path.is_dir() else path
     if not file.is_file():
-        raise CheckpointError(f"no checkpoint at {path} (expected a directory with model.pt)")
+        what = "it has no model.pt" if path.is_dir() else "it does not exist"
+        raise CheckpointError(f"no checkpoint at {path}: {what} (expected a directory with model.pt)")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:

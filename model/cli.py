@@ -25,6 +25,7 @@ from .training import TrainConfig
 
 __all__ = [
     "CRYSTAL_SYSTEMS",
+    "STDOUT",
     "parse_groups",
     "positive",
     "fraction",
@@ -41,6 +42,10 @@ __all__ = [
     "train_config_from",
     "set_threads",
 ]
+
+# ``--out -``: a command that writes a table prints it on standard output instead, and
+# every message on standard error.
+STDOUT = Path("-")
 
 CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 

@@ -49,6 +49,7 @@ from basisdb import BasisStore, command_parser, run_command
 from .baselines import CGCNNConfig
 from .checkpoint import read_pretrained_encoder
 from .cli import (
+    STDOUT,
     add_model_arguments,
     add_seed_argument,
     add_structure_arguments,
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         help="output folder: config.toml, results.json.gz, results.md (default: evaluation/<dataset>-<target>"
-        "[-holdout])",
+        "[-holdout]); '-' prints the table on stdout and keeps nothing",
     )
     parser.add_argument("--plots", action="store_true", help="also draw the parity (and seen vs unseen) figures")
     parser.add_argument(
@@ -322,6 +323,8 @@ def main(argv=None) -> int:
     refusal = _refusal(config, args.refit_source)
     if refusal:
         parser.error(refusal)
+    if args.out == STDOUT and args.plots:
+        parser.error("--plots draws into the run's folder: give --out a folder, not '-' (stdout)")
     holdout = parse_groups(config.holdout) if config.holdout else []
     set_threads(args.threads)
     resolve_device(args.device)  # a device that is not there is an error before any work
@@ -363,6 +366,10 @@ def main(argv=None) -> int:
         source_fits = SourceFitCache.at(args.encodings, encoding, reuse=not args.refit_source)
     result = cross_validate(data, config, settings, holdout, sys.stderr, source, source_fits)
     result = replace(result, transfer=transfer, rejected=tuple(tuple(pair) for pair in dataset.rejected + rejected))
+    if args.out == STDOUT:
+        print(markdown(result), end="")
+        print("--out -: the table is on stdout; the run (config.toml, results) was not kept", file=sys.stderr)
+        return 0
     out = args.out or Path("evaluation") / f"{config.dataset}-{config.target}{'-holdout' if holdout else ''}"
     write_run(result, out)
     table = markdown(result, out)
@@ -371,7 +378,7 @@ def main(argv=None) -> int:
     if args.plots:
         written += plots(result, out)
     print(table)
-    print("wrote " + ", ".join(str(path) for path in written))
+    print("wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from basisdb import EXIT_FAILED, INVARIANCES, command_parser, run_command
 
 from .checkpoint import PREDICT_BATCH_SIZE, load_checkpoint, looser_group_note
-from .cli import add_device_argument, positive
+from .cli import STDOUT, add_device_argument, positive
 from .data import read_structure_directory, read_structure_files
 
 SHOWN_SKIPPED = 10  # reasons printed on stderr; the file has all of them
@@ -81,10 +81,13 @@ def skipped_path(out: Path) -> Path:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    to_stdout = str(args.out) == "-"  # the table alone on standard output; every message on standard error
+    to_stdout = args.out == STDOUT  # the table alone on standard output; every message on standard error
     if not to_stdout and not args.out.parent.is_dir():
         parser.error(f"--out {args.out}: the folder {args.out.parent} does not exist")
     skipped_file = None if to_stdout else skipped_path(args.out)
+    missing = [str(path) for path in args.data if not path.exists()]
+    if missing:  # a mistyped path is the command's error, not a structure to skip
+        parser.error(f"--data: no such file or folder: {', '.join(missing)}")
     if len(args.data) == 1 and args.data[0].is_dir():
         structures, truths = read_structure_directory(args.data[0], require_targets=False)
         ours = set() if to_stdout else {args.out.resolve(), skipped_file.resolve()}  # a rerun into the same folder

@@ -28,13 +28,12 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from basisdb import BasisStore, command_parser, get_setting, run_command
+from basisdb import BasisStore, command_parser, get_setting, output_path, run_command
 
 from .checkpoint import save_checkpoint
 from .cli import (
@@ -222,7 +221,12 @@ class OrbitDistances:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser("basisdb pretrain", __doc__)
-    parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=output_path("an encoder checkpoint (a folder)"),
+        help="checkpoint directory to write",
+    )
     parser.add_argument(
         "--groups",
         default="1-230",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from basisdb import BasisStore, command_parser, run_command
+from basisdb import BasisStore, command_parser, output_path, run_command
 
 from .checkpoint import load_pretrained_encoder, read_pretrained_encoder, save_checkpoint
 from .cli import (
@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit", type=positive(), help="train on a random subset of this many structures of --dataset (quick checks)"
     )
-    parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    parser.add_argument(
+        "--out", required=True, type=output_path("a checkpoint (a folder)"), help="checkpoint directory to write"
+    )
     parser.add_argument(
         "--pretrained",
         type=Path,

@@ -194,3 +194,60 @@ def test_info_names_the_groups_without_an_invariant_function_at_a_radius(small_s
         "230 Ia-3d (Hall 530; first at radius 3)" in out
     )
     assert "n_basis 0 at radius 3" not in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["info", "{tmp}/nope.h5"], "no basis store at {tmp}/nope.h5: it does not exist; build one with"),
+        (["verify", "{tmp}/nope.h5"], "no basis store at {tmp}/nope.h5: it does not exist"),
+        (["info", "{tmp}"], "no basis store at {tmp}: it is a folder, not a store file"),
+        (
+            ["predict", "--checkpoint", "{tmp}/run", "--data", "{tmp}/si.cif", "--out", "-"],
+            "no checkpoint at {tmp}/run: it does not exist (expected a directory with model.pt)",
+        ),
+        (
+            ["predict", "--checkpoint", "{tmp}", "--data", "{tmp}/si.cif", "--out", "-"],
+            "no checkpoint at {tmp}: it has no model.pt",
+        ),
+        (["evaluate", "--config", "{tmp}/run/config.toml"], "{tmp}/run/config.toml is missing"),
+    ],
+)
+def test_a_missing_file_is_reported_as_missing_by_the_name_given(argv, message, tmp_path, capsys):
+    from basisdb.commands import main
+
+    (tmp_path / "si.cif").write_text("data_si\n")  # the structures are there: only the named file is not
+    argv = [part.format(tmp=tmp_path) for part in argv]
+    assert run_command(main, argv) == EXIT_USAGE
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {message.format(tmp=tmp_path)}") and error.count("\n") == 1, error
+
+
+@pytest.mark.parametrize(
+    "command, what",
+    [
+        ("build", "the store (an HDF5 file)"),
+        ("train", "a checkpoint (a folder)"),
+        ("pretrain", "an encoder checkpoint"),
+    ],
+)
+def test_out_dash_is_refused_where_the_output_is_not_a_table(command, what, tmp_path, capsys, monkeypatch):
+    from basisdb.commands import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--out", "-"])
+    error = capsys.readouterr().err
+    assert exited.value.code == EXIT_USAGE and "'-' (standard output) is for commands that write a table" in error
+    assert what in error and list(tmp_path.iterdir()) == []
+
+
+def test_predict_names_data_paths_that_do_not_exist(tmp_path, capsys):
+    from basisdb.commands import main
+
+    (tmp_path / "here.cif").write_text("data_x\n")
+    argv = ["predict", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "here.cif"), "nope.vasp", "--out", "-"]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    error = capsys.readouterr().err
+    assert exited.value.code == EXIT_USAGE and "--data: no such file or folder: nope.vasp\n" in error

@@ -618,3 +618,24 @@ def test_structure_features_equal_matminer_and_cover_the_noble_gases(parsed_data
     )  # matminer fails here
     (row,) = structure_features([xenon], [225], [1])
     assert np.isfinite(row).all() and 0 < row[2] < 1
+
+
+def test_evaluate_prints_its_table_on_stdout_with_out_dash(dataset_dir, small_store, tmp_path, capsys, monkeypatch):
+    """``--out -``: the table alone on stdout, every message on stderr, and no folder written
+    (not even one named '-')."""
+    from basisdb.model.evaluate import main
+
+    monkeypatch.chdir(tmp_path)
+    options = "--dataset elastic_tensor --target log10_K_VRH --methods mean,composition-rf --folds 2 --limit 30"
+    paths = f"--store {small_store} --data-dir {dataset_dir} --radius 2 --out -"
+    assert main([*options.split(), *paths.split()]) == 0
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()
+    assert lines[0].startswith("# elastic_tensor / log10_K_VRH") and "Rerun:" not in printed.out
+    rows = [line.split("|")[1].strip() for line in lines if line.startswith("| ") and "---" not in line]
+    assert rows == ["method", "mean", "composition-rf"]
+    assert "structures; encoding" in printed.err and "was not kept" in printed.err
+    assert list(tmp_path.iterdir()) == []  # nothing written, no file named '-', no evaluation/
+    with pytest.raises(SystemExit) as exited:
+        main([*options.split(), *paths.split(), "--plots"])
+    assert exited.value.code == 2 and "--plots draws into the run's folder" in capsys.readouterr().err
