@@ -275,6 +275,16 @@ def cubic_structure(group, a: float, species, coordinates):
 REAL = ["LiFePO4", "TiO2", "BaNiO3", "Li2O", "SiO2", "CsCl"]
 
 
+def readme_python_block(marker: str) -> str:
+    """The one ```python block of README.md that contains ``marker``, as its text."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
+    found = [block for block in blocks if marker in block]
+    assert len(found) == 1, f"{len(found)} README python blocks contain {marker!r}"
+    return found[0]
+
+
 def real(name: str):
     """One of ``REAL`` as a pymatgen Structure."""
     from importlib.resources import files

@@ -788,3 +788,25 @@ def test_the_shipped_pretrained_encoders_load(small_store):
         model = CrystalFourierTransformer(config)
         assert load_pretrained_encoder(model, payload) == ["group_embedding.weight"], path
         assert torch.equal(model.encoder.position_in.weight, payload["state_dict"]["position_in.weight"])
+
+
+def test_the_readmes_prediction_block_runs_as_written(trained, small_store, data_dir, tmp_path, monkeypatch):
+    """README, Command line: ``load_checkpoint("runs/cft")`` and every call after it, with the
+    inputs it names (a Structure, Atoms, "x.cif", "POSCAR"), all giving one crystal's value."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from .helpers import readme_python_block
+
+    monkeypatch.setenv("BASISDB_STORE", str(small_store))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "cft").symlink_to(trained, target_is_directory=True)
+    structure = Structure.from_file(data_dir / "m0.cif")
+    structure.to(filename="x.cif")
+    structure.to(filename="POSCAR")
+    namespace = {"structure": structure, "atoms": AseAtomsAdaptor.get_atoms(structure)}
+    exec(readme_python_block('m = load_checkpoint("runs/cft")'), namespace)
+    m = namespace["m"]
+    one = m.predict(structure)
+    assert np.allclose(m.predict([structure, namespace["atoms"], "x.cif", "POSCAR"]), one, rtol=1e-5)
+    assert (m.target, m.unit) == ("density", "g/cm3")
