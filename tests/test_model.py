@@ -586,7 +586,9 @@ def test_predict_exits_1_when_nothing_is_predicted(trained, small_store, tmp_pat
     result = predict_cli(trained, small_store, tmp_path / "none.csv", empty)
     assert result.returncode == 1 and "nothing to predict: " in result.stderr, result.stderr
     missing = predict_cli(trained, small_store, tmp_path / "missing.csv", tmp_path / "nothing.cif")
-    assert missing.returncode == 1 and "nothing.cif: no such file" in missing.stderr, missing.stderr
+    # a path that is not there is the command's usage error (2), named, before any work
+    assert missing.returncode == 2 and "--data: no such file or folder: " in missing.stderr, missing.stderr
+    assert "nothing.cif" in missing.stderr and not (tmp_path / "missing.csv").exists()
 
 
 def test_predict_limit_is_never_silently_ignored(trained, small_store, data_dir, tmp_path):
