@@ -6,7 +6,8 @@ datasets), :mod:`basisdb.model.modules` (the positional encoder, the one "encode
 and other blocks), :mod:`basisdb.model.models` (the CFT), :mod:`basisdb.model.baselines` (the peers it is
 measured against), :mod:`basisdb.model.training` (the one training engine, its schedules and DDP),
 :mod:`basisdb.model.checkpoint`, :mod:`basisdb.model.featurizer` (the basis features as a matminer featurizer),
-:mod:`basisdb.model.cli` (the options the commands share) and the command
+:mod:`basisdb.model.invariant_features` (the store as a differentiable torch layer: invariant features
+of position tensors, for any model), :mod:`basisdb.model.cli` (the options the commands share) and the command
 lines ``basisdb data | pretrain | train | evaluate | predict``.
 
 An evaluation (``basisdb evaluate``) is split by concern: :mod:`basisdb.model.prepared` (a dataset
@@ -22,6 +23,7 @@ __all__ = [
     "CFTConfig",
     "CrystalFourierTransformer",
     "CheckpointError",
+    "InvariantFeatures",
     "load_checkpoint",
     "load_dataset",
     "SymmetryFourierFeaturizer",
@@ -31,6 +33,7 @@ _HOME = {
     "CFTConfig": "models",
     "CrystalFourierTransformer": "models",
     "CheckpointError": "checkpoint",
+    "InvariantFeatures": "invariant_features",
     "load_checkpoint": "checkpoint",
     "load_dataset": "datasets",
     "SymmetryFourierFeaturizer": "featurizer",
