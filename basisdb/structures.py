@@ -368,6 +368,9 @@ class Standardization:
             standardized atom: two standardized atoms share one exactly when a centring
             translation of the setting maps one onto the other, so each is shared by as many
             standardized atoms as the setting has centring translations (1 when primitive).
+        image_targets: (n_operations, N_input) int64, the standardized atom that the image
+            under each operation of the setting of each input atom lands on: the group
+            average that makes the positions exactly symmetric (:meth:`position_jacobian`).
         symprec: the tolerance used, Angstrom.
         inverted: the cell standardized is the input's mirror image x -> -x (only with
             ``canonical_handedness``, for the second member of an enantiomorphic pair).
@@ -385,9 +388,29 @@ class Standardization:
     equivalent_atoms: np.ndarray = field(repr=False)
     wyckoffs: tuple[str, ...] = field(repr=False)
     primitive_atoms: np.ndarray = field(repr=False)
+    image_targets: np.ndarray = field(repr=False)
     symprec: float = DEFAULT_SYMPREC
     inverted: bool = False
     looser_group: int | None = None
+
+    def position_jacobian(self) -> np.ndarray:
+        """(N_std, N_input, 3, 3) float64: the derivative of each standardized atom's
+        fractional position with respect to each input atom's fractional position.
+
+        A standardized atom is the mean of the images ``R_g (P x_i + p) + t_g`` that land on
+        it (:attr:`image_targets`), so its derivative is the mean of ``R_g P`` over them, for
+        spglib's transformation and origin held fixed.  The map is affine wherever the
+        assignment of images to atoms stays the same, which it does for any motion that keeps
+        the atoms within ``symprec`` of their places.  (spglib may move the origin with the
+        atoms along polar axes, a shift of every atom alike, which the frames of
+        :mod:`basisdb.frames` remove: the features do not depend on it.)"""
+        n_std, n_input = self.cell.n_atoms, self.image_targets.shape[1]
+        per_operation = self.setting.rotations.astype(np.float64) @ self.transformation_matrix  # (n_ops, 3, 3)
+        jacobian = np.zeros((n_std * n_input, 3, 3))
+        flat = (self.image_targets * n_input + np.arange(n_input)).ravel()
+        np.add.at(jacobian, flat, np.repeat(per_operation, n_input, axis=0))
+        counts = np.bincount(self.image_targets.ravel(), minlength=n_std).astype(np.float64)
+        return jacobian.reshape(n_std, n_input, 3, 3) / counts[:, None, None, None]
 
 
 def standardize(
@@ -421,7 +444,7 @@ def standardize(
     setting = get_setting(hall=int(dataset.hall_number))
     transformation = np.asarray(dataset.transformation_matrix, dtype=np.float64) * (-1.0 if inverted else 1.0)
     sources = cell.positions @ transformation.T + dataset.origin_shift
-    positions, input_to_standardized = _symmetrize(
+    positions, image_targets = _symmetrize(
         sources,
         cell.numbers,
         dataset.std_positions,
@@ -438,10 +461,11 @@ def standardize(
         transformation_matrix=transformation,
         origin_shift=np.asarray(dataset.origin_shift, dtype=np.float64),
         rotation=np.asarray(dataset.std_rotation_matrix, dtype=np.float64),
-        input_to_standardized=input_to_standardized,
+        input_to_standardized=image_targets[_identity_operation(setting)],
         equivalent_atoms=equivalent_atoms,
         wyckoffs=wyckoffs,
         primitive_atoms=np.asarray(dataset.std_mapping_to_primitive, dtype=np.int64),
+        image_targets=image_targets,
         symprec=float(symprec),
         inverted=inverted,
         looser_group=_looser_group(cell, symprec, setting.group),
@@ -574,7 +598,8 @@ def _symmetrize(
     depends on the input's atom order within the input's noise; summing over every input
     atom and every operation does not.
 
-    Returns the positions and, for each source atom, the standardized atom it lands on.
+    Returns the positions and, for each operation and source atom, the standardized atom
+    its image lands on.
     """
     x = np.asarray(reference, dtype=np.float64)
     images = (
@@ -596,10 +621,15 @@ def _symmetrize(
     np.add.at(total, targets, delta)
     symmetric = np.mod(x + total / counts[:, None], 1.0)
     symmetric[symmetric == 1.0] = 0.0  # -1e-17 mod 1 rounds to 1.0
-    identity = np.flatnonzero(
-        (setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)) & (setting.translations == 0).all(axis=1)
-    )[0]
-    return symmetric, targets.reshape(setting.n_operations, -1)[identity]
+    return symmetric, targets.reshape(setting.n_operations, -1)
+
+
+def _identity_operation(setting: Setting) -> int:
+    return int(
+        np.flatnonzero(
+            (setting.rotations == np.eye(3, dtype=np.int8)).all(axis=(1, 2)) & (setting.translations == 0).all(axis=1)
+        )[0]
+    )
 
 
 # a CIF data block's header at the start of a line
