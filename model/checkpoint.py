@@ -20,10 +20,10 @@ import torch
 
 from basisdb import INVARIANCES, SCHEMA_VERSION, BasisDBError, BasisStore, Cell, SymmetryToleranceWarning
 
-from .data import EncodedStructure, StructureFeaturizer, collate
+from .data import EncodedStructure, StructureFeaturizer, as_cell, collate
 from .datasets import DATASETS
 from .models import CFTConfig, CrystalFourierTransformer
-from .training import predict_normalized, resolve_device
+from .training import frame_averaged, predict_normalized, resolve_device
 
 __all__ = [
     "CheckpointError",
@@ -42,6 +42,7 @@ __all__ = [
 ENCODER_ARCHITECTURE = ("radius", "n_slots", "d_model", "hidden", "encoder_blocks")
 
 PREDICT_BATCH_SIZE = 32  # structures per forward pass (all their frames together)
+POSITIONAL_FEATURES = ("precomputed", "layer")  # numpy rows, batched; or the torch layer from positions
 
 FORMAT = "basisdb-cft-checkpoint"
 VERSION = 1
@@ -184,11 +185,15 @@ def load_checkpoint(
     *,
     symprec: float | None = None,
     invariance: str | None = None,
+    positional_features: str = "precomputed",
 ) -> Predictor:
     """A trained CFT, ready to predict.  ``store`` defaults to the one recorded in the
     checkpoint if it still exists, else to the default store.  ``symprec`` (spglib's
     tolerance, Angstrom) and ``invariance`` (``"e3"`` or ``"proper"``) default to the
-    values the model was trained with."""
+    values the model was trained with.  ``positional_features="layer"`` computes the
+    positional features with the torch layer from each frame's positions, one structure at a
+    time, instead of numpy's encoding of the distinct rows, batched (the same predictions
+    to 1e-6; see BENCHMARKS.md for the speed of each)."""
     payload = read_checkpoint(path, kind="cft")
     if not isinstance(store, BasisStore):
         recorded = Path(payload["store"]["path"])
@@ -206,7 +211,16 @@ def load_checkpoint(
         raise CheckpointError(f"symprec must be a positive number (Angstrom), got {symprec!r}")
     featurizer = StructureFeaturizer(store, config.radius, symprec, invariance)
     target, unit = target_of(payload)
-    return Predictor(model, featurizer, payload["target_mean"], payload["target_std"], device, target=target, unit=unit)
+    return Predictor(
+        model,
+        featurizer,
+        payload["target_mean"],
+        payload["target_std"],
+        device,
+        target=target,
+        unit=unit,
+        positional_features=positional_features,
+    )
 
 
 def target_of(payload: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -268,7 +282,12 @@ class Predictor:
         *,
         target: str | None = None,
         unit: str | None = None,
+        positional_features: str = "precomputed",
     ):
+        if positional_features not in POSITIONAL_FEATURES:
+            raise CheckpointError(
+                f"positional_features must be one of {POSITIONAL_FEATURES}, got {positional_features!r}"
+            )
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.featurizer = featurizer
@@ -276,10 +295,65 @@ class Predictor:
         self.target_std = float(target_std)
         self.target = target
         self.unit = unit
+        self.positional_features = positional_features
+        self._layers: dict[int, torch.nn.Module] = {}
 
     def predict_encoded(self, items, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
         """Predictions for already encoded structures, averaged over their frames."""
         return predict_normalized(self.model, items, self.device, batch_size) * self.target_std + self.target_mean
+
+    def value_and_gradient(self, structure) -> tuple[float, np.ndarray]:
+        """The prediction for one structure and its gradient with respect to the input atoms'
+        Cartesian positions: (N, 3) float64, target unit per Angstrom, in the input's atom
+        order and Cartesian frame.
+
+        It is computed through :mod:`basisdb.model.gradients` (standardization, frames, the
+        positional features of :class:`~basisdb.model.invariant_features.InvariantFeatures`
+        and the pair profiles, all differentiable), for the discrete choices
+        (standardization, neighbours) of the positions given.  Like the prediction it is a
+        property of the crystal: the same atom for atom for another cell, origin, axis
+        labelling or atom order, rotated with a rotated crystal, summing to zero over the
+        atoms; for a supercell, the copies of an atom share its gradient equally."""
+        from .gradients import differentiable_input
+
+        cell = as_cell(structure)
+        inputs = differentiable_input(self.featurizer, self._layer, cell, self.device)
+        value = self._value(inputs.batch)
+        (gradient,) = torch.autograd.grad(value, inputs.cartesian)
+        return float(value.detach()), gradient.cpu().numpy()
+
+    def gradient(self, structure) -> np.ndarray:
+        """(N, 3) float64: the gradient of the prediction for one structure with respect to
+        its atoms' Cartesian positions (:meth:`value_and_gradient`)."""
+        return self.value_and_gradient(structure)[1]
+
+    def _value(self, batch) -> torch.Tensor:
+        """The prediction (a 0-d tensor) for a batch of the frames of one structure."""
+        return frame_averaged(self.model, batch, 1)[0] * self.target_std + self.target_mean
+
+    def _layer(self, hall: int) -> torch.nn.Module:
+        """The positional features of a setting as a torch layer (slots layout), on the
+        model's device; one per setting met."""
+        if hall not in self._layers:
+            from .invariant_features import InvariantFeatures
+
+            featurizer = self.featurizer
+            layer = InvariantFeatures(featurizer.store, featurizer.radius, halls=[hall], layout="slots")
+            self._layers[hall] = layer.to(self.device)
+        return self._layers[hall]
+
+    @torch.no_grad()
+    def _values_from_positions(self, structures) -> np.ndarray:
+        """Predictions with the positional features computed by the torch layer from each
+        frame's positions (``positional_features="layer"``), one structure at a time."""
+        from .gradients import differentiable_input
+
+        return np.array(
+            [
+                float(self._value(differentiable_input(self.featurizer, self._layer, as_cell(s), self.device).batch))
+                for s in structures
+            ]
+        )
 
     def encode(self, structures, labels: Sequence[str] | None = None) -> list[EncodedStructure]:
         """Model inputs of one structure or a sequence of them (always a list); a structure
@@ -298,8 +372,13 @@ class Predictor:
     def predict(self, structures, batch_size: int = PREDICT_BATCH_SIZE) -> float | np.ndarray:
         """A float for one structure; an array with one value per structure for a sequence
         (see :meth:`predictions` for the groups used)."""
-        values = self.predict_encoded(self.encode(structures), batch_size)
+        values = self._predict(structures, self.encode(structures), batch_size)
         return float(values[0]) if is_one_structure(structures) else values
+
+    def _predict(self, structures, items: list[EncodedStructure], batch_size: int) -> np.ndarray:
+        if self.positional_features == "precomputed":
+            return self.predict_encoded(items, batch_size)
+        return self._values_from_positions([structures] if is_one_structure(structures) else list(structures))
 
     def predictions(
         self, structures, labels: Sequence[str] | None = None, batch_size: int = PREDICT_BATCH_SIZE
@@ -317,7 +396,7 @@ class Predictor:
                 item.n_frames,
                 self.model.predicts_with_positions(item.group),
             )
-            for item, value in zip(items, self.predict_encoded(items, batch_size))
+            for item, value in zip(items, self._predict(structures, items, batch_size))
         ]
         return results[0] if is_one_structure(structures) else results
 

@@ -32,7 +32,9 @@ from basisdb import (
     METRICS,
     BasisStore,
     Cell,
+    CrystalFrames,
     Invariance,
+    Standardization,
     StructureError,
     crystal_frames,
     frequency_set,
@@ -182,7 +184,21 @@ class StructureFeaturizer:
     def encode(self, structure: Any, label: str = "") -> EncodedStructure:
         """The model input of one structure (anything :func:`as_cell` takes)."""
         cell = as_cell(structure, label=label)
-        framed = crystal_frames(cell, symprec=self.symprec, invariance=self.invariance, max_anchors=self.max_anchors)
+        return self.encode_frames(cell, self.frames(cell))
+
+    def frames(self, cell: Cell) -> CrystalFrames:
+        """The frames of a cell, with this featurizer's tolerance, invariance and anchors."""
+        return crystal_frames(cell, symprec=self.symprec, invariance=self.invariance, max_anchors=self.max_anchors)
+
+    def centring_classes(self, standard: Standardization) -> np.ndarray:
+        """(P, C) the standardized atoms the model keeps (column 0) and their centring copies
+        (:func:`centring_classes`); every atom alone for the identity-routing ablation."""
+        if self.routing == "group":
+            return centring_classes(standard.primitive_atoms, standard.cell.label)
+        return np.arange(standard.cell.n_atoms)[:, None]
+
+    def encode_frames(self, cell: Cell, framed: CrystalFrames) -> EncodedStructure:
+        """The model input of a cell whose frames are in hand."""
         standard = framed.standardization
         hall = standard.setting.hall_number
         # A centring translation maps the structure onto itself, so the atoms it relates have
@@ -190,10 +206,7 @@ class StructureFeaturizer:
         # Transformer outputs: the model keeps one atom per class, and each pair's profile per
         # copy of the second atom (see CrystalFourierTransformer.pair_bias).  Plain P1
         # features (the identity-routing ablation) tell the copies apart: it keeps every atom.
-        if self.routing == "group":
-            classes = centring_classes(standard.primitive_atoms, cell.label)
-        else:
-            classes = np.arange(standard.cell.n_atoms)[:, None]
+        classes = self.centring_classes(standard)
         kept = classes[:, 0]
         positions = framed.positions[:, kept]
         n_frames, n_atoms, _ = positions.shape

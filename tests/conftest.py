@@ -26,6 +26,7 @@ for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_variable] = "1"
 
 import contextlib  # noqa: E402
+import csv  # noqa: E402
 import fcntl  # noqa: E402
 import pickle  # noqa: E402
 import shutil  # noqa: E402
@@ -38,7 +39,7 @@ from filelock import FileLock  # noqa: E402
 
 from basisdb import build_store  # noqa: E402
 
-from .helpers import SMALL_RADII, run_basisdb  # noqa: E402
+from .helpers import REAL, SMALL_RADII, real, run_basisdb  # noqa: E402
 
 # Fixtures that make a test slow (the network, a parse of every dataset, a pretraining run):
 # a test that uses one, directly or through another fixture, is marked slow.
@@ -310,3 +311,39 @@ def real_crystals(parsed_dataset, tmp_path_factory):
         (folder / "cells.pickle").write_bytes(pickle.dumps(cells, protocol=pickle.HIGHEST_PROTOCOL))
 
     return pickle.loads((built_once(tmp_path_factory, "real-crystals", build) / "cells.pickle").read_bytes())
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A CGCNN-style folder: 12 real crystals (six, twice, at other volumes) as CIF files
+    with their density in id_prop.csv, and one unparseable CIF, 'bad'."""
+
+    def build(directory):
+        rows = []
+        for i, name in enumerate(REAL * 2):
+            structure = real(name)
+            structure.perturb(0.0)
+            structure.scale_lattice(structure.volume * (1 + 0.05 * i))
+            structure.to(filename=str(directory / f"m{i}.cif"))
+            rows.append((f"m{i}", float(structure.density)))
+        (directory / "bad.cif").write_text("data_bad\n_cell_length_a 5\nloop_\n_atom_site_label\n")
+        rows.append(("bad", 1.0))
+        with open(directory / "id_prop.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+
+    return built_once(tmp_path_factory, "structures", build)
+
+
+@pytest.fixture(scope="session")
+def trained(small_store, data_dir, pretrained_encoder, tmp_path_factory) -> Path:
+    """A CFT checkpoint trained for real by ``basisdb train`` on ``data_dir`` (radius 3,
+    three epochs, from the pretrained encoder); the training's stderr is kept beside it."""
+
+    def build(folder):
+        options = "--radius 3 --epochs 3 --batch-size 4 --d-model 32 --hidden 64 --target density --unit g/cm3"
+        paths = ("--data", str(data_dir), "--out", str(folder / "ckpt"), "--store", str(small_store))
+        result = run_basisdb("train", *options.split(), *paths, "--pretrained", str(pretrained_encoder))
+        assert result.returncode == 0, result.stderr
+        (folder / "stderr.txt").write_text(result.stderr)
+
+    return built_once(tmp_path_factory, "trained", build) / "ckpt"

@@ -1,0 +1,155 @@
+"""The CFT's input as a differentiable function of the input's atomic positions.
+
+:class:`basisdb.model.data.StructureFeaturizer` computes a structure's model input once, in
+numpy: standardization, frames, features, pair profiles.  Here the same input is rebuilt with
+PyTorch from the input's Cartesian positions, so that autograd gives the gradient of a
+prediction with respect to them:
+
+- the standardized positions are the group average of the input atoms' images, affine in
+  the input (:meth:`basisdb.Standardization.position_jacobian`);
+- each frame applies an element ``(W, w)`` of the Euclidean normalizer and, on polar axes,
+  puts the anchor atom at the origin (:func:`basisdb.frames.frames_of`), affine again;
+- the features of the frames' positions are :class:`~basisdb.model.invariant_features.InvariantFeatures`,
+  and the pair radial profiles are the Gaussians of distances recomputed from the positions
+  over the neighbour list found for them.
+
+Values equal the precomputed input's (the function checks that the frames it rebuilds are the
+featurizer's, and the tests compare predictions); the gradient is exact where the map is
+smooth, that is away from the discrete choices (which standardization, which neighbours
+within 8.5 A), which are held at those of the given positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from basisdb import TRANSLATION_DENOMINATOR, Cell, StructureError
+
+from .data import RADIAL_CENTRES, RADIAL_WIDTH, SUBNORMAL_CUT, Batch, StructureFeaturizer, lattice_features
+from .invariant_features import InvariantFeatures
+
+__all__ = ["DifferentiableInput", "differentiable_input"]
+
+
+@dataclass(frozen=True)
+class DifferentiableInput:
+    """The model input of one structure, built from ``cartesian`` positions with autograd.
+
+    Attributes:
+        batch: the model's input: one sequence per frame (every frame, none merged: two
+            frames alike in value may differ in how they move with the positions).
+        cartesian: (N, 3) float64, the input atoms' Cartesian positions (Angstrom) the batch
+            is a function of; ``requires_grad`` is set.
+        group, hall_number: the structure's group and setting.
+    """
+
+    batch: Batch
+    cartesian: torch.Tensor
+    group: int
+    hall_number: int
+
+
+def differentiable_input(
+    featurizer: StructureFeaturizer,
+    layer_of: Callable[[int], InvariantFeatures],
+    cell: Cell,
+    device: torch.device | str = "cpu",
+) -> DifferentiableInput:
+    """The CFT input of ``cell`` as a function of its atoms' Cartesian positions;
+    ``layer_of(hall)`` gives the layer that serves a setting at the featurizer's radius in the
+    slots layout, on ``device``."""
+    if featurizer.routing != "group":
+        raise ValueError("gradients are computed for the CFT's group routing only")
+    framed = featurizer.frames(cell)
+    standard = framed.standardization
+    if framed.origin == "phased":
+        raise StructureError(
+            f"{cell.label or 'structure'}: its polar origin is fixed by structure-factor phases (its rarest "
+            "species has many atoms), whose gradient is not implemented; anchored origins are"
+        )
+    encoded = featurizer.encode_frames(cell, framed)
+    cartesian = torch.tensor(cell.positions @ cell.lattice, dtype=torch.float64, requires_grad=True)
+    fractional = cartesian @ torch.from_numpy(np.linalg.inv(cell.lattice))
+    # Values exactly the numpy ones; derivatives those of the affine maps.
+    jacobian = torch.from_numpy(standard.position_jacobian())
+    standardized = torch.tensor(standard.cell.positions) + torch.einsum(
+        "aimn,in->am", jacobian, fractional - fractional.detach()
+    )
+    positions = _frame_positions(framed, standardized)
+    expected = framed.positions
+    off = positions.detach().numpy() - expected
+    if np.abs(off - np.rint(off)).max(initial=0) > 1e-9:
+        raise RuntimeError(f"{cell.label}: the frames rebuilt for the gradient are not the featurizer's")
+    classes = featurizer.centring_classes(standard)
+    kept = classes[:, 0]
+    n_frames, n_atoms = len(framed.weights), len(kept)
+    on_atoms = positions[:, kept].reshape(-1, 3)
+    hall = standard.setting.hall_number
+    rows = layer_of(hall)(on_atoms.to(device), hall).float()  # computed in float64, stored in float32
+    radial = _pair_radial(standard.cell.lattice, standard.cell.n_atoms, standardized, kept)[:, classes]
+    batch = Batch(
+        rows=rows,
+        row_structure=torch.zeros(len(rows), dtype=torch.long),
+        row_of=torch.arange(n_frames * n_atoms).reshape(n_frames, n_atoms),
+        numbers=torch.from_numpy(np.tile(encoded.numbers, (n_frames, 1))),
+        mask=torch.ones(n_frames, n_atoms, dtype=torch.bool),
+        ita_numbers=torch.tensor([encoded.group]),
+        lattice=torch.from_numpy(lattice_features(standard.cell.lattice))[None],
+        radial=radial[None].float(),
+        copies=torch.ones(1, classes.shape[1], dtype=torch.bool),
+        owner=torch.zeros(n_frames, dtype=torch.long),
+        weight=torch.tensor(framed.weights, dtype=torch.float32),
+    ).to(device)
+    return DifferentiableInput(batch, cartesian, encoded.group, encoded.hall_number)
+
+
+def _frame_positions(framed, standardized: torch.Tensor) -> torch.Tensor:
+    """(F, M, 3) the standardized positions in every frame, as :func:`basisdb.frames.frames_of`
+    makes them (normalizer elements, then the anchor at the origin on polar axes), wrapped
+    into [0, 1) by a constant shift."""
+    normalizer = framed.normalizer
+    linear = torch.from_numpy(normalizer.linear_float)
+    translation = torch.from_numpy(normalizer.translations / TRANSLATION_DENOMINATOR)
+    moved = torch.einsum("kij,mj->kmi", linear, standardized) + translation[:, None, :]
+    if framed.origin == "anchored":
+        numbers = framed.standardization.cell.numbers
+        species, counts = np.unique(numbers, return_counts=True)
+        rarest = species[np.lexsort((-species, counts))[0]]
+        anchors = moved[:, numbers == rarest, :]  # (K, A, 3)
+        polar = torch.tensor(normalizer.polar)
+        shifts = torch.where(polar, -anchors, torch.zeros_like(anchors))
+        moved = (moved[:, None, :, :] + shifts[:, :, None, :]).reshape(-1, *moved.shape[1:])
+    return moved - torch.floor(moved.detach())
+
+
+def _pair_radial(lattice: np.ndarray, n_standard: int, standardized: torch.Tensor, centres: np.ndarray) -> torch.Tensor:
+    """(C, M, K) float64 :func:`basisdb.model.data.pair_radial` of the standardized atoms,
+    from ``standardized`` (M, 3) fractional positions with autograd: the pairs and images
+    within reach are found for the current positions, their distances recomputed in torch."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    cartesian = np.ascontiguousarray(standardized.detach().numpy() @ lattice, dtype=np.float64)
+    centre, neighbour, image, _ = find_points_in_spheres(
+        cartesian,
+        np.ascontiguousarray(cartesian[centres]),
+        float(RADIAL_CENTRES[-1] + RADIAL_WIDTH),
+        np.ones(3, dtype=np.int64),
+        np.ascontiguousarray(lattice, dtype=np.float64),
+    )
+    lattice_t = torch.from_numpy(np.asarray(lattice, dtype=np.float64))
+    separation = (
+        standardized[neighbour] + torch.from_numpy(np.asarray(image, dtype=np.float64)) - standardized[centres[centre]]
+    )
+    distance = torch.linalg.vector_norm(separation @ lattice_t, dim=-1)
+    keep = distance.detach() > 1e-8
+    centre, neighbour, distance = centre[keep.numpy()], neighbour[keep.numpy()], distance[keep]
+    centres_t = torch.from_numpy(RADIAL_CENTRES)
+    profile = torch.exp(-(((distance[:, None] - centres_t) / RADIAL_WIDTH) ** 2))
+    index = torch.from_numpy(np.asarray(centre, dtype=np.int64) * n_standard + np.asarray(neighbour, dtype=np.int64))
+    out = torch.zeros(len(centres) * n_standard, len(RADIAL_CENTRES), dtype=torch.float64).index_add(0, index, profile)
+    out = torch.where(out.detach() < SUBNORMAL_CUT, torch.zeros_like(out), out)
+    return out.reshape(len(centres), n_standard, -1)

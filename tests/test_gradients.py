@@ -1,0 +1,120 @@
+"""The gradient of a prediction with respect to the input's atomic positions
+(``Predictor.value_and_gradient``), through the differentiable model input of
+:mod:`basisdb.model.gradients`: it agrees with finite differences, and like the prediction it
+is a property of the crystal (re-described by :mod:`basisdb.redescriptions`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from basisdb import Cell, StructureError  # noqa: E402
+from basisdb.model import load_checkpoint  # noqa: E402
+from basisdb.redescriptions import (  # noqa: E402
+    RELABELLINGS,
+    SUPERCELLS,
+    cell_change,
+    permuted,
+    random_crystal,
+    random_unimodular,
+    rotated,
+)
+
+from .helpers import REAL, real  # noqa: E402
+
+# Crystals whose atoms have free coordinates (a nonzero gradient): olivine LiFePO4 (Pnma),
+# rutile TiO2 (P4_2/mnm), quartz SiO2, and a P1 crystal anchored on its one oxygen.
+FREE = ["LiFePO4", "TiO2", "SiO2"]
+
+
+def _p1_crystal() -> Cell:
+    rng = np.random.default_rng(5)
+    cell = random_crystal(6, rng, numbers=(14,), volume_per_atom=14.0)
+    return Cell(cell.lattice, cell.positions, np.array([8, 14, 14, 14, 14, 14]), "random P1 SiO5")
+
+
+@pytest.fixture(scope="module")
+def predictor(trained, small_store):
+    return load_checkpoint(trained, store=small_store)
+
+
+@pytest.fixture(scope="module")
+def crystals():
+    return {name: Cell.from_any(real(name)) for name in FREE} | {"P1": _p1_crystal()}
+
+
+def _close(a, b, scale):
+    return np.abs(a - b).max() <= 1e-4 * scale + 1e-7
+
+
+def test_predictions_from_the_layer_equal_the_precomputed_ones(trained, small_store):
+    precomputed = load_checkpoint(trained, store=small_store)
+    layer = load_checkpoint(trained, store=small_store, positional_features="layer")
+    structures = [real(name) for name in REAL] + [_p1_crystal()]
+    assert np.abs(precomputed.predict(structures) - layer.predict(structures)).max() < 1e-5
+    with pytest.raises(Exception, match="positional_features must be one of"):
+        load_checkpoint(trained, store=small_store, positional_features="numpy")
+
+
+def test_the_gradient_is_the_derivative(predictor, crystals):
+    """Along the gradient (a symmetric motion: it keeps the group) the prediction changes at
+    the rate |g|^2; in P1 each coordinate is its own finite difference."""
+    for name, cell in crystals.items():
+        value, gradient = predictor.value_and_gradient(cell)
+        assert value == pytest.approx(predictor.predict(cell), abs=1e-5)
+        norm = np.linalg.norm(gradient)
+        assert norm > 1e-4, name  # free coordinates: not zero by symmetry
+        step = 1e-3 / norm  # moves the atoms by 1e-3 A at most
+
+        def moved(delta, cell=cell):
+            return Cell(cell.lattice, cell.positions + delta @ np.linalg.inv(cell.lattice), cell.numbers)
+
+        rate = (predictor.predict(moved(step * gradient)) - predictor.predict(moved(-step * gradient))) / (2 * step)
+        assert rate == pytest.approx(norm**2, rel=2e-2), name
+    cell = crystals["P1"]
+    gradient = predictor.gradient(cell)
+    for atom, axis in [(0, 0), (2, 1), (5, 2)]:
+        delta = np.zeros_like(cell.positions)
+        delta[atom, axis] = 1e-3
+        change = predictor.predict(
+            Cell(cell.lattice, cell.positions + delta @ np.linalg.inv(cell.lattice), cell.numbers)
+        ) - predictor.predict(Cell(cell.lattice, cell.positions - delta @ np.linalg.inv(cell.lattice), cell.numbers))
+        assert change / 2e-3 == pytest.approx(gradient[atom, axis], rel=2e-2, abs=1e-4)
+
+
+def test_the_gradient_is_the_same_for_every_description_of_the_crystal(predictor, crystals):
+    rng = np.random.default_rng(0)
+    for name, cell in crystals.items():
+        gradient = predictor.gradient(cell)
+        scale = np.abs(gradient).max()
+        assert np.abs(gradient.sum(axis=0)).max() < 1e-5 * scale + 1e-8, name  # a translation changes nothing
+        same_cell = {
+            "reordered": permuted(cell, rng.permutation(cell.n_atoms)),
+            "origin shifted": cell_change(cell, np.eye(3), rng.random(3)),
+            "another cell": cell_change(cell, random_unimodular(rng)),
+            **{f"relabelled {label}": cell_change(cell, matrix) for label, matrix in RELABELLINGS.items()},
+        }
+        for how, (other, source) in same_cell.items():
+            assert _close(predictor.gradient(other), gradient[source], scale), f"{name}, {how}"
+        turned, source = rotated(cell, rng)
+        rotation = np.linalg.solve(cell.lattice, turned.lattice)  # r' = r Q^T
+        assert _close(predictor.gradient(turned), gradient[source] @ rotation, scale), f"{name}, rotated"
+
+
+@pytest.mark.parametrize("supercell", ["2x1x1", "[[1,1,0],[-1,1,0],[0,0,1]]"])
+def test_a_supercells_copies_share_their_atoms_gradient(predictor, crystals, supercell):
+    for name in ("TiO2", "P1"):
+        cell = crystals[name]
+        gradient = predictor.gradient(cell)
+        bigger, source = cell_change(cell, SUPERCELLS[supercell])
+        summed = np.zeros_like(gradient)
+        np.add.at(summed, source, predictor.gradient(bigger))
+        assert _close(summed, gradient, np.abs(gradient).max()), f"{name}, {supercell}"
+
+
+def test_a_phased_origin_is_refused_by_name(predictor):
+    crowded = random_crystal(8, np.random.default_rng(1), numbers=(14,))  # P1, eight atoms of one species
+    with pytest.raises(StructureError, match="structure-factor phases"):
+        predictor.gradient(crowded)
