@@ -118,3 +118,21 @@ def test_a_phased_origin_is_refused_by_name(predictor):
     crowded = random_crystal(8, np.random.default_rng(1), numbers=(14,))  # P1, eight atoms of one species
     with pytest.raises(StructureError, match="structure-factor phases"):
         predictor.gradient(crowded)
+
+
+def test_the_readmes_climb_runs_as_written(trained, small_store, tmp_path, monkeypatch):
+    """README: a structure moved along the gradient of its prediction keeps its space group
+    at every step, and the prediction climbs."""
+    from .helpers import readme_python_block
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("BASISDB_STORE", str(small_store))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "cft").symlink_to(trained, target_is_directory=True)
+    real("LiFePO4").to(filename="LiFePO4.cif")
+    namespace: dict = {}
+    exec(readme_python_block("value, gradient = m.value_and_gradient(cell)"), namespace)
+    path = np.array(namespace["path"])
+    assert len(path) == 10 and (np.diff(path) > 0).all(), path
+    assert (tmp_path / "climb.png").stat().st_size > 10_000

@@ -184,3 +184,14 @@ def test_bad_input_is_refused_by_name(store):
         InvariantFeatures(store, 2, layout="dense")
     with pytest.raises(Exception, match="radius 5"):
         InvariantFeatures(store, 5)
+
+
+def test_the_readmes_layer_block_runs_as_written(small_store, monkeypatch):
+    from .helpers import readme_python_block
+
+    monkeypatch.setenv("BASISDB_STORE", str(small_store))
+    namespace: dict = {}
+    exec(readme_python_block('layer = InvariantFeatures(store, radius=4, groups=["Pnma"])'), namespace)
+    features, x = namespace["features"], namespace["x"]
+    expected = namespace["store"].basis(group="Pnma", radius=4).encode(x.detach().reshape(-1, 3).numpy(), real=True)
+    assert np.abs(features.detach().reshape(-1, features.shape[-1]).numpy() - expected).max() < 1e-12
