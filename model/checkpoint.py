@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from basisdb import INVARIANCES, SCHEMA_VERSION, BasisDBError, BasisStore, Cell, SymmetryToleranceWarning
+from basisdb import INVARIANCES, SCHEMA_VERSION, BasisStore, Cell, SymmetryToleranceWarning
 
 from .data import EncodedStructure, StructureFeaturizer, as_cell, collate
 from .datasets import DATASETS
+from .errors import CheckpointError
 from .models import CFTConfig, CrystalFourierTransformer
 from .training import frame_averaged, predict_normalized, resolve_device
 
@@ -59,10 +60,6 @@ REMOVED_SWITCHES = {
     "loss": "smooth_l1",
     "frames": "one",
 }
-
-
-class CheckpointError(BasisDBError, ValueError):
-    """A checkpoint that is unreadable, of another kind, or incompatible with the store."""
 
 
 def save_checkpoint(

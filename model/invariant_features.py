@@ -31,7 +31,7 @@ from torch import nn
 
 from basisdb import METRICS, BasisStore, frequency_set, get_setting
 
-from .checkpoint import CheckpointError
+from .errors import CheckpointError
 
 __all__ = ["InvariantFeatures", "Layout"]
 
@@ -65,8 +65,11 @@ class InvariantFeatures(nn.Module):
     of ``positions``, or complex ones (complex64 or complex128).
 
     Buffers (moved by ``.to(device)``, saved in ``state_dict``): the frequencies and the
-    routing tables.  The state dict also records the store's fingerprint and a digest of the
-    tables; loading it into a layer built from another basis is refused.
+    routing tables, in float64.  A parent's ``.float()`` casts them too, and float64
+    positions then get float32-exact coefficients (1e-7): keep the layer in float64 (its
+    float32 work follows float32 positions anyway).  The state dict also records the store's
+    fingerprint and a digest of the tables; loading it into a layer built from another basis
+    is refused.
     """
 
     def __init__(

@@ -195,3 +195,16 @@ def test_the_readmes_layer_block_runs_as_written(small_store, monkeypatch):
     features, x = namespace["features"], namespace["x"]
     expected = namespace["store"].basis(group="Pnma", radius=4).encode(x.detach().reshape(-1, 3).numpy(), real=True)
     assert np.abs(features.detach().reshape(-1, features.shape[-1]).numpy() - expected).max() < 1e-12
+
+
+def test_the_gathered_pass_for_a_gpu_equals_the_runs_by_setting(store):
+    """On a GPU a mixed batch is one gathered pass, on a CPU one run per setting: both are
+    exercised here, on the CPU, and agree."""
+    for real in (True, False):
+        layer = InvariantFeatures(store, 3, groups=[1, 62, 194, 225, 227], real=real, layout="slots")
+        positions, halls = torch.rand(40, 3, dtype=torch.float64), torch.tensor([1, 292, 488, 523, 525] * 8)
+        setting = layer._setting_index(halls, halls.shape, positions.device)
+        coefficients = torch.complex(layer.values[:, 0], layer.values[:, 1])
+        runs = layer._by_setting(positions, setting, coefficients)
+        gathered = layer._gathered(positions, setting, coefficients)
+        assert (runs - gathered).abs().max() < 1e-12

@@ -772,7 +772,7 @@ def test_the_readmes_prediction_block_runs_as_written(trained, small_store, data
     structure.to(filename="x.cif")
     structure.to(filename="POSCAR")
     namespace = {"structure": structure, "atoms": AseAtomsAdaptor.get_atoms(structure)}
-    exec(readme_python_block('m = load_checkpoint("runs/cft")'), namespace)
+    exec(readme_python_block('m.predict([structure, atoms, "x.cif", "POSCAR"])'), namespace)
     m = namespace["m"]
     one = m.predict(structure)
     assert np.allclose(m.predict([structure, namespace["atoms"], "x.cif", "POSCAR"]), one, rtol=1e-5)
