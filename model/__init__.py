@@ -7,8 +7,9 @@ and other blocks), :mod:`basisdb.model.models` (the CFT), :mod:`basisdb.model.ba
 measured against), :mod:`basisdb.model.training` (the one training engine, its schedules and DDP),
 :mod:`basisdb.model.checkpoint`, :mod:`basisdb.model.featurizer` (the basis features as a matminer featurizer),
 :mod:`basisdb.model.invariant_features` (the store as a differentiable torch layer: invariant features
-of position tensors, for any model), :mod:`basisdb.model.cli` (the options the commands share) and the command
-lines ``basisdb data | pretrain | train | evaluate | predict``.
+of position tensors, for any model), :mod:`basisdb.model.gradients` (the CFT's input rebuilt with torch
+from atomic positions, for the gradient of a prediction), :mod:`basisdb.model.cli` (the options the
+commands share) and the command lines ``basisdb data | pretrain | train | evaluate | predict``.
 
 An evaluation (``basisdb evaluate``) is split by concern: :mod:`basisdb.model.prepared` (a dataset
 ready for every method), :mod:`basisdb.model.methods` (every method behind one fit/predict
