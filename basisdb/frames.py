@@ -70,6 +70,7 @@ __all__ = [
     "INVARIANCES",
     "MAX_ANCHORS",
     "MIN_PHASE_STRENGTH",
+    "NEGLIGIBLE_WEIGHT",
     "CrystalFrames",
     "crystal_frames",
     "frames_of",
@@ -101,6 +102,9 @@ class CrystalFrames:
             origin: the largest over species of ``min_j |F_s(k e_j)| / sqrt(n_s)`` (about 1
             for randomly placed atoms, sqrt(n_s) when they share their polar coordinates,
             near 0 when no phase is well defined); 1.0 otherwise.
+        phase_orders: for a phased origin, the order k_j of the structure-factor phase used
+            along each polar axis (the lowest order the group's absences leave present);
+            empty otherwise.
     """
 
     standardization: Standardization
@@ -110,6 +114,7 @@ class CrystalFrames:
     weights: np.ndarray = field(repr=False)
     origin: Literal["none", "anchored", "phased"]
     origin_strength: float = 1.0
+    phase_orders: tuple[int, ...] = ()
 
     @property
     def n_frames(self) -> int:
@@ -204,7 +209,7 @@ def frames_of(
     moved = normalizer.apply(cell.positions)  # (K, M, 3)
     weights = np.full(len(moved), 1.0 / len(moved))
     polar = normalizer.polar
-    origin, strength = "none", 1.0
+    origin, strength, phase_orders = "none", 1.0, ()
     if polar.any():
         species, counts = np.unique(cell.numbers, return_counts=True)
         orders = np.array([_lowest_present_order(setting, int(axis)) for axis in np.flatnonzero(polar)])
@@ -215,6 +220,7 @@ def frames_of(
             phased, strength = _phased_origins(moved, cell.numbers, polar, orders)
         if phased is not None:
             origin, (moved, weights) = "phased", phased
+            phase_orders = tuple(int(order) for order in orders)
         else:
             origin = "anchored"
             rarest = species[np.lexsort((-species, counts))[0]]
@@ -226,12 +232,14 @@ def frames_of(
     positions[positions >= 1.0] = 0.0  # -1e-17 - floor rounds to 1.0
     for array in (positions, weights):
         array.flags.writeable = False
-    return CrystalFrames(standardization, invariance, normalizer, positions, weights, origin, float(strength))
+    return CrystalFrames(
+        standardization, invariance, normalizer, positions, weights, origin, float(strength), phase_orders
+    )
 
 
 # Frames of a phased origin whose weight is below this share of their coset's are dropped:
 # their species' phase is (near) undefined, and they would change an average by less.
-_NEGLIGIBLE_WEIGHT = 1e-9
+NEGLIGIBLE_WEIGHT = 1e-9
 
 
 def _phased_origins(
@@ -263,7 +271,7 @@ def _phased_origins(
     frames = np.concatenate(frames, axis=1)  # (K, S * C, M, 3)
     weights = np.concatenate(weights, axis=1)
     weights = weights / weights.sum(axis=1, keepdims=True)
-    keep = weights > _NEGLIGIBLE_WEIGHT
+    keep = weights > NEGLIGIBLE_WEIGHT
     frames, weights = frames[keep], weights[keep]  # (F, M, 3), (F,)
     return (frames, weights / weights.sum()), strength
 

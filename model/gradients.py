@@ -8,7 +8,9 @@ prediction with respect to them:
 - the standardized positions are the group average of the input atoms' images, affine in
   the input (:meth:`basisdb.Standardization.position_jacobian`);
 - each frame applies an element ``(W, w)`` of the Euclidean normalizer and, on polar axes,
-  puts the anchor atom at the origin (:func:`basisdb.frames.frames_of`), affine again;
+  puts the anchor atom at the origin (affine again) or the origin where the structure-factor
+  phases put it, with weights ``|F_s|^2`` that move with the atoms too
+  (:func:`basisdb.frames.frames_of`);
 - the features of the frames' positions are :class:`~basisdb.model.invariant_features.InvariantFeatures`,
   and the pair radial profiles are the Gaussians of distances recomputed from the positions
   over the neighbour list found for them.
@@ -27,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from basisdb import TRANSLATION_DENOMINATOR, Cell, StructureError
+from basisdb import TRANSLATION_DENOMINATOR, Cell, CrystalFrames
+from basisdb.frames import NEGLIGIBLE_WEIGHT
 
 from .data import RADIAL_CENTRES, RADIAL_WIDTH, SUBNORMAL_CUT, Batch, StructureFeaturizer, lattice_features
 from .invariant_features import InvariantFeatures
@@ -66,11 +69,6 @@ def differentiable_input(
         raise ValueError("gradients are computed for the CFT's group routing only")
     framed = featurizer.frames(cell)
     standard = framed.standardization
-    if framed.origin == "phased":
-        raise StructureError(
-            f"{cell.label or 'structure'}: its polar origin is fixed by structure-factor phases (its rarest "
-            "species has many atoms), whose gradient is not implemented; anchored origins are"
-        )
     encoded = featurizer.encode_frames(cell, framed)
     cartesian = torch.tensor(cell.positions @ cell.lattice, dtype=torch.float64, requires_grad=True)
     fractional = cartesian @ torch.from_numpy(np.linalg.inv(cell.lattice))
@@ -79,10 +77,12 @@ def differentiable_input(
     standardized = torch.tensor(standard.cell.positions) + torch.einsum(
         "aimn,in->am", jacobian, fractional - fractional.detach()
     )
-    positions = _frame_positions(framed, standardized)
-    expected = framed.positions
-    off = positions.detach().numpy() - expected
-    if np.abs(off - np.rint(off)).max(initial=0) > 1e-9:
+    positions, weights = _frames(framed, standardized)
+    off = positions.detach().numpy() - framed.positions
+    if (
+        np.abs(off - np.rint(off)).max(initial=0) > 1e-9
+        or np.abs(weights.detach().numpy() - framed.weights).max() > 1e-12
+    ):
         raise RuntimeError(f"{cell.label}: the frames rebuilt for the gradient are not the featurizer's")
     classes = featurizer.centring_classes(standard)
     kept = classes[:, 0]
@@ -102,28 +102,61 @@ def differentiable_input(
         radial=radial[None].float(),
         copies=torch.ones(1, classes.shape[1], dtype=torch.bool),
         owner=torch.zeros(n_frames, dtype=torch.long),
-        weight=torch.tensor(framed.weights, dtype=torch.float32),
+        weight=weights.float(),
     ).to(device)
     return DifferentiableInput(batch, cartesian, encoded.group, encoded.hall_number)
 
 
-def _frame_positions(framed, standardized: torch.Tensor) -> torch.Tensor:
-    """(F, M, 3) the standardized positions in every frame, as :func:`basisdb.frames.frames_of`
-    makes them (normalizer elements, then the anchor at the origin on polar axes), wrapped
-    into [0, 1) by a constant shift."""
+def _frames(framed: CrystalFrames, standardized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F, M, 3) the standardized positions in every frame and (F,) the frames' weights, as
+    :func:`basisdb.frames.frames_of` makes them (normalizer elements, then the polar origin at
+    an anchor atom or where the structure-factor phases put it), wrapped into [0, 1) by a
+    constant shift."""
     normalizer = framed.normalizer
     linear = torch.from_numpy(normalizer.linear_float)
     translation = torch.from_numpy(normalizer.translations / TRANSLATION_DENOMINATOR)
     moved = torch.einsum("kij,mj->kmi", linear, standardized) + translation[:, None, :]
+    polar = torch.tensor(normalizer.polar)
+    numbers = framed.standardization.cell.numbers
+    weights = torch.tensor(framed.weights)
     if framed.origin == "anchored":
-        numbers = framed.standardization.cell.numbers
         species, counts = np.unique(numbers, return_counts=True)
         rarest = species[np.lexsort((-species, counts))[0]]
         anchors = moved[:, numbers == rarest, :]  # (K, A, 3)
-        polar = torch.tensor(normalizer.polar)
         shifts = torch.where(polar, -anchors, torch.zeros_like(anchors))
         moved = (moved[:, None, :, :] + shifts[:, :, None, :]).reshape(-1, *moved.shape[1:])
-    return moved - torch.floor(moved.detach())
+    elif framed.origin == "phased":
+        moved, weights = _phased(moved, numbers, normalizer.polar, np.array(framed.phase_orders))
+    return moved - torch.floor(moved.detach()), weights
+
+
+def _phased(
+    moved: torch.Tensor, numbers: np.ndarray, polar: np.ndarray, orders: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """basisdb.frames._phased_origins with autograd: each species' phases of order k_j along
+    the polar axes put the origin (k_j solutions per axis), each frame weighted by |F_s|^2;
+    the frames of negligible weight are left out as there."""
+    axes = np.flatnonzero(polar)
+    solutions = torch.from_numpy(
+        np.stack(np.meshgrid(*[np.arange(k) for k in orders], indexing="ij"), axis=-1).reshape(-1, len(axes)) / orders
+    )
+    orders_t = torch.from_numpy(orders.astype(np.float64))
+    frames, weights = [], []
+    for species in np.unique(numbers):  # the species of one crystal: a handful
+        coordinates = moved[:, numbers == species][:, :, axes]  # (K, n_s, n_axes)
+        factors = torch.polar(torch.ones_like(coordinates), 2 * np.pi * orders_t * coordinates).sum(dim=1)
+        size = np.sqrt(coordinates.shape[1])
+        magnitude = (factors.abs() / size).prod(dim=1)
+        base = -torch.angle(factors) / (2 * np.pi * orders_t)  # (K, n_axes)
+        shifts = torch.zeros(len(moved), len(solutions), 3, dtype=moved.dtype)
+        shifts[:, :, axes] = base[:, None, :] + solutions[None]
+        frames.append(moved[:, None] + shifts[:, :, None, :])  # (K, C, M, 3)
+        weights.append((magnitude[:, None] ** 2).expand(-1, len(solutions)))
+    frames_t, weights_t = torch.cat(frames, dim=1), torch.cat(weights, dim=1)
+    weights_t = weights_t / weights_t.sum(dim=1, keepdim=True)
+    keep = torch.from_numpy(weights_t.detach().numpy() > NEGLIGIBLE_WEIGHT)
+    weights_t = weights_t[keep]
+    return frames_t[keep], weights_t / weights_t.sum()
 
 
 def _pair_radial(lattice: np.ndarray, n_standard: int, standardized: torch.Tensor, centres: np.ndarray) -> torch.Tensor:

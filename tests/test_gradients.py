@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from basisdb import Cell, StructureError  # noqa: E402
+from basisdb import Cell  # noqa: E402
 from basisdb.model import load_checkpoint  # noqa: E402
 from basisdb.redescriptions import (  # noqa: E402
     RELABELLINGS,
@@ -25,7 +25,8 @@ from basisdb.redescriptions import (  # noqa: E402
 from .helpers import REAL, real  # noqa: E402
 
 # Crystals whose atoms have free coordinates (a nonzero gradient): olivine LiFePO4 (Pnma),
-# rutile TiO2 (P4_2/mnm), quartz SiO2, and a P1 crystal anchored on its one oxygen.
+# rutile TiO2 (P4_2/mnm), quartz SiO2, a P1 crystal anchored on its one oxygen, and a P1
+# crystal of one species whose origin the structure-factor phases put (frames weighted by |F|^2).
 FREE = ["LiFePO4", "TiO2", "SiO2"]
 
 
@@ -41,8 +42,14 @@ def predictor(trained, small_store):
 
 
 @pytest.fixture(scope="module")
-def crystals():
-    return {name: Cell.from_any(real(name)) for name in FREE} | {"P1": _p1_crystal()}
+def crystals(predictor):
+    # P1 with five atoms of each of two species: the phases of both put the origin, and the
+    # frames' weights, |F_s|^2, move with the atoms too
+    crowded = random_crystal(10, np.random.default_rng(1), numbers=(14,))
+    phased = Cell(crowded.lattice, crowded.positions, np.array([8] * 5 + [14] * 5), "random P1 Si5O5")
+    frames = predictor.featurizer.frames(phased)
+    assert frames.origin == "phased" and len(set(frames.weights.round(6))) > 1
+    return {name: Cell.from_any(real(name)) for name in FREE} | {"P1": _p1_crystal(), "P1 phased": phased}
 
 
 def _close(a, b, scale):
@@ -73,7 +80,26 @@ def test_the_gradient_is_the_derivative(predictor, crystals):
 
         rate = (predictor.predict(moved(step * gradient)) - predictor.predict(moved(-step * gradient))) / (2 * step)
         assert rate == pytest.approx(norm**2, rel=2e-2), name
-    cell = crystals["P1"]
+    rng = np.random.default_rng(3)
+    for name in ("P1", "P1 phased"):
+        _check_coordinate_differences(predictor, crystals[name])
+        _check_directional_differences(predictor, crystals[name], rng)
+
+
+def _check_directional_differences(predictor, cell, rng):
+    """In P1 any motion keeps the group: along random directions, central differences of the
+    prediction (moving atoms by 1e-3 A at most) equal the gradient's projection to 0.5%."""
+    gradient = predictor.gradient(cell)
+    inverse = np.linalg.inv(cell.lattice)
+    for _ in range(3):
+        direction = rng.normal(size=gradient.shape)
+        direction *= 1e-3 / np.abs(direction).max()
+        ahead = predictor.predict(Cell(cell.lattice, cell.positions + direction @ inverse, cell.numbers))
+        behind = predictor.predict(Cell(cell.lattice, cell.positions - direction @ inverse, cell.numbers))
+        assert (ahead - behind) / 2 == pytest.approx(float((gradient * direction).sum()), rel=5e-3), cell.label
+
+
+def _check_coordinate_differences(predictor, cell):
     gradient = predictor.gradient(cell)
     for atom, axis in [(0, 0), (2, 1), (5, 2)]:
         delta = np.zeros_like(cell.positions)
@@ -105,19 +131,13 @@ def test_the_gradient_is_the_same_for_every_description_of_the_crystal(predictor
 
 @pytest.mark.parametrize("supercell", ["2x1x1", "[[1,1,0],[-1,1,0],[0,0,1]]"])
 def test_a_supercells_copies_share_their_atoms_gradient(predictor, crystals, supercell):
-    for name in ("TiO2", "P1"):
+    for name in ("TiO2", "P1", "P1 phased"):
         cell = crystals[name]
         gradient = predictor.gradient(cell)
         bigger, source = cell_change(cell, SUPERCELLS[supercell])
         summed = np.zeros_like(gradient)
         np.add.at(summed, source, predictor.gradient(bigger))
         assert _close(summed, gradient, np.abs(gradient).max()), f"{name}, {supercell}"
-
-
-def test_a_phased_origin_is_refused_by_name(predictor):
-    crowded = random_crystal(8, np.random.default_rng(1), numbers=(14,))  # P1, eight atoms of one species
-    with pytest.raises(StructureError, match="structure-factor phases"):
-        predictor.gradient(crowded)
 
 
 def test_the_readmes_climb_runs_as_written(trained, small_store, tmp_path, monkeypatch):
