@@ -36,7 +36,15 @@ from .errors import (
     SymmetryToleranceWarning,
     UnsupportedSchemaError,
 )
-from .frames import INVARIANCES, MAX_ANCHORS, CrystalFrames, Invariance, crystal_frames, frames_of
+from .frames import (
+    INVARIANCES,
+    MAX_ANCHORS,
+    NEGLIGIBLE_WEIGHT,
+    CrystalFrames,
+    Invariance,
+    crystal_frames,
+    frames_of,
+)
 from .frequencies import METRICS, frequency_set
 from .normalizer import NormalizerCosets, enantiomorphic_partner, euclidean_normalizer
 from .ranges import parse_number_ranges
@@ -98,6 +106,7 @@ __all__ = [
     "Invariance",
     "INVARIANCES",
     "MAX_ANCHORS",
+    "NEGLIGIBLE_WEIGHT",
     "CrystalFrames",
     "crystal_frames",
     "frames_of",

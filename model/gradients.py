@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from basisdb import TRANSLATION_DENOMINATOR, Cell, CrystalFrames
-from basisdb.frames import NEGLIGIBLE_WEIGHT
+from basisdb import NEGLIGIBLE_WEIGHT, TRANSLATION_DENOMINATOR, Cell, CrystalFrames
 
 from .data import RADIAL_CENTRES, RADIAL_WIDTH, SUBNORMAL_CUT, Batch, StructureFeaturizer, lattice_features
 from .invariant_features import InvariantFeatures
