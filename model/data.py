@@ -96,11 +96,25 @@ def pair_radial(lattice: np.ndarray, positions: np.ndarray, centres: np.ndarray 
     exp(-((d - c_k) / 0.5)^2) centred at c_k = 0, 0.5, ..., 8 A.  Unlike one minimum-image
     distance it counts every image, so coordination shells of small cells are seen whole.
     ``centres`` (C,) are the centre atoms' indices, every atom (C = M) when None."""
+    centres = np.arange(len(positions)) if centres is None else np.asarray(centres, dtype=np.int64)
+    centre, neighbour, _, distance = radial_neighbours(lattice, positions, centres)
+    n = len(positions)
+    out = np.zeros((len(centres) * n, len(RADIAL_CENTRES)), dtype=np.float64)
+    np.add.at(out, centre * n + neighbour, np.exp(-(((distance[:, None] - RADIAL_CENTRES) / RADIAL_WIDTH) ** 2)))
+    out[out < SUBNORMAL_CUT] = 0.0
+    return out.reshape(len(centres), n, -1).astype(np.float32)
+
+
+def radial_neighbours(
+    lattice: np.ndarray, positions: np.ndarray, centres: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs a radial profile sums over: for each centre atom (an index into ``centres``),
+    every other atom's image within reach of the last Gaussian (8.5 A), as (centre, neighbour,
+    image (lattice vector, fractional), distance) arrays, the atom itself left out."""
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
     cartesian = np.ascontiguousarray(positions @ lattice, dtype=np.float64)
-    centres = np.arange(len(positions)) if centres is None else np.asarray(centres, dtype=np.int64)
-    centre, neighbour, _, distance = find_points_in_spheres(
+    centre, neighbour, image, distance = find_points_in_spheres(
         cartesian,
         np.ascontiguousarray(cartesian[centres]),
         float(RADIAL_CENTRES[-1] + RADIAL_WIDTH),
@@ -108,12 +122,7 @@ def pair_radial(lattice: np.ndarray, positions: np.ndarray, centres: np.ndarray 
         np.ascontiguousarray(lattice, dtype=np.float64),
     )
     keep = distance > 1e-8
-    centre, neighbour, distance = centre[keep], neighbour[keep], distance[keep]
-    n = len(positions)
-    out = np.zeros((len(centres) * n, len(RADIAL_CENTRES)), dtype=np.float64)
-    np.add.at(out, centre * n + neighbour, np.exp(-(((distance[:, None] - RADIAL_CENTRES) / RADIAL_WIDTH) ** 2)))
-    out[out < SUBNORMAL_CUT] = 0.0
-    return out.reshape(len(centres), n, -1).astype(np.float32)
+    return centre[keep], neighbour[keep], image[keep], distance[keep]
 
 
 def centring_classes(primitive_atoms: np.ndarray, label: str = "") -> np.ndarray:
@@ -184,21 +193,7 @@ class StructureFeaturizer:
     def encode(self, structure: Any, label: str = "") -> EncodedStructure:
         """The model input of one structure (anything :func:`as_cell` takes)."""
         cell = as_cell(structure, label=label)
-        return self.encode_frames(cell, self.frames(cell))
-
-    def frames(self, cell: Cell) -> CrystalFrames:
-        """The frames of a cell, with this featurizer's tolerance, invariance and anchors."""
-        return crystal_frames(cell, symprec=self.symprec, invariance=self.invariance, max_anchors=self.max_anchors)
-
-    def centring_classes(self, standard: Standardization) -> np.ndarray:
-        """(P, C) the standardized atoms the model keeps (column 0) and their centring copies
-        (:func:`centring_classes`); every atom alone for the identity-routing ablation."""
-        if self.routing == "group":
-            return centring_classes(standard.primitive_atoms, standard.cell.label)
-        return np.arange(standard.cell.n_atoms)[:, None]
-
-    def encode_frames(self, cell: Cell, framed: CrystalFrames) -> EncodedStructure:
-        """The model input of a cell whose frames are in hand."""
+        framed = self.frames(cell)
         standard = framed.standardization
         hall = standard.setting.hall_number
         # A centring translation maps the structure onto itself, so the atoms it relates have
@@ -229,6 +224,17 @@ class StructureFeaturizer:
             input_to_standardized=atom_of_standardized[standard.input_to_standardized],
             looser_group=standard.looser_group,
         )
+
+    def frames(self, cell: Cell) -> CrystalFrames:
+        """The frames of a cell, with this featurizer's tolerance, invariance and anchors."""
+        return crystal_frames(cell, symprec=self.symprec, invariance=self.invariance, max_anchors=self.max_anchors)
+
+    def centring_classes(self, standard: Standardization) -> np.ndarray:
+        """(P, C) the standardized atoms the model keeps (column 0) and their centring copies
+        (:func:`centring_classes`); every atom alone for the identity-routing ablation."""
+        if self.routing == "group":
+            return centring_classes(standard.primitive_atoms, standard.cell.label)
+        return np.arange(standard.cell.n_atoms)[:, None]
 
     def encode_many(
         self,

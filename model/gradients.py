@@ -31,7 +31,15 @@ import torch
 
 from basisdb import NEGLIGIBLE_WEIGHT, TRANSLATION_DENOMINATOR, Cell, CrystalFrames
 
-from .data import RADIAL_CENTRES, RADIAL_WIDTH, SUBNORMAL_CUT, Batch, StructureFeaturizer, lattice_features
+from .data import (
+    RADIAL_CENTRES,
+    RADIAL_WIDTH,
+    SUBNORMAL_CUT,
+    Batch,
+    StructureFeaturizer,
+    lattice_features,
+    radial_neighbours,
+)
 from .invariant_features import InvariantFeatures
 
 __all__ = ["DifferentiableInput", "differentiable_input"]
@@ -68,7 +76,6 @@ def differentiable_input(
         raise ValueError("gradients are computed for the CFT's group routing only")
     framed = featurizer.frames(cell)
     standard = framed.standardization
-    encoded = featurizer.encode_frames(cell, framed)
     cartesian = torch.tensor(cell.positions @ cell.lattice, dtype=torch.float64, requires_grad=True)
     fractional = cartesian @ torch.from_numpy(np.linalg.inv(cell.lattice))
     # Values exactly the numpy ones; derivatives those of the affine maps.
@@ -94,16 +101,16 @@ def differentiable_input(
         rows=rows,
         row_structure=torch.zeros(len(rows), dtype=torch.long),
         row_of=torch.arange(n_frames * n_atoms).reshape(n_frames, n_atoms),
-        numbers=torch.from_numpy(np.tile(encoded.numbers, (n_frames, 1))),
+        numbers=torch.from_numpy(np.tile(standard.cell.numbers[kept], (n_frames, 1))),
         mask=torch.ones(n_frames, n_atoms, dtype=torch.bool),
-        ita_numbers=torch.tensor([encoded.group]),
+        ita_numbers=torch.tensor([standard.setting.group]),
         lattice=torch.from_numpy(lattice_features(standard.cell.lattice))[None],
         radial=radial[None].float(),
         copies=torch.ones(1, classes.shape[1], dtype=torch.bool),
         owner=torch.zeros(n_frames, dtype=torch.long),
         weight=weights.float(),
     ).to(device)
-    return DifferentiableInput(batch, cartesian, encoded.group, encoded.hall_number)
+    return DifferentiableInput(batch, cartesian, standard.setting.group, hall)
 
 
 def _frames(framed: CrystalFrames, standardized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,23 +169,11 @@ def _pair_radial(lattice: np.ndarray, n_standard: int, standardized: torch.Tenso
     """(C, M, K) float64 :func:`basisdb.model.data.pair_radial` of the standardized atoms,
     from ``standardized`` (M, 3) fractional positions with autograd: the pairs and images
     within reach are found for the current positions, their distances recomputed in torch."""
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
-    cartesian = np.ascontiguousarray(standardized.detach().numpy() @ lattice, dtype=np.float64)
-    centre, neighbour, image, _ = find_points_in_spheres(
-        cartesian,
-        np.ascontiguousarray(cartesian[centres]),
-        float(RADIAL_CENTRES[-1] + RADIAL_WIDTH),
-        np.ones(3, dtype=np.int64),
-        np.ascontiguousarray(lattice, dtype=np.float64),
-    )
-    lattice_t = torch.from_numpy(np.asarray(lattice, dtype=np.float64))
+    centre, neighbour, image, _ = radial_neighbours(lattice, standardized.detach().numpy(), centres)
     separation = (
         standardized[neighbour] + torch.from_numpy(np.asarray(image, dtype=np.float64)) - standardized[centres[centre]]
     )
-    distance = torch.linalg.vector_norm(separation @ lattice_t, dim=-1)
-    keep = distance.detach() > 1e-8
-    centre, neighbour, distance = centre[keep.numpy()], neighbour[keep.numpy()], distance[keep]
+    distance = torch.linalg.vector_norm(separation @ torch.from_numpy(np.asarray(lattice, dtype=np.float64)), dim=-1)
     centres_t = torch.from_numpy(RADIAL_CENTRES)
     profile = torch.exp(-(((distance[:, None] - centres_t) / RADIAL_WIDTH) ** 2))
     index = torch.from_numpy(np.asarray(centre, dtype=np.int64) * n_standard + np.asarray(neighbour, dtype=np.int64))

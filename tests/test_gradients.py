@@ -16,6 +16,7 @@ from basisdb.redescriptions import (  # noqa: E402
     RELABELLINGS,
     SUPERCELLS,
     cell_change,
+    mirrored,
     permuted,
     random_crystal,
     random_unimodular,
@@ -124,6 +125,8 @@ def test_the_gradient_is_the_same_for_every_description_of_the_crystal(predictor
         }
         for how, (other, source) in same_cell.items():
             assert _close(predictor.gradient(other), gradient[source], scale), f"{name}, {how}"
+        mirror, source = mirrored(cell)  # r -> -r: in the e3 invariance the same crystal, turned inside out
+        assert _close(predictor.gradient(mirror), -gradient[source], scale), f"{name}, mirrored"
         turned, source = rotated(cell, rng)
         rotation = np.linalg.solve(cell.lattice, turned.lattice)  # r' = r Q^T
         assert _close(predictor.gradient(turned), gradient[source] @ rotation, scale), f"{name}, rotated"
